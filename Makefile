@@ -1,0 +1,34 @@
+# The two commands: `make demo` and `make test`. Each creates .venv if needed and
+# installs the pinned requirements once (a stamp file keeps later runs quiet).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.anycell-installed
+REPORT ?= reports/demo
+CELL ?= cell_configs/demo_cell.yaml
+JOB ?= examples/jobs/demo_widget.yaml
+
+.PHONY: demo test venv bench schemas clean
+
+demo: $(STAMP)
+	@$(VENV)/bin/anycell demo --cell $(CELL) --job $(JOB) --report $(REPORT)
+
+test: $(STAMP)
+	@$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+schemas: $(STAMP)
+	@$(VENV)/bin/anycell schema cell -o schemas/cell.schema.json
+	@$(VENV)/bin/anycell schema job -o schemas/job.schema.json
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py tools/bootstrap.sh
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash tools/bootstrap.sh
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info reports

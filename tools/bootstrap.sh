@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create the project venv and install the pinned requirements and anycell itself.
+# Called by the Makefile only when requirements.txt or setup.py changed, so a
+# second `make test` installs nothing and prints nothing.
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+need_apt() {
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "anycell: installing $* with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "anycell: please install: $* (for example: sudo apt-get install $*)" >&2
+    exit 1
+  fi
+}
+
+if ! command -v "$PYTHON" >/dev/null; then need_apt python3; fi
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
+  echo "anycell: Python 3.10 or newer is needed; $("$PYTHON" --version) found (set PYTHON=python3.11)" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "anycell: creating $VENV" >&2
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    ver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    need_apt "python${ver}-venv" || need_apt python3-venv
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+echo "anycell: installing pinned requirements into $VENV (once)" >&2
+pip_quiet() {  # pip's own warnings go to a log that is shown only when pip fails
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$VENV/pip.log" 2>&1 \
+    || { cat "$VENV/pip.log" >&2; echo "anycell: pip install $* failed (log above)" >&2; exit 1; }
+}
+pip_quiet --upgrade pip
+pip_quiet -r requirements.txt
+pip_quiet --no-deps -e .
