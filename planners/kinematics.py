@@ -1,0 +1,225 @@
+"""Forward and inverse kinematics of a cell robot, from its URDF (through a PyBullet DIRECT client).
+
+The tool centre point (TCP) is the flange link's frame composed with the tool's
+``tcp`` offset from the cell config. IK is damped least squares on the
+geometric Jacobian, clamped to the joint limits, from several seeds (the
+current configuration first, then home, then a fixed pseudo-random set, so the
+result is deterministic). A solution counts only within ``POS_TOL`` and
+``ANG_TOL``; among the solutions found the one closest to the current
+configuration wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from anycell.cell import CellConfig
+from anycell.errors import UnreachableError
+from anycell.geometry import Pose
+
+log = logging.getLogger(__name__)
+
+POS_TOL = 0.0005        # m: IK is asked for half the 1 mm it promises
+ANG_TOL = np.radians(0.25)
+
+
+def quat_to_matrix(q: Sequence[float]) -> np.ndarray:
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def matrix_to_quat(m: np.ndarray) -> Tuple[float, float, float, float]:
+    t = np.trace(m)
+    if t > 0:
+        s = np.sqrt(t + 1.0) * 2
+        return ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
+    i = int(np.argmax(np.diag(m)))
+    if i == 0:
+        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+        return (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
+    if i == 1:
+        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+        return ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
+    s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+    return ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
+
+
+def rotation_error(r_target: np.ndarray, r_now: np.ndarray) -> np.ndarray:
+    """The rotation vector (axis * angle, world frame) that takes ``r_now`` to ``r_target``."""
+    r = r_target @ r_now.T
+    cos = np.clip((np.trace(r) - 1) / 2, -1.0, 1.0)
+    angle = np.arccos(cos)
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    if angle < 1e-9:
+        return 0.5 * axis
+    if np.pi - angle < 1e-4:
+        # near pi: axis from the symmetric part
+        w, v = np.linalg.eigh((r + r.T) / 2)
+        return v[:, int(np.argmax(w))] * angle
+    return axis * (angle / (2 * np.sin(angle)))
+
+
+def pose_to_matrix(pose: Pose) -> np.ndarray:
+    t = np.eye(4)
+    t[:3, :3] = quat_to_matrix(pose.quaternion)
+    t[:3, 3] = pose.position
+    return t
+
+
+def matrix_to_pose(t: np.ndarray) -> Pose:
+    return Pose.from_pq(t[:3, 3].tolist(), matrix_to_quat(t[:3, :3]))
+
+
+class Kinematics:
+    """FK/IK of one robot of a cell. Pass ``client``/``body`` to share a PyBullet world, else it makes its own."""
+
+    def __init__(self, cell: CellConfig, robot_id: str, *, client: Optional[int] = None, body=None) -> None:  # noqa: ANN001
+        import pybullet as p
+
+        from sim.builder import home_configuration, load_robot
+
+        self.cell = cell
+        self.config = cell.robot(robot_id)
+        self._own = client is None
+        if client is None:
+            client = p.connect(p.DIRECT)
+            body = load_robot(client, self.config)
+        self.client = client
+        self.body = body
+        self.dof = len(body.arm_joints)
+        self.joint_names = list(body.joint_names)
+        self.lower = np.asarray(body.lower)
+        self.upper = np.asarray(body.upper)
+        self.home = np.asarray(home_configuration(body))
+        self._movable = [j for j in range(p.getNumJoints(body.body, physicsClientId=client))
+                         if p.getJointInfo(body.body, j, physicsClientId=client)[2] != p.JOINT_FIXED]
+        self._arm_pos = [self._movable.index(j) for j in body.arm_joints]
+        self.tcp = pose_to_matrix(self.config.tool.tcp)
+        st = p.getLinkState(body.body, body.flange_link, physicsClientId=client)
+        inertial = np.eye(4)
+        inertial[:3, :3] = quat_to_matrix(st[3])
+        inertial[:3, 3] = st[2]
+        self._tcp_in_com = np.linalg.inv(inertial) @ self.tcp   # calculateJacobian wants the COM frame
+        infos = [p.getJointInfo(body.body, j, physicsClientId=client) for j in body.arm_joints]
+        self._axes = [np.asarray(i[13], dtype=float) for i in infos]
+        self._prismatic = [i[2] == p.JOINT_PRISMATIC for i in infos]
+        rng = np.random.default_rng(7)
+        self._seeds = [self.lower + (self.upper - self.lower) * rng.random(self.dof) for _ in range(24)]
+
+    # ------------------------------------------------------------------ FK
+    def set(self, q: Sequence[float]) -> None:
+        import pybullet as p
+
+        for j, v in zip(self.body.arm_joints, q):
+            p.resetJointState(self.body.body, j, float(v), physicsClientId=self.client)
+
+    def _flange(self) -> np.ndarray:
+        import pybullet as p
+
+        st = p.getLinkState(self.body.body, self.body.flange_link, computeForwardKinematics=True,
+                            physicsClientId=self.client)
+        t = np.eye(4)
+        t[:3, :3] = quat_to_matrix(st[5])
+        t[:3, 3] = st[4]
+        return t
+
+    def fk_matrix(self, q: Sequence[float]) -> np.ndarray:
+        """The TCP as a 4x4 transform in the cell frame."""
+        self.set(q)
+        return self._flange() @ self.tcp
+
+    def fk(self, q: Sequence[float]) -> Pose:
+        """The TCP pose in the cell frame for joint positions ``q``."""
+        return matrix_to_pose(self.fk_matrix(q))
+
+    def jacobian(self, q: Sequence[float]) -> np.ndarray:
+        """The 6 x dof geometric Jacobian of the TCP (linear rows first), cell frame, from the joint axes."""
+        import pybullet as p
+
+        self.set(q)
+        links = list(self.body.arm_joints) + [self.body.flange_link]
+        states = p.getLinkStates(self.body.body, links, computeForwardKinematics=True, physicsClientId=self.client)
+        fl = states[-1]
+        flange = np.eye(4)
+        flange[:3, :3] = quat_to_matrix(fl[5])
+        flange[:3, 3] = fl[4]
+        tip = (flange @ self.tcp)[:3, 3]
+        jac = np.zeros((6, self.dof))
+        for i, st in enumerate(states[:-1]):
+            axis = quat_to_matrix(st[5]) @ self._axes[i]
+            origin = np.asarray(st[4])
+            if self._prismatic[i]:
+                jac[:3, i] = axis
+            else:
+                jac[:3, i] = np.cross(axis, tip - origin)
+                jac[3:, i] = axis
+        return jac
+
+    # ------------------------------------------------------------------ IK
+    def _solve(self, target: np.ndarray, seed: np.ndarray, iters: int = 120) -> Optional[np.ndarray]:
+        q = np.clip(seed.astype(float), self.lower, self.upper)
+        for _ in range(iters):
+            now = self.fk_matrix(q)
+            dp = target[:3, 3] - now[:3, 3]
+            dr = rotation_error(target[:3, :3], now[:3, :3])
+            if np.linalg.norm(dp) < POS_TOL and np.linalg.norm(dr) < ANG_TOL:
+                return q
+            err = np.concatenate([dp, dr])
+            jac = self.jacobian(q)
+            lam = 0.01 + 0.5 * min(1.0, float(np.linalg.norm(err)))
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + (lam ** 2) * np.eye(6), err)
+            step = np.max(np.abs(dq))
+            if step > 0.4:
+                dq *= 0.4 / step
+            q = np.clip(q + dq, self.lower, self.upper)
+        return None
+
+    def ik(self, target: Pose, q_current: Optional[Sequence[float]] = None, *,
+           accept: Optional[Callable[[np.ndarray], bool]] = None, max_solutions: int = 1,
+           name: Optional[str] = None) -> List[float]:
+        """Joint positions that put the TCP at ``target`` (cell frame), closest to ``q_current``.
+
+        ``accept`` filters solutions (the planner passes its collision check). Tries the current
+        configuration, home and fixed pseudo-random seeds; stops once ``max_solutions`` were found.
+        Raises :class:`UnreachableError` naming the target when none is found.
+        """
+        t = pose_to_matrix(target)
+        cur = np.asarray(q_current if q_current is not None else self.home, dtype=float)
+        found: List[np.ndarray] = []
+        rejected = 0
+        for seed in [cur, self.home] + self._seeds:
+            q = self._solve(t, seed)
+            if q is None:
+                continue
+            if accept is not None and not accept(q):
+                rejected += 1
+                continue
+            found.append(q)
+            if len(found) >= max_solutions:
+                break
+        if not found:
+            label = name or "target"
+            where = f"xyz={[round(v, 4) for v in target.xyz]} rpy={[round(v, 3) for v in target.rpy]}"
+            if rejected:
+                from anycell.errors import CollisionError
+
+                raise CollisionError(f"robot '{self.config.id}': every IK solution for {label} {where} collides",
+                                     hint="move the target away from obstacles or change the approach")
+            raise UnreachableError(f"robot '{self.config.id}' cannot reach {label} {where}",
+                                   hint="move the station closer to the robot or change the tool orientation")
+        best = min(found, key=lambda q: float(np.sum((q - cur) ** 2)))
+        return best.tolist()
+
+    def close(self) -> None:
+        import pybullet as p
+
+        if self._own and self.client >= 0:
+            p.disconnect(physicsClientId=self.client)
+            self.client = -1

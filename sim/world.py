@@ -1,0 +1,231 @@
+"""The simulated cell: a PyBullet world built from a CellConfig alone.
+
+Headless (``DIRECT``) by default, with an optional GUI. A fixed time step, and
+no pacing unless ``realtime=True``, so it runs as fast as the machine allows.
+The same inputs give the same result: nothing random, no wall clock in the
+physics. Snapshots render with the TinyRenderer, which works headless.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+import zlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from anycell.cell import CellConfig
+from anycell.errors import ConfigError, UnresolvedReference
+from anycell.geometry import Pose
+from anycell.job import JobSpec
+
+from .builder import CellBodies, RobotBody, build_cell, home_configuration
+
+log = logging.getLogger(__name__)
+
+#: Friction of parts and stations: enough to keep parts where they are put.
+PART_FRICTION = 0.9
+
+
+def write_png(path: str, rgb: Sequence[Sequence[Sequence[int]]] | bytes, width: int, height: int) -> None:
+    """Write an 8-bit RGB PNG with the standard library only (no imaging dependency)."""
+    raw = rgb if isinstance(rgb, (bytes, bytearray)) else bytes(v for row in rgb for px in row for v in px)
+    stride = width * 3
+    rows = b"".join(b"\x00" + raw[y * stride:(y + 1) * stride] for y in range(height))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
+    with open(path, "wb") as handle:
+        handle.write(png)
+
+
+class SimWorld:
+    """The PyBullet cell: static bodies, robots with their tools, and parts.
+
+    ``client`` is the PyBullet client id; drivers (``drivers.sim_robot``) work on it.
+    """
+
+    def __init__(self, cell: CellConfig, *, gui: bool = False, realtime: bool = False,
+                 time_step: float = 1.0 / 240.0) -> None:
+        import pybullet as p
+
+        self.cell = cell
+        self.gui = gui
+        self.realtime = realtime
+        self.time_step = float(time_step)
+        self.client = p.connect(p.GUI if gui else p.DIRECT)
+        p.resetSimulation(physicsClientId=self.client)
+        p.setPhysicsEngineParameter(fixedTimeStep=self.time_step, numSolverIterations=80,
+                                    deterministicOverlappingPairs=1, physicsClientId=self.client)
+        p.setGravity(0, 0, -9.81, physicsClientId=self.client)
+        self.bodies: CellBodies = build_cell(self.client, cell)
+        self.robots: Dict[str, RobotBody] = self.bodies.robots
+        self.parts: Dict[str, int] = {}
+        self.part_sizes: Dict[str, List[float]] = {}
+        self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
+        for rid, rb in self.robots.items():
+            self._names[rb.body] = rid
+            for j, q in zip(rb.arm_joints, home_configuration(rb)):
+                p.resetJointState(rb.body, j, q, physicsClientId=self.client)
+            for j, hi in zip(rb.finger_joints, rb.finger_max):
+                p.resetJointState(rb.body, j, hi, physicsClientId=self.client)
+        for b in self.bodies.static.values():
+            p.changeDynamics(b, -1, lateralFriction=PART_FRICTION, physicsClientId=self.client)
+        self._steps = 0
+        self._wall0 = time.monotonic()
+
+    # ------------------------------------------------------------------ time
+    @property
+    def sim_time(self) -> float:
+        """Simulated seconds since the world was built."""
+        return self._steps * self.time_step
+
+    def step(self, n: int = 1) -> None:
+        """Advance the physics by ``n`` fixed steps (paced to the wall clock when realtime)."""
+        import pybullet as p
+
+        for _ in range(int(n)):
+            p.stepSimulation(physicsClientId=self.client)
+            self._steps += 1
+            if self.realtime:
+                ahead = self.sim_time - (time.monotonic() - self._wall0)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    # ------------------------------------------------------------------ parts
+    def add_part(self, part_id: str, size: List[float], mass: float, pose: Pose,
+                 color: Optional[Sequence[float]] = None) -> int:
+        """Add a box part (its centre at ``pose``); returns the PyBullet body id."""
+        import pybullet as p
+
+        if part_id in self.parts:
+            raise ConfigError(f"part '{part_id}' is already in the simulated cell")
+        half = [float(s) / 2 for s in size]
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=list(color or [0.8, 0.8, 0.2, 1.0]),
+                                  physicsClientId=self.client)
+        body = p.createMultiBody(float(mass), col, vis, pose.position, pose.quaternion, physicsClientId=self.client)
+        p.changeDynamics(body, -1, lateralFriction=PART_FRICTION, spinningFriction=0.002, rollingFriction=0.0,
+                         physicsClientId=self.client)
+        self.parts[part_id] = body
+        self.part_sizes[part_id] = [float(s) for s in size]
+        self._names[body] = f"part:{part_id}"
+        return body
+
+    def remove_part(self, part_id: str) -> None:
+        import pybullet as p
+
+        body = self._part(part_id)
+        p.removeBody(body, physicsClientId=self.client)
+        del self.parts[part_id]
+        self.part_sizes.pop(part_id, None)
+        self._names.pop(body, None)
+
+    def _part(self, part_id: str) -> int:
+        if part_id not in self.parts:
+            raise UnresolvedReference(f"no part '{part_id}' in the simulated cell",
+                                      hint="known: " + (", ".join(sorted(self.parts)) or "none"))
+        return self.parts[part_id]
+
+    def part_pose(self, part_id: str) -> Pose:
+        """The part's centre pose in the cell frame, as the physics has it now."""
+        import pybullet as p
+
+        pos, orn = p.getBasePositionAndOrientation(self._part(part_id), physicsClientId=self.client)
+        return Pose.from_pq(pos, orn)
+
+    def part_at(self, body: int) -> Optional[str]:
+        """The part id of a body id, or None."""
+        for pid, b in self.parts.items():
+            if b == body:
+                return pid
+        return None
+
+    def populate_job(self, job: JobSpec, sites: Dict[Tuple[int, str], "object"], unit: int) -> Dict[str, str]:
+        """Put one unit's feeder parts into their feeder slots.
+
+        ``sites`` maps ``(unit, part_id)`` to a :class:`anycell.plan.Site` (the caller gets it from
+        ``planners.sites.allocate_feeder_slots``; the simulator does not plan). Returns part id ->
+        world part id (``u<unit>.<part_id>``).
+        """
+        out: Dict[str, str] = {}
+        for part in job.parts:
+            site = sites.get((unit, part.id))
+            if site is None:
+                continue
+            wid = f"u{unit}.{part.id}"
+            self.add_part(wid, part.geometry.size, part.mass, Pose(xyz=list(site.xyz), rpy=list(site.rpy)),  # type: ignore[attr-defined]
+                          part.color)
+            out[part.id] = wid
+        return out
+
+    def settle(self, seconds: float = 0.2) -> None:
+        """Let freshly added parts come to rest."""
+        self.step(max(1, int(round(seconds / self.time_step))))
+
+    # ------------------------------------------------------------------ names
+    def body_name(self, body: int, link: int = -1) -> str:
+        """A readable name of a body (and link) for error messages: ``panda/panda_link5``, ``feeder``."""
+        import pybullet as p
+
+        name = self._names.get(body, f"body{body}")
+        if link >= 0 and any(rb.body == body for rb in self.robots.values()):
+            name += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        return name
+
+    # ------------------------------------------------------------------ pictures
+    def camera_names(self) -> List[str]:
+        return [c.id for c in self.cell.cameras] or ["overview"]
+
+    def _camera(self, camera: Optional[str]) -> Tuple[List[float], List[float], float]:
+        if camera is None:
+            if self.cell.cameras:
+                c = self.cell.cameras[0]
+                return list(c.eye), list(c.target), float(c.fov)
+            camera = "overview"
+        for c in self.cell.cameras:
+            if c.id == camera:
+                return list(c.eye), list(c.target), float(c.fov)
+        ws = self.cell.safety.workspace
+        centre = [(ws.min[0] + ws.max[0]) / 2, (ws.min[1] + ws.max[1]) / 2, 0.1]
+        defaults = {"overview": ([centre[0] + 1.4, centre[1] - 1.0, 1.0], centre, 55.0),
+                    "top": ([centre[0], centre[1], 2.2], centre, 50.0),
+                    "front": ([centre[0] + 1.6, centre[1], 0.5], centre, 50.0)}
+        if camera not in defaults:
+            raise UnresolvedReference(f"no camera '{camera}' in cell '{self.cell.cell.id}'",
+                                      hint="known: " + ", ".join([c.id for c in self.cell.cameras] + list(defaults)))
+        return defaults[camera]
+
+    def snapshot(self, path: str, camera: Optional[str] = None, width: int = 480, height: int = 360) -> str:
+        """Render a PNG from a named viewpoint (the cell's cameras, or overview/top/front) headless."""
+        import numpy as np
+        import pybullet as p
+
+        eye, target, fov = self._camera(camera)
+        up = [0, 0, 1] if abs(eye[0] - target[0]) + abs(eye[1] - target[1]) > 1e-6 else [1, 0, 0]
+        view = p.computeViewMatrix(eye, target, up, physicsClientId=self.client)
+        proj = p.computeProjectionMatrixFOV(fov, width / height, 0.02, 10.0, physicsClientId=self.client)
+        img = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
+                               lightDirection=[0.6, -0.4, 1.0], shadow=1, physicsClientId=self.client)
+        rgba = np.reshape(np.asarray(img[2], dtype=np.uint8), (height, width, 4))
+        write_png(path, rgba[:, :, :3].tobytes(), width, height)
+        return path
+
+    def close(self) -> None:
+        import pybullet as p
+
+        if self.client is not None and self.client >= 0:
+            try:
+                p.disconnect(physicsClientId=self.client)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            self.client = -1
+
+    def __enter__(self) -> "SimWorld":
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.close()
