@@ -64,6 +64,10 @@ class Operation:
     after: List[str] = field(default_factory=list)     # operation ids that must finish first
     reasons: List[str] = field(default_factory=list)   # why it is ordered so, for people
     params: Dict[str, Any] = field(default_factory=dict)
+    # Resources this op takes and keeps until the named op ends (resource -> op id). A machine
+    # is held from its load (or its program start) until its unload, so nothing else can be
+    # loaded into it meanwhile; the ops in between use it inside that hold.
+    holds: Dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line for logs and progress bars."""
@@ -89,6 +93,8 @@ class Schedule:
     lower_bound: float
     solver: str                    # "cp-sat" or "list"
     optimal: bool = False
+    solve_time: float = 0.0        # wall-clock seconds spent scheduling
+    status: str = ""               # the solver's own status word (OPTIMAL, FEASIBLE, ...)
 
     @property
     def gap(self) -> float:

@@ -1,0 +1,175 @@
+"""Can this cell make this job? Checked before anything is scheduled.
+
+Each check raises :class:`anycell.errors.InfeasibleError` naming the
+operation, the part and the missing capability or the limit, so a person can
+act on it. The classes of infeasibility:
+
+* **capability**: no machine offers a part's process, no inspection station
+  for the job's checks, no output tray, no fixture (:func:`check_resources`);
+* **workspace**: a part pose outside ``cell.safety.workspace`` or inside a
+  keep-out box;
+* **reach**: the robot cannot reach a pose. With :mod:`planners.kinematics`
+  present, its inverse kinematics decides (top-down grasp); without it, the
+  documented fallback is a reach sphere: the flange point (part centre raised
+  by the tool's TCP length) must lie within the model's reach of its shoulder
+  (:data:`REACH`);
+* **accuracy**: a placement tolerance tighter than the robot's declared
+  ``accuracy``, or than the inspection station can measure (3 sigma);
+* **payload**: a part (or, for ``output``, the whole unit, carried by its
+  base) heavier than the tool's ``payload``;
+* **gripper**: a part wider than a parallel gripper's ``max_opening``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from typing import Dict, List, Optional, Tuple
+
+from anycell.cell import CellConfig, Robot
+from anycell.errors import InfeasibleError
+from anycell.job import JobSpec
+from anycell.plan import Operation, Plan, Site
+
+log = logging.getLogger(__name__)
+
+#: Fallback reach model per built-in robot: (shoulder height above the base, reach from the shoulder), m.
+#: From the makers' datasheets: Panda 855 mm, LBR iiwa 7 800 mm, xArm6 700 mm.
+REACH: Dict[str, Tuple[float, float]] = {
+    "franka_panda": (0.333, 0.855),
+    "kuka_iiwa": (0.340, 0.800),
+    "xarm6": (0.267, 0.700),
+}
+#: Used for URDF robots without a known figure.
+DEFAULT_REACH = (0.3, 0.8)
+
+ROBOT_KINDS = ("pick_place", "load", "unload", "output")
+
+
+def check_resources(cell: CellConfig, job: JobSpec) -> None:
+    """Every operation the job needs has a resource with the capability."""
+    for part in job.parts:
+        proc = part.source.process
+        if proc is not None and not cell.machines_with(proc):
+            raise InfeasibleError(
+                f"operation 'u1.run.{part.id}' (part '{part.id}') needs capability '{proc}', "
+                f"which no machine of cell '{cell.cell.id}' offers",
+                field=f"parts[{part.id}].source.process",
+                hint="offered: " + (", ".join(cell.capabilities) or "none"))
+    if not cell.stations_of("fixture"):
+        raise InfeasibleError(f"operation 'u1.place.*' needs an assembly fixture, which cell "
+                              f"'{cell.cell.id}' lacks", hint="add a station of kind 'fixture'")
+    if not cell.stations_of("output_tray"):
+        raise InfeasibleError(f"operation 'u1.output' needs an output tray, which cell '{cell.cell.id}' lacks",
+                              hint="add a station of kind 'output_tray'")
+    if job.quality and not cell.stations_of("inspection"):
+        raise InfeasibleError(f"operation 'u1.inspect' needs capability 'inspection' for checks "
+                              f"{', '.join(q.id for q in job.quality)}, which cell '{cell.cell.id}' lacks",
+                              field="quality", hint="add a station of kind 'inspection', or drop the checks")
+
+
+def flange_point(robot: Robot, site: Site) -> List[float]:
+    """Where the flange is when the fingertips (TCP) hold a part's centre from above."""
+    tcp = math.sqrt(sum(v * v for v in robot.tool.tcp.xyz))
+    return [site.xyz[0], site.xyz[1], site.xyz[2] + tcp]
+
+
+def _kinematics():  # noqa: ANN202
+    try:
+        return importlib.import_module("planners.kinematics")
+    except ImportError:
+        return None
+
+
+def reach_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
+    """None when ``robot`` can grasp a part at ``site`` from above, else why not."""
+    kin = _kinematics()
+    ik = getattr(kin, "reachable", None) if kin is not None else None
+    if callable(ik):
+        try:
+            ok = ik(cell, robot.id, site.xyz, [math.pi, 0.0, site.rpy[2]])
+            return None if ok else "inverse kinematics finds no top-down grasp there"
+        except Exception as exc:  # the kinematics module is optional here; fall back, but say so
+            log.warning("planners.kinematics.reachable failed (%s); using the reach sphere", exc)
+    shoulder_h, reach = REACH.get(robot.model or "", DEFAULT_REACH)
+    base = robot.base.xyz
+    shoulder = [base[0], base[1], base[2] + shoulder_h]
+    p = flange_point(robot, site)
+    dist = math.sqrt(sum((p[i] - shoulder[i]) ** 2 for i in range(3)))
+    if dist > reach:
+        return (f"flange point {[round(v, 3) for v in p]} is {dist:.3f} m from the shoulder, "
+                f"beyond the {reach:.3f} m reach of {robot.model or 'the robot'}")
+    return None
+
+
+def _pose_checks(cell: CellConfig, op: Operation, role: str, site: Site) -> None:
+    where = f"{role} {site.kind} '{site.ref}' at {[round(v, 4) for v in site.xyz]}"
+    if not cell.safety.workspace.contains(site.xyz):
+        raise InfeasibleError(f"operation '{op.id}' (part '{op.part}'): {where} is outside the cell "
+                              f"workspace {cell.safety.workspace.min}..{cell.safety.workspace.max}",
+                              field="safety.workspace", hint="move the station or enlarge the workspace")
+    for ko in cell.safety.keep_out:
+        if ko.box.contains(site.xyz):
+            raise InfeasibleError(f"operation '{op.id}' (part '{op.part}'): {where} is inside keep-out "
+                                  f"zone '{ko.id}'", field="safety.keep_out",
+                                  hint="move the station out of the zone")
+    robot = cell.robot(op.resource)
+    why = reach_check(cell, robot, site)
+    if why is not None:
+        raise InfeasibleError(f"operation '{op.id}' (part '{op.part}'): robot '{robot.id}' cannot reach "
+                              f"the {where}: {why}", hint="move the station closer to the robot")
+
+
+def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
+    """Workspace, reach, accuracy, payload and gripper limits of one robot operation."""
+    if op.kind not in ROBOT_KINDS:
+        return
+    robot = cell.robot(op.resource)
+    for role in ("source", "target"):
+        _pose_checks(cell, op, role, Site.from_dict(op.params[role]))
+    part = job.part(op.part) if op.part else None
+    if part is None:
+        return
+    if op.kind != "load":  # the finished part is placed into the assembly
+        tol = job.placement(part.id).tolerance
+        acc = robot.accuracy
+        if tol.position < acc.position:
+            raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): position tolerance "
+                                  f"{tol.position * 1000:g} mm is tighter than robot '{robot.id}' accuracy "
+                                  f"{acc.position * 1000:g} mm", field=f"placements[{part.id}].tolerance.position",
+                                  hint="loosen the tolerance or use a more accurate robot")
+        if tol.angle < acc.angle:
+            raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): angle tolerance {tol.angle:g} rad "
+                                  f"is tighter than robot '{robot.id}' accuracy {acc.angle:g} rad",
+                                  field=f"placements[{part.id}].tolerance.angle",
+                                  hint="loosen the tolerance or use a more accurate robot")
+        for st in cell.stations_of("inspection") if job.quality else []:
+            if tol.position < 3 * st.uncertainty.position:
+                raise InfeasibleError(
+                    f"operation '{op.id}' (part '{part.id}'): position tolerance {tol.position * 1000:g} mm "
+                    f"is tighter than inspection station '{st.id}' can verify "
+                    f"(3 x {st.uncertainty.position * 1000:g} mm)", field=f"placements[{part.id}].tolerance",
+                    hint="loosen the tolerance or use a finer inspection station")
+    mass = part.mass
+    what = f"part '{part.id}'"
+    if op.kind == "output":
+        mass = sum(p.mass for p in job.parts)
+        what = f"the unit ({len(job.parts)} parts, carried by its base '{part.id}')"
+    if mass > robot.tool.payload:
+        raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): {what} weighs {mass:g} kg, over the "
+                              f"{robot.tool.payload:g} kg payload of robot '{robot.id}' tool",
+                              field=f"robots[{robot.id}].tool.payload", hint="use a stronger tool or a lighter part")
+    if robot.tool.kind == "parallel_gripper":
+        width = min(part.geometry.size[0], part.geometry.size[1])
+        if width > robot.tool.max_opening:
+            raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): the part is {width * 1000:g} mm "
+                                  f"wide, over the {robot.tool.max_opening * 1000:g} mm max_opening of robot "
+                                  f"'{robot.id}' gripper", field=f"robots[{robot.id}].tool.max_opening",
+                                  hint="use a wider gripper or a suction tool")
+
+
+def check_plan(cell: CellConfig, job: JobSpec, plan: Plan) -> None:
+    """Every robot operation of ``plan`` is within the cell's limits (raises on the first that is not)."""
+    for op in plan.operations:
+        check_operation(cell, job, op)

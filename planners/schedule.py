@@ -1,0 +1,387 @@
+"""Scheduling: the plan's operations on a timeline over the cell's robots, machines and stations.
+
+The model (the same for both solvers):
+
+* **precedence**: an operation starts after every op in its ``after`` ends;
+* **exclusivity**: every resource in ``uses`` does one thing at a time (the
+  robot is shared; the fixture takes one placement at a time);
+* **holds**: ``op.holds[r] = y`` keeps resource ``r`` busy from ``op``'s start
+  to ``y``'s end (a machine from its load until its unload). The operations
+  between them that use ``r`` run inside that hold; they are found from the
+  precedence graph (descendants of ``op`` that are ancestors of ``y``);
+* machines run in parallel with the robot: a ``run_program`` uses only its machine.
+
+Solvers: a list scheduler (serial schedule generation with insertion, three
+priority rules, the best kept) is fast and always available; OR-Tools CP-SAT
+then minimises the makespan within the time limit, warm-started with the list
+schedule as a hint. The result reports the makespan, a lower bound (the
+solver's proven bound, or the best of the critical path and each resource's
+load), the gap, and the solver used.
+
+Times are integers of ``1/SCALE`` s inside the solvers. CP-SAT runs with one
+worker, a fixed seed and a deterministic-time limit at half the wall limit, so
+the same input gives the same schedule on the same OR-Tools version (unless
+the wall limit strikes first on a very slow machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+from anycell.cell import CellConfig
+from anycell.errors import PlanningError
+from anycell.plan import Plan, Schedule, ScheduledOp
+
+log = logging.getLogger(__name__)
+
+SCALE = 100  # solver ticks per second (10 ms resolution)
+INF = 1 << 60
+
+
+@dataclass
+class Model:
+    """The plan reduced to integers: durations, predecessors and, per resource, what occupies it."""
+
+    ids: List[str]
+    dur: List[int]
+    preds: List[List[int]]
+    succs: List[List[int]]
+    # per resource: plain ops (index) and holds (open index, close index)
+    plain: Dict[str, List[int]] = field(default_factory=dict)
+    spans: Dict[str, List[Tuple[int, int]]] = field(default_factory=dict)
+
+
+def build_model(plan: Plan) -> Model:
+    """Reduce ``plan`` to the scheduling model; raises PlanningError on unknown ids or a cycle."""
+    ids = [op.id for op in plan.operations]
+    index = {oid: i for i, oid in enumerate(ids)}
+    if len(index) != len(ids):
+        raise PlanningError("the plan has duplicate operation ids")
+    n = len(ids)
+    preds: List[List[int]] = [[] for _ in range(n)]
+    succs: List[List[int]] = [[] for _ in range(n)]
+    for i, op in enumerate(plan.operations):
+        for a in op.after:
+            if a not in index:
+                raise PlanningError(f"operation '{op.id}' comes after unknown operation '{a}'")
+            if index[a] not in preds[i]:
+                preds[i].append(index[a])
+                succs[index[a]].append(i)
+    topo = _topological(n, preds, succs, ids)
+    pos = {v: k for k, v in enumerate(topo)}
+    dur = [max(1, int(round(op.duration * SCALE))) for op in plan.operations]
+    m = Model(ids=ids, dur=dur, preds=preds, succs=succs)
+    covered: Set[Tuple[int, str]] = set()
+    for i, op in enumerate(plan.operations):
+        for r, closer in sorted(op.holds.items()):
+            if closer not in index:
+                raise PlanningError(f"operation '{op.id}' holds '{r}' until unknown operation '{closer}'")
+            j = index[closer]
+            if pos[j] < pos[i]:
+                raise PlanningError(f"operation '{op.id}' holds '{r}' until '{closer}', which comes before it")
+            m.spans.setdefault(r, []).append((i, j))
+            inside = _descendants(i, succs) & _ancestors(j, preds) | {i, j}
+            covered.update((k, r) for k in inside)
+    for i, op in enumerate(plan.operations):
+        for r in op.uses:
+            if (i, r) not in covered:
+                m.plain.setdefault(r, []).append(i)
+    return m
+
+
+def _topological(n: int, preds: List[List[int]], succs: List[List[int]], ids: List[str]) -> List[int]:
+    indeg = [len(p) for p in preds]
+    ready = [i for i in range(n) if indeg[i] == 0]
+    out: List[int] = []
+    while ready:
+        i = ready.pop()
+        out.append(i)
+        for j in succs[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    if len(out) != n:
+        stuck = sorted(ids[i] for i in range(n) if indeg[i] > 0)
+        raise PlanningError("the plan's precedences have a cycle among: " + ", ".join(stuck[:12]))
+    return out
+
+
+def _descendants(i: int, succs: List[List[int]]) -> Set[int]:
+    seen: Set[int] = set()
+    todo = list(succs[i])
+    while todo:
+        k = todo.pop()
+        if k not in seen:
+            seen.add(k)
+            todo.extend(succs[k])
+    return seen
+
+
+def _ancestors(i: int, preds: List[List[int]]) -> Set[int]:
+    return _descendants(i, preds)
+
+
+def _heads_tails(m: Model) -> Tuple[List[int], List[int]]:
+    """Earliest start (head) and the longest path after an op's end (tail), ignoring resources."""
+    n = len(m.ids)
+    order = _topological(n, m.preds, m.succs, m.ids)
+    head = [0] * n
+    for i in order:
+        for j in m.succs[i]:
+            head[j] = max(head[j], head[i] + m.dur[i])
+    tail = [0] * n
+    for i in reversed(order):
+        for j in m.succs[i]:
+            tail[i] = max(tail[i], m.dur[j] + tail[j])
+    return head, tail
+
+
+def lower_bound(m: Model) -> int:
+    """max(critical path, per resource: earliest head + total occupation + shortest tail)."""
+    head, tail = _heads_tails(m)
+    n = len(m.ids)
+    best = max((head[i] + m.dur[i] + tail[i] for i in range(n)), default=0)
+    for r in set(m.plain) | set(m.spans):
+        items: List[Tuple[int, int, int]] = []  # (head, length, tail)
+        for i in m.plain.get(r, []):
+            items.append((head[i], m.dur[i], tail[i]))
+        for i, j in m.spans.get(r, []):
+            length = _longest_path(m, i, j)  # the hold lasts at least its own chain
+            items.append((head[i], length, tail[j]))
+        if items:
+            best = max(best, min(h for h, _, _ in items) + sum(ln for _, ln, _ in items)
+                       + min(t for _, _, t in items))
+    return best
+
+
+def _longest_path(m: Model, i: int, j: int) -> int:
+    """The longest chain of durations from the start of ``i`` to the end of ``j`` (ticks)."""
+    best: Dict[int, int] = {i: m.dur[i]}  # op -> longest end offset from i's start
+    todo = [i]
+    order: List[int] = []
+    seen: Set[int] = set()
+    while todo:  # the ops reachable from i, then relaxed in topological order
+        k = todo.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        order.append(k)
+        todo.extend(m.succs[k])
+    indeg = {k: sum(1 for p in m.preds[k] if p in seen) for k in seen}
+    ready = [i]
+    while ready:
+        k = ready.pop()
+        for q in m.succs[k]:
+            best[q] = max(best.get(q, 0), best[k] + m.dur[q])
+            indeg[q] -= 1
+            if indeg[q] == 0:
+                ready.append(q)
+    return best.get(j, m.dur[i])
+
+
+# ------------------------------------------------------------------ list scheduler
+
+
+def list_schedule(m: Model, rule: str = "tail") -> List[int]:
+    """Serial schedule generation with insertion: starts (ticks) for every op.
+
+    ``rule`` orders the eligible ops: ``tail`` (longest path to the end),
+    ``head`` (earliest possible start, then tail) or ``succ`` (most successors).
+    """
+    n = len(m.ids)
+    head, tail = _heads_tails(m)
+    nsucc = [len(_descendants(i, m.succs)) for i in range(n)] if rule == "succ" else [0] * n
+    plain_of: Dict[int, List[str]] = {}
+    for r, lst in m.plain.items():
+        for i in lst:
+            plain_of.setdefault(i, []).append(r)
+    opens: Dict[int, List[str]] = {}
+    closes: Dict[int, List[Tuple[str, int]]] = {}
+    for r, lst in m.spans.items():
+        for i, j in lst:
+            opens.setdefault(i, []).append(r)
+            closes.setdefault(j, []).append((r, i))
+    busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
+    held: Dict[str, int] = {}  # resource -> op index that opened a hold not yet closed
+    start = [-1] * n
+    done = 0
+    npred = [len(p) for p in m.preds]
+    eligible = {i for i in range(n) if npred[i] == 0}
+
+    def key(i: int) -> Tuple:
+        est = max((start[p] + m.dur[p] for p in m.preds[i]), default=0)
+        if rule == "head":
+            return (est, -tail[i], m.ids[i])
+        if rule == "succ":
+            return (-nsucc[i], -tail[i], m.ids[i])
+        return (-(m.dur[i] + tail[i]), est, m.ids[i])
+
+    while done < n:
+        cands = [i for i in eligible if not any(r in held for r in opens.get(i, []))
+                 and not any(r in held for r in plain_of.get(i, []))]
+        if not cands:
+            raise PlanningError("the list scheduler is stuck: every remaining operation waits for a held "
+                                "resource (" + ", ".join(sorted(m.ids[i] for i in eligible)[:8]) + ")")
+        i = min(cands, key=key)
+        est = max((start[p] + m.dur[p] for p in m.preds[i]), default=0)
+        t = _earliest(est, m.dur[i], [busy[r] for r in plain_of.get(i, [])],
+                      [busy[r] for r in opens.get(i, [])])
+        start[i] = t
+        for r in plain_of.get(i, []):
+            _insert(busy[r], (t, t + m.dur[i]))
+        for r in opens.get(i, []):
+            held[r] = i
+            _insert(busy[r], (t, INF))
+        for r, opener in closes.get(i, []):
+            lst = busy[r]
+            k = lst.index((start[opener], INF))
+            lst[k] = (start[opener], t + m.dur[i])
+            held.pop(r, None)
+        eligible.discard(i)
+        done += 1
+        for j in m.succs[i]:
+            npred[j] -= 1
+            if npred[j] == 0:
+                eligible.add(j)
+    return start
+
+
+def _insert(lst: List[Tuple[int, int]], iv: Tuple[int, int]) -> None:
+    lst.append(iv)
+    lst.sort()
+
+
+def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List[List[Tuple[int, int]]]) -> int:
+    """The earliest t >= est with [t, t+d) free on every plain resource and [t, inf) free on opened ones."""
+    t = est
+    for lst in opened:
+        for s, e in lst:
+            t = max(t, e)
+    changed = True
+    while changed:
+        changed = False
+        for lst in plain:
+            for s, e in lst:
+                if s < t + d and t < e:
+                    t = e
+                    changed = True
+    return t
+
+
+# ------------------------------------------------------------------ CP-SAT
+
+
+def _cpsat(m: Model, hint: List[int], horizon: int, time_limit: float) -> Optional[Tuple[List[int], int, str, bool]]:
+    try:
+        from ortools.sat.python import cp_model
+    except ImportError:  # pragma: no cover - ortools is pinned in requirements.txt
+        log.warning("OR-Tools is not installed; using the list schedule")
+        return None
+    n = len(m.ids)
+    model = cp_model.CpModel()
+    starts = [model.NewIntVar(0, horizon, f"s{i}") for i in range(n)]
+    ends = [model.NewIntVar(0, horizon, f"e{i}") for i in range(n)]
+    ivs = [model.NewIntervalVar(starts[i], m.dur[i], ends[i], f"iv{i}") for i in range(n)]
+    for i in range(n):
+        for p in m.preds[i]:
+            model.Add(starts[i] >= ends[p])
+    for r in sorted(set(m.plain) | set(m.spans)):
+        group = [ivs[i] for i in m.plain.get(r, [])]
+        for k, (i, j) in enumerate(m.spans.get(r, [])):
+            size = model.NewIntVar(0, horizon, f"h_{r}_{k}")
+            group.append(model.NewIntervalVar(starts[i], size, ends[j], f"hold_{r}_{k}"))
+        if len(group) > 1:
+            model.AddNoOverlap(group)
+    mk = model.NewIntVar(0, horizon, "makespan")
+    model.AddMaxEquality(mk, ends)
+    model.Minimize(mk)
+    for i in range(n):
+        model.AddHint(starts[i], hint[i])
+        model.AddHint(ends[i], hint[i] + m.dur[i])
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_time_in_seconds = max(0.05, float(time_limit))
+    solver.parameters.max_deterministic_time = max(0.02, float(time_limit) / 2.0)
+    status = solver.Solve(model)
+    name = solver.StatusName(status)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        log.info("CP-SAT found no schedule (%s); using the list schedule", name)
+        return None
+    return ([solver.Value(s) for s in starts], int(solver.BestObjectiveBound()), name, status == cp_model.OPTIMAL)
+
+
+def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: float = 10.0,
+                  solver: str = "auto") -> Schedule:
+    """Schedule ``plan`` (also stored in ``plan.schedule``) and return the schedule.
+
+    ``solver`` is ``auto`` (CP-SAT warm-started by the list schedule, falling
+    back to the list schedule), ``cp-sat`` or ``list``. ``cell`` is accepted
+    for future use (resource calendars); the plan already names every resource.
+    """
+    if solver not in ("auto", "cp-sat", "list"):
+        raise PlanningError(f"unknown solver '{solver}'", hint="auto, cp-sat or list")
+    t0 = time.perf_counter()
+    m = build_model(plan)
+    lb = lower_bound(m)
+    best: Optional[List[int]] = None
+    best_mk = INF
+    for rule in ("tail", "head", "succ"):
+        try:
+            st = list_schedule(m, rule)
+        except PlanningError:
+            if rule == "succ" and best is None:
+                raise
+            continue
+        mk = max((st[i] + m.dur[i] for i in range(len(st))), default=0)
+        if mk < best_mk:
+            best, best_mk = st, mk
+    assert best is not None
+    starts, used, status, optimal = best, "list", "FEASIBLE", best_mk <= lb
+    if solver != "list" and best_mk > lb and m.ids:
+        res = _cpsat(m, best, best_mk, time_limit)
+        if res is not None:
+            st, bound, status, optimal = res
+            mk = max(st[i] + m.dur[i] for i in range(len(st)))
+            lb = max(lb, bound)
+            used = "cp-sat"
+            if mk <= best_mk:
+                starts, best_mk = st, mk
+        elif solver == "cp-sat":
+            raise PlanningError("CP-SAT found no schedule within the time limit",
+                                hint="raise --time-limit or use the list scheduler")
+    elif best_mk <= lb:
+        status = "OPTIMAL"
+    entries = [ScheduledOp(op=m.ids[i], start=starts[i] / SCALE, end=(starts[i] + m.dur[i]) / SCALE)
+               for i in range(len(m.ids))]
+    entries.sort(key=lambda e: (e.start, e.op))
+    sched = Schedule(entries=entries, makespan=best_mk / SCALE if m.ids else 0.0, lower_bound=lb / SCALE,
+                     solver=used, optimal=optimal or best_mk <= lb, solve_time=time.perf_counter() - t0,
+                     status=status)
+    plan.schedule = sched
+    return sched
+
+
+def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
+    """Per resource, the (start, end, what) intervals it is busy in the plan's schedule, holds included.
+
+    ``what`` is an op id, or ``hold:<open>..<close>`` for a hold. Used by the
+    quote, the text timeline and the Gantt chart, so all three agree.
+    """
+    if plan.schedule is None:
+        raise PlanningError("the plan is not scheduled yet")
+    m = build_model(plan)
+    when = {e.op: (e.start, e.end) for e in plan.schedule.entries}
+    out: Dict[str, List[Tuple[float, float, str]]] = {}
+    for r, lst in m.plain.items():
+        for i in lst:
+            out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[i]][1], m.ids[i]))
+    for r, lst in m.spans.items():
+        for i, j in lst:
+            out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[j]][1], f"hold:{m.ids[i]}..{m.ids[j]}"))
+    for r in out:
+        out[r].sort()
+    return out
