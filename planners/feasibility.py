@@ -22,7 +22,6 @@ act on it. The classes of infeasibility:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from typing import Dict, List, Optional, Tuple
@@ -75,23 +74,48 @@ def flange_point(robot: Robot, site: Site) -> List[float]:
     return [site.xyz[0], site.xyz[1], site.xyz[2] + tcp]
 
 
-def _kinematics():  # noqa: ANN202
+_IK_CACHE: Dict[Tuple[int, str, Tuple[float, ...]], Optional[str]] = {}
+_SOLVERS: Dict[Tuple[int, str], object] = {}
+
+
+def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
+    """IK verdict for a top-down grasp at ``site`` (None: reachable), or raise ImportError if absent.
+
+    Results are cached per cell object, robot and pose, because the planner
+    asks about the same feeder slots and fixture poses many times.
+    """
+    from planners.kinematics import Kinematics  # lazily: it needs pybullet
+
+    from anycell.errors import PlanningError
+    from anycell.geometry import Pose
+
+    target = (round(site.xyz[0], 5), round(site.xyz[1], 5), round(site.xyz[2], 5), round(site.rpy[2], 4))
+    key = (id(cell), robot.id, target)
+    if key in _IK_CACHE:
+        return _IK_CACHE[key]
+    solver = _SOLVERS.get((id(cell), robot.id))
+    if solver is None:
+        solver = Kinematics(cell, robot.id)
+        _SOLVERS[(id(cell), robot.id)] = solver
     try:
-        return importlib.import_module("planners.kinematics")
-    except ImportError:
-        return None
+        solver.ik(Pose(xyz=list(target[:3]), rpy=[math.pi, 0.0, target[3]]))  # type: ignore[attr-defined]
+        verdict = None
+    except PlanningError as exc:
+        verdict = f"inverse kinematics finds no top-down grasp there ({exc.message})"
+    _IK_CACHE[key] = verdict
+    return verdict
 
 
 def reach_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
-    """None when ``robot`` can grasp a part at ``site`` from above, else why not."""
-    kin = _kinematics()
-    ik = getattr(kin, "reachable", None) if kin is not None else None
-    if callable(ik):
-        try:
-            ok = ik(cell, robot.id, site.xyz, [math.pi, 0.0, site.rpy[2]])
-            return None if ok else "inverse kinematics finds no top-down grasp there"
-        except Exception as exc:  # the kinematics module is optional here; fall back, but say so
-            log.warning("planners.kinematics.reachable failed (%s); using the reach sphere", exc)
+    """None when ``robot`` can grasp a part at ``site`` from above, else why not.
+
+    Uses :mod:`planners.kinematics` (IK, top-down grasp) when it can be
+    imported; else the reach sphere of :data:`REACH`.
+    """
+    try:
+        return _ik_check(cell, robot, site)
+    except ImportError as exc:
+        log.debug("no kinematics (%s): using the reach sphere", exc)
     shoulder_h, reach = REACH.get(robot.model or "", DEFAULT_REACH)
     base = robot.base.xyz
     shoulder = [base[0], base[1], base[2] + shoulder_h]
