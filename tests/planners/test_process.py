@@ -1,0 +1,248 @@
+"""Task planning: inferred assembly order, explicit dependencies, cycles, tending, quantity, feasibility."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+from anycell.cell import cell_from_document, load_cell
+from anycell.documents import from_data
+from anycell.errors import InfeasibleError, PlanningError
+from anycell.job import job_from_document, load_job
+from anycell.plan import Plan, Site
+from planners import sites
+from planners.process import plan_job
+
+from tests.paths import DEMO_CELL, DEMO_JOB, ROOT, STACK_JOB
+
+
+def _job(parts: List[Dict[str, Any]], placements: List[Dict[str, Any]], **extra: Any):
+    doc = {"spec_version": 1, "id": "t", "product": "p", "parts": parts,
+           "assembly": {"placements": placements}, **extra}
+    return job_from_document(from_data(doc), base_dir=ROOT)
+
+
+def _box(pid: str, size: List[float], feeder: str, mass: float = 0.01) -> Dict[str, Any]:
+    return {"id": pid, "geometry": {"box": size}, "mass": mass, "source": {"feeder": feeder}}
+
+
+def _at(pid: str, xyz: List[float], **extra: Any) -> Dict[str, Any]:
+    return {"part": pid, "pose": {"xyz": xyz}, **extra}
+
+
+def _cell_with(**changes: Any):
+    """The demo cell's YAML, edited as a dict, loaded as a real CellConfig."""
+    data = yaml.safe_load(open(DEMO_CELL))
+    for key, fn in changes.items():
+        fn(data)
+    return cell_from_document(from_data(data, file="edited_demo_cell.yaml"))
+
+
+def _placed_order(plan: Plan, unit: int = 1) -> List[str]:
+    return [op.part for op in plan.operations if op.unit == unit and op.kind in ("pick_place", "unload")]
+
+
+def test_stacked_assembly_order_is_inferred_from_geometry() -> None:
+    cell = load_cell(DEMO_CELL)
+    # The spec lists them top first; geometry must put them bottom first.
+    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), _box("block", [0.04, 0.04, 0.02], "block"),
+                _box("base", [0.06, 0.06, 0.012], "base_plate")],
+               [_at("peg", [0, 0, 0.047]), _at("block", [0, 0, 0.022]), _at("base", [0, 0, 0.006])])
+    plan = plan_job(cell, job)
+    assert _placed_order(plan) == ["base", "block", "peg"]
+    block = plan.op("u1.place.block")
+    assert block.after == ["u1.place.base"]
+    assert "block after base: block rests on base" in block.reasons
+    peg = plan.op("u1.place.peg")
+    assert peg.after == ["u1.place.block"]  # peg-after-base is implied, so not repeated
+    assert "peg after block: peg rests on block" in peg.reasons
+
+
+def test_nested_part_goes_in_after_its_container() -> None:
+    cell = load_cell(DEMO_CELL)
+    # A peg standing in a pocket of the block: their boxes interpenetrate.
+    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), _box("block", [0.04, 0.04, 0.02], "block")],
+               [_at("peg", [0.0, 0.0, 0.02]), _at("block", [0.0, 0.0, 0.01])])
+    plan = plan_job(cell, job)
+    assert _placed_order(plan) == ["block", "peg"]
+    assert "peg after block: peg sits inside block" in plan.op("u1.place.peg").reasons
+
+
+def test_part_under_an_overhang_goes_first() -> None:
+    cell = load_cell(DEMO_CELL)
+    # A lintel (block) held 2 cm above the fixture would be in the way of the peg placed under it.
+    job = _job([_box("block", [0.04, 0.04, 0.01], "block"), _box("peg", [0.012, 0.012, 0.01], "peg")],
+               [_at("block", [0.0, 0.0, 0.035]), _at("peg", [0.0, 0.0, 0.005])])
+    plan = plan_job(cell, job)
+    assert _placed_order(plan) == ["peg", "block"]
+    assert any("would collide with block on the way in" in r for r in plan.op("u1.place.block").reasons)
+
+
+def test_explicit_after_is_honoured_with_its_reason() -> None:
+    cell = load_cell(DEMO_CELL)
+    # Side by side on the fixture: geometry says nothing, the spec asks peg before block.
+    job = _job([_box("block", [0.02, 0.02, 0.02], "block"), _box("peg", [0.012, 0.012, 0.03], "peg")],
+               [_at("block", [-0.02, 0.0, 0.01], after=["peg"]), _at("peg", [0.03, 0.0, 0.015])])
+    plan = plan_job(cell, job)
+    assert _placed_order(plan) == ["peg", "block"]
+    op = plan.op("u1.place.block")
+    assert op.after == ["u1.place.peg"] and "explicit after: peg" in op.reasons
+
+
+def test_cycle_is_reported_with_its_members() -> None:
+    cell = load_cell(DEMO_CELL)
+    # block rests on base, but the spec says base after block: a cycle.
+    job = _job([_box("base", [0.06, 0.06, 0.012], "base_plate"), _box("block", [0.04, 0.04, 0.02], "block")],
+               [_at("base", [0, 0, 0.006], after=["block"]), _at("block", [0, 0, 0.022])])
+    with pytest.raises(PlanningError) as err:
+        plan_job(cell, job)
+    msg = str(err.value)
+    assert "cycle among parts base, block" in msg
+    assert "block rests on base" in msg and "explicit after: block" in msg
+
+
+def test_tending_expansion_with_and_without_stock() -> None:
+    cell = load_cell(DEMO_CELL)
+    job = load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    # Milled block: stock fetched from the feeder, loaded, run, unloaded straight onto the fixture.
+    load, run, unload = plan.op("u1.load.block"), plan.op("u1.run.block"), plan.op("u1.unload.block")
+    assert (load.kind, load.resource, load.uses) == ("load", "panda", ["panda", "mill"])
+    assert load.holds == {"mill": "u1.unload.block"}
+    assert Site.from_dict(load.params["source"]).kind == "feeder"
+    assert Site.from_dict(load.params["target"]).ref == "mill"
+    assert run.after == ["u1.load.block"] and "tending: load before run" in run.reasons
+    assert run.params["program"] == {"name": "POCKET_01"}
+    assert run.params["parameters"] == {"depth": 0.002, "feed": 0.01, "spindle_rpm": 12000}
+    assert run.duration == 30.0 and run.uses == ["mill"]
+    assert "u1.run.block" in unload.after and "tending: run before unload" in unload.reasons
+    assert Site.from_dict(unload.params["target"]) == sites.fixture_site(cell, job, "block")
+    # Printed cap: no stock, so the program starts the hold and there is no load.
+    with pytest.raises(KeyError):
+        plan.op("u1.load.cap")
+    cap_run = plan.op("u1.run.cap")
+    assert cap_run.holds == {"printer": "u1.unload.cap"} and cap_run.after == []
+    assert list(cap_run.params["program"]) == ["file"] and cap_run.params["program"]["file"].endswith("cap.gcode")
+    # Inspection after every placement, then output by the base part to the tray.
+    ins = plan.op("u1.inspect")
+    assert set(ins.after) == {"u1.unload.cap", "u1.place.peg"} and ins.params["checks"] == ["placement", "presence"]
+    out = plan.op("u1.output")
+    assert out.part == "base" and out.after == ["u1.inspect"]
+    assert Site.from_dict(out.params["target"]) == sites.tray_site(cell.station("out_tray"), job, 0)
+
+
+def test_quantity_gives_that_many_units_in_sequence_on_the_fixture() -> None:
+    cell = load_cell(DEMO_CELL)
+    data = yaml.safe_load(open(STACK_JOB))
+    data["quantity"] = 3
+    job = job_from_document(from_data(data), base_dir=ROOT)
+    plan = plan_job(cell, job)
+    assert sorted({op.unit for op in plan.operations}) == [1, 2, 3]
+    for u in (1, 2, 3):
+        assert [op.id for op in plan.operations if op.unit == u] == [
+            f"u{u}.place.base", f"u{u}.place.block", f"u{u}.place.peg", f"u{u}.inspect", f"u{u}.output"]
+    assert plan.op("u2.place.base").after == ["u1.output"]
+    assert plan.op("u3.place.base").after == ["u2.output"]
+    targets = [Site.from_dict(plan.op(f"u{u}.output").params["target"]).index for u in (1, 2, 3)]
+    assert targets == [0, 1, 2]
+
+
+def test_second_printer_takes_the_second_unit() -> None:
+    cell = _cell_with(m=lambda d: d["machines"].append({**copy.deepcopy(d["machines"][0]), "id": "printer2",
+                                                        "pose": {"xyz": [0.35, -0.5, 0.0]},
+                                                        "tending": {"load": {"xyz": [0.35, -0.5, 0.1]}},
+                                                        "driver": {"kind": "sim", "protocol": "marlin"}}))
+    plan = plan_job(cell, load_job(DEMO_JOB))
+    assert plan.op("u1.run.cap").resource == "printer" and plan.op("u2.run.cap").resource == "printer2"
+
+
+# ------------------------------------------------------------------ infeasibility, one test per class
+
+
+def test_missing_capability_names_operation_part_and_capability() -> None:
+    cell = _cell_with(m=lambda d: d["machines"].pop(0))  # no printer
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.run.cap' \(part 'cap'\) needs capability 'print'"):
+        plan_job(cell, load_job(DEMO_JOB))
+
+
+def test_missing_inspection_station_for_checks() -> None:
+    cell = _cell_with(s=lambda d: d.__setitem__("stations", [s for s in d["stations"] if s["kind"] != "inspection"]))
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.inspect' needs capability 'inspection'"):
+        plan_job(cell, load_job(DEMO_JOB))
+
+
+def test_pose_outside_workspace() -> None:
+    def shrink(d: Dict[str, Any]) -> None:
+        d["safety"]["workspace"]["max"][1] = 0.3  # the mill at y=0.5 falls outside
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.load.block' \(part 'block'\): target machine 'mill'"
+                                              r" .* is outside the cell workspace"):
+        plan_job(_cell_with(w=shrink), load_job(DEMO_JOB))
+
+
+def test_pose_in_keep_out_zone() -> None:
+    def fence(d: Dict[str, Any]) -> None:
+        d["safety"]["keep_out"].append({"id": "printer_guard", "min": [0.0, -0.7, 0.0], "max": [0.3, -0.3, 0.5]})
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.unload.cap' \(part 'cap'\): source machine "
+                                              r"'printer' .* inside keep-out zone 'printer_guard'"):
+        plan_job(_cell_with(k=fence), load_job(DEMO_JOB))
+
+
+def test_unreachable_pose() -> None:
+    def far(d: Dict[str, Any]) -> None:  # the output tray 1.2 m from the robot, still inside the workspace
+        d["safety"]["workspace"]["max"][0] = 1.6
+        for s in d["stations"]:
+            if s["id"] == "out_tray":
+                s["pose"]["xyz"] = [1.2, 0.3, 0.01]
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.output' \(part 'base'\): robot 'panda' cannot reach "
+                                              r"the target output_tray 'out_tray'"):
+        plan_job(_cell_with(f=far), load_job(STACK_JOB))
+
+
+def test_tolerance_tighter_than_robot_accuracy() -> None:
+    data = yaml.safe_load(open(STACK_JOB))
+    data["assembly"]["placements"][1]["tolerance"]["position"] = 0.0002  # 0.2 mm < panda 0.5 mm
+    job = job_from_document(from_data(data), base_dir=ROOT)
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.place.block' \(part 'block'\): position tolerance "
+                                              r"0.2 mm is tighter than robot 'panda' accuracy 0.5 mm"):
+        plan_job(load_cell(DEMO_CELL), job)
+
+
+def test_tolerance_tighter_than_inspection_can_measure() -> None:
+    def coarse(d: Dict[str, Any]) -> None:
+        for s in d["stations"]:
+            if s["kind"] == "inspection":
+                s["uncertainty"]["position"] = 0.002  # 3 sigma = 6 mm > the base's 3 mm
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.place.base' \(part 'base'\): position tolerance 3 mm "
+                                              r"is tighter than inspection station 'inspection' can verify \(3 x 2 mm\)"):
+        plan_job(_cell_with(c=coarse), load_job(DEMO_JOB))
+
+
+def test_part_heavier_than_payload() -> None:
+    data = yaml.safe_load(open(STACK_JOB))
+    data["parts"][1]["mass"] = 4.0  # the panda's gripper holds 3 kg
+    job = job_from_document(from_data(data), base_dir=ROOT)
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.place.block' \(part 'block'\): part 'block' weighs "
+                                              r"4 kg, over the 3 kg payload"):
+        plan_job(load_cell(DEMO_CELL), job)
+
+
+def test_unit_heavier_than_payload_when_output() -> None:
+    data = yaml.safe_load(open(STACK_JOB))
+    for p in data["parts"]:
+        p["mass"] = 1.2  # each part is fine, the 3.6 kg unit is not
+    job = job_from_document(from_data(data), base_dir=ROOT)
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.output' \(part 'base'\): the unit \(3 parts, carried "
+                                              r"by its base 'base'\) weighs 3.6 kg"):
+        plan_job(load_cell(DEMO_CELL), job)
+
+
+def test_part_wider_than_gripper() -> None:
+    data = yaml.safe_load(open(STACK_JOB))
+    data["parts"][0]["geometry"]["box"] = [0.10, 0.10, 0.012]  # 100 mm > 80 mm opening
+    job = job_from_document(from_data(data), base_dir=ROOT)
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.place.base' \(part 'base'\): the part is 100 mm wide, "
+                                              r"over the 80 mm max_opening"):
+        plan_job(load_cell(DEMO_CELL), job)
