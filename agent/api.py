@@ -1,0 +1,136 @@
+"""The cell's JSON API, without ROS: request parsing and validation, and the response shapes.
+
+A request is one JSON object (carried in a ``std_msgs/String`` on
+``api/request``)::
+
+    {"request_id": "c1-0001", "op": "submit", "job": {...the job document...}}
+    {"request_id": "c1-0002", "op": "get", "job_id": "demo_widget"}
+    {"request_id": "c1-0003", "op": "cancel", "job_id": "demo_widget"}
+    {"request_id": "c1-0004", "op": "resume", "job_id": "demo_widget", "retry": false}
+    {"request_id": "c1-0005", "op": "quote", "job": {...}}
+    {"request_id": "c1-0006", "op": "list"}
+    {"request_id": "c1-0007", "op": "status"}
+
+Every response carries the same ``request_id`` and ``op``, ``ok`` (true or
+false) and, when false, ``error``: the error's class name, message, field path
+and hint (:meth:`anycell.errors.AnycellError.to_dict`). A request that is not
+even JSON gets ``request_id: null`` and the parse error, so a client can still
+see why. The agent never crashes on a request.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from anycell.errors import AnycellError, ConfigError
+
+#: op -> (required fields, optional fields)
+OPS: Dict[str, tuple] = {
+    "submit": (("job",), ("job_id",)),
+    "quote": (("job",), ()),
+    "cancel": (("job_id",), ()),
+    "resume": (("job_id",), ("retry",)),
+    "get": (("job_id",), ()),
+    "list": ((), ("all",)),
+    "status": ((), ()),
+}
+
+MAX_REQUEST_BYTES = 1_000_000
+
+
+@dataclass
+class Request:
+    """A validated request."""
+
+    request_id: str
+    op: str
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+def parse_request(raw: Any) -> Request:
+    """Parse and validate a request (JSON text or an already-decoded dict); raises ConfigError."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = raw.decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise ConfigError(f"request is {len(raw)} bytes, more than {MAX_REQUEST_BYTES}",
+                              hint="inline only the programs the job needs")
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"request is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                              hint='send one JSON object like {"request_id": "r1", "op": "list"}') from None
+    else:
+        data = raw
+    if not isinstance(data, dict):
+        raise ConfigError("request must be a JSON object", hint='{"request_id": "r1", "op": "list"}')
+    rid = data.get("request_id")
+    if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
+        raise ConfigError("request_id is missing or not a non-empty string (at most 200 characters)",
+                          field="request_id", hint="give every request a unique id, e.g. a UUID")
+    op = data.get("op")
+    if op not in OPS:
+        raise ConfigError(f"unknown op {op!r}", field="op", hint="one of: " + ", ".join(OPS))
+    required, optional = OPS[op]
+    for name in required:
+        if name not in data:
+            raise ConfigError(f"'{op}' needs '{name}'", field=name)
+    for name in data:
+        if name not in ("request_id", "op") + tuple(required) + tuple(optional):
+            raise ConfigError(f"unknown field '{name}' for '{op}'", field=name,
+                              hint="fields: " + ", ".join(("request_id", "op") + tuple(required) + tuple(optional)))
+    if "job" in data and not isinstance(data["job"], dict):
+        raise ConfigError("'job' must be the job document as a JSON object", field="job")
+    if "job_id" in data and not isinstance(data["job_id"], str):
+        raise ConfigError("'job_id' must be a string", field="job_id")
+    args = {k: v for k, v in data.items() if k not in ("request_id", "op")}
+    return Request(request_id=rid, op=op, args=args)
+
+
+def request_id_of(raw: Any) -> Optional[str]:
+    """Best-effort request id of a request that failed validation (for the error response)."""
+    try:
+        data = json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else raw
+        rid = data.get("request_id") if isinstance(data, dict) else None
+        return rid if isinstance(rid, str) else None
+    except Exception:
+        return None
+
+
+def ok(request_id: Optional[str], op: Optional[str], **data: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"request_id": request_id, "op": op, "ok": True}
+    out.update(data)
+    return out
+
+
+def error(request_id: Optional[str], op: Optional[str], exc: BaseException) -> Dict[str, Any]:
+    if isinstance(exc, AnycellError):
+        err = exc.to_dict()
+    else:
+        err = {"error": type(exc).__name__, "message": str(exc)}
+    return {"request_id": request_id, "op": op, "ok": False, "error": err}
+
+
+def inline_program_files(job_data: Dict[str, Any], base_dir: str) -> Dict[str, Any]:
+    """A copy of a job document with every ``program: {file: ...}`` replaced by its text.
+
+    The agent may run on another machine than the person submitting, so a job
+    sent over the API carries its programs inline instead of naming local files.
+    """
+    data = copy.deepcopy(job_data)
+    for i, part in enumerate(data.get("parts") or []):
+        prog = ((part or {}).get("source") or {}).get("program") if isinstance(part, dict) else None
+        if isinstance(prog, dict) and isinstance(prog.get("file"), str):
+            path = prog["file"] if os.path.isabs(prog["file"]) else os.path.join(base_dir, prog["file"])
+            try:
+                with open(path, "r", encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise ConfigError(f"cannot read program file '{prog['file']}': {exc.strerror}",
+                                  field=f"parts[{i}].source.program.file") from None
+            part["source"]["program"] = {"inline": text}
+    return data

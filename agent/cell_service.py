@@ -1,0 +1,431 @@
+"""The cell agent's core, in plain Python: PackML, the job queue, the journal, planning and the executor.
+
+The ROS node (:mod:`agent.cell_agent_node`) only wraps this class: it turns
+messages into :meth:`CellService.handle` and :meth:`CellService.command`
+calls and publishes what the callbacks report. Everything here runs and is
+tested without rclpy.
+
+How the cell runs work:
+
+* ``submit`` validates the job document (:func:`anycell.job.job_from_document`,
+  :func:`anycell.fit.check_job_fits_cell`), plans and schedules it
+  (``planners.process.plan_job``, ``planners.schedule.schedule_plan``) and
+  journals the job with its plan *before* it answers ``ok``. A job that was
+  answered ``ok`` is on disk.
+* One worker thread owns the acting states when no job runs, and runs jobs
+  when the cell is in Execute: partly-done (resumed) jobs first, then by
+  priority (high first), then by submit order.
+* When a job was interrupted (a crash, Stop or Abort mid-job), the cell runs
+  nothing else until the operator decides: ``resume`` (the unconfirmed steps
+  count as done, or ``retry: true`` runs them again) or ``cancel``.
+* A failed step (a machine alarm, a failed grasp) sends the cell to Aborting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from anycell.cell import CellConfig
+from anycell.documents import from_data
+from anycell.errors import AnycellError, ConfigError, StateError
+from anycell.plan import Plan
+
+from . import api
+from . import packml as pm
+from .executor import Executor, StepRunner
+from .journal import ACTIVE, FINAL, Journal
+
+log = logging.getLogger(__name__)
+
+#: (cell, job) -> a scheduled Plan
+Planner = Callable[[CellConfig, Any], Plan]
+#: plan -> the StepRunner that executes it
+RunnerFactory = Callable[[Plan], StepRunner]
+
+
+def default_planner(time_limit: float = 2.0) -> Planner:
+    """plan_job then schedule_plan from planners/ (imported when first used)."""
+
+    def plan(cell: CellConfig, job: Any) -> Plan:
+        from planners.process import plan_job
+        from planners.schedule import schedule_plan
+
+        p = plan_job(cell, job)
+        schedule_plan(p, cell, time_limit=time_limit)
+        return p
+
+    return plan
+
+
+class CellService:
+    """One cell's agent: call :meth:`start` to run the worker, :meth:`shutdown` to stop it."""
+
+    def __init__(self, cell: CellConfig, journal: Journal, runner_factory: Optional[RunnerFactory] = None, *,
+                 planner: Optional[Planner] = None, complete_when_empty: bool = False,
+                 on_jobs: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 on_progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        self.cell = cell
+        self.cell_id = cell.cell.id
+        self.journal = journal
+        self.runner_factory = runner_factory
+        self.planner = planner or default_planner()
+        self.complete_when_empty = complete_when_empty
+        self.on_jobs = on_jobs
+        self.on_progress = on_progress
+        self.packml = pm.PackML(pm.STOPPED)
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._executor: Optional[Executor] = None
+        self._running_job: Optional[str] = None
+        self._runner: Optional[StepRunner] = None
+        self._progress: Dict[str, Dict[str, Any]] = {}
+        self._ran_since_start = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.packml.add_listener(self._on_state)
+        # a crash left jobs "running": they are interrupted now, and the operator decides
+        for rec in journal.jobs(["running"]):
+            intr = journal.interruption(rec.job_id)
+            journal.set_status(rec.job_id, "interrupted",
+                               error=f"agent restarted; last completed step {intr.last_completed}, "
+                                     f"unconfirmed {intr.unconfirmed}")
+            log.warning("job %s was interrupted: last completed step %s, started but not confirmed: %s",
+                        rec.job_id, intr.last_completed, ", ".join(intr.unconfirmed) or "none")
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"cell-{self.cell_id}", daemon=True)
+        self._thread.start()
+        self._publish_jobs()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Halt whatever runs (as Stop does) and end the worker."""
+        self._stop.set()
+        with self._lock:
+            ex = self._executor
+            self._wake.notify_all()
+        if ex is not None:
+            ex.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------ PackML
+    def command(self, name: str) -> str:
+        """A PackML command from the operator; returns the new state or raises StateError."""
+        return self.packml.command(name)
+
+    def _on_state(self, old: str, new: str, cause: str) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # ------------------------------------------------------------ the JSON API
+    def handle(self, raw: Any) -> Dict[str, Any]:
+        """Answer one API request. Never raises: a bad request gets an error response.
+
+        A repeated request_id gets the stored response of the first one.
+        """
+        try:
+            req = api.parse_request(raw)
+        except AnycellError as exc:
+            return api.error(api.request_id_of(raw), None, exc)
+        stored = self.journal.response_for(req.request_id)
+        if stored is not None:
+            return stored
+        try:
+            response = getattr(self, "_op_" + req.op)(req)
+        except AnycellError as exc:
+            response = api.error(req.request_id, req.op, exc)
+        except Exception as exc:  # a bug must not take the cell down; the response says what broke
+            log.exception("request %s (%s) failed", req.request_id, req.op)
+            response = api.error(req.request_id, req.op, exc)
+        # reads are answered fresh each time; what changes the cell is remembered
+        if req.op in ("submit", "cancel", "resume"):
+            response = self.journal.record_response(req.request_id, response)
+        return response
+
+    def _job_from(self, req: api.Request):
+        from anycell.fit import check_job_fits_cell
+        from anycell.job import job_from_document
+
+        try:
+            job = job_from_document(from_data(req.args["job"], file="<api:job>"))
+        except AnycellError as exc:
+            if exc.field and not exc.field.startswith("job"):
+                exc.field = "job." + exc.field
+            raise
+        check_job_fits_cell(self.cell, job)
+        return job
+
+    def _op_submit(self, req: api.Request) -> Dict[str, Any]:
+        job = self._job_from(req)
+        job_id = req.args.get("job_id") or job.id
+        if self.journal.job(job_id) is not None:
+            raise ConfigError(f"a job with id '{job_id}' was already submitted to this cell",
+                              field="job.id", hint="give the job a new id, or pass job_id in the request")
+        plan = self.planner(self.cell, job)
+        plan.job_id = job_id
+        self.journal.add_job(job_id, req.args["job"], priority=job.priority, plan=plan.to_dict(), status="queued")
+        log.info("accepted job %s (%d steps)", job_id, len(plan.operations))
+        self._publish_jobs()
+        with self._wake:
+            self._wake.notify_all()
+        sched = plan.schedule
+        return api.ok(req.request_id, req.op, job_id=job_id, steps=len(plan.operations),
+                      makespan=sched.makespan if sched else None, state=self.packml.state)
+
+    def _op_quote(self, req: api.Request) -> Dict[str, Any]:
+        job = self._job_from(req)
+        plan = self.planner(self.cell, job)
+        from planners.quote import quote
+
+        return api.ok(req.request_id, req.op, quote=quote(self.cell, job, plan).to_dict())
+
+    def _op_cancel(self, req: api.Request) -> Dict[str, Any]:
+        job_id = req.args["job_id"]
+        rec = self._record(job_id)
+        with self._lock:
+            if self._running_job == job_id and self._executor is not None:
+                self._executor.cancel()
+                return api.ok(req.request_id, req.op, job_id=job_id, status="cancelling")
+            if rec.status in FINAL:
+                raise StateError(f"job '{job_id}' is already {rec.status}", field="job_id")
+            self.journal.set_status(job_id, "cancelled", error="cancelled by request")
+        self._publish_jobs()
+        with self._wake:
+            self._wake.notify_all()
+        return api.ok(req.request_id, req.op, job_id=job_id, status="cancelled")
+
+    def _op_resume(self, req: api.Request) -> Dict[str, Any]:
+        job_id = req.args["job_id"]
+        rec = self._record(job_id)
+        if rec.status != "interrupted":
+            raise StateError(f"job '{job_id}' is {rec.status}, not interrupted", field="job_id",
+                             hint="only an interrupted job is resumed")
+        retry = bool(req.args.get("retry", False))
+        steps = self.journal.resolve_unconfirmed(job_id, retry=retry)
+        self.journal.set_status(job_id, "queued")
+        log.info("operator resumed job %s (%s: %s)", job_id, "retry" if retry else "treated as done",
+                 ", ".join(steps) or "no unconfirmed steps")
+        self._publish_jobs()
+        with self._wake:
+            self._wake.notify_all()
+        return api.ok(req.request_id, req.op, job_id=job_id, resolved=steps, retry=retry,
+                      state=self.packml.state)
+
+    def _op_get(self, req: api.Request) -> Dict[str, Any]:
+        return api.ok(req.request_id, req.op, job=self.job_summary(self._record(req.args["job_id"]).job_id,
+                                                                   steps=True))
+
+    def _op_list(self, req: api.Request) -> Dict[str, Any]:
+        statuses = None if req.args.get("all") else list(ACTIVE)
+        return api.ok(req.request_id, req.op,
+                      jobs=[self.job_summary(r.job_id) for r in self.journal.jobs(statuses)])
+
+    def _op_status(self, req: api.Request) -> Dict[str, Any]:
+        return api.ok(req.request_id, req.op, **self.status())
+
+    def _record(self, job_id: str):
+        rec = self.journal.job(job_id)
+        if rec is None:
+            raise ConfigError(f"no job '{job_id}' on cell '{self.cell_id}'", field="job_id",
+                              hint="'list' shows the jobs")
+        return rec
+
+    # ------------------------------------------------------------ views
+    def job_summary(self, job_id: str, steps: bool = False) -> Dict[str, Any]:
+        rec = self._record(job_id)
+        total = len((rec.plan or {}).get("operations", []))
+        done = self.journal.finished_steps(job_id)
+        out: Dict[str, Any] = {
+            "job_id": job_id, "status": rec.status, "priority": rec.priority, "done": len(done),
+            "total": total, "error": rec.error, "submitted": rec.submitted, "updated": rec.updated,
+            "running": list(self._progress.get(job_id, {}).get("running", [])) if rec.status == "running" else [],
+        }
+        if rec.status == "interrupted":
+            out["interruption"] = self.journal.interruption(job_id).to_dict()
+        if steps:
+            out["steps"] = [{"op": s.op_id, "status": s.status, "attempts": s.attempts}
+                            for s in self.journal.steps(job_id)]
+            sched = (rec.plan or {}).get("schedule")
+            out["makespan"] = sched.get("makespan") if sched else None
+        return out
+
+    def status(self) -> Dict[str, Any]:
+        jobs = self.journal.jobs(list(ACTIVE))
+        return {"cell_id": self.cell_id, "state": self.packml.state, "allowed": self.packml.allowed(),
+                "running": self._running_job, "queued": sum(1 for j in jobs if j.status == "queued"),
+                "interrupted": [j.job_id for j in jobs if j.status == "interrupted"]}
+
+    def jobs_snapshot(self) -> Dict[str, Any]:
+        """What the ``jobs`` topic carries: the state and every active (and the last few final) jobs."""
+        active = [self.job_summary(r.job_id) for r in self.journal.jobs(list(ACTIVE))]
+        final = sorted(self.journal.jobs(list(FINAL)), key=lambda r: r.updated)[-5:]
+        return {"cell_id": self.cell_id, "state": self.packml.state, "jobs": active,
+                "recent": [self.job_summary(r.job_id) for r in final]}
+
+    def health(self) -> List[Dict[str, Any]]:
+        """Diagnostics: one entry per component; level 0 OK, 1 WARN, 2 ERROR (diagnostic_msgs levels)."""
+        state = self.packml.state
+        level = 2 if state in (pm.ABORTING, pm.ABORTED) else (1 if state in (pm.HELD, pm.SUSPENDED) else 0)
+        st = self.status()
+        out = [{"name": f"{self.cell_id}/packml", "level": level, "message": state,
+                "values": {"queued": str(st["queued"]), "running": str(st["running"] or ""),
+                           "interrupted": ",".join(st["interrupted"])}}]
+        if st["interrupted"]:
+            out.append({"name": f"{self.cell_id}/journal", "level": 1,
+                        "message": "interrupted job(s) wait for the operator: resume or cancel",
+                        "values": {"jobs": ",".join(st["interrupted"])}})
+        else:
+            out.append({"name": f"{self.cell_id}/journal", "level": 0, "message": "ok",
+                        "values": {"path": self.journal.path}})
+        runner = self._runner
+        if runner is not None and hasattr(runner, "health"):
+            try:
+                out.extend(runner.health())  # type: ignore[attr-defined]
+            except Exception as exc:
+                out.append({"name": f"{self.cell_id}/runner", "level": 2, "message": f"health failed: {exc}",
+                            "values": {}})
+        return out
+
+    def _publish_jobs(self) -> None:
+        if self.on_jobs is not None:
+            try:
+                self.on_jobs(self.jobs_snapshot())
+            except Exception:
+                log.exception("jobs callback failed")
+
+    def _progress_cb(self, info: Dict[str, Any]) -> None:
+        self._progress[info["job_id"]] = info
+        if self.on_progress is not None:
+            try:
+                self.on_progress(info)
+            except Exception:
+                log.exception("progress callback failed")
+        if info["event"] in ("started", "done", "failed", "begin", "resumed"):
+            self._publish_jobs()
+
+    # ------------------------------------------------------------ the worker
+    def _next_job(self) -> Optional[str]:
+        jobs = self.journal.jobs(["queued", "interrupted"])
+        if any(j.status == "interrupted" for j in jobs):
+            return None   # the operator decides first; nothing runs over a half-done job
+        if not jobs:
+            return None
+        partly = [j for j in jobs if self.journal.finished_steps(j.job_id)]
+        return (partly or jobs)[0].job_id
+
+    def _halt_idle(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            try:
+                runner.halt()
+            except Exception:
+                log.exception("halt failed")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            state = self.packml.state
+            if state in (pm.STOPPING, pm.ABORTING):
+                self._halt_idle()
+                self.packml.try_complete(state)
+                continue
+            if state == pm.STARTING:
+                self._ran_since_start = 0
+            if state in (pm.RESETTING, pm.CLEARING, pm.STARTING, pm.HOLDING, pm.UNHOLDING, pm.SUSPENDING,
+                         pm.UNSUSPENDING, pm.COMPLETING):
+                self.packml.try_complete(state)
+                continue
+            if state == pm.EXECUTE:
+                job_id = self._next_job()
+                if job_id is not None:
+                    self._run_job(job_id)
+                    continue
+                if self.complete_when_empty and self._ran_since_start:
+                    self.packml.try_complete(pm.EXECUTE)
+                    continue
+            with self._wake:
+                if self.packml.state == state and not self._stop.is_set():
+                    self._wake.wait(timeout=1.0)
+
+    def _run_job(self, job_id: str) -> None:
+        rec = self.journal.job(job_id)
+        if rec is None or rec.plan is None:
+            return
+        plan = Plan.from_dict(rec.plan)
+        if self.runner_factory is None:
+            self.journal.set_status(job_id, "interrupted", error="this agent has no step runner configured")
+            log.error("job %s cannot run: no step runner configured", job_id)
+            self.packml.command("abort")
+            return
+        try:
+            runner = self.runner_factory(plan)
+        except AnycellError as exc:
+            self.journal.set_status(job_id, "failed", error=str(exc))
+            self.packml.command("abort")
+            return
+        executor = Executor(plan, runner, self.journal, self.packml, on_progress=self._progress_cb)
+        with self._lock:
+            self._runner = runner
+            self._executor = executor
+            self._running_job = job_id
+        self.journal.set_status(job_id, "running")
+        self._publish_jobs()
+        try:
+            result = executor.run()
+        except AnycellError as exc:
+            log.error("job %s could not run: %s", job_id, exc)
+            self.journal.set_status(job_id, "interrupted", error=str(exc))
+            result = None
+        finally:
+            with self._lock:
+                self._executor = None
+                self._running_job = None
+        if result is not None:
+            self._ran_since_start += 1
+            if result.outcome == "complete":
+                self.journal.set_status(job_id, "complete")
+            elif result.outcome == "cancelled":
+                self.journal.set_status(job_id, "cancelled", error="cancelled by request")
+            elif result.outcome == "failed":
+                err = result.error or {}
+                self.journal.set_status(job_id, "failed", error=f"step {err.get('op')}: {err.get('message')}")
+                try:
+                    self.packml.command("abort")
+                except StateError:
+                    pass
+            else:  # stopped or aborted mid-job: the operator decides how to go on
+                intr = self.journal.interruption(job_id)
+                self.journal.set_status(job_id, "interrupted",
+                                        error=f"{result.outcome} by the operator; unconfirmed: {intr.unconfirmed}")
+        self._publish_jobs()
+
+
+def open_service(cell_path: str, journal_path: Optional[str] = None, **kwargs: Any) -> CellService:
+    """Load a cell config and open (or create) its journal next to the user's state directory."""
+    from anycell.cell import load_cell
+
+    cell = load_cell(cell_path)
+    if journal_path is None:
+        journal_path = default_journal_path(cell.cell.id)
+    return CellService(cell, Journal(journal_path), **kwargs)
+
+
+def default_journal_path(cell_id: str) -> str:
+    """``$ANYCELL_STATE_DIR/<cell>/journal.db`` (default ``~/.local/state/anycell``)."""
+    base = os.environ.get("ANYCELL_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "anycell")
+    return os.path.join(base, cell_id, "journal.db")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed (for clients and tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
