@@ -1,0 +1,136 @@
+"""Scheduling: precedence, exclusivity, machine holds, optimality, determinism, a second printer."""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Tuple
+
+import pytest
+import yaml
+
+from anycell.cell import CellConfig, cell_from_document, load_cell
+from anycell.documents import from_data
+from anycell.errors import PlanningError
+from anycell.job import load_job
+from anycell.plan import Operation, Plan
+from planners.process import plan_job
+from planners.schedule import resource_intervals, schedule_plan
+
+from tests.paths import DEMO_CELL, DEMO_JOB
+
+
+def _check_valid(plan: Plan) -> None:
+    """Every constraint of the model holds in the schedule (checked from the entries, not the solver)."""
+    assert plan.schedule is not None
+    when = {e.op: (e.start, e.end) for e in plan.schedule.entries}
+    assert set(when) == {op.id for op in plan.operations}
+    for op in plan.operations:
+        s, e = when[op.id]
+        assert e - s == pytest.approx(op.duration, abs=0.011)
+        for a in op.after:
+            assert when[a][1] <= s + 1e-9, f"{op.id} starts before {a} ends"
+    for res, ivs in resource_intervals(plan).items():
+        for (s1, e1, w1), (s2, e2, w2) in zip(ivs, ivs[1:]):
+            assert e1 <= s2 + 1e-9, f"{res}: {w1} [{s1},{e1}] overlaps {w2} [{s2},{e2}]"
+    assert plan.schedule.makespan == pytest.approx(max(e for _, e in when.values()))
+    assert plan.schedule.lower_bound <= plan.schedule.makespan + 1e-9
+
+
+def _demo_cell_with_second_printer(tmp_path) -> CellConfig:
+    """The demo cell YAML with a second printer, written to a file and loaded like any cell."""
+    data = yaml.safe_load(open(DEMO_CELL))
+    p2 = copy.deepcopy(data["machines"][0])
+    p2.update(id="printer2", pose={"xyz": [0.35, -0.5, 0.0]}, tending={"load": {"xyz": [0.35, -0.5, 0.1]}},
+              driver={"kind": "serial", "port": "/dev/ttyACM1", "dialect": "marlin"})
+    data["machines"].append(p2)
+    path = tmp_path / "two_printers.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_cell(str(path))
+
+
+def test_demo_schedule_is_valid_and_cp_sat_proves_it_optimal() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    sched = schedule_plan(plan, cell, time_limit=10.0)
+    assert plan.schedule is sched
+    _check_valid(plan)
+    assert sched.solver == "cp-sat" and sched.optimal and sched.gap == 0.0
+    assert sched.makespan == pytest.approx(sched.lower_bound)
+
+
+def test_list_scheduler_is_valid_and_never_better_than_cp_sat() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    lst = schedule_plan(plan, cell, solver="list")
+    _check_valid(plan)
+    assert lst.solver == "list"
+    opt = schedule_plan(plan, cell, solver="cp-sat")
+    assert opt.makespan <= lst.makespan
+
+
+def test_machines_run_in_parallel_with_the_robot() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    schedule_plan(plan, cell)
+    when = {e.op: (e.start, e.end) for e in plan.schedule.entries}
+    robot = [when[o.id] for o in plan.operations if o.resource == "panda"]
+    run = when["u1.run.block"]
+    assert any(s < run[1] and run[0] < e for s, e in robot), "the robot idles while the mill runs"
+    # Units overlap: unit 2's mill work starts before unit 1 is output.
+    assert when["u2.load.block"][0] < when["u1.output"][1]
+
+
+def test_a_machine_holding_a_part_is_not_loaded_again() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    for solver in ("list", "cp-sat"):
+        schedule_plan(plan, cell, solver=solver)
+        when = {e.op: (e.start, e.end) for e in plan.schedule.entries}
+        # Unit 2's stock goes into the mill only after unit 1's block is out of it.
+        assert when["u2.load.block"][0] >= when["u1.unload.block"][1]
+        assert when["u2.run.cap"][0] >= when["u1.unload.cap"][1]
+
+
+def test_hold_is_enforced_against_another_users_of_the_machine() -> None:
+    # A hand-made plan: op "b" needs machine m for 1 s while "a".."c" hold it; b must wait for c.
+    ops = [Operation(id="a", kind="load", unit=1, resource="r", duration=2, uses=["r", "m"], holds={"m": "c"}),
+           Operation(id="run", kind="run_program", unit=1, resource="m", duration=5, uses=["m"], after=["a"]),
+           Operation(id="c", kind="unload", unit=1, resource="r", duration=2, uses=["r", "m"], after=["run"]),
+           Operation(id="b", kind="run_program", unit=2, resource="m", duration=1, uses=["m"])]
+    plan = Plan(job_id="j", cell_id="c", quantity=1, operations=ops)
+    for solver in ("list", "cp-sat"):
+        sched = schedule_plan(plan, None, solver=solver)
+        _check_valid(plan)
+        when = {e.op: (e.start, e.end) for e in sched.entries}
+        b = when["b"]
+        assert b[1] <= when["a"][0] or b[0] >= when["c"][1]
+        assert sched.makespan == pytest.approx(10.0)
+
+
+def test_scheduling_is_deterministic() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    runs = []
+    for _ in range(2):
+        plan = plan_job(cell, job)
+        sched = schedule_plan(plan, cell)
+        runs.append([(e.op, e.start, e.end) for e in sched.entries])
+    assert runs[0] == runs[1]
+
+
+def test_second_printer_shortens_the_makespan(tmp_path) -> None:
+    job = load_job(DEMO_JOB)
+    one = load_cell(DEMO_CELL)
+    two = _demo_cell_with_second_printer(tmp_path)
+    p1, p2 = plan_job(one, job), plan_job(two, job)
+    s1, s2 = schedule_plan(p1, one), schedule_plan(p2, two)
+    _check_valid(p2)
+    assert {p2.op("u1.run.cap").resource, p2.op("u2.run.cap").resource} == {"printer", "printer2"}
+    assert s1.optimal and s2.optimal
+    assert s2.makespan < s1.makespan
+
+
+def test_cycle_in_a_plan_is_refused() -> None:
+    ops = [Operation(id="x", kind="inspect", unit=1, resource="s", duration=1, uses=["s"], after=["y"]),
+           Operation(id="y", kind="inspect", unit=1, resource="s", duration=1, uses=["s"], after=["x"])]
+    with pytest.raises(PlanningError, match="cycle among: x, y"):
+        schedule_plan(Plan(job_id="j", cell_id="c", quantity=1, operations=ops), None)
