@@ -1,0 +1,157 @@
+"""Start a simulated machine as its own process, on its real transport, from a machine config.
+
+``launch_sim_machine(machine_cfg, workdir)`` picks the simulator from the config (a serial GRBL
+or Marlin machine, an OPC UA machine, or ``driver.kind: sim`` with ``protocol``), starts it with
+``python -m sim.<module>``, waits (with a timeout) until it has announced its address, and
+returns a handle. Point the driver at it with ``open_machine(machine_cfg, handle.address)``.
+
+``faults`` holds simulator command-line options by their long name without dashes, e.g.
+``{"corrupt_fraction": 0.05, "time_scale": 0.01, "alarm_at_line": 12}``; ``True`` is a bare
+flag. See ``python -m sim.grbl_device --help`` (and marlin_printer, opcua_machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+from urllib.parse import urlparse
+
+from anycell.errors import ConfigError, DriverError, DriverTimeout
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULES = {"grbl": "sim.grbl_device", "marlin": "sim.marlin_printer", "opcua": "sim.opcua_machine"}
+
+
+def sim_protocol(machine_cfg: Any) -> str:
+    """The wire protocol a machine config speaks: grbl, marlin or opcua."""
+    drv = machine_cfg.driver
+    if drv.kind == "sim":
+        return drv.protocol
+    if drv.kind == "serial":
+        return drv.dialect
+    if drv.kind == "opcua":
+        return "opcua"
+    raise ConfigError(f"machine '{machine_cfg.id}': no simulator for driver kind '{drv.kind}'")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the simulator binds it right away)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningSimMachine:
+    """A simulated machine process and where to reach it."""
+
+    machine_id: str
+    protocol: str
+    address: str
+    log_path: str
+    process: subprocess.Popen
+    argv: List[str] = field(default_factory=list)
+    stderr_path: str = ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the simulator (SIGTERM, then SIGKILL)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def log_lines(self) -> List[str]:
+        """Everything the simulator logged, one event per line."""
+        try:
+            with open(self.log_path, "r", encoding="ascii", errors="replace") as fh:
+                return fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def received_lines(self) -> List[str]:
+        """The program lines the firmware accepted, in order (``RX`` entries of the log)."""
+        return [ln[3:] for ln in self.log_lines() if ln.startswith("RX ")]
+
+    def __enter__(self) -> "RunningSimMachine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
+    argv: List[str] = []
+    for key, value in (faults or {}).items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (dict, list)):
+            argv += [flag, json.dumps(value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str, Any]] = None,
+                       ready_timeout: float = 20.0) -> RunningSimMachine:
+    """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready."""
+    protocol = sim_protocol(machine_cfg)
+    os.makedirs(workdir, exist_ok=True)
+    mid = machine_cfg.id
+    ready = os.path.join(workdir, f"{mid}.ready.json")
+    log_path = os.path.join(workdir, f"{mid}.log")
+    stderr_path = os.path.join(workdir, f"{mid}.stderr")
+    for p in (ready, log_path):
+        if os.path.exists(p):
+            os.unlink(p)
+    argv = [sys.executable, "-m", MODULES[protocol], "--ready-file", ready, "--log", log_path]
+    if protocol == "opcua":
+        drv = machine_cfg.driver
+        path = "/anycell/" + mid
+        nodes: Dict[str, str] = {}
+        methods: Dict[str, str] = {}
+        if drv.kind == "opcua":
+            path = urlparse(drv.endpoint).path or path
+            nodes, methods = dict(drv.nodes), dict(drv.methods)
+        argv += ["--port", str(free_port()), "--path", path]
+        if nodes or methods:
+            map_file = os.path.join(workdir, f"{mid}.nodes.json")
+            with open(map_file, "w", encoding="utf-8") as fh:
+                json.dump({"nodes": nodes, "methods": methods}, fh)
+            argv += ["--node-map", map_file]
+    argv += _options(faults)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    err = open(stderr_path, "w", encoding="utf-8")
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True)
+    err.close()
+    deadline = time.monotonic() + ready_timeout
+    while not os.path.exists(ready):
+        if proc.poll() is not None:
+            with open(stderr_path, encoding="utf-8", errors="replace") as fh:
+                tail = fh.read()[-2000:]
+            raise DriverError(f"simulator for '{mid}' exited with code {proc.returncode}: {tail.strip()}",
+                              hint=" ".join(argv))
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(5)
+            raise DriverTimeout(f"simulator for '{mid}' not ready within {ready_timeout:g} s", hint=" ".join(argv))
+        time.sleep(0.02)
+    with open(ready, encoding="utf-8") as fh:
+        info = json.load(fh)
+    return RunningSimMachine(mid, protocol, info["address"], log_path, proc, argv, stderr_path)
