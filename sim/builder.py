@@ -155,15 +155,21 @@ class RobotBody:
     finger_max: List[float] = field(default_factory=list)
 
 
-def load_robot(client: int, robot: RobotConfig) -> RobotBody:
-    """Load one robot (with its tool) at its base pose and read its joints and limits."""
+def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
+    """Load one robot (with its tool) at its base pose and read its joints and limits.
+
+    ``self_collision`` makes PyBullet report contacts between the robot's own links
+    (the planner wants them; the simulator's position-controlled arm does not need them).
+    """
     import pybullet as p
 
     path = robot_urdf(robot)
     if not os.path.exists(path):
         raise ConfigError(f"robot '{robot.id}': URDF '{path}' not found", field=f"robots.{robot.id}.urdf")
     body = p.loadURDF(path, robot.base.position, robot.base.quaternion, useFixedBase=True,
-                      flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client)
+                      flags=p.URDF_USE_INERTIA_FROM_FILE | (
+                          p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT if self_collision else 0),
+                      physicsClientId=client)
     arm, names, fingers, finger_links, lower, upper, vel = [], [], [], [], [], [], []
     finger_max: List[float] = []
     link_index: Dict[str, int] = {}
@@ -232,7 +238,7 @@ class CellBodies:
     robots: Dict[str, RobotBody]
 
 
-def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False) -> CellBodies:
+def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_collision: bool = False) -> CellBodies:
     """Create the table, stations, machines (and, for planning, keep-out zones) and the robots.
 
     Stations are boxes whose top is at ``pose.z``; machines are boxes standing on ``pose``.
@@ -257,7 +263,7 @@ def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False) -> Cell
             lo, hi = zone.min, zone.max
             static[f"keep_out:{zone.id}"] = _box(client, [(a + b) / 2 for a, b in zip(lo, hi)],
                                                  [(b - a) / 2 for a, b in zip(lo, hi)], STATIC_COLOR["keep_out"])
-    robots = {r.id: load_robot(client, r) for r in cell.robots}
+    robots = {r.id: load_robot(client, r, self_collision=self_collision) for r in cell.robots}
     return CellBodies(static=static, robots=robots)
 
 

@@ -1,0 +1,195 @@
+"""Robot skills on top of the Robot interface and the motion planner (plain Python, no ROS).
+
+``pick_place`` moves one part (or a unit carried by its base part) from a
+source :class:`~anycell.plan.Site` to a target Site: approach, grasp, retreat,
+transfer, approach, place, release, retreat. Every motion of the skill is
+planned *before* the robot moves, so an unreachable or colliding target is
+refused with the robot still at rest. The executor calls it for the plan's
+``pick_place``, ``load``, ``unload`` and ``output`` operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from anycell.errors import AnycellError, ExecutionError, PlanningError
+from anycell.geometry import Pose
+from anycell.plan import Site
+
+log = logging.getLogger(__name__)
+
+APPROACH = 0.08         # m above the grasp/place pose where straight lines start
+PLACE_GAP = 0.001       # m: a part is released this far above its resting pose
+PRESS = 0.0005          # m: a suction cup presses this far into the face it picks
+
+
+@dataclass
+class PlaceResult:
+    """What a pick-and-place did: the planned segments, the time the robot took and the grasp used."""
+
+    part_id: str
+    source: Site
+    target: Site
+    duration: float                       # sum of the trajectories' durations, seconds
+    grasp_yaw: float
+    segments: List[Tuple[str, Any]] = field(default_factory=list)   # (name, Trajectory)
+    planning_time: float = 0.0
+
+
+def _as_site(s: Any) -> Site:
+    return s if isinstance(s, Site) else Site.from_dict(dict(s))
+
+
+def _top_down(xyz: Sequence[float], yaw: float) -> Pose:
+    return Pose(xyz=[float(v) for v in xyz], rpy=[math.pi, 0.0, float(yaw)])
+
+
+def _lift(pose: Pose, dz: float) -> Pose:
+    return Pose(xyz=[pose.xyz[0], pose.xyz[1], pose.xyz[2] + dz], rpy=list(pose.rpy))
+
+
+def finger_axis_yaw(planner: Any) -> float:
+    """The yaw of the TCP at which the fingers close along the cell's x axis (0 for suction)."""
+    import pybullet as p
+
+    rb = planner.world.robot
+    if len(rb.finger_links) < 2:
+        return 0.0
+    q = planner.kin.home
+    t = planner.kin.fk_matrix(q)
+    a = np.asarray(p.getLinkState(rb.body, rb.finger_links[0], physicsClientId=planner.world.client)[4])
+    b = np.asarray(p.getLinkState(rb.body, rb.finger_links[1], physicsClientId=planner.world.client)[4])
+    d_tcp = t[:3, :3].T @ (b - a)           # finger axis in the TCP frame
+    return -math.atan2(d_tcp[1], d_tcp[0])  # TCP yaw that turns it onto the part's x axis (TCP z down)
+
+
+def tool_reach(planner: Any) -> float:
+    """How far the tool reaches past the TCP along the approach direction (fingertips below the TCP)."""
+    import pybullet as p
+
+    rb = planner.world.robot
+    q = planner.kin.home
+    t = planner.kin.fk_matrix(q)
+    if abs(t[2, 2] + 1.0) > 1e-3 or not rb.finger_links:
+        return 0.0
+    low = min(p.getAABB(rb.body, link, physicsClientId=planner.world.client)[0][2] for link in rb.finger_links)
+    return max(0.0, float(t[2, 3] - low))
+
+
+def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
+    """Height of the TCP above the part's centre at the grasp."""
+    h = float(part_size[2])
+    if planner.cell.robot(planner.robot_id).tool.kind == "suction":
+        return h / 2 - PRESS
+    reach = tool_reach(planner)
+    # the fingertips stay 2 mm above the surface the part rests on, and grip at least 4 mm of the part
+    return min(max(0.0, reach + 0.002 - h / 2), h / 2 + reach - 0.004)
+
+
+def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
+                    source: Site, target: Site, *, carried: Sequence[str] = (),
+                    approach: float = APPROACH) -> Tuple[List[Tuple[str, Any]], float]:
+    """Plan every segment of a pick-and-place from ``q_start``; returns (segments, grasp yaw).
+
+    ``carried`` names parts stacked on the grasped one (an ``output`` of a finished unit); they
+    move with it and are ignored as obstacles. Tries grasp yaws in quarter turns (half turns
+    for suction are equivalent) and keeps the first that plans end to end.
+    """
+    from planners.collision import Held
+
+    tool = planner.cell.robot(planner.robot_id).tool
+    yaw0 = finger_axis_yaw(planner)
+    dz = grasp_offset(planner, part_size)
+    ignore = tuple([part_id, *carried])
+    errors: List[AnycellError] = []
+    src_yaw, dst_yaw = float(source.rpy[2]), float(target.rpy[2])
+    if tool.kind == "parallel_gripper":
+        opening = tool.max_opening
+        widths = [part_size[0], part_size[1]]
+        turns = [k for k in range(4) if widths[k % 2] < opening - 0.004]
+        if not turns:
+            raise PlanningError(f"part '{part_id}' ({min(widths):.3f} m) does not fit the gripper's "
+                                f"{opening:.3f} m opening", hint="use a wider gripper or a suction tool")
+    else:
+        turns = [0, 1, 2, 3]
+    for k in turns:
+        yaw = yaw0 + k * math.pi / 2
+        try:
+            grasp = _top_down([source.xyz[0], source.xyz[1], source.xyz[2] + dz], src_yaw + yaw)
+            place = _top_down([target.xyz[0], target.xyz[1], target.xyz[2] + dz + PLACE_GAP], dst_yaw + yaw)
+            pre_grasp, pre_place = _lift(grasp, approach), _lift(place, approach)
+            tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(Pose(xyz=list(source.xyz), rpy=list(source.rpy)))
+            from planners.kinematics import matrix_to_pose
+
+            held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp))
+            segs: List[Tuple[str, Any]] = []
+            q = list(q_start)
+            t = planner.plan_to_pose(q, pre_grasp, name=f"pre-grasp of '{part_id}'")
+            segs.append(("to_pick", t))
+            t = planner.plan_cartesian_line(t.end, grasp, ignore=ignore, name=f"grasp of '{part_id}'")
+            segs.append(("approach_pick", t))
+            segs.append(("grasp", None))
+            t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat")
+            segs.append(("retreat_pick", t))
+            q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
+            t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore)
+            segs.append(("transfer", t))
+            t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'")
+            segs.append(("approach_place", t))
+            segs.append(("release", None))
+            t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
+            segs.append(("retreat_place", t))
+            return segs, yaw
+        except AnycellError as exc:
+            log.debug("grasp yaw %.2f failed: %s", yaw, exc)
+            errors.append(exc)
+    # the most telling error: a refusal of the target itself
+    raise errors[0]
+
+
+def _mat(pose: Pose) -> np.ndarray:
+    from planners.kinematics import pose_to_matrix
+
+    return pose_to_matrix(pose)
+
+
+def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Any, target: Any, *,
+               carried: Sequence[str] = (), approach: float = APPROACH) -> PlaceResult:
+    """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
+
+    Plans every segment first (refusing before any motion), then runs them on ``robot``. The
+    planner's obstacle for the part moves to the target afterwards. Raises ``ExecutionError``
+    when the grasp fails or the robot reports a tracking error or contact.
+    """
+    import time
+
+    source, target = _as_site(source), _as_site(target)
+    t0 = time.perf_counter()
+    segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
+                                carried=carried, approach=approach)
+    planning = time.perf_counter() - t0
+    duration = 0.0
+    for name, traj in segs:
+        if name == "approach_pick":
+            robot.expect_contact(part_id)
+        if name == "grasp":
+            if not robot.grasp(part_id):
+                robot.stop()
+                raise ExecutionError(f"grasp of '{part_id}' failed at {source.kind} '{source.ref}'",
+                                     hint="the part is missing or not where the cell expects it")
+        elif name == "release":
+            robot.release()
+            robot.expect_contact(part_id)   # the open tool leaves the part it just placed
+        else:
+            robot.execute(traj)
+            duration += traj.duration
+    robot.expect_contact(None)
+    planner.add_obstacle(part_id, part_size, Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
+    for other in carried:
+        planner.remove_obstacle(other)   # the carried parts' new poses are the caller's to register
+    return PlaceResult(part_id, source, target, duration, yaw, segs, planning)

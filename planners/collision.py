@@ -1,0 +1,241 @@
+"""Collision checking for one robot against its cell, itself, other parts and a held part.
+
+The geometry is built by :func:`sim.builder.build_cell` from the CellConfig, the
+very builder the simulator uses, so there is one model of the cell. Keep-out
+zones are added as solid boxes here (they are not physical in the simulator).
+A configuration is in collision when any two bodies come closer than the
+clearance asked for: a positive clearance for free moves, a slightly negative
+one (touching allowed) for the short approach and retreat lines that end in contact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from anycell.cell import CellConfig
+from anycell.geometry import Pose
+
+from .kinematics import Kinematics, pose_to_matrix, quat_to_matrix, matrix_to_quat
+
+log = logging.getLogger(__name__)
+
+FREE_CLEARANCE = 0.004     # m: free moves keep this far from everything
+CONTACT_CLEARANCE = -0.0015  # m: approach/retreat lines may touch (tiny penetration from float noise)
+
+
+@dataclass
+class Held:
+    """A part in the tool: its box size and its pose in the TCP frame."""
+
+    part_id: str
+    size: List[float]
+    in_tcp: Pose
+
+
+@dataclass
+class Contact:
+    a: str
+    b: str
+    distance: float
+
+    def __str__(self) -> str:
+        return f"{self.a} and {self.b} ({self.distance * 1000:.1f} mm)"
+
+
+class CollisionWorld:
+    """A private PyBullet DIRECT world of the cell for one robot's planner."""
+
+    def __init__(self, cell: CellConfig, robot_id: str) -> None:
+        import pybullet as p
+
+        from sim.builder import build_cell
+
+        self.cell = cell
+        self.client = p.connect(p.DIRECT)
+        self.bodies = build_cell(self.client, cell, keep_out=True, self_collision=True)
+        self.robot = self.bodies.robots[robot_id]
+        self.kin = Kinematics(cell, robot_id, client=self.client, body=self.robot)
+        self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
+        for rid, rb in self.bodies.robots.items():
+            self._names[rb.body] = rid
+        self.obstacles: Dict[str, int] = {}
+        self._held_body: Optional[int] = None
+        self._held: Optional[Held] = None
+        self._held_key: Optional[Tuple] = None
+        statics = list(self.bodies.static.values())
+        for i, a in enumerate(statics):
+            for b in statics[i + 1:]:
+                p.setCollisionFilterPair(a, b, -1, -1, 0, physicsClientId=self.client)
+        # the robot's base stands on the table / its pedestal: never a collision
+        for b in statics:
+            p.setCollisionFilterPair(self.robot.body, b, -1, -1, 0, physicsClientId=self.client)
+        # other robots stay at home (multi-robot coordination is the scheduler's job)
+        for rid, rb in self.bodies.robots.items():
+            if rb is not self.robot:
+                self.kin_other = None
+        self._fingers_open()
+        self._disable_permanent_self_contacts()
+
+    # ------------------------------------------------------------------ setup
+    def _fingers_open(self) -> None:
+        import pybullet as p
+
+        for j, hi in zip(self.robot.finger_joints, self.robot.finger_max):
+            p.resetJointState(self.robot.body, j, hi, physicsClientId=self.client)
+
+    def _self_pairs(self) -> List[Tuple[int, int]]:
+        import pybullet as p
+
+        p.performCollisionDetection(physicsClientId=self.client)
+        pairs = set()
+        for c in p.getContactPoints(self.robot.body, self.robot.body, physicsClientId=self.client):
+            if c[8] < 0.0:
+                pairs.add((min(c[3], c[4]), max(c[3], c[4])))
+        return sorted(pairs)
+
+    def _disable_permanent_self_contacts(self) -> None:
+        """Ignore link pairs that touch at home or in most random configurations (meshes that overlap by design)."""
+        import pybullet as p
+
+        counts: Dict[Tuple[int, int], int] = {}
+        self.kin.set(self.kin.home)
+        always = set(self._self_pairs())
+        rng = np.random.default_rng(3)
+        n = 60
+        for _ in range(n):
+            self.kin.set(self.kin.lower + (self.kin.upper - self.kin.lower) * rng.random(self.kin.dof))
+            for pair in self._self_pairs():
+                counts[pair] = counts.get(pair, 0) + 1
+        always |= {pair for pair, k in counts.items() if k > 0.9 * n}
+        # the fingers and hand touch each other by construction
+        tool = self.robot.tool_links + [self.robot.flange_link]
+        for a in tool:
+            for b in tool:
+                if a < b:
+                    always.add((a, b))
+        for a, b in always:
+            p.setCollisionFilterPair(self.robot.body, self.robot.body, a, b, 0, physicsClientId=self.client)
+        self.ignored_self_pairs = sorted(always)
+
+    # ------------------------------------------------------------------ obstacles
+    def _filter_new(self, body: int) -> None:
+        import pybullet as p
+
+        for b in list(self.bodies.static.values()) + list(self.obstacles.values()):
+            if b != body:
+                p.setCollisionFilterPair(body, b, -1, -1, 0, physicsClientId=self.client)
+
+    def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:
+        """A box (a part lying in the cell) the robot must avoid; replaces one of the same name."""
+        import pybullet as p
+
+        self.remove_obstacle(name)
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in size], physicsClientId=self.client)
+        body = p.createMultiBody(0.0, col, -1, pose.position, pose.quaternion, physicsClientId=self.client)
+        self._filter_new(body)
+        self.obstacles[name] = body
+        self._names[body] = f"part:{name}"
+
+    def remove_obstacle(self, name: str) -> None:
+        import pybullet as p
+
+        body = self.obstacles.pop(name, None)
+        if body is not None:
+            p.removeBody(body, physicsClientId=self.client)
+            self._names.pop(body, None)
+
+    def _set_held(self, held: Optional[Held]) -> None:
+        import pybullet as p
+
+        key = None if held is None else (held.part_id, tuple(held.size))
+        if key == self._held_key:
+            self._held = held
+            return
+        if self._held_body is not None:
+            p.removeBody(self._held_body, physicsClientId=self.client)
+            self._names.pop(self._held_body, None)
+            self._held_body = None
+        self._held, self._held_key = held, key
+        if held is None:
+            return
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in held.size],
+                                     physicsClientId=self.client)
+        body = p.createMultiBody(0.0, col, -1, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
+        for link in self.robot.tool_links + [self.robot.flange_link]:
+            p.setCollisionFilterPair(body, self.robot.body, -1, link, 0, physicsClientId=self.client)
+        self._held_body = body
+        self._names[body] = f"held:{held.part_id}"
+
+    # ------------------------------------------------------------------ queries
+    def name(self, body: int, link: int) -> str:
+        import pybullet as p
+
+        n = self._names.get(body, f"body{body}")
+        if body == self.robot.body and link >= 0:
+            n += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        return n
+
+    def contacts(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+                 ignore: Iterable[str] = (), first: bool = True) -> List[Contact]:
+        """The pairs closer than ``clearance`` at configuration ``q`` (just the first one when ``first``)."""
+        import pybullet as p
+
+        self._set_held(held)
+        self.kin.set(q)
+        if self._held_body is not None and held is not None:
+            tcp = self.kin._flange() @ self.kin.tcp @ pose_to_matrix(held.in_tcp)
+            p.resetBasePositionAndOrientation(self._held_body, tcp[:3, 3].tolist(), matrix_to_quat(tcp[:3, :3]),
+                                              physicsClientId=self.client)
+        ignored = {self.obstacles[n] for n in ignore if n in self.obstacles}
+        p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01), physicsClientId=self.client)
+        p.performCollisionDetection(physicsClientId=self.client)
+        out: List[Contact] = []
+        for c in p.getContactPoints(physicsClientId=self.client):
+            if c[8] >= clearance or c[1] in ignored or c[2] in ignored:
+                continue
+            out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), float(c[8])))
+            if first:
+                break
+        return out
+
+    def free(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+             ignore: Iterable[str] = ()) -> bool:
+        return not self.contacts(q, held, clearance=clearance, ignore=ignore)
+
+    def segment_free(self, qa: Sequence[float], qb: Sequence[float], held: Optional[Held] = None, *,
+                     resolution: float = 0.02, clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> bool:
+        """Whether the straight joint-space segment is free, checked every ``resolution`` rad (max-norm)."""
+        a, b = np.asarray(qa, float), np.asarray(qb, float)
+        n = max(1, int(np.ceil(np.max(np.abs(b - a)) / resolution)))
+        # check in bisection order so a collision in the middle is found early
+        order = _bisection_order(n)
+        for k in order:
+            if not self.free(a + (b - a) * (k / n), held, clearance=clearance, ignore=ignore):
+                return False
+        return True
+
+    def close(self) -> None:
+        import pybullet as p
+
+        if self.client >= 0:
+            p.disconnect(physicsClientId=self.client)
+            self.client = -1
+
+
+def _bisection_order(n: int) -> List[int]:
+    out, seen = [n], {0, n}
+    queue = [(0, n)]
+    while queue:
+        lo, hi = queue.pop(0)
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        if mid not in seen:
+            out.append(mid)
+            seen.add(mid)
+        queue += [(lo, mid), (mid, hi)]
+    return out
