@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 APPROACH = 0.08         # m above the grasp/place pose where straight lines start
 PLACE_GAP = 0.001       # m: a part is released this far above its resting pose
 PRESS = 0.0005          # m: a suction cup presses this far into the face it picks
+CARRY_SPEED = 0.35      # fraction of the planner's limits while carrying a stack of loose parts
 
 
 @dataclass
@@ -93,11 +94,12 @@ def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
 
 def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
                     source: Site, target: Site, *, carried: Sequence[str] = (),
-                    approach: float = APPROACH) -> Tuple[List[Tuple[str, Any]], float]:
+                    approach: float = APPROACH, speed: Optional[float] = None) -> Tuple[List[Tuple[str, Any]], float]:
     """Plan every segment of a pick-and-place from ``q_start``; returns (segments, grasp yaw).
 
     ``carried`` names parts stacked on the grasped one (an ``output`` of a finished unit); they
-    move with it and are ignored as obstacles. Tries grasp yaws in quarter turns (half turns
+    move with it and are ignored as obstacles; the loaded moves then run at ``speed`` (default
+    :data:`CARRY_SPEED` when carrying, else full speed) so friction keeps the stack together. Tries grasp yaws in quarter turns (half turns
     for suction are equivalent) and keeps the first that plans end to end.
     """
     from planners.collision import Held
@@ -106,6 +108,7 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
     yaw0 = finger_axis_yaw(planner)
     dz = grasp_offset(planner, part_size)
     ignore = tuple([part_id, *carried])
+    loaded = float(speed if speed is not None else (CARRY_SPEED if carried else 1.0))
     errors: List[AnycellError] = []
     src_yaw, dst_yaw = float(source.rpy[2]), float(target.rpy[2])
     if tool.kind == "parallel_gripper":
@@ -131,15 +134,17 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
             q = list(q_start)
             t = planner.plan_to_pose(q, pre_grasp, name=f"pre-grasp of '{part_id}'")
             segs.append(("to_pick", t))
-            t = planner.plan_cartesian_line(t.end, grasp, ignore=ignore, name=f"grasp of '{part_id}'")
+            # the tool must reach the grasp without touching what is stacked on the part
+            t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
             segs.append(("approach_pick", t))
             segs.append(("grasp", None))
-            t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat")
+            t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
             segs.append(("retreat_pick", t))
             q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
-            t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore)
+            t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore, speed=loaded)
             segs.append(("transfer", t))
-            t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'")
+            t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
+                                            speed=loaded)
             segs.append(("approach_place", t))
             segs.append(("release", None))
             t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
@@ -159,7 +164,7 @@ def _mat(pose: Pose) -> np.ndarray:
 
 
 def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Any, target: Any, *,
-               carried: Sequence[str] = (), approach: float = APPROACH) -> PlaceResult:
+               carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     Plans every segment first (refusing before any motion), then runs them on ``robot``. The
@@ -171,7 +176,7 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     source, target = _as_site(source), _as_site(target)
     t0 = time.perf_counter()
     segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
-                                carried=carried, approach=approach)
+                                carried=carried, approach=approach, speed=speed)
     planning = time.perf_counter() - t0
     duration = 0.0
     for name, traj in segs:

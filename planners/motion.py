@@ -128,11 +128,14 @@ class MotionPlanner:
         return path
 
     def plan_joint(self, q_start: Sequence[float], q_goal: Sequence[float], held: Optional[Held] = None, *,
-                   timeout: float = 3.0, ignore: Iterable[str] = ()) -> Trajectory:
-        """A collision-free, time-optimal joint move from ``q_start`` to ``q_goal``."""
+                   timeout: float = 3.0, ignore: Iterable[str] = (), speed: float = 1.0) -> Trajectory:
+        """A collision-free, time-optimal joint move from ``q_start`` to ``q_goal``.
+
+        ``speed`` (0..1] scales the limits further, e.g. to carry a stack of loose parts gently.
+        """
         path = self.plan_joint_path(q_start, q_goal, held, timeout=timeout, ignore=ignore)
         return self.parameterize(path, held, ignore=ignore, clearance=FREE_CLEARANCE,
-                                 start_clearance=CONTACT_CLEARANCE)
+                                 start_clearance=CONTACT_CLEARANCE, speed=speed)
 
     def plan_to_pose(self, q_start: Sequence[float], pose: Pose, held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), name: str = "target") -> Trajectory:
@@ -176,19 +179,23 @@ class MotionPlanner:
         return path
 
     def plan_cartesian_line(self, q_start: Sequence[float], target_pose: Pose, held: Optional[Held] = None, *,
-                            ignore: Iterable[str] = (), name: str = "target") -> Trajectory:
+                            ignore: Iterable[str] = (), name: str = "target", speed: float = 1.0) -> Trajectory:
         """A straight TCP line (approach or retreat), collision-checked, time-optimal."""
         path = self.cartesian_path(q_start, target_pose, held, ignore=ignore, name=name)
-        return self.parameterize(path, held, ignore=ignore, clearance=CONTACT_CLEARANCE, max_step=0.02)
+        return self.parameterize(path, held, ignore=ignore, clearance=CONTACT_CLEARANCE, max_step=0.02,
+                                 speed=speed)
 
     # ------------------------------------------------------------------ timing
     def parameterize(self, path: Sequence[Sequence[float]], held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), clearance: float = FREE_CLEARANCE,
-                     start_clearance: Optional[float] = None, max_step: float = 0.1) -> Trajectory:
+                     start_clearance: Optional[float] = None, max_step: float = 0.1,
+                     speed: float = 1.0) -> Trajectory:
         """TOPP-RA timing of ``path``; the sampled result is re-checked and densified until it is free."""
         ign = tuple(ignore)
         for attempt in range(4):
-            traj = time_optimal(self.joint_names, path, self.vmax, self.amax, max_step=max_step)
+            s = min(1.0, max(1e-3, float(speed)))
+            traj = time_optimal(self.joint_names, path, [v * s for v in self.vmax], [a * s * s for a in self.amax],
+                                max_step=max_step)
             bad = self.trajectory_collisions(traj, held, clearance=min(clearance, CONTACT_CLEARANCE)
                                              if attempt == 3 else clearance, ignore=ign,
                                              start_clearance=start_clearance)
