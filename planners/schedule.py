@@ -18,10 +18,12 @@ schedule as a hint. The result reports the makespan, a lower bound (the
 solver's proven bound, or the best of the critical path and each resource's
 load), the gap, and the solver used.
 
-Times are integers of ``1/SCALE`` s inside the solvers. CP-SAT runs with one
-worker, a fixed seed and a deterministic-time limit at half the wall limit, so
-the same input gives the same schedule on the same OR-Tools version (unless
-the wall limit strikes first on a very slow machine).
+Times are integers of ``1/SCALE`` s inside the solvers. CP-SAT runs its
+portfolio of workers interleaved (``interleave_search``: deterministic), with a
+fixed seed and a deterministic-time limit below the wall-clock limit, so the
+same input gives the same schedule on the same OR-Tools version. Only when
+the wall-clock limit strikes first (a machine much slower than a 2-core VM, or
+a heavily loaded one) may two runs differ; both are valid schedules.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ from anycell.plan import Plan, Schedule, ScheduledOp
 log = logging.getLogger(__name__)
 
 SCALE = 100  # solver ticks per second (10 ms resolution)
+#: CP-SAT portfolio size. A single worker has no LNS and no bound-proving workers, and stalls at
+#: 100+ operations; eight interleaved workers prove the optimum at 200 (bench/bench_schedule.py).
+CPSAT_WORKERS = 8
+#: CP-SAT deterministic-time budget per second of wall-clock limit (measured on a 2-core VM at
+#: about 0.25 deterministic s per wall s), so a search normally ends on the deterministic limit.
+DETERMINISTIC_PER_SECOND = 0.25
 INF = 1 << 60
 
 
@@ -206,6 +214,13 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
             closes.setdefault(j, []).append((r, i))
     busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
     held: Dict[str, int] = {}  # resource -> op index that opened a hold not yet closed
+    # A hold (i, j) on r must not open before a hold (k, l) on r whose closer l precedes j:
+    # j could never run while (i, j) keeps r from k (two parts of one unit on one machine).
+    blockers: Dict[int, Set[int]] = {}
+    for r, lst in m.spans.items():
+        for i, j in lst:
+            anc = _ancestors(j, m.preds)
+            blockers.setdefault(i, set()).update(k for k, l in lst if l != j and l in anc and k != i)
     start = [-1] * n
     done = 0
     npred = [len(p) for p in m.preds]
@@ -221,6 +236,7 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
 
     while done < n:
         cands = [i for i in eligible if not any(r in held for r in opens.get(i, []))
+                 and all(start[k] >= 0 for k in blockers.get(i, ()))
                  and not any(r in held for r in plain_of.get(i, []))]
         if not cands:
             raise PlanningError("the list scheduler is stuck: every remaining operation waits for a held "
@@ -274,7 +290,7 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
 # ------------------------------------------------------------------ CP-SAT
 
 
-def _cpsat(m: Model, hint: List[int], horizon: int, time_limit: float) -> Optional[Tuple[List[int], int, str, bool]]:
+def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float) -> Optional[Tuple[List[int], int, str, bool]]:
     try:
         from ortools.sat.python import cp_model
     except ImportError:  # pragma: no cover - ortools is pinned in requirements.txt
@@ -298,14 +314,15 @@ def _cpsat(m: Model, hint: List[int], horizon: int, time_limit: float) -> Option
     mk = model.NewIntVar(0, horizon, "makespan")
     model.AddMaxEquality(mk, ends)
     model.Minimize(mk)
-    for i in range(n):
+    for i in range(n if hint is not None else 0):
         model.AddHint(starts[i], hint[i])
         model.AddHint(ends[i], hint[i] + m.dur[i])
     solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
+    solver.parameters.num_workers = CPSAT_WORKERS
+    solver.parameters.interleave_search = True   # the portfolio, run in a deterministic order
     solver.parameters.random_seed = 0
     solver.parameters.max_time_in_seconds = max(0.05, float(time_limit))
-    solver.parameters.max_deterministic_time = max(0.02, float(time_limit) / 2.0)
+    solver.parameters.max_deterministic_time = max(0.02, DETERMINISTIC_PER_SECOND * float(time_limit))
     status = solver.Solve(model)
     name = solver.StatusName(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -332,14 +349,16 @@ def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: flo
     for rule in ("tail", "head", "succ"):
         try:
             st = list_schedule(m, rule)
-        except PlanningError:
-            if rule == "succ" and best is None:
-                raise
+        except PlanningError as exc:
+            log.debug("list scheduler (%s) failed: %s", rule, exc)
             continue
         mk = max((st[i] + m.dur[i] for i in range(len(st))), default=0)
         if mk < best_mk:
             best, best_mk = st, mk
-    assert best is not None
+    if best is None:  # no list schedule: let CP-SAT search from scratch over a safe horizon
+        if solver == "list":
+            raise PlanningError("the list scheduler found no schedule", hint="use the cp-sat solver")
+        best_mk = sum(m.dur)
     starts, used, status, optimal = best, "list", "FEASIBLE", best_mk <= lb
     if solver != "list" and best_mk > lb and m.ids:
         res = _cpsat(m, best, best_mk, time_limit)
@@ -348,9 +367,12 @@ def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: flo
             mk = max(st[i] + m.dur[i] for i in range(len(st)))
             lb = max(lb, bound)
             used = "cp-sat"
-            if mk <= best_mk:
+            if starts is None or mk <= best_mk:
                 starts, best_mk = st, mk
-        elif solver == "cp-sat":
+        if starts is None:
+            raise PlanningError("no schedule found: the list scheduler is stuck and CP-SAT found none in time",
+                                hint="raise --time-limit")
+        if res is None and solver == "cp-sat":
             raise PlanningError("CP-SAT found no schedule within the time limit",
                                 hint="raise --time-limit or use the list scheduler")
     elif best_mk <= lb:
