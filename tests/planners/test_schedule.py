@@ -134,3 +134,26 @@ def test_cycle_in_a_plan_is_refused() -> None:
            Operation(id="y", kind="inspect", unit=1, resource="s", duration=1, uses=["s"], after=["x"])]
     with pytest.raises(PlanningError, match="cycle among: x, y"):
         schedule_plan(Plan(job_id="j", cell_id="c", quantity=1, operations=ops), None)
+
+
+def test_two_parts_of_one_unit_on_one_machine_are_scheduled_in_assembly_order() -> None:
+    # Both the block and the cap milled on the demo cell's one mill: the mill must make the block
+    # (placed first) before the cap, or the unit could never be assembled.
+    from anycell.documents import from_data
+    from anycell.job import job_from_document
+
+    from tests.paths import ROOT
+
+    data = yaml.safe_load(open(DEMO_JOB))
+    cap = next(p for p in data["parts"] if p["id"] == "cap")
+    cap["source"] = {"process": "mill", "stock": "blank", "program": {"name": "CAP_01"}, "material": "aluminium",
+                     "duration": 25.0}
+    job = job_from_document(from_data(data, file=DEMO_JOB), base_dir=ROOT)
+    cell = load_cell(DEMO_CELL)
+    plan = plan_job(cell, job)
+    assert plan.op("u1.run.cap").resource == "mill" and plan.op("u1.run.block").resource == "mill"
+    for solver in ("list", "cp-sat"):
+        schedule_plan(plan, cell, solver=solver)
+        _check_valid(plan)
+        when = {e.op: e for e in plan.schedule.entries}
+        assert when["u1.load.cap"].start >= when["u1.unload.block"].end
