@@ -39,7 +39,7 @@ class SimRobot(Robot):
     """One robot of a simulated cell (``world.robots[robot_id]``)."""
 
     def __init__(self, world: Any, robot_id: str, *, tracking_tolerance: float = 0.05,
-                 settle_tolerance: float = 0.002, check_contacts: bool = True) -> None:
+                 settle_tolerance: float = 0.002, check_contacts: bool = True, record: bool = False) -> None:
         if robot_id not in world.robots:
             raise ExecutionError(f"no robot '{robot_id}' in the simulated cell",
                                  hint="known: " + ", ".join(world.robots))
@@ -55,6 +55,8 @@ class SimRobot(Robot):
         self._grasping: Optional[int] = None    # body being grasped (contacts with it are expected)
         self._filtered: Optional[tuple] = None  # (part body, finger links) whose contacts the grasp replaces
         self.max_tracking_error = 0.0
+        self.record = record
+        self.trace: List[List[float]] = []     # measured joint positions at every step (when ``record``)
         self.executed_time = 0.0
         import pybullet as p
 
@@ -111,6 +113,8 @@ class SimRobot(Robot):
             q = np.asarray(self.joint_positions())
             err = float(np.max(np.abs(q - np.array([np.interp(t, times, pos[:, j]) for j in range(pos.shape[1])]))))
             self.max_tracking_error = max(self.max_tracking_error, err)
+            if self.record:
+                self.trace.append(q.tolist())
             if err > self.tracking_tolerance:
                 self.stop()
                 raise ExecutionError(f"robot '{self.robot_id}' tracking error {err:.3f} rad exceeds "
