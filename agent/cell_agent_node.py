@@ -19,7 +19,8 @@ Parameters: ``cell`` (path to the cell config, required), ``sim`` (bool),
 ``runner`` (``auto``: the cell's real step runner when this install has one,
 ``dry_run``: rehearse jobs on the clock without moving anything, or
 ``module:function`` returning a runner factory), ``dry_run_scale`` (time
-scale of the dry run), ``auto_start`` (reset and start the cell at launch).
+scale of the dry run), ``startup`` (``stopped``, the PackML power-up state; ``idle``:
+reset at launch; ``execute``: reset and start).
 
 Only Humble-compatible rclpy APIs are used (see DESIGN.md).
 """
@@ -158,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bootstrap = Node("cell_agent_params")
     params = {name: bootstrap.declare_parameter(name, default).value
               for name, default in (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
-                                    ("auto_start", False), ("journal", ""))}
+                                    ("startup", "stopped"), ("journal", ""))}
     bootstrap.destroy_node()
     if not params["cell"]:
         print("cell_agent: set the cell config: --ros-args -p cell:=cell_configs/demo_cell.yaml", file=sys.stderr)
@@ -180,10 +181,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim = bool(params["sim"])
     service.runner_factory = resolve_runner(str(params["runner"]), node, sim, float(params["dry_run_scale"]))
     service.start()
-    if params["auto_start"]:
+    startup = str(params["startup"])
+    if startup in ("idle", "execute"):
         service.command("reset")
         service.packml.wait_for(["Idle"], 10)
-        service.command("start")
+        if startup == "execute":
+            service.command("start")
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     node.get_logger().info(f"cell '{service.cell_id}' up: state {service.packml.state}, journal {service.journal.path}")

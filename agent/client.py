@@ -242,3 +242,24 @@ class CellClient:
         self.node.destroy_node()
         if self._own_context and rclpy.ok():
             rclpy.shutdown()
+
+
+def find_cells(timeout: float = 3.0) -> List[str]:
+    """Cell ids visible in this ROS domain: namespaces that have an ``api/request`` topic."""
+    own = not rclpy.ok()
+    if own:
+        rclpy.init()
+    node = Node(f"anycell_probe_{uuid.uuid4().hex[:8]}")
+    try:
+        deadline = time.monotonic() + timeout
+        found: List[str] = []
+        while True:
+            found = sorted({name.split("/")[1] for name, _types in node.get_topic_names_and_types()
+                            if name.endswith("/api/request") and name.count("/") == 3})
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
+    finally:
+        node.destroy_node()
+        if own and rclpy.ok():
+            rclpy.shutdown()

@@ -68,7 +68,7 @@ def resolve_cell_path(cell: str, share_dir: Optional[str] = None) -> str:
 
 
 def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str = "", runner: str = "auto",
-               dry_run_scale: float = 1.0, auto_start: bool = False) -> List[NodeSpec]:
+               dry_run_scale: float = 1.0, startup: str = "stopped") -> List[NodeSpec]:
     """The nodes of one cell: the cell agent, and in sim mode the simulated cell.
 
     ``cell_path`` must already be resolved (see :func:`resolve_cell_path`);
@@ -80,8 +80,8 @@ def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str 
         agent_params["journal"] = journal
     if runner == "dry_run":
         agent_params["dry_run_scale"] = float(dry_run_scale)
-    if auto_start:
-        agent_params["auto_start"] = True
+    if startup != "stopped":
+        agent_params["startup"] = startup
     nodes = [NodeSpec(name="cell_agent", executable="cell_agent", module="agent.cell_agent_node",
                       namespace=ns, parameters=agent_params)]
     if sim:
