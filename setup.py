@@ -24,6 +24,7 @@ setup(
     packages=find_packages(include=["anycell", "anycell.*", "agent", "agent.*", "drivers", "drivers.*",
                                     "planners", "planners.*", "sim", "sim.*"]),
     include_package_data=True,
+    package_data={"agent": ["fastdds_profile.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
@@ -36,6 +37,8 @@ setup(
     entry_points={
         "console_scripts": [
             "anycell = anycell.cli:main",
+            "anycell-cell-agent = agent.cell_agent_node:main",
+            "anycell-sim-cell = agent.sim_node:main",
         ],
     },
 )
