@@ -157,3 +157,16 @@ def test_two_parts_of_one_unit_on_one_machine_are_scheduled_in_assembly_order() 
         _check_valid(plan)
         when = {e.op: e for e in plan.schedule.entries}
         assert when["u1.load.cap"].start >= when["u1.unload.block"].end
+
+
+def test_cp_sat_keeps_the_optimal_makespan_and_the_shortest_machine_holds() -> None:
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    sched = schedule_plan(plan, cell)
+    assert sched.optimal
+    when = {e.op: e for e in sched.entries}
+    for op in plan.operations:
+        for res, closer in op.holds.items():
+            chain = [o for o in plan.operations if o.unit == op.unit and o.part == op.part and res in o.uses]
+            # load (if any) + run + unload back to back: no part sits finished in the machine.
+            assert when[closer].end - when[op.id].start == pytest.approx(sum(o.duration for o in chain)), op.id
