@@ -78,12 +78,30 @@ _IK_CACHE: Dict[Tuple[int, str, Tuple[float, ...]], Optional[str]] = {}
 _SOLVERS: Dict[Tuple[int, str], object] = {}
 
 
+def _import_pybullet_quietly() -> None:
+    """Import pybullet with its C-level banner sent to stderr, so `anycell plan --json` stays pure JSON."""
+    import os
+    import sys
+
+    if "pybullet" in sys.modules:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        import pybullet  # noqa: F401
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
     """IK verdict for a top-down grasp at ``site`` (None: reachable), or raise ImportError if absent.
 
     Results are cached per cell object, robot and pose, because the planner
     asks about the same feeder slots and fixture poses many times.
     """
+    _import_pybullet_quietly()
     from planners.kinematics import Kinematics  # lazily: it needs pybullet
 
     from anycell.errors import PlanningError

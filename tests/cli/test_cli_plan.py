@@ -41,7 +41,7 @@ def test_plan_json_round_trips_and_svg(tmp_path) -> None:
     svg = tmp_path / "g.svg"
     res = run("plan", DEMO_CELL, DEMO_JOB, "--json", "--gantt", str(svg))
     assert res.returncode == 0, res.stderr
-    plan = Plan.from_dict(json.loads(res.stdout[res.stdout.index("{"):]))
+    plan = Plan.from_dict(json.loads(res.stdout))
     assert plan.schedule is not None and plan.schedule.makespan == 121.0
     assert plan.op("u1.run.cap").params["parameters"] == {"hotend_temp": 210, "bed_temp": 60}
     assert "<svg" in svg.read_text()
@@ -54,7 +54,7 @@ def test_quote_text_and_json() -> None:
     assert "setup" in res.stdout and "pla for cap" in res.stdout
     res = run("quote", DEMO_CELL, DEMO_JOB, "--json")
     assert res.returncode == 0, res.stderr
-    q = json.loads(res.stdout[res.stdout.index("{"):])
+    q = json.loads(res.stdout)
     assert q["makespan"] == 121.0 and q["currency"] == "EUR"
     assert q["total"] == round(sum(ln["amount"] for ln in q["lines"]), 2)
 
