@@ -136,7 +136,7 @@ class GrblDevice:
         with self.lock:
             state = self.state
             if self.hold:
-                state = "Hold:0" if self.moving is None else "Hold:1"
+                state = "Hold:0"  # the modelled stop is immediate: the hold is complete
             elif state not in ("Alarm", "Home") and (self.moving is not None or self.planner):
                 state = "Run"
             mpos = list(self.pos)

@@ -1,0 +1,146 @@
+"""GRBL driver against the simulated GRBL controller, over a real pty."""
+
+import threading
+import time
+
+import pytest
+
+from anycell.errors import ConnectionLost, MachineFault, ProgramRejected
+from anycell.job import Program
+from drivers.gcode import prepare_program
+from drivers.grbl import GrblMachine, parse_status
+from drivers.machine import open_machine
+
+from .conftest import machine_cfg
+
+PROGRAM = "G21 G90 ; metric, absolute\nG1 X5 Y5 F{feed}\n" + "\n".join(
+    f"G1 X{5 + i % 40} Y{5 + (i * 7) % 30}" for i in range(120)) + "\nG0 X0 Y0\nM2\n"
+
+
+def connect(launch, cfg, **faults):
+    sim = launch(cfg, **faults)
+    m = open_machine(cfg, sim.address)
+    launch.drivers.append(m)
+    m.connect()
+    return sim, m
+
+
+def test_parse_status_fields():
+    st = parse_status("<Hold:0|MPos:1.000,-2.500,0.000|Bf:15,127|FS:500,12000|WCO:1.000,0.000,0.000|Ln:99>")
+    assert st["state"] == "Hold" and st["substate"] == 0
+    assert st["mpos"] == [1.0, -2.5, 0.0] and st["wco"] == [1.0, 0.0, 0.0]
+    assert st["buffer"] == {"planner": 15, "rx": 127} and st["feed"] == 500 and st["speed"] == 12000
+    assert st["line"] == 99
+    assert parse_status("ok") is None
+
+
+@pytest.mark.parametrize("streaming", ["character_counting", "send_response"])
+def test_whole_program_received_exactly(launch, streaming):
+    cfg = machine_cfg("grbl")
+    sim = launch(cfg, time_scale=0.001)
+    m = GrblMachine(cfg, sim.address, streaming=streaming)
+    launch.drivers.append(m)
+    m.connect()
+    seen = []
+    result = m.run_program(Program(inline=PROGRAM), {"feed": 3000}, progress=seen.append)
+    expected = [g.text for g in prepare_program(PROGRAM, {"feed": 3000})]
+    assert result.status == "complete"
+    assert result.lines_acknowledged == result.lines_total == len(expected)
+    assert sim.received_lines() == expected
+    assert "OVERFLOW" not in sim.log_lines()
+    assert seen and seen[-1].done == len(expected)
+    st = m.query_status()
+    assert st["state"] == "Idle" and st["mpos"] == [0.0, 0.0, 0.0]
+    assert m.state() == "Complete"
+    m.reset()
+    assert m.state() == "Idle"
+
+
+def test_settings_homing_and_unlock(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.01)
+    settings = m.read_settings()
+    assert float(settings[130]) == 300.0 and float(settings[20]) == 1
+    m.write_setting(130, 250)
+    assert float(m.read_settings()[130]) == 250.0
+    m.home()
+    assert "HOMED" in sim.log_lines()
+
+
+def test_soft_limit_alarm_stops_program_and_leaves_alarm_state(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.001)
+    prog = "G21 G90\nG1 X10 F3000\nG1 X20\nG1 X400 ; beyond the 300 mm travel\nG1 X30\nG1 X40\n"
+    with pytest.raises(MachineFault) as err:
+        m.run_program(Program(inline=prog), {})
+    text = str(err.value)
+    assert "ALARM:2" in text and "soft limit" in text and "line 4" in text
+    # the lines after the alarm never ran, the controller is locked in Alarm
+    assert sim.received_lines() == ["G21 G90", "G1 X10 F3000", "G1 X20", "G1 X400"]
+    assert m.state() == "Aborted" and m.query_status()["state"] == "Alarm"
+    assert m.health()["level"] == "error"
+    with pytest.raises(MachineFault, match="Alarm"):
+        m.run_program(Program(inline="G1 X1"), {})
+    m.reset()  # $X
+    assert m.state() == "Idle"
+    assert m.run_program(Program(inline="G1 X15 F3000"), {}).status == "complete"
+    assert sim.received_lines()[-1] == "G1 X15 F3000"
+
+
+def test_alarm_fault_switch_at_line(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.001, alarm_at_line=30)
+    with pytest.raises(MachineFault, match="ALARM:1"):
+        m.run_program(Program(inline=PROGRAM), {"feed": 3000})
+    assert len(sim.received_lines()) == 30
+    assert m.query_status()["state"] == "Alarm"
+
+
+def test_error_reply_names_the_line(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.001)
+    # G1 before any feed rate: GRBL's error:22
+    with pytest.raises(MachineFault) as err:
+        m.run_program(Program(inline="G21\nG1 X10\nG1 X20 F100"), {})
+    assert "error:22" in str(err.value) and "feed rate" in str(err.value) and "line 2" in str(err.value)
+
+
+def test_forbidden_or_injected_command_rejected_before_any_byte(launch):
+    cfg = machine_cfg("grbl", forbidden_gcodes=["M3"])
+    sim, m = connect(launch, cfg, time_scale=0.001)
+    before = m.link.bytes_written
+    for prog, params in (("G1 X1 F100\nM3 S1000", {}), ("G1 X{x} F100", {"x": "1\n$H"}),
+                         ("G1 X1 F100\nG1 X2 !", {})):
+        with pytest.raises(ProgramRejected):
+            m.run_program(Program(inline=prog), params)
+    assert m.link.bytes_written == before
+    assert sim.received_lines() == []
+
+
+def test_hold_and_resume(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.3)
+    prog = "G21 G90\nG1 X20 F1200\nG1 X0\n"  # 2 x 1 s of motion at time-scale 0.3
+    states = []
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(inline=prog), {})))
+    t.start()
+    time.sleep(0.15)
+    m.hold()
+    time.sleep(0.2)
+    states.append(m.query_status()["state"])
+    m.resume()
+    t.join(10)
+    assert states == ["Hold"]
+    assert out["r"].status == "complete"
+    assert "FEED_HOLD" in sim.log_lines() and "CYCLE_START" in sim.log_lines()
+
+
+def test_device_vanishing_reports_acknowledged_lines(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.001, vanish_at_line=50)
+    with pytest.raises(ConnectionLost) as err:
+        m.run_program(Program(inline=PROGRAM), {"feed": 3000})
+    acked = m.lines_acknowledged
+    received = sim.received_lines()
+    expected = [g.text for g in prepare_program(PROGRAM, {"feed": 3000})]
+    # GRBL parsed 49 lines before it vanished; the oks of the last few may still have been on
+    # their way. The driver counts exactly the oks it got, and those lines were all received.
+    assert len(received) == 49 and received == expected[:49]
+    assert 40 <= acked <= 49
+    assert f"acknowledged {acked} of {len(expected)}" in str(err.value)
+    assert m.health()["level"] == "error"
