@@ -22,7 +22,7 @@ def test_a_perfect_unit_passes_every_check() -> None:
 def test_a_part_out_of_tolerance_fails_with_its_deviation() -> None:
     job = load_job(DEMO_JOB)
     measured = _perfect(job)
-    measured["cap"] = Pose(xyz=[-0.008 + 0.006, 0.0, 0.040])  # 6 mm off, tolerance 5 mm
+    measured["cap"] = Pose(xyz=[-0.0125 + 0.006, 0.0, 0.040])  # 6 mm off, tolerance 5 mm
     res = check_unit(job, 2, measured, 0.0002, 0.002)
     assert not res.passed and res.checks["placement"] is False and res.checks["presence"] is True
     cap = next(p for p in res.parts if p.part == "cap")
@@ -34,7 +34,7 @@ def test_uncertainty_is_taken_off_the_tolerance() -> None:
     """4.8 mm off with a 5 mm tolerance passes only if the instrument is good enough to prove it."""
     job = load_job(DEMO_JOB)
     measured = _perfect(job)
-    measured["cap"] = Pose(xyz=[-0.008 + 0.0048, 0.0, 0.040])
+    measured["cap"] = Pose(xyz=[-0.0125 + 0.0048, 0.0, 0.040])
     assert check_unit(job, 1, measured, 0.00005, 0.002).passed
     assert not check_unit(job, 1, measured, 0.0002, 0.002).passed
 
@@ -51,7 +51,7 @@ def test_a_missing_part_fails_presence() -> None:
 def test_angle_error_is_measured() -> None:
     job = load_job(DEMO_JOB)
     measured = _perfect(job)
-    measured["block"] = Pose(xyz=[-0.008, 0.0, 0.022], rpy=[0.0, 0.0, 0.2])  # tolerance 0.08 rad
+    measured["block"] = Pose(xyz=[-0.0125, 0.0, 0.022], rpy=[0.0, 0.0, 0.2])  # tolerance 0.08 rad
     res = check_unit(job, 1, measured, 0.0002, 0.002)
     block = next(p for p in res.parts if p.part == "block")
     assert abs(block.angle_error - 0.2) < 1e-9 and not block.passed and "angle off" in block.reason

@@ -1,0 +1,320 @@
+"""The concrete step runner: robot skills, machine programs and inspection, for one job.
+
+:class:`agent.executor.Executor` decides *when* a step runs; :class:`CellRunner`
+does the step. It works the same on a simulated cell and on the floor:
+
+* ``pick_place`` / ``load`` / ``unload`` / ``output``: the pick-and-place skill
+  (:func:`agent.skills.pick_place`) over a :class:`drivers.robot.Robot` (a
+  :class:`drivers.sim_robot.SimRobot`, or :class:`agent.ros_robot.RosRobot`
+  over ROS 2) and the robot's :class:`planners.motion.MotionPlanner`.
+* ``run_program``: :meth:`drivers.machine.Machine.run_program` over the
+  machine's real protocol (serial G-code or OPC UA), simulated or not.
+* ``inspect``: the inspection station measures the unit on the fixture and
+  :func:`anycell.conformance.check_unit` judges it against the spec. In
+  simulation the measurement comes from the simulated world with the noise
+  the station declares (seeded, so runs repeat); a cell without a simulator
+  needs a measuring driver, which anycell does not have yet, and says so.
+
+In simulation, :class:`agent.sim_hooks.SimHooks` makes parts appear where a
+feeder presents them or a machine made them. Part ids in the world are
+``u<unit>.<part>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from anycell.cell import CellConfig
+from anycell.conformance import UnitResult, check_unit
+from anycell.errors import AnycellError, ConfigError, ExecutionError, InspectionFailed
+from anycell.geometry import Pose
+from anycell.job import JobSpec, Program
+from anycell.plan import Operation, Plan, Site
+
+from .sim_hooks import SimHooks
+
+log = logging.getLogger(__name__)
+
+MOTION_KINDS = ("pick_place", "load", "unload", "output")
+
+
+def uid(unit: int, part: str) -> str:
+    """The id of one unit's part in the (simulated) world."""
+    return f"u{unit}.{part}"
+
+
+def _pose(site: Site) -> Pose:
+    return Pose(xyz=list(site.xyz), rpy=list(site.rpy))
+
+
+@dataclass
+class StepRecord:
+    """What one step did, for the report."""
+
+    op: str
+    kind: str
+    unit: int
+    resource: str
+    started: float          # wall clock, seconds since the runner started
+    finished: float
+    detail: Dict[str, Any] = field(default_factory=dict)
+
+
+class CellRunner:
+    """Runs the operations of one job's plan on a cell's robots, machines and (optionally) simulator."""
+
+    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Dict[str, Any], planners: Dict[str, Any],
+                 machines: Dict[str, Any], sim: Optional[SimHooks] = None,
+                 snapshot_dir: Optional[str] = None,
+                 on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 program_timeout: Optional[float] = None) -> None:
+        self.cell = cell
+        self.job = job
+        self.robots = robots
+        self.planners = planners
+        self.machines = machines
+        self.sim = sim
+        self.snapshot_dir = snapshot_dir
+        self.on_event = on_event
+        self.program_timeout = program_timeout
+        self.records: List[StepRecord] = []
+        self.unit_results: Dict[int, UnitResult] = {}
+        self.placements: List[Dict[str, Any]] = []
+        self.snapshots: List[str] = []
+        self._rejects = 0
+        self._world_lock = threading.RLock()   # one physics world: one thread at a time
+        self._halted = threading.Event()
+        self._t0 = time.monotonic()
+        self._prepared = False
+
+    # ------------------------------------------------------------------ set-up
+    def prepare(self, plan: Plan) -> None:
+        """Tell the planners about parts already in the cell; in simulation, fill the feeders."""
+        seen_slots = set()
+        for op in plan.operations:
+            src = op.params.get("source")
+            if op.kind not in ("pick_place", "load") or not src or src.get("kind") != "feeder":
+                continue
+            key = (src["ref"], src.get("index"))
+            if key in seen_slots:
+                continue   # the slot is re-used by a later unit: presented when it is empty
+            seen_slots.add(key)
+            self._present(op)
+        self._prepared = True
+        self._snap("00_start")
+
+    def _part_geometry(self, part_id: str) -> tuple:
+        part = self.job.part(part_id)
+        return part.geometry.size, part.mass, part.color
+
+    def _present(self, op: Operation) -> None:
+        """Make sure the op's feeder part is known to the planner (and, in simulation, in the world)."""
+        src = Site.from_dict(op.params["source"])
+        size, mass, color = self._part_geometry(op.part)
+        wid = uid(op.unit, op.part)
+        if self.sim is not None:
+            with self._world_lock:
+                self.sim.present(wid, size, mass, color, _pose(src))
+        for planner in self.planners.values():
+            planner.add_obstacle(wid, size, _pose(src))
+
+    # ------------------------------------------------------------------ StepRunner
+    def run(self, op: Operation, plan: Plan) -> Optional[Dict[str, Any]]:
+        if not self._prepared:
+            self.prepare(plan)
+        if self._halted.is_set():
+            raise ExecutionError(f"step {op.id} not started: the cell is halting")
+        started = time.monotonic() - self._t0
+        self._event({"event": "step", "op": op.id, "text": op.describe()})
+        if op.kind in MOTION_KINDS:
+            detail = self._motion(op)
+        elif op.kind == "run_program":
+            detail = self._program(op)
+        elif op.kind == "inspect":
+            detail = self._inspect(op)
+        else:
+            raise ExecutionError(f"operation '{op.id}' has unknown kind '{op.kind}'")
+        self.records.append(StepRecord(op.id, op.kind, op.unit, op.resource, started,
+                                       time.monotonic() - self._t0, detail))
+        return detail
+
+    def halt(self) -> None:
+        """Stop every robot now; stop machine programs (the machines' safe state)."""
+        self._halted.set()
+        for rid, robot in self.robots.items():
+            try:
+                robot.stop()
+            except Exception as exc:  # noqa: BLE001 - halting must reach every device
+                log.error("robot %s did not stop cleanly: %s", rid, exc)
+        for mid, machine in self.machines.items():
+            try:
+                machine.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.error("machine %s did not stop cleanly: %s", mid, exc)
+
+    def resume_after_halt(self) -> None:
+        """Allow steps again after a halt (the operator reset the cell)."""
+        self._halted.clear()
+
+    # ------------------------------------------------------------------ motion
+    def _motion(self, op: Operation) -> Dict[str, Any]:
+        from .skills import pick_place
+
+        robot, planner = self.robots[op.resource], self.planners[op.resource]
+        src = Site.from_dict(op.params["source"])
+        target = Site.from_dict(op.params["target"])
+        carried: List[str] = []
+        if op.kind == "output":
+            carried = [uid(op.unit, pl.part) for pl in self.job.assembly.placements if pl.part != op.part]
+            target = self._output_target(op, target)
+        elif src.kind == "feeder":
+            self._present(op)
+        size, _mass, _color = self._part_geometry(op.part)
+        wid = uid(op.unit, op.part)
+        with self._world_lock:
+            res = pick_place(robot, planner, wid, size, src, target, carried=carried)
+            measured = self.sim.measure([wid]) if self.sim is not None else {}
+        if carried:
+            self._move_obstacles(carried, src, target)
+        detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
+                                  "motion_s": round(res.duration, 3), "planning_s": round(res.planning_time, 4)}
+        got = measured.get(wid)
+        if got is not None:
+            from anycell.geometry import distance, quat_angle
+
+            err = distance(got.position, target.xyz)
+            ang = quat_angle(got.quaternion, _pose(target).quaternion)
+            detail.update(error_m=err, angle_error_rad=ang)
+            if op.kind in ("pick_place", "unload"):
+                tol = self.job.placement(op.part).tolerance
+                self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
+                                        "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
+        self._snap(f"{len(self.records) + 1:02d}_{op.id}")
+        return detail
+
+    def _output_target(self, op: Operation, planned: Site) -> Site:
+        """The output tray, or the reject tray for a unit that failed inspection."""
+        result = self.unit_results.get(op.unit)
+        if result is None or result.passed:
+            return planned
+        from planners import sites
+
+        trays = self.cell.stations_of("reject_tray")
+        if not trays:
+            raise InspectionFailed(f"unit {op.unit} failed inspection and the cell has no reject tray",
+                                   hint="add a reject_tray station, or set on_fail: stop in the job")
+        site = sites.tray_site(trays[0], self.job, self._rejects)
+        self._rejects += 1
+        log.warning("unit %d failed inspection: it goes to the reject tray '%s'", op.unit, trays[0].id)
+        return site
+
+    def _move_obstacles(self, carried: List[str], src: Site, target: Site) -> None:
+        """Carried parts moved with the base: re-register them where the unit now stands."""
+        moved = _pose(target).compose(_pose(src).inverse())
+        for wid in carried:
+            part_id = wid.split(".", 1)[1]
+            size, _mass, _color = self._part_geometry(part_id)
+            from planners import sites
+
+            old = sites.placement_pose(self.cell, self.job, part_id)
+            for planner in self.planners.values():
+                planner.add_obstacle(wid, size, moved.compose(old))
+
+    # ------------------------------------------------------------------ machines
+    def _program(self, op: Operation) -> Dict[str, Any]:
+        machine = self.machines.get(op.resource)
+        if machine is None:
+            raise ConfigError(f"no driver for machine '{op.resource}'")
+        prog = op.params["program"]
+        program = Program(file=prog.get("file"), inline=prog.get("inline"), name=prog.get("name"))
+        parameters = {k: float(v) for k, v in op.params.get("parameters", {}).items()}
+        last = [0.0]
+
+        def progress(p: Any) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2 or p.done >= p.total:
+                last[0] = now
+                self._event({"event": "machine", "op": op.id, "machine": op.resource, "done": p.done,
+                             "total": p.total, "unit": p.unit})
+
+        result = machine.run_program(program, parameters, progress=progress, timeout=self.program_timeout)
+        if not result.completed:
+            raise ExecutionError(f"machine '{op.resource}' did not complete {op.id}: {result.status}")
+        machine_site = self._machine_site(op)
+        size, mass, color = self._part_geometry(op.part)
+        wid = uid(op.unit, op.part)
+        if self.sim is not None:
+            with self._world_lock:
+                self.sim.machine_made(wid, size, mass, color, _pose(machine_site))
+        for planner in self.planners.values():
+            planner.add_obstacle(wid, size, _pose(machine_site))
+        return {"machine": op.resource, "status": result.status, "lines_total": result.lines_total,
+                "lines_acknowledged": result.lines_acknowledged, "duration_s": round(result.duration, 3)}
+
+    def _machine_site(self, op: Operation) -> Site:
+        from planners import sites
+
+        return sites.machine_site(self.cell.machine(op.resource), self.job.part(op.part))
+
+    # ------------------------------------------------------------------ inspection
+    def _inspect(self, op: Operation) -> Dict[str, Any]:
+        if self.sim is None:
+            raise ExecutionError("this cell has no measuring driver for its inspection station",
+                                 hint="inspection runs in simulation; on the floor, anycell has no camera "
+                                      "driver yet")
+        from planners import sites
+
+        station = self.cell.station(op.resource)
+        frame_inv = sites.product_frame(self.cell).inverse()
+        uids = {pl.part: uid(op.unit, pl.part) for pl in self.job.assembly.placements}
+        with self._world_lock:
+            truth = self.sim.measure(list(uids.values()))
+        rng = random.Random(int(hashlib.sha256(f"{self.job.id}/{op.unit}".encode()).hexdigest()[:8], 16))
+        measured: Dict[str, Optional[Pose]] = {}
+        for part_id, wid in uids.items():
+            pose = truth.get(wid)
+            if pose is None:
+                measured[part_id] = None
+                continue
+            local = frame_inv.compose(pose)
+            sp, sa = station.uncertainty.position, station.uncertainty.angle
+            noisy = Pose(xyz=[v + rng.gauss(0.0, sp) for v in local.xyz],
+                         rpy=[v + rng.gauss(0.0, sa) for v in local.rpy])
+            measured[part_id] = noisy
+        result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
+        self.unit_results[op.unit] = result
+        self._snap(f"{len(self.records) + 1:02d}_{op.id}")
+        self._event({"event": "inspection", "op": op.id, "unit": op.unit, "passed": result.passed,
+                     "failures": result.failures()})
+        if not result.passed and self.job.on_fail == "stop":
+            raise InspectionFailed(f"unit {op.unit} failed inspection: " + "; ".join(result.failures()),
+                                   hint="the job says on_fail: stop; fix the cause, then reset the cell")
+        return {"unit": op.unit, "passed": result.passed, "checks": result.checks,
+                "failures": result.failures()}
+
+    # ------------------------------------------------------------------ helpers
+    def _snap(self, name: str) -> None:
+        if self.sim is None or self.snapshot_dir is None:
+            return
+        import os
+
+        path = os.path.join(self.snapshot_dir, f"{name}.png")
+        try:
+            with self._world_lock:
+                self.sim.snapshot(path, self.cell.cameras[0].id if self.cell.cameras else None)
+            self.snapshots.append(os.path.basename(path))
+        except AnycellError as exc:  # a picture is never worth failing a step
+            log.warning("snapshot %s failed: %s", name, exc)
+
+    def _event(self, info: Dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(info)
+            except Exception:  # noqa: BLE001 - a display callback never breaks a step
+                log.exception("progress callback failed")
