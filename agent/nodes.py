@@ -90,6 +90,32 @@ def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str 
     return nodes
 
 
+def launch_node_list(cell: str, sim: bool = False, share_dir: Optional[str] = None, **options: Any) -> List[NodeSpec]:
+    """What ``cell.launch.py`` starts for ``cell:=<path or name> sim:=<bool>`` (and ``anycell up``).
+
+    Resolves the cell argument, loads the config (so a broken config fails
+    here, with its file and line, before any node starts) and returns
+    :func:`cell_nodes` for it.
+    """
+    from anycell.cell import load_cell
+
+    path = resolve_cell_path(cell, share_dir)
+    config = load_cell(path)
+    return cell_nodes(path, config.cell.id, sim=sim, **options)
+
+
+def parse_bool(text: str) -> bool:
+    """A launch argument as a bool (true/false, 1/0, yes/no, on/off)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    from anycell.errors import ConfigError
+
+    raise ConfigError(f"'{text}' is not a boolean", hint="true or false")
+
+
 def ros_environment(base: Optional[Dict[str, str]] = None, domain_id: Optional[int] = None,
                     localhost: bool = True, legacy_profile_variable: Optional[bool] = None) -> Dict[str, str]:
     """An environment for a cell's processes: quick discovery profile, optional domain and loopback only.

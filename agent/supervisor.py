@@ -81,7 +81,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Supervise until Ctrl-C / SIGTERM or a required child's crash. Returns the exit code."""
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set()) if in_main else None
         code = 0
         try:
             self.start()
@@ -108,9 +109,20 @@ class Supervisor:
         except KeyboardInterrupt:
             self.say("anycell", "Ctrl-C: shutting the cell down")
         finally:
-            self.shutdown()
-            signal.signal(signal.SIGTERM, previous)
+            # a second Ctrl-C must not cut the orderly shutdown short (the grace periods escalate anyway)
+            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+            try:
+                self.shutdown()
+            finally:
+                if in_main:
+                    signal.signal(signal.SIGINT, previous_int)
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
         return code
+
+    def stop(self) -> None:
+        """Ask run() to shut the cell down (what SIGTERM does), from any thread."""
+        self._stopping.set()
 
     def shutdown(self) -> None:
         """Stop every child still running, last started first; wait for their output to drain."""
