@@ -462,10 +462,10 @@ class OpcUaMachine(Machine):
                 return ProgramResult("complete", duration=time.monotonic() - t0,
                                      details={"part_count": parts, "outages": len(self.outages),
                                               "reconnects": self.reconnects})
-            if st in ("Aborted", "Aborting"):
+            if st == "Aborted":
                 raise MachineFault(f"{self.machine_id}: program '{program.name}' aborted: {alarm or 'no alarm text'}",
                                    hint="clear the alarm on the machine, then reset()")
-            if st in ("Stopped", "Stopping") and started:
+            if st == "Stopped" and started:
                 return ProgramResult("stopped", duration=time.monotonic() - t0, details={"part_count": parts})
             if deadline is not None and time.monotonic() > deadline:
                 raise DriverTimeout(f"{self.machine_id}: program '{program.name}' not finished within {timeout:g} s "
@@ -494,6 +494,8 @@ class OpcUaMachine(Machine):
 
     def reset(self) -> None:
         st = self.state()
+        if st in ("Aborting", "Stopping", "Completing", "Resetting", "Clearing"):
+            st = self._wait_state({"Aborted", "Stopped", "Complete", "Idle"}, 5.0)
         if st == "Aborted":
             self.call("clear")
             st = self._wait_state({"Stopped"}, 5.0)
