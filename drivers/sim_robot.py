@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TOUCH = 0.0015          # m: a gap this small counts as touching
 CRASH_DEPTH = 0.004     # m: a held part pressed this deep into something is a crash
+CONTACT_EVERY = 3       # physics steps between contact checks (80 Hz at the default 240 Hz step)
 
 
 class SimRobot(Robot):
@@ -63,6 +64,9 @@ class SimRobot(Robot):
         self._p = p
         self._forces = [p.getJointInfo(self.rb.body, j, physicsClientId=world.client)[10] or 100.0
                         for j in self.rb.arm_joints]
+        n = len(self.rb.arm_joints)
+        self._zeros, self._kp, self._kd = [0.0] * n, [0.3] * n, [1.0] * n
+        self._motor_forces = [f * 2.0 for f in self._forces]
         self._hold(self.joint_positions())
 
     # ------------------------------------------------------------------ state
@@ -72,7 +76,7 @@ class SimRobot(Robot):
 
     def joint_positions(self) -> List[float]:
         p = self._p
-        return [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0] for j in self.rb.arm_joints]
+        return [s[0] for s in p.getJointStates(self.rb.body, self.rb.arm_joints, physicsClientId=self.world.client)]
 
     def holding(self) -> Optional[str]:
         return self._held
@@ -81,10 +85,10 @@ class SimRobot(Robot):
         p = self._p
         n = len(self.rb.arm_joints)
         p.setJointMotorControlArray(self.rb.body, self.rb.arm_joints, p.POSITION_CONTROL,
-                                    targetPositions=[float(v) for v in q],
-                                    targetVelocities=[float(v) for v in (qd if qd is not None else [0.0] * n)],
-                                    forces=[f * 2.0 for f in self._forces], positionGains=[0.3] * n,
-                                    velocityGains=[1.0] * n, physicsClientId=self.world.client)
+                                    targetPositions=list(map(float, q)),
+                                    targetVelocities=list(map(float, qd)) if qd is not None else self._zeros,
+                                    forces=self._motor_forces, positionGains=self._kp, velocityGains=self._kd,
+                                    physicsClientId=self.world.client)
 
     def _hold(self, q: Sequence[float]) -> None:
         self._command(q)
@@ -104,23 +108,25 @@ class SimRobot(Robot):
         dt = self.world.time_step
         t0 = self.world.sim_time
         n_steps = int(np.ceil(times[-1] / dt)) if len(times) > 1 else 0
-        for k in range(1, n_steps + 1):
-            t = min(k * dt, times[-1])
-            q_ref = np.array([np.interp(t, times, pos[:, j]) for j in range(pos.shape[1])])
-            qd_ref = np.array([np.interp(t, times, vel[:, j]) for j in range(pos.shape[1])])
-            self._command(q_ref, qd_ref)
+        # the reference at every physics step, interpolated once up front
+        ts = np.minimum(np.arange(1, n_steps + 1) * dt, times[-1])
+        q_refs = np.stack([np.interp(ts, times, pos[:, j]) for j in range(pos.shape[1])], axis=1) if n_steps else pos[:0]
+        qd_refs = np.stack([np.interp(ts, times, vel[:, j]) for j in range(pos.shape[1])], axis=1) if n_steps else pos[:0]
+        for k in range(n_steps):
+            self._command(q_refs[k], qd_refs[k])
             self.world.step()
             q = np.asarray(self.joint_positions())
-            err = float(np.max(np.abs(q - np.array([np.interp(t, times, pos[:, j]) for j in range(pos.shape[1])]))))
-            self.max_tracking_error = max(self.max_tracking_error, err)
+            err = float(np.max(np.abs(q - q_refs[k])))
+            if err > self.max_tracking_error:
+                self.max_tracking_error = err
             if self.record:
                 self.trace.append(q.tolist())
             if err > self.tracking_tolerance:
                 self.stop()
                 raise ExecutionError(f"robot '{self.robot_id}' tracking error {err:.3f} rad exceeds "
-                                     f"{self.tracking_tolerance:.3f} rad at t={t:.2f} s",
+                                     f"{self.tracking_tolerance:.3f} rad at t={ts[k]:.2f} s",
                                      hint="lower safety.max_speed_fraction or check the payload")
-            if self.check_contacts and k % 2 == 0:
+            if self.check_contacts and k % CONTACT_EVERY == 0:
                 self._check_contacts()
         self._settle(pos[-1])
         self.executed_time += self.world.sim_time - t0

@@ -117,8 +117,8 @@ class Kinematics:
     def set(self, q: Sequence[float]) -> None:
         import pybullet as p
 
-        for j, v in zip(self.body.arm_joints, q):
-            p.resetJointState(self.body.body, j, float(v), physicsClientId=self.client)
+        p.resetJointStatesMultiDof(self.body.body, self.body.arm_joints, [[float(v)] for v in q],
+                                   physicsClientId=self.client)
 
     def _flange(self) -> np.ndarray:
         import pybullet as p
@@ -158,7 +158,10 @@ class Kinematics:
             if self._prismatic[i]:
                 jac[:3, i] = axis
             else:
-                jac[:3, i] = np.cross(axis, tip - origin)
+                r = tip - origin
+                jac[0, i] = axis[1] * r[2] - axis[2] * r[1]
+                jac[1, i] = axis[2] * r[0] - axis[0] * r[2]
+                jac[2, i] = axis[0] * r[1] - axis[1] * r[0]
                 jac[3:, i] = axis
         return jac
 

@@ -1,0 +1,159 @@
+"""Planning time per pick/place motion on the demo cell: anycell's planner vs OMPL RRTConnect.
+
+Both planners solve the *same* joint-space problems in the same run with the
+*same* collision checker (planners.collision, same resolution): the transfers
+of a pick-and-place (home -> pre-grasp, pre-grasp -> pre-place with the part
+held, pre-place -> next pre-grasp) for every feeder slot and fixture/tray
+target of the stack assembly, plus the same problems with a post planted
+between source and target so a search is needed. Ours = direct path first,
+then RRT-Connect + shortcutting; OMPL = RRTConnect.solve + simplifySolution
+(SimpleSetup construction is not timed). The TOPP-RA timing that both would
+need afterwards is reported on its own.
+
+Run: .venv/bin/python bench/bench_motion.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from anycell.cell import load_cell  # noqa: E402
+from anycell.errors import AnycellError  # noqa: E402
+from anycell.geometry import Pose  # noqa: E402
+from anycell.job import load_job  # noqa: E402
+from planners import sites  # noqa: E402
+from planners.collision import Held  # noqa: E402
+from planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOWN = [math.pi, 0.0, 0.0]
+
+
+def problems(cell, job, planner):
+    out = []
+    slots = [(st, i) for st in cell.stations_of("feeder") for i in range(len(st.slots))]
+    targets = [sites.placement_pose(cell, job, pl.part).xyz for pl in job.assembly.placements]
+    tray = cell.stations_of("output_tray")[0]
+    targets.append(list(tray.pose.xyz))
+    held = Held("part", [0.04, 0.04, 0.02], Pose(xyz=[0, 0, 0.0]))
+    q = planner.kin.home
+    for k, (st, i) in enumerate(slots):
+        src = st.pose.compose(st.slots[i].offset).xyz
+        dst = targets[k % len(targets)]
+        try:
+            qa = planner.ik(Pose(xyz=[src[0], src[1], src[2] + 0.09], rpy=DOWN), q)
+            qb = planner.ik(Pose(xyz=[dst[0], dst[1], dst[2] + 0.09], rpy=DOWN), qa, held)
+        except AnycellError:
+            continue
+        out += [(q, qa, None), (qa, qb, held)]
+        q = qb
+    return out
+
+
+def ompl_solve(planner, qa, qb, held, timeout=3.0):
+    from ompl import base as ob
+    from ompl import geometric as og
+
+    dof = len(qa)
+    space = ob.RealVectorStateSpace(dof)
+    bounds = ob.RealVectorBounds(dof)
+    for j in range(dof):
+        bounds.setLow(j, float(planner.lower[j]))
+        bounds.setHigh(j, float(planner.upper[j]))
+    space.setBounds(bounds)
+    ss = og.SimpleSetup(space)
+    world = planner.world
+    ss.setStateValidityChecker(lambda s: world.free([s[j] for j in range(dof)], held))
+    si = ss.getSpaceInformation()
+    si.setStateValidityCheckingResolution(RESOLUTION / space.getMaximumExtent())
+    start, goal = space.allocState(), space.allocState()
+    for j in range(dof):
+        start[j], goal[j] = float(qa[j]), float(qb[j])
+    ss.setStartAndGoalStates(start, goal)
+    ss.setPlanner(og.RRTConnect(si))
+    ss.setup()
+    t0 = time.perf_counter()
+    solved = ss.solve(timeout)
+    t_solve = time.perf_counter() - t0
+    ok = bool(solved) and ss.haveExactSolutionPath()
+    if ok:
+        ss.simplifySolution()
+    return time.perf_counter() - t0, t_solve, ok
+
+
+def stats(xs):
+    a = np.asarray(xs) * 1000
+    return float(np.median(a)), float(np.percentile(a, 95))
+
+
+def main() -> int:
+    try:
+        from ompl import util as ou
+
+        ou.setLogLevel(ou.LogLevel.LOG_ERROR)
+    except Exception:  # noqa: BLE001
+        pass
+    cell = load_cell(os.path.join(ROOT, "cell_configs", "demo_cell.yaml"))
+    job = load_job(os.path.join(ROOT, "examples", "jobs", "stack_assembly.yaml"))
+    planner = MotionPlanner(cell, "panda")
+    base = problems(cell, job, planner)
+    # the same problems with a post between start and goal TCPs, where it blocks the straight path
+    hard = []
+    for qa, qb, held in base:
+        pa, pb = planner.fk(qa).xyz, planner.fk(qb).xyz
+        mid = [(pa[0] + pb[0]) / 2, (pa[1] + pb[1]) / 2, 0.2]
+        planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+        if (planner.world.free(qa, held) and planner.world.free(qb, held)
+                and not planner.world.segment_free(qa, qb, held)):
+            hard.append((qa, qb, held, mid))
+        planner.remove_obstacle("post")
+    ours, theirs, theirs_raw, timing, fails = [], [], [], [], {"anycell": 0, "ompl": 0}
+    searched = 0
+    for label, probs in (("cell", [(a, b, h, None) for a, b, h in base]), ("post", hard)):
+        for qa, qb, held, mid in probs:
+            if mid is not None:
+                planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+            t0 = time.perf_counter()
+            try:
+                path = planner.plan_joint_path(qa, qb, held)
+                ours.append(time.perf_counter() - t0)
+                searched += planner.last_stats["method"] != "direct"
+                t1 = time.perf_counter()
+                planner.parameterize(path, held)
+                timing.append(time.perf_counter() - t1)
+            except AnycellError:
+                fails["anycell"] += 1
+            dt, dt_raw, ok = ompl_solve(planner, qa, qb, held)
+            if ok:
+                theirs.append(dt)
+                theirs_raw.append(dt_raw)
+            else:
+                fails["ompl"] += 1
+            if mid is not None:
+                planner.remove_obstacle("post")
+    m1, p1 = stats(ours)
+    m2, p2 = stats(theirs)
+    mt, pt = stats(timing)
+    m3, p3 = stats(theirs_raw)
+    n = len(base) + len(hard)
+    print(f"problems: {n} ({len(base)} pick/place transfers on the demo cell, {len(hard)} with a blocking post); "
+          f"anycell searched on {searched}")
+    print(f"{'planner':28s} {'median ms':>10s} {'p95 ms':>10s} {'failures':>9s}")
+    print(f"{'anycell direct+RRT-Connect':28s} {m1:10.2f} {p1:10.2f} {fails['anycell']:9d}")
+    print(f"{'OMPL RRTConnect+simplify':28s} {m2:10.2f} {p2:10.2f} {fails['ompl']:9d}")
+    print(f"{'OMPL RRTConnect solve only':28s} {m3:10.2f} {p3:10.2f}")
+    print(f"{'(TOPP-RA timing, ours)':28s} {mt:10.2f} {pt:10.2f}")
+    print(f"ratio anycell/OMPL: median {m1 / m2:.2f}, p95 {p1 / p2:.2f}  (goal: median < 20 ms and ratio <= 1)")
+    planner.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
