@@ -92,6 +92,7 @@ class CellRunner:
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
+        self._snap_count = 0
 
     # ------------------------------------------------------------------ set-up
     def prepare(self, plan: Plan) -> None:
@@ -107,7 +108,7 @@ class CellRunner:
             seen_slots.add(key)
             self._present(op)
         self._prepared = True
-        self._snap("00_start")
+        self._snap("start")
 
     def _part_geometry(self, part_id: str) -> tuple:
         part = self.job.part(part_id)
@@ -126,8 +127,9 @@ class CellRunner:
 
     # ------------------------------------------------------------------ StepRunner
     def run(self, op: Operation, plan: Plan) -> Optional[Dict[str, Any]]:
-        if not self._prepared:
-            self.prepare(plan)
+        with self._world_lock:
+            if not self._prepared:
+                self.prepare(plan)
         if self._halted.is_set():
             raise ExecutionError(f"step {op.id} not started: the cell is halting")
         started = time.monotonic() - self._t0
@@ -195,7 +197,7 @@ class CellRunner:
                 tol = self.job.placement(op.part).tolerance
                 self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
                                         "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
-        self._snap(f"{len(self.records) + 1:02d}_{op.id}")
+        self._snap(op.id)
         return detail
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
@@ -289,7 +291,7 @@ class CellRunner:
             measured[part_id] = noisy
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
-        self._snap(f"{len(self.records) + 1:02d}_{op.id}")
+        self._snap(op.id)
         self._event({"event": "inspection", "op": op.id, "unit": op.unit, "passed": result.passed,
                      "failures": result.failures()})
         if not result.passed and self.job.on_fail == "stop":
@@ -299,12 +301,18 @@ class CellRunner:
                 "failures": result.failures()}
 
     # ------------------------------------------------------------------ helpers
+    def final_snapshot(self) -> None:
+        """A last picture of the cell when the job ended (in simulation)."""
+        self._snap("end")
+
     def _snap(self, name: str) -> None:
         if self.sim is None or self.snapshot_dir is None:
             return
         import os
 
-        path = os.path.join(self.snapshot_dir, f"{name}.png")
+        with self._world_lock:
+            self._snap_count += 1
+            path = os.path.join(self.snapshot_dir, f"{self._snap_count:02d}_{name}.png")
         try:
             with self._world_lock:
                 self.sim.snapshot(path, self.cell.cameras[0].id if self.cell.cameras else None)
