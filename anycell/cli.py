@@ -144,6 +144,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO),
         format="%(levelname)s %(name)s: %(message)s" if args.debug else "%(message)s",
     )
+    for noisy in ("asyncua", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.ERROR)
     if not args.command:
         parser.print_help()
         return EXIT_INPUT
