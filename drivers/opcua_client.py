@@ -134,9 +134,10 @@ class OpcUaMachine(Machine):
     def _run(self, coro: Any, timeout: Optional[float] = None, what: str = "call") -> Any:
         """Run a coroutine in the loop thread, with a timeout, mapping errors to anycell's."""
         t = timeout or self.timeout
-        fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, t), self._loop)
+        # the concurrent future carries the timeout; cancelling it cancels the task in the loop
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return fut.result(t + 1.0)
+            return fut.result(t)
         except (asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError) as exc:
             fut.cancel()
             raise DriverTimeout(f"{self.machine_id}: OPC UA {what} got no answer within {t:g} s",
