@@ -26,6 +26,13 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
                    help="seconds the CP-SAT scheduler may search (default 10)")
     p.add_argument("--solver", choices=["auto", "cp-sat", "list"], default="auto",
                    help="scheduler: CP-SAT warm-started by the list scheduler (auto), or one of them")
+    _durations_arg(p)
+
+
+def _durations_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--durations", choices=["config", "motion"], default="config",
+                   help="robot move times from the cell config's defaults, or estimated from the robot's "
+                        "kinematics and joint limits (motion)")
 
 
 def _planned(args: argparse.Namespace):  # noqa: ANN202
@@ -38,7 +45,12 @@ def _planned(args: argparse.Namespace):  # noqa: ANN202
     cell = load_cell(args.cell)
     job = load_job(args.job)
     check_job_fits_cell(cell, job)
-    plan = plan_job(cell, job)
+    durations = None
+    if getattr(args, "durations", "config") == "motion":
+        from planners.durations import MotionDurationModel
+
+        durations = MotionDurationModel(cell)
+    plan = plan_job(cell, job, durations)
     schedule_plan(plan, cell, time_limit=getattr(args, "time_limit", 10.0), solver=getattr(args, "solver", "auto"))
     return cell, job, plan
 
@@ -70,6 +82,7 @@ def _quote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the quote as JSON")
     p.add_argument("--time-limit", type=float, default=10.0, metavar="S",
                    help="seconds the CP-SAT scheduler may search (default 10)")
+    _durations_arg(p)
 
 
 @command("quote", "quote a job on a cell: time (makespan, per unit) and cost line by line", _quote_args)

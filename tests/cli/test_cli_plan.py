@@ -78,3 +78,12 @@ def test_help() -> None:
         res = run(cmd, "--help")
         assert res.returncode == 0 and "--json" in res.stdout
     assert "--gantt" in run("plan", "--help").stdout
+
+
+def test_quote_with_motion_durations_is_shorter_than_config_defaults() -> None:
+    base = json.loads(run("quote", DEMO_CELL, DEMO_JOB, "--json").stdout)
+    res = run("quote", DEMO_CELL, DEMO_JOB, "--json", "--durations", "motion")
+    assert res.returncode == 0, res.stderr
+    motion = json.loads(res.stdout)
+    # The demo's 8 s config default is conservative; the Panda's own limits give about 5 s a move.
+    assert 0 < motion["makespan"] < base["makespan"]
