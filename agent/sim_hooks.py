@@ -70,3 +70,52 @@ class WorldHooks:
 
     def part_ids(self) -> List[str]:
         return sorted(self.world.parts)
+
+
+# ---------------------------------------------------------------------- over a message channel
+# The ROS sim node serves these calls on ``sim/request`` / ``sim/response`` (std_msgs/String JSON,
+# correlated by request_id, like the cell API). The encoding lives here so both ends share it.
+
+def _pose_to_json(pose: Optional[Pose]) -> Optional[Dict[str, List[float]]]:
+    return None if pose is None else {"xyz": [float(v) for v in pose.xyz], "rpy": [float(v) for v in pose.rpy]}
+
+
+def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
+    return None if data is None else Pose(xyz=list(data["xyz"]), rpy=list(data.get("rpy", [0.0, 0.0, 0.0])))
+
+
+def encode_call(op: str, **args: Any) -> Dict[str, Any]:
+    """A hook call as a JSON-ready request (without request_id)."""
+    body: Dict[str, Any] = {"op": op}
+    for key, value in args.items():
+        body[key] = _pose_to_json(value) if isinstance(value, Pose) else value
+    return body
+
+
+def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one encoded hook call on ``hooks``; the answer carries ``ok`` and the result or the error."""
+    from anycell.errors import AnycellError
+
+    op = request.get("op")
+    try:
+        if op in ("present", "machine_made"):
+            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"),
+                    _pose_from_json(request["pose"]))
+            if op == "present":
+                return {"ok": True, "result": bool(hooks.present(*args))}
+            hooks.machine_made(*args)
+            return {"ok": True, "result": None}
+        if op == "measure":
+            poses = hooks.measure(list(request["uids"]))
+            return {"ok": True, "result": {k: _pose_to_json(v) for k, v in poses.items()}}
+        if op == "snapshot":
+            return {"ok": True, "result": hooks.snapshot(request["path"], request.get("camera"))}
+        return {"ok": False, "error": {"error": "ConfigError", "message": f"unknown sim call '{op}'"}}
+    except AnycellError as exc:
+        return {"ok": False, "error": exc.to_dict()}
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"ok": False, "error": {"error": "ConfigError", "message": f"malformed sim call '{op}': {exc}"}}
+
+
+def decode_measure(result: Dict[str, Any]) -> Dict[str, Optional[Pose]]:
+    return {k: _pose_from_json(v) for k, v in result.items()}
