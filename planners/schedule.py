@@ -171,14 +171,12 @@ def _longest_path(m: Model, i: int, j: int) -> int:
     """The longest chain of durations from the start of ``i`` to the end of ``j`` (ticks)."""
     best: Dict[int, int] = {i: m.dur[i]}  # op -> longest end offset from i's start
     todo = [i]
-    order: List[int] = []
     seen: Set[int] = set()
     while todo:  # the ops reachable from i, then relaxed in topological order
         k = todo.pop()
         if k in seen:
             continue
         seen.add(k)
-        order.append(k)
         todo.extend(m.succs[k])
     indeg = {k: sum(1 for p in m.preds[k] if p in seen) for k in seen}
     ready = [i]
