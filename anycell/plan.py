@@ -22,6 +22,11 @@ Operation kinds and their ``params``:
 ``inspect``     the inspection station measures the unit on the fixture.
                 ``params``: ``checks`` (the job's quality check ids).
 
+``Operation.holds`` maps a resource to the op that releases it: a machine is
+held from its ``load`` (or, without stock, its ``run_program``) until its
+``unload`` ends, so no other part is loaded into it meanwhile. The scheduler
+honours it; the executor may use it to know when a machine is free again.
+
 A :class:`Site` is where a part is, with the pose of the part's *centre* in the
 cell frame already computed by the planner, so the executor never re-derives
 geometry.
