@@ -138,6 +138,8 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
             for e in incoming[pid]:
                 after.append(placed[e.before])
                 reasons.append(e.reason)
+            if job.placement(pid).insert:
+                reasons.append(f"{pid} is inserted: a straight move down into place (params.insert)")
             if prev_output is not None and not incoming[pid]:
                 after.append(prev_output)
                 reasons.append(f"fixture: unit {u - 1} leaves the fixture first")
@@ -145,6 +147,8 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                 src = b.slots[(u, pid)]
                 op = b.robot_op(f"u{u}.place.{pid}", "pick_place", u, part, src, target, [b.fixture], after,
                                 reasons or ["no part must be placed before it"])
+                if job.placement(pid).insert:
+                    op.params["insert"] = True
                 placed[pid] = op.id
                 continue
             machine = b.machine_for(part)
@@ -172,6 +176,8 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                             [machine.id, b.fixture], [run_id] + after,
                             ["tending: run before unload"] + reasons
                             + [f"the machine holds {pid} until this unload"])
+            if job.placement(pid).insert:
+                op.params["insert"] = True
             placed[pid] = op.id
         sinks = [placed[p] for p in order if not any(e.before == p for q in order for e in incoming[q])]
         last = sinks

@@ -65,10 +65,12 @@ def test_nested_part_goes_in_after_its_container() -> None:
     cell = load_cell(DEMO_CELL)
     # A peg standing in a pocket of the block: their boxes interpenetrate.
     job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), _box("block", [0.04, 0.04, 0.02], "block")],
-               [_at("peg", [0.0, 0.0, 0.02]), _at("block", [0.0, 0.0, 0.01])])
+               [_at("peg", [0.0, 0.0, 0.02], insert=True), _at("block", [0.0, 0.0, 0.01])])
     plan = plan_job(cell, job)
     assert _placed_order(plan) == ["block", "peg"]
-    assert "peg after block: peg sits inside block" in plan.op("u1.place.peg").reasons
+    peg = plan.op("u1.place.peg")
+    assert "peg after block: peg sits inside block" in peg.reasons
+    assert peg.params["insert"] is True and "insert" not in plan.op("u1.place.block").params
 
 
 def test_part_under_an_overhang_goes_first() -> None:
