@@ -63,7 +63,7 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durabil
 def resolve_runner(spec: str, node: "CellAgentNode", sim: bool, dry_run_scale: float) -> Optional[RunnerFactory]:
     """The runner factory named by the ``runner`` parameter (see the module docstring)."""
     if spec == "dry_run":
-        return lambda plan: DryRunRunner(dry_run_scale)
+        return lambda plan, job: DryRunRunner(dry_run_scale)
     if spec in ("", "none"):
         return None
     target = "agent.runners:make_runner_factory" if spec == "auto" else spec

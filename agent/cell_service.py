@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 #: (cell, job) -> a scheduled Plan
 Planner = Callable[[CellConfig, Any], Plan]
-#: plan -> the StepRunner that executes it
-RunnerFactory = Callable[[Plan], StepRunner]
+#: (plan, job spec) -> the StepRunner that executes it
+RunnerFactory = Callable[[Plan, Any], StepRunner]
 
 
 def default_planner(time_limit: float = 2.0) -> Planner:
@@ -67,7 +67,8 @@ class CellService:
     def __init__(self, cell: CellConfig, journal: Journal, runner_factory: Optional[RunnerFactory] = None, *,
                  planner: Optional[Planner] = None, complete_when_empty: bool = False,
                  on_jobs: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 on_progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 health_sources: Optional[List[Callable[[], List[Dict[str, Any]]]]] = None) -> None:
         self.cell = cell
         self.cell_id = cell.cell.id
         self.journal = journal
@@ -76,6 +77,8 @@ class CellService:
         self.complete_when_empty = complete_when_empty
         self.on_jobs = on_jobs
         self.on_progress = on_progress
+        #: callables returning more /diagnostics entries (machines, drivers): {name, level, message, values}
+        self.health_sources = list(health_sources or [])
         self.packml = pm.PackML(pm.STOPPED)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -282,12 +285,15 @@ class CellService:
         else:
             out.append({"name": f"{self.cell_id}/journal", "level": 0, "message": "ok",
                         "values": {"path": self.journal.path}})
+        sources = list(self.health_sources)
         runner = self._runner
         if runner is not None and hasattr(runner, "health"):
+            sources.append(runner.health)  # type: ignore[attr-defined]
+        for source in sources:
             try:
-                out.extend(runner.health())  # type: ignore[attr-defined]
-            except Exception as exc:
-                out.append({"name": f"{self.cell_id}/runner", "level": 2, "message": f"health failed: {exc}",
+                out.extend(source())
+            except Exception as exc:  # a broken health source is itself an error to report
+                out.append({"name": f"{self.cell_id}/health", "level": 2, "message": f"health check failed: {exc}",
                             "values": {}})
         return out
 
@@ -362,7 +368,10 @@ class CellService:
             self.packml.command("abort")
             return
         try:
-            runner = self.runner_factory(plan)
+            from anycell.job import job_from_document
+
+            job = job_from_document(from_data(rec.document, file=f"<journal:{job_id}>"))
+            runner = self.runner_factory(plan, job)
         except AnycellError as exc:
             self.journal.set_status(job_id, "failed", error=str(exc))
             self.packml.command("abort")

@@ -142,6 +142,14 @@ def joint_state_from_msg(msg: JointState) -> JointSample:
 # ------------------------------------------------------------------ diagnostics
 
 _LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR, 3: DiagnosticStatus.STALE}
+_LEVEL_WORDS = {"ok": 0, "warn": 1, "warning": 1, "error": 2, "stale": 3}
+
+
+def _level(value: Any) -> int:
+    """A health level as 0..3: an int, or a word (ok, warn, error, stale) as drivers report it."""
+    if isinstance(value, str):
+        return _LEVEL_WORDS.get(value.strip().lower(), 2)
+    return int(value)
 
 
 def health_to_diagnostics(entries: List[Dict[str, Any]], stamp: float = 0.0, hardware_id: str = "") -> DiagnosticArray:
@@ -150,7 +158,7 @@ def health_to_diagnostics(entries: List[Dict[str, Any]], stamp: float = 0.0, har
     arr.header.stamp = time_to_msg(stamp)
     for e in entries:
         st = DiagnosticStatus()
-        st.level = _LEVELS.get(int(e.get("level", 0)), DiagnosticStatus.ERROR)
+        st.level = _LEVELS.get(_level(e.get("level", 0)), DiagnosticStatus.ERROR)
         st.name = str(e["name"])
         st.message = str(e.get("message", ""))
         st.hardware_id = str(e.get("hardware_id", hardware_id))

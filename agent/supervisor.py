@@ -82,7 +82,14 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until Ctrl-C / SIGTERM or a required child's crash. Returns the exit code."""
         in_main = threading.current_thread() is threading.main_thread()
+        interrupted = threading.Event()
+
+        def on_int(*_: object) -> None:   # Ctrl-C (any number of times): one orderly shutdown
+            interrupted.set()
+            self._stopping.set()
+
         previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set()) if in_main else None
+        previous_int = signal.signal(signal.SIGINT, on_int) if in_main else None
         code = 0
         try:
             self.start()
@@ -106,18 +113,17 @@ class Supervisor:
                         code = 1
                         self._stopping.set()
                 self._stopping.wait(0.1)
-        except KeyboardInterrupt:
+            if interrupted.is_set():
+                self.say("anycell", "Ctrl-C: shutting the cell down")
+        except KeyboardInterrupt:   # off the main thread there is no handler of ours
             self.say("anycell", "Ctrl-C: shutting the cell down")
         finally:
-            # a second Ctrl-C must not cut the orderly shutdown short (the grace periods escalate anyway)
-            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
             try:
                 self.shutdown()
             finally:
                 if in_main:
                     signal.signal(signal.SIGINT, previous_int)
-            if in_main:
-                signal.signal(signal.SIGTERM, previous)
+                    signal.signal(signal.SIGTERM, previous)
         return code
 
     def stop(self) -> None:

@@ -51,7 +51,7 @@ def _to_execute(svc: CellService) -> None:
 
 
 def test_bad_requests_get_errors_and_the_cell_keeps_serving(cell, tmp_path, job_doc) -> None:
-    svc = _service(cell, tmp_path, lambda plan: DryRunRunner(0.0))
+    svc = _service(cell, tmp_path, lambda plan, job: DryRunRunner(0.0))
     try:
         r = svc.handle("{not json")
         assert r["ok"] is False and r["request_id"] is None and "not JSON" in r["error"]["message"]
@@ -81,7 +81,7 @@ def test_bad_requests_get_errors_and_the_cell_keeps_serving(cell, tmp_path, job_
 
 
 def test_repeated_request_id_same_response_no_second_job(cell, tmp_path, job_doc) -> None:
-    svc = _service(cell, tmp_path, lambda plan: DryRunRunner(0.0))
+    svc = _service(cell, tmp_path, lambda plan, job: DryRunRunner(0.0))
     try:
         req = json.dumps({"request_id": "same", "op": "submit", "job": job_doc})
         first = svc.handle(req)
@@ -93,7 +93,7 @@ def test_repeated_request_id_same_response_no_second_job(cell, tmp_path, job_doc
         assert again["ok"] is False and "already submitted" in again["error"]["message"]
         svc.shutdown()
         # the stored response survives a restart of the agent
-        svc2 = CellService(cell, Journal(str(tmp_path / "journal.db")), lambda plan: DryRunRunner(0.0))
+        svc2 = CellService(cell, Journal(str(tmp_path / "journal.db")), lambda plan, job: DryRunRunner(0.0))
         assert svc2.handle(req) == first
         assert len(svc2.journal.jobs()) == 1
     finally:
@@ -103,7 +103,8 @@ def test_repeated_request_id_same_response_no_second_job(cell, tmp_path, job_doc
 def test_job_runs_to_complete_in_plan_order(cell, tmp_path, job_doc) -> None:
     runners = []
 
-    def factory(plan):
+    def factory(plan, job):
+        assert job.id == plan.job_id
         runners.append(DryRunRunner(0.001))
         return runners[-1]
 
@@ -132,7 +133,7 @@ def test_job_runs_to_complete_in_plan_order(cell, tmp_path, job_doc) -> None:
 
 
 def test_priority_then_submit_order_and_cancel(cell, tmp_path, job_doc) -> None:
-    svc = _service(cell, tmp_path, lambda plan: DryRunRunner(0.0))
+    svc = _service(cell, tmp_path, lambda plan, job: DryRunRunner(0.0))
     try:
         for i, prio in enumerate((0, 9, 0)):
             doc = dict(job_doc, id=f"j{i}", priority=prio)
@@ -148,7 +149,7 @@ def test_priority_then_submit_order_and_cancel(cell, tmp_path, job_doc) -> None:
 
 def test_illegal_commands_refused_and_hold_mid_job(cell, tmp_path, job_doc) -> None:
     gates = GateRunner()
-    svc = _service(cell, tmp_path, lambda plan: gates)
+    svc = _service(cell, tmp_path, lambda plan, job: gates)
     try:
         from anycell.errors import StateError
 
@@ -181,15 +182,19 @@ def test_illegal_commands_refused_and_hold_mid_job(cell, tmp_path, job_doc) -> N
 
 
 def test_failed_step_aborts_the_cell(cell, tmp_path, job_doc) -> None:
-    svc = _service(cell, tmp_path, lambda plan: GateRunner(auto=True, fail=plan.operations[0].id))
+    svc = _service(cell, tmp_path, lambda plan, job: GateRunner(auto=True, fail=plan.operations[0].id))
     try:
         assert svc.handle({"request_id": "1", "op": "submit", "job": job_doc})["ok"]
         _to_execute(svc)
         assert svc.packml.wait_for([pm.ABORTED], 10)
         rec = svc.journal.job("demo_widget")
         assert rec.status == "failed" and "ALARM" in rec.error
-        levels = {h["name"]: h["level"] for h in svc.health()}
-        assert levels["demo_cell/packml"] == 2
+        svc.health_sources.append(lambda: [{"name": "printer", "level": "error", "message": "ALARM:1"}])
+        svc.health_sources.append(lambda: 1 / 0)
+        health = {h["name"]: h for h in svc.health()}
+        assert health["demo_cell/packml"]["level"] == 2 and health["demo_cell/packml"]["message"] == "Aborted"
+        assert health["printer"]["message"] == "ALARM:1"
+        assert "division by zero" in health["demo_cell/health"]["message"]
     finally:
         svc.shutdown()
 
@@ -197,7 +202,7 @@ def test_failed_step_aborts_the_cell(cell, tmp_path, job_doc) -> None:
 def test_restart_after_crash_reports_and_resumes_without_repeating(cell, tmp_path, job_doc) -> None:
     """An agent that died mid-job (its journal left 'running'): the new agent waits for the operator."""
     gates = GateRunner()
-    svc = _service(cell, tmp_path, lambda plan: gates)
+    svc = _service(cell, tmp_path, lambda plan, job: gates)
     assert svc.handle({"request_id": "1", "op": "submit", "job": job_doc})["ok"]
     _to_execute(svc)
     order = [e["op"] for e in svc.journal.job("demo_widget").plan["schedule"]["entries"]]
@@ -209,7 +214,7 @@ def test_restart_after_crash_reports_and_resumes_without_repeating(cell, tmp_pat
     done_before = svc.journal.finished_steps("demo_widget")
     unconfirmed = svc.journal.unconfirmed_steps("demo_widget")
     assert done_before == [order[0]] and unconfirmed
-    svc2 = CellService(cell, Journal(svc.journal.path), lambda plan: DryRunRunner(0.0), complete_when_empty=True)
+    svc2 = CellService(cell, Journal(svc.journal.path), lambda plan, job: DryRunRunner(0.0), complete_when_empty=True)
     ran = []
     svc2.on_progress = lambda info: ran.append(info["op"]) if info["event"] == "started" else None
     svc2.start()

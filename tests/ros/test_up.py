@@ -40,9 +40,10 @@ def test_up_submit_and_ctrl_c_shuts_down_cleanly(processes, rclpy_context, tmp_p
     finally:
         client.destroy()
     agent_pid = _agent_pid(processes.log(up))
-    os.killpg(up.pid, signal.SIGINT)      # what Ctrl-C in the terminal does
-    assert up.wait(timeout=30) == 0
+    os.killpg(up.pid, signal.SIGINT)      # what Ctrl-C in the terminal does (the timeout wrapper forwards it too)
+    code = up.wait(timeout=30)
     log = processes.log(up)
+    assert code == 0, log
     assert "Ctrl-C: shutting the cell down" in log and "cell_agent stopped (code 0)" in log
     assert "[cell_agent] " in log                                  # prefixed child output
     with pytest.raises(ProcessLookupError):
