@@ -144,6 +144,11 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
     robot = SimRobot(world, rid)
     bar = Progress(len(steps), progress)
     camera = cell.cameras[0].id if cell.cameras else None
+    # placements are pictured by the camera aimed closest to the fixture (the overview otherwise)
+    close_up = camera
+    if cell.cameras:
+        fx = sites.product_frame(cell).xyz
+        close_up = min(cell.cameras, key=lambda c: math.dist(c.target, fx)).id
     pictures: List[str] = []
     placements: List[Dict[str, Any]] = []
     outputs: List[Dict[str, Any]] = []
@@ -155,9 +160,9 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
     planning = 0.0
     physics_wall = 0.0
 
-    def snap(name: str) -> None:
+    def snap(name: str, cam: Optional[str] = None) -> None:
         path = os.path.join(report, name)
-        world.snapshot(path, camera)
+        world.snapshot(path, cam or camera)
         pictures.append(name)
 
     def start_unit(unit: int) -> Dict[str, str]:
@@ -194,6 +199,7 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
                 errors.append(f"unit {unit} {step['kind']} {part_id}: refused before moving: {exc}")
                 bar.update(f"unit {unit}: REFUSED {part_id}")
                 failed = True
+                _not_run(steps[i + 1:], skipped)
                 break
             # carrying a finished unit by its base part is not always possible (the tool would
             # hit the parts stacked on it); the robot has not moved, so say so and go on
@@ -212,6 +218,7 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
                 f"unit {unit} {step['kind']} {part_id}: {text}")
             bar.update(f"unit {unit}: FAILED {part_id}")
             failed = True
+            _not_run(steps[i + 1:], skipped)
             break
         physics_wall += time.perf_counter() - w0 - res.planning_time
         unit_times[unit][1] = world.sim_time
@@ -225,7 +232,7 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
                                "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle,
                                "ok": err <= tol.position and ang <= tol.angle,
                                "duration_s": res.duration, "planning_s": res.planning_time})
-            snap(f"{i + 1:02d}_u{unit}_{part_id}.png")
+            snap(f"{i + 1:02d}_u{unit}_{part_id}.png", close_up)
         else:
             # the unit moved as one: every carried part keeps its place relative to the base
             worst = 0.0
@@ -266,6 +273,13 @@ def run_sim_job(cell: Any, job: Any, report: str, *, gui: bool = False, realtime
     planner.close()
     world.close()
     return summary
+
+
+def _not_run(rest: List[Dict[str, Any]], skipped: List[Dict[str, Any]]) -> None:
+    for later in rest:
+        skipped.append({"unit": later["unit"], "part": later["part"] if later["kind"] != "output"
+                        else f"output of unit {later['unit']}",
+                        "reason": later.get("reason", "not run: the job stopped after a failure")})
 
 
 def summary_markdown(s: Dict[str, Any]) -> str:

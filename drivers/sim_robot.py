@@ -212,7 +212,7 @@ class SimRobot(Robot):
             p.changeDynamics(self.rb.body, joint, lateralFriction=1.2, physicsClientId=client)
         q_hold = self.joint_positions()
         last = None
-        for step in range(int(1.0 / self.world.time_step)):
+        for step in range(int(3.0 / self.world.time_step)):
             self._hold(q_hold)
             self.world.step()
             fq = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in self.rb.finger_joints]
