@@ -1,0 +1,91 @@
+"""The OPC UA driver against a server from another stack: node-opcua (tools/node_opcua).
+
+Skipped with a reason where node/npm are absent or the pinned install fails.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from anycell.cell import Machine, OpcUaDriver, Pose, Tending
+from anycell.errors import ProgramRejected
+from anycell.job import Program
+from drivers.machine import open_machine
+from sim.machines import free_port
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "node_opcua")
+
+
+def _ensure_node_opcua() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are not installed (node-opcua interop test)")
+    if os.path.isdir(os.path.join(TOOL, "node_modules", "node-opcua")):
+        return
+    try:
+        proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOL,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm ci for node-opcua timed out (offline?)")
+    if proc.returncode != 0:
+        pytest.skip(f"npm ci for node-opcua failed: {proc.stderr.strip()[-300:]}")
+
+
+@pytest.fixture
+def node_server(tmp_path):
+    _ensure_node_opcua()
+    port = free_port()
+    err = open(tmp_path / "node.stderr", "w")
+    proc = subprocess.Popen(["node", "machine_server.js", "--port", str(port), "--path", "/anycell/mill",
+                             "--time-scale", "0.02"], cwd=TOOL, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            if line.startswith("{"):
+                break
+        if not line.startswith("{"):
+            pytest.fail("node-opcua server did not start: " + (tmp_path / "node.stderr").read_text()[-1000:])
+        yield json.loads(line)["address"], tmp_path / "node.stderr"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        err.close()
+
+
+def test_driver_runs_a_program_on_a_node_opcua_server(node_server):
+    endpoint, log = node_server
+    base = "0:Objects/1:Machine/1:"
+    cfg = Machine(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+                  driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0,
+                                     nodes={"state": base + "State", "program": base + "Program",
+                                            "progress": base + "Progress", "part_count": base + "PartCount",
+                                            "alarm": base + "Alarm", "parameters": "0:Objects/1:Machine/1:Parameters"},
+                                     methods={k: base + k.capitalize() for k in
+                                              ("start", "stop", "hold", "unhold", "reset", "abort", "clear")}
+                                     | {"set_parameter": "ns=1;s=Machine.SetParameter"}))
+    m = open_machine(cfg, endpoint)
+    m.connect()
+    try:
+        assert m.state() == "Idle"
+        result = m.run_program(Program(name="POCKET_01"), {"depth": 0.002, "feed": 0.01, "spindle_rpm": 12000},
+                               timeout=30)
+        assert result.status == "complete"
+        assert m.state() == "Complete" and m.read("part_count") == 1
+        assert 'START POCKET_01 {"depth":0.002,"feed":0.01,"spindle_rpm":12000}' in log.read_text()
+        assert m.call("set_parameter", "depth", 0.25) == [True]
+        assert m.read("param.depth") == 0.25
+        m.reset()
+        assert m.state() == "Idle"
+        with pytest.raises(ProgramRejected):
+            m.run_program(Program(name="NOT_THERE"), {}, timeout=10)
+    finally:
+        m.close()
