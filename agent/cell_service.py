@@ -157,7 +157,10 @@ class CellService:
         try:
             job = job_from_document(from_data(req.args["job"], file="<api:job>"))
         except AnycellError as exc:
-            if exc.field and not exc.field.startswith("job"):
+            # the error's field path is inside the job document; say so in the request's terms
+            if not exc.field or exc.field.startswith("<"):
+                exc.field = "job"
+            elif not exc.field.startswith("job"):
                 exc.field = "job." + exc.field
             raise
         check_job_fits_cell(self.cell, job)
