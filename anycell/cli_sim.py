@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from .cli import EXIT_FAILED, EXIT_OK, command
 

@@ -191,7 +191,7 @@ class SimRobot(Robot):
         if self._constraint is not None:
             raise ExecutionError(f"robot '{self.robot_id}' already holds '{self._held}'", hint="release it first")
         if self.config.tool.kind == "suction":
-            cup = self.rb.tool_links[-1] if self.rb.tool_links else self.rb.flange_link
+            cup = self.rb.cup_link if self.rb.cup_link is not None else self.rb.flange_link
             for pid, body in self._candidates(part_id):
                 if self._touching(cup, body):
                     self._attach(pid, body, cup)

@@ -19,7 +19,7 @@ import numpy as np
 from anycell.cell import CellConfig
 from anycell.geometry import Pose
 
-from .kinematics import Kinematics, pose_to_matrix, quat_to_matrix, matrix_to_quat
+from .kinematics import Kinematics, matrix_to_quat, pose_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,11 @@ class CollisionWorld:
         for i, a in enumerate(statics):
             for b in statics[i + 1:]:
                 p.setCollisionFilterPair(a, b, -1, -1, 0, physicsClientId=self.client)
-        # the robot's base stands on the table / its pedestal: never a collision
-        for b in statics:
-            p.setCollisionFilterPair(self.robot.body, b, -1, -1, 0, physicsClientId=self.client)
-        # other robots stay at home (multi-robot coordination is the scheduler's job)
-        for rid, rb in self.bodies.robots.items():
-            if rb is not self.robot:
-                self.kin_other = None
+        # a robot's base stands on the table or its pedestal: never a collision. Other robots of
+        # the cell stand at home in this model (sharing the space is the scheduler's job).
+        for rb in self.bodies.robots.values():
+            for b in statics:
+                p.setCollisionFilterPair(rb.body, b, -1, -1, 0, physicsClientId=self.client)
         self._fingers_open()
         self._disable_permanent_self_contacts()
 

@@ -28,10 +28,10 @@ import numpy as np
 
 from anycell.cell import CellConfig
 from anycell.errors import CollisionError, PlanningError, UnreachableError
-from anycell.geometry import Pose, quat_to_rpy
+from anycell.geometry import Pose
 
 from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
-from .kinematics import matrix_to_pose, matrix_to_quat, pose_to_matrix, quat_to_matrix
+from .kinematics import matrix_to_quat, pose_to_matrix, quat_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
 
@@ -113,17 +113,20 @@ class MotionPlanner:
             # leaving a contact (just after a grasp or a place): allow touching at the start only
             self._require_free(a, held, CONTACT_CLEARANCE, ign, "start")
         free = (lambda q: self.world.free(q, held, clearance=clearance, ignore=ign))
-        seg = (lambda x, y: self.world.segment_free(x, y, held, resolution=RESOLUTION, clearance=clearance,
-                                                    ignore=ign))
-        if start_ok and seg(a, b):
+
+        def seg(x: np.ndarray, y: np.ndarray) -> bool:
+            # a segment leaving a start that touches something may touch it too (moving away from it)
+            c = clearance if start_ok or not np.array_equal(x, a) else CONTACT_CLEARANCE
+            return self.world.segment_free(x, y, held, resolution=RESOLUTION, clearance=c, ignore=ign)
+
+        if seg(a, b):
             self.last_stats = {"method": "direct"}
             return [a, b]
-        path = rrt_connect(a, b, free, seg, self.lower, self.upper, seed=self._seed, timeout=timeout,
-                           start_valid=start_ok)
+        path = rrt_connect(a, b, free, seg, self.lower, self.upper, seed=self._seed, timeout=timeout)
         if path is None:
             raise PlanningError(f"no collision-free path found within {timeout:.1f} s",
                                 hint="the goal may be enclosed by obstacles; check the cell layout")
-        path = shortcut(path, seg, seed=self._seed, start_valid=start_ok)
+        path = shortcut(path, seg, seed=self._seed)
         self.last_stats = {"method": "rrt_connect", "waypoints": len(path)}
         return path
 
@@ -253,9 +256,13 @@ def _slerp(a: Sequence[float], b: Sequence[float], s: float) -> Tuple[float, ...
 
 
 def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callable, lower: np.ndarray,
-                upper: np.ndarray, *, seed: int = 1, timeout: float = 3.0, step: float = 0.3,
-                start_valid: bool = True) -> Optional[List[np.ndarray]]:
-    """Bidirectional RRT (RRT-Connect, Kuffner & LaValle 2000) in joint space; deterministic for a seed."""
+                upper: np.ndarray, *, seed: int = 1, timeout: float = 3.0,
+                step: float = 0.3) -> Optional[List[np.ndarray]]:
+    """Bidirectional RRT (RRT-Connect, Kuffner & LaValle 2000) in joint space; deterministic for a seed.
+
+    ``free(q)`` checks a configuration, ``seg(a, b)`` a straight segment (from ``a``); ``step`` is the
+    largest extension, rad (max-norm).
+    """
     import time
 
     rng = np.random.default_rng(seed)
@@ -266,15 +273,13 @@ def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callab
         nodes = np.asarray(tree[0])
         return int(np.argmin(np.sum((nodes - q) ** 2, axis=1)))
 
-    def extend(tree, q, first_from_start: bool):  # noqa: ANN001
+    def extend(tree, q):  # noqa: ANN001
         i = nearest(tree, q)
         near = tree[0][i]
         d = q - near
         dist = float(np.max(np.abs(d)))
         new = q if dist <= step else near + d * (step / dist)
-        if i == 0 and tree is trees[0] and not start_valid:
-            pass
-        if not seg(near, new):
+        if not free(new) or not seg(near, new):
             return None, False
         tree[0].append(new)
         tree[1].append(i)
@@ -282,7 +287,7 @@ def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callab
 
     def connect(tree, q):  # noqa: ANN001
         while True:
-            idx, reached = extend(tree, q, False)
+            idx, reached = extend(tree, q)
             if idx is None:
                 return None
             if reached:
@@ -299,7 +304,7 @@ def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callab
     while time.monotonic() < deadline:
         q_rand = lower + (upper - lower) * rng.random(len(start))
         a, b = (trees[1], trees[0]) if swap else (trees[0], trees[1])
-        idx, _ = extend(a, q_rand, True)
+        idx, _ = extend(a, q_rand)
         if idx is not None:
             j = connect(b, a[0][idx])
             if j is not None:
@@ -312,8 +317,7 @@ def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callab
     return None
 
 
-def shortcut(path: List[np.ndarray], seg: Callable, *, seed: int = 1, rounds: int = 60,
-             start_valid: bool = True) -> List[np.ndarray]:
+def shortcut(path: List[np.ndarray], seg: Callable, *, seed: int = 1, rounds: int = 60) -> List[np.ndarray]:
     """Random shortcutting: join two points of the path directly when the segment is free."""
     rng = np.random.default_rng(seed)
     path = [np.asarray(q) for q in path]

@@ -153,6 +153,7 @@ class RobotBody:
     velocity: List[float]
     acceleration: List[float]
     finger_max: List[float] = field(default_factory=list)
+    cup_link: Optional[int] = None      # the suction cup link, for a suction tool
 
 
 def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
@@ -218,7 +219,8 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
             tool_links.append(idx)
     return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=names, finger_joints=fingers,
                      finger_links=finger_links, flange_link=flange, tool_links=sorted(tool_links),
-                     lower=lower, upper=upper, velocity=vel, acceleration=acc, finger_max=finger_max)
+                     lower=lower, upper=upper, velocity=vel, acceleration=acc, finger_max=finger_max,
+                     cup_link=link_index.get("anycell_suction_cup"))
 
 
 def _box(client: int, center: List[float], half: List[float], color: List[float], yaw_quat=None,
