@@ -32,6 +32,7 @@ import concurrent.futures
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -132,20 +133,38 @@ class OpcUaMachine(Machine):
 
     # -- plumbing --------------------------------------------------------------------------------
     def _run(self, coro: Any, timeout: Optional[float] = None, what: str = "call") -> Any:
-        """Run a coroutine in the loop thread, with a timeout, mapping errors to anycell's."""
+        """Run a coroutine in the loop thread, with a timeout, mapping errors to anycell's.
+
+        A task is created in the loop and its completion handed back through a SimpleQueue:
+        about half the cost of ``run_coroutine_threadsafe`` (measured in bench/bench_opcua.py).
+        """
         t = timeout or self.timeout
-        # the concurrent future carries the timeout; cancelling it cancels the task in the loop
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        box: "queue.SimpleQueue[asyncio.Task]" = queue.SimpleQueue()
+        holder: Dict[str, asyncio.Task] = {}
+
+        def go() -> None:
+            task = self._loop.create_task(coro)
+            holder["task"] = task
+            task.add_done_callback(box.put)
+
+        self._loop.call_soon_threadsafe(go)
         try:
-            return fut.result(t)
-        except (asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError) as exc:
-            fut.cancel()
+            task = box.get(timeout=t)
+        except queue.Empty:
+            self._loop.call_soon_threadsafe(lambda: holder["task"].cancel() if "task" in holder else None)
+            raise DriverTimeout(f"{self.machine_id}: OPC UA {what} got no answer within {t:g} s",
+                                hint=f"is {self.endpoint} reachable?") from None
+        try:
+            return task.result()
+        except (asyncio.TimeoutError, TimeoutError) as exc:
             raise DriverTimeout(f"{self.machine_id}: OPC UA {what} got no answer within {t:g} s",
                                 hint=f"is {self.endpoint} reachable?") from exc
         except ua.UaStatusCodeError as exc:
             raise MachineFault(f"{self.machine_id}: OPC UA {what} failed: {exc}") from exc
         except DriverError:
             raise
+        except asyncio.CancelledError as exc:
+            raise ConnectionLost(f"{self.machine_id}: OPC UA {what} was cancelled (connection closing)") from exc
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"{self.machine_id}: OPC UA {what} failed, connection lost: {exc!r}",
                                  hint=f"is the server at {self.endpoint} running?") from exc
