@@ -198,3 +198,14 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     for other in carried:
         planner.remove_obstacle(other)   # the carried parts' new poses are the caller's to register
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning)
+
+
+def estimate_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
+                        source: Any, target: Any, *, carried: Sequence[str] = ()) -> float:
+    """Seconds a pick-and-place would take (its planned trajectories), without moving anything.
+
+    For the scheduler: the same planning as :func:`pick_place`, so it refuses the same targets.
+    """
+    segs, _yaw = plan_pick_place(planner, q_start, part_id, part_size, _as_site(source), _as_site(target),
+                                 carried=carried)
+    return float(sum(t.duration for _n, t in segs if t is not None))

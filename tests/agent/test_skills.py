@@ -76,3 +76,20 @@ def test_unreachable_or_colliding_target_is_refused_before_the_robot_moves() -> 
     finally:
         planner.close()
         world.close()
+
+
+def test_estimate_matches_the_executed_motion_time() -> None:
+    from agent.skills import estimate_pick_place
+
+    cell, job, world, planner, robot, slots, ids = _setup(KUKA_CELL)
+    try:
+        part = job.part("block")
+        target = sites.fixture_site(cell, job, "block")
+        t0, q0 = world.sim_time, robot.joint_positions()
+        est = estimate_pick_place(planner, q0, ids["block"], part.geometry.size, slots[(1, "block")], target)
+        assert world.sim_time == t0 and robot.joint_positions() == q0     # estimating moved nothing
+        res = pick_place(robot, planner, ids["block"], part.geometry.size, slots[(1, "block")], target)
+        assert abs(res.duration - est) < 1e-6
+    finally:
+        planner.close()
+        world.close()

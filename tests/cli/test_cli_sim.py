@@ -45,6 +45,22 @@ def test_sim_lists_machine_parts_as_skipped(tmp_path) -> None:
     assert picks == [(1, "base"), (1, "peg"), (2, "base"), (2, "peg")]
 
 
+def test_units_are_carried_to_the_tray_by_their_base(tmp_path) -> None:
+    """demo_widget: feeder parts placed, machine parts skipped, each unit (base + peg) carried out whole."""
+    from anycell.cell import load_cell
+    from anycell.cli_sim import run_sim_job
+    from anycell.job import load_job
+
+    s = run_sim_job(load_cell(DEMO_CELL), load_job(DEMO_JOB), str(tmp_path), progress=False)
+    assert s["result"] == "ok" and s["collisions"] == [] and s["errors"] == []
+    assert [(p["unit"], p["part"]) for p in s["placements"]] == [(1, "base"), (1, "peg"), (2, "base"), (2, "peg")]
+    assert all(p["ok"] for p in s["placements"])
+    assert {(k["unit"], k["part"]) for k in s["skipped"]} == {(u, p) for u in (1, 2) for p in ("block", "cap")}
+    assert [o["position"] for o in s["outputs"]] == [0, 1]
+    for o in s["outputs"]:
+        assert o["base_error_m"] < 0.003 and o["worst_part_shift_m"] < 0.002   # the peg rode along
+
+
 def test_sim_refuses_bad_input(tmp_path) -> None:
     proc = _run(["sim", DEMO_CELL, os.path.join(ROOT, "nope.yaml"), "--report", str(tmp_path)], timeout=60)
     assert proc.returncode == 2 and "error" in proc.stderr
