@@ -73,6 +73,10 @@ class Operation:
     # is held from its load (or its program start) until its unload, so nothing else can be
     # loaded into it meanwhile; the ops in between use it inside that hold.
     holds: Dict[str, str] = field(default_factory=dict)
+    # Other resources that could run this op instead (id -> their estimated duration, seconds),
+    # e.g. a second robot that reaches both sites. The scheduler may pick one of them; it then
+    # rewrites resource, uses and duration, and the one it left moves into alternatives.
+    alternatives: Dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line for logs and progress bars."""

@@ -20,13 +20,15 @@ unit k is assembled, so units overlap in time.
 
 Machines and robots are chosen by capability, balancing the work given to
 each (deterministically, by estimated busy time, ties by the config's order),
-so a cell with two printers prints two units' parts at once.
+so a cell with two printers prints two units' parts at once. A robot move that
+another robot can also do (reach, payload, gripper) lists it in
+``Operation.alternatives``; the scheduler may then give the move to it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from anycell.cell import CellConfig, Machine, Robot
 from anycell.errors import InfeasibleError
@@ -74,9 +76,9 @@ class _Builder:
         best = min(cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
         return best
 
-    def robot_for(self, op: Operation) -> Robot:
-        """The least-loaded robot that can do ``op`` (reach, payload, gripper); else the first robot,
-        whose feasibility check then names the limit."""
+    def robot_for(self, op: Operation) -> Tuple[Robot, List[Robot]]:
+        """The least-loaded robot that can do ``op`` (reach, payload, gripper), and all that can; else
+        the first robot, whose feasibility check then names the limit."""
         ok: List[Robot] = []
         for robot in self.cell.robots:
             op.resource = robot.id
@@ -86,7 +88,7 @@ class _Builder:
             except InfeasibleError:
                 continue
         pool = ok or [self.cell.robots[0]]
-        return min(pool, key=lambda r: (self.load.get(r.id, 0.0), self.cell.robots.index(r)))
+        return min(pool, key=lambda r: (self.load.get(r.id, 0.0), self.cell.robots.index(r))), ok
 
     def robot_op(self, op_id: str, kind: str, unit: int, part: Part, source: Site, target: Site,
                  extra_uses: List[str], after: List[str], reasons: List[str],
@@ -95,10 +97,12 @@ class _Builder:
                        after=list(after), reasons=list(reasons),
                        params={"source": source.__dict__.copy(), "target": target.__dict__.copy()},
                        holds=dict(holds or {}))
-        robot = self.robot_for(op)
+        robot, able = self.robot_for(op)
         op.resource = robot.id
         op.uses = [robot.id] + [r for r in extra_uses if r != robot.id]
         op.duration = self.dm.robot_move(kind, robot, part, source, target)
+        # Other robots that can do it too: the scheduler may hand it to one of them.
+        op.alternatives = {r.id: self.dm.robot_move(kind, r, part, source, target) for r in able if r.id != robot.id}
         self.load[robot.id] = self.load.get(robot.id, 0.0) + op.duration
         self.ops.append(op)
         return op

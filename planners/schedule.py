@@ -62,6 +62,9 @@ class Model:
     # per resource: plain ops (index) and holds (open index, close index)
     plain: Dict[str, List[int]] = field(default_factory=dict)
     spans: Dict[str, List[Tuple[int, int]]] = field(default_factory=dict)
+    # ops whose main resource the scheduler picks: op index -> [(resource, duration)], default first;
+    # ``dur`` holds the shortest of them (so heads, tails and bounds stay valid)
+    choices: Dict[int, List[Tuple[str, int]]] = field(default_factory=dict)
 
 
 def build_model(plan: Plan) -> Model:
@@ -96,8 +99,14 @@ def build_model(plan: Plan) -> Model:
             inside = _descendants(i, succs) & _ancestors(j, preds) | {i, j}
             covered.update((k, r) for k in inside)
     for i, op in enumerate(plan.operations):
+        alts = {r: d for r, d in op.alternatives.items() if r != op.resource}
+        flexible = bool(alts) and (i, op.resource) not in covered and op.resource not in op.holds
+        if flexible:
+            opts = [(op.resource, dur[i])] + [(r, max(1, int(round(d * SCALE)))) for r, d in sorted(alts.items())]
+            m.choices[i] = opts
+            m.dur[i] = min(d for _, d in opts)
         for r in op.uses:
-            if (i, r) not in covered:
+            if (i, r) not in covered and not (flexible and r == op.resource):
                 m.plain.setdefault(r, []).append(i)
     return m
 
@@ -193,11 +202,25 @@ def _longest_path(m: Model, i: int, j: int) -> int:
 # ------------------------------------------------------------------ list scheduler
 
 
-def list_schedule(m: Model, rule: str = "tail") -> List[int]:
-    """Serial schedule generation with insertion: starts (ticks) for every op.
+@dataclass
+class Solution:
+    """Start, duration and chosen main resource (for ops with choices) of every op, in ticks."""
+
+    starts: List[int]
+    durs: List[int]
+    chosen: Dict[int, str]
+
+    @property
+    def makespan(self) -> int:
+        return max((s + d for s, d in zip(self.starts, self.durs)), default=0)
+
+
+def list_schedule(m: Model, rule: str = "tail") -> Solution:
+    """Serial schedule generation with insertion.
 
     ``rule`` orders the eligible ops: ``tail`` (longest path to the end),
     ``head`` (earliest possible start, then tail) or ``succ`` (most successors).
+    An op with a choice of resources takes the one where it would finish first.
     """
     n = len(m.ids)
     head, tail = _heads_tails(m)
@@ -213,6 +236,11 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
             opens.setdefault(i, []).append(r)
             closes.setdefault(j, []).append((r, i))
     busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
+    for opts in m.choices.values():
+        for r, _ in opts:
+            busy.setdefault(r, [])
+    dur = list(m.dur)
+    chosen: Dict[int, str] = {}
     held: Dict[str, int] = {}  # resource -> op index that opened a hold not yet closed
     # A hold (i, j) on r must not open before a hold (k, l) on r whose closer l precedes j:
     # j could never run while (i, j) keeps r from k (two parts of one unit on one machine).
@@ -227,7 +255,7 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
     eligible = {i for i in range(n) if npred[i] == 0}
 
     def key(i: int) -> Tuple:
-        est = max((start[p] + m.dur[p] for p in m.preds[i]), default=0)
+        est = max((start[p] + dur[p] for p in m.preds[i]), default=0)
         if rule == "head":
             return (est, -tail[i], m.ids[i])
         if rule == "succ":
@@ -242,19 +270,29 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
             raise PlanningError("the list scheduler is stuck: every remaining operation waits for a held "
                                 "resource (" + ", ".join(sorted(m.ids[i] for i in eligible)[:8]) + ")")
         i = min(cands, key=key)
-        est = max((start[p] + m.dur[p] for p in m.preds[i]), default=0)
-        t = _earliest(est, m.dur[i], [busy[r] for r in plain_of.get(i, [])],
-                      [busy[r] for r in opens.get(i, [])])
+        est = max((start[p] + dur[p] for p in m.preds[i]), default=0)
+        plain_busy = [busy[r] for r in plain_of.get(i, [])]
+        opened = [busy[r] for r in opens.get(i, [])]
+        if i in m.choices:
+            best_fin, t, pick = INF, 0, ""
+            for r, d in m.choices[i]:
+                tr = _earliest(est, d, plain_busy + [busy[r]], opened)
+                if tr + d < best_fin:
+                    best_fin, t, pick, dur[i] = tr + d, tr, r, d
+            chosen[i] = pick
+            _insert(busy[pick], (t, t + dur[i]))
+        else:
+            t = _earliest(est, dur[i], plain_busy, opened)
         start[i] = t
         for r in plain_of.get(i, []):
-            _insert(busy[r], (t, t + m.dur[i]))
+            _insert(busy[r], (t, t + dur[i]))
         for r in opens.get(i, []):
             held[r] = i
             _insert(busy[r], (t, INF))
         for r, opener in closes.get(i, []):
             lst = busy[r]
             k = lst.index((start[opener], INF))
-            lst[k] = (start[opener], t + m.dur[i])
+            lst[k] = (start[opener], t + dur[i])
             held.pop(r, None)
         eligible.discard(i)
         done += 1
@@ -262,7 +300,7 @@ def list_schedule(m: Model, rule: str = "tail") -> List[int]:
             npred[j] -= 1
             if npred[j] == 0:
                 eligible.add(j)
-    return start
+    return Solution(starts=start, durs=dur, chosen=chosen)
 
 
 def _insert(lst: List[Tuple[int, int]], iv: Tuple[int, int]) -> None:
@@ -290,7 +328,8 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
 # ------------------------------------------------------------------ CP-SAT
 
 
-def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float) -> Optional[Tuple[List[int], int, str, bool]]:
+def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
+           time_limit: float) -> Optional[Tuple[Solution, int, str, bool]]:
     try:
         from ortools.sat.python import cp_model
     except ImportError:  # pragma: no cover - ortools is pinned in requirements.txt
@@ -300,13 +339,32 @@ def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float)
     model = cp_model.CpModel()
     starts = [model.NewIntVar(0, horizon, f"s{i}") for i in range(n)]
     ends = [model.NewIntVar(0, horizon, f"e{i}") for i in range(n)]
-    ivs = [model.NewIntervalVar(starts[i], m.dur[i], ends[i], f"iv{i}") for i in range(n)]
+    ivs = []
+    lits: Dict[int, List[Tuple[str, int, object]]] = {}  # op -> [(resource, duration, presence)]
+    for i in range(n):
+        if i not in m.choices:
+            ivs.append(model.NewIntervalVar(starts[i], m.dur[i], ends[i], f"iv{i}"))
+            continue
+        ds = [d for _, d in m.choices[i]]
+        size = model.NewIntVar(min(ds), max(ds), f"d{i}")
+        ivs.append(model.NewIntervalVar(starts[i], size, ends[i], f"iv{i}"))
+        lits[i] = []
+        for r, d in m.choices[i]:
+            lit = model.NewBoolVar(f"x{i}_{r}")
+            model.Add(size == d).OnlyEnforceIf(lit)
+            lits[i].append((r, d, lit))
+        model.AddExactlyOne([lit for _, _, lit in lits[i]])
     for i in range(n):
         for p in m.preds[i]:
             model.Add(starts[i] >= ends[p])
     hold_sizes = []
-    for r in sorted(set(m.plain) | set(m.spans)):
-        group = [ivs[i] for i in m.plain.get(r, [])]
+    optional: Dict[str, list] = {}
+    for i, opts in lits.items():
+        for r, d, lit in opts:
+            optional.setdefault(r, []).append(
+                model.NewOptionalIntervalVar(starts[i], d, ends[i], lit, f"o{i}_{r}"))
+    for r in sorted(set(m.plain) | set(m.spans) | set(optional)):
+        group = [ivs[i] for i in m.plain.get(r, [])] + optional.get(r, [])
         for k, (i, j) in enumerate(m.spans.get(r, [])):
             size = model.NewIntVar(0, horizon, f"h_{r}_{k}")
             hold_sizes.append(size)
@@ -316,9 +374,21 @@ def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float)
     mk = model.NewIntVar(0, horizon, "makespan")
     model.AddMaxEquality(mk, ends)
     model.Minimize(mk)
-    for i in range(n if hint is not None else 0):
-        model.AddHint(starts[i], hint[i])
-        model.AddHint(ends[i], hint[i] + m.dur[i])
+    def add_hints(sol: Solution) -> None:
+        for i in range(n):
+            model.AddHint(starts[i], sol.starts[i])
+            model.AddHint(ends[i], sol.starts[i] + sol.durs[i])
+        for i, opts in lits.items():
+            for r, _, lit in opts:
+                model.AddHint(lit, r == sol.chosen.get(i))
+
+    def read() -> Solution:
+        chosen = {i: next(r for r, _, lit in opts if solver.Value(lit)) for i, opts in lits.items()}
+        st = [solver.Value(v) for v in starts]
+        return Solution(starts=st, durs=[solver.Value(ends[i]) - st[i] for i in range(n)], chosen=chosen)
+
+    if hint is not None:
+        add_hints(hint)
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = CPSAT_WORKERS
     solver.parameters.interleave_search = True   # the portfolio, run in a deterministic order
@@ -334,7 +404,7 @@ def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         log.info("CP-SAT found no schedule (%s); using the list schedule", name)
         return None
-    found = [solver.Value(s) for s in starts]
+    found = read()
     best, bound = int(solver.Value(mk)), int(solver.BestObjectiveBound())
     left = float(time_limit) - (time.perf_counter() - t0)
     if status == cp_model.OPTIMAL and hold_sizes and left > 0.05:
@@ -343,12 +413,11 @@ def _cpsat(m: Model, hint: Optional[List[int]], horizon: int, time_limit: float)
         model.Add(mk <= best)
         model.Minimize(sum(hold_sizes))
         model.ClearHints()
-        for i in range(n):
-            model.AddHint(starts[i], found[i])
+        add_hints(found)
         solver.parameters.max_time_in_seconds = min(left, max(0.05, 0.25 * float(time_limit)))
         solver.parameters.max_deterministic_time = max(0.02, DETERMINISTIC_PER_SECOND * 0.25 * float(time_limit))
         if solver.Solve(model) in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            found = [solver.Value(s) for s in starts]
+            found = read()
     return (found, bound, name, status == cp_model.OPTIMAL)
 
 
@@ -365,32 +434,31 @@ def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: flo
     t0 = time.perf_counter()
     m = build_model(plan)
     lb = lower_bound(m)
-    best: Optional[List[int]] = None
-    best_mk = INF
+    best: Optional[Solution] = None
     for rule in ("tail", "head", "succ"):
         try:
-            st = list_schedule(m, rule)
+            sol = list_schedule(m, rule)
         except PlanningError as exc:
             log.debug("list scheduler (%s) failed: %s", rule, exc)
             continue
-        mk = max((st[i] + m.dur[i] for i in range(len(st))), default=0)
-        if mk < best_mk:
-            best, best_mk = st, mk
+        if best is None or sol.makespan < best.makespan:
+            best = sol
     if best is None:  # no list schedule: let CP-SAT search from scratch over a safe horizon
         if solver == "list":
             raise PlanningError("the list scheduler found no schedule", hint="use the cp-sat solver")
-        best_mk = sum(m.dur)
-    starts, used, status, optimal = best, "list", "FEASIBLE", best_mk <= lb
+        best_mk = sum(max(d for _, d in m.choices[i]) if i in m.choices else m.dur[i] for i in range(len(m.ids)))
+    else:
+        best_mk = best.makespan
+    final, used, status, optimal = best, "list", "FEASIBLE", best_mk <= lb
     if solver != "list" and best_mk > lb and m.ids:
         res = _cpsat(m, best, best_mk, max(0.05, time_limit - (time.perf_counter() - t0)))
         if res is not None:
-            st, bound, status, optimal = res
-            mk = max(st[i] + m.dur[i] for i in range(len(st)))
+            sol, bound, status, optimal = res
             lb = max(lb, bound)
             used = "cp-sat"
-            if starts is None or mk <= best_mk:
-                starts, best_mk = st, mk
-        if starts is None:
+            if final is None or sol.makespan <= best_mk:
+                final, best_mk = sol, sol.makespan
+        if final is None:
             raise PlanningError("no schedule found: the list scheduler is stuck and CP-SAT found none in time",
                                 hint="raise --time-limit")
         if res is None and solver == "cp-sat":
@@ -398,14 +466,34 @@ def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: flo
                                 hint="raise --time-limit or use the list scheduler")
     elif best_mk <= lb:
         status = "OPTIMAL"
-    entries = [ScheduledOp(op=m.ids[i], start=starts[i] / SCALE, end=(starts[i] + m.dur[i]) / SCALE)
-               for i in range(len(m.ids))]
+    assert final is not None or not m.ids
+    if final is not None:
+        _apply_choices(plan, m, final)
+    entries = [ScheduledOp(op=m.ids[i], start=final.starts[i] / SCALE,
+                           end=(final.starts[i] + final.durs[i]) / SCALE)
+               for i in range(len(m.ids))] if final is not None else []
     entries.sort(key=lambda e: (e.start, e.op))
     sched = Schedule(entries=entries, makespan=best_mk / SCALE if m.ids else 0.0, lower_bound=lb / SCALE,
                      solver=used, optimal=optimal or best_mk <= lb, solve_time=time.perf_counter() - t0,
                      status=status)
     plan.schedule = sched
     return sched
+
+
+def _apply_choices(plan: Plan, m: Model, sol: Solution) -> None:
+    """Rewrite the ops whose resource the scheduler picked: resource, uses, duration, alternatives."""
+    for i, res in sorted(sol.chosen.items()):
+        op = plan.operations[i]
+        if res == op.resource:
+            continue
+        old, old_d = op.resource, op.duration
+        new_d = float(op.alternatives[res])
+        op.alternatives = {r: d for r, d in op.alternatives.items() if r != res}
+        op.alternatives[old] = old_d
+        op.resource, op.duration = res, new_d
+        op.uses = [res if u == old else u for u in op.uses]
+        op.reasons = [r for r in op.reasons if not r.startswith("scheduler: ")] + [
+            f"scheduler: {res} takes it, so it runs beside {old}'s work"]
 
 
 def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
@@ -422,6 +510,9 @@ def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
     for r, lst in m.plain.items():
         for i in lst:
             out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[i]][1], m.ids[i]))
+    for i in m.choices:  # the resource the scheduler picked is the op's resource now
+        op = plan.operations[i]
+        out.setdefault(op.resource, []).append((when[op.id][0], when[op.id][1], op.id))
     for r, lst in m.spans.items():
         for i, j in lst:
             out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[j]][1], f"hold:{m.ids[i]}..{m.ids[j]}"))

@@ -181,3 +181,42 @@ def test_cp_sat_keeps_the_optimal_makespan_and_the_shortest_machine_holds() -> N
             chain = [o for o in plan.operations if o.unit == op.unit and o.part == op.part and res in o.uses]
             # load (if any) + run + unload back to back: no part sits finished in the machine.
             assert when[closer].end - when[op.id].start == pytest.approx(sum(o.duration for o in chain)), op.id
+
+
+def test_scheduler_hands_moves_to_an_idle_alternative_robot() -> None:
+    # Four independent 10 s moves, all planned on r1 but r2 can do them too (12 s there).
+    ops = [Operation(id=f"m{k}", kind="pick_place", unit=1, resource="r1", duration=10.0, uses=["r1"],
+                     alternatives={"r2": 12.0}) for k in range(4)]
+    for solver in ("list", "cp-sat"):
+        plan = Plan(job_id="j", cell_id="c", quantity=1, operations=[copy.deepcopy(o) for o in ops])
+        sched = schedule_plan(plan, None, solver=solver)
+        _check_valid(plan)
+        on = {op.resource for op in plan.operations}
+        assert on == {"r1", "r2"}, solver
+        assert sched.makespan == pytest.approx(24.0)  # two moves each: r1 20 s, r2 24 s (all on r1: 40 s)
+        moved = [op for op in plan.operations if op.resource == "r2"]
+        assert all(op.duration == 12.0 and op.alternatives == {"r1": 10.0} and op.uses == ["r2"] for op in moved)
+        assert all(any(r.startswith("scheduler: r2 takes it") for r in op.reasons) for op in moved)
+
+
+def test_two_robot_cell_shares_the_moves_each_can_reach(tmp_path) -> None:
+    data = yaml.safe_load(open(DEMO_CELL))
+    second = copy.deepcopy(data["robots"][0])
+    second.update(id="panda2", base={"xyz": [1.0, 0.0, 0.0], "rpy": [0.0, 0.0, 3.14159]})
+    data["robots"].append(second)
+    data["safety"]["workspace"]["max"][0] = 1.4
+    path = tmp_path / "two_robots.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cell, job = load_cell(str(path)), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    # panda2, across the table, reaches the feeder and the fixture but not the machines.
+    assert set(plan.op("u1.place.peg").alternatives) | {plan.op("u1.place.peg").resource} == {"panda", "panda2"}
+    for op in plan.operations:
+        if op.kind in ("load", "unload"):
+            assert op.resource == "panda" and op.alternatives == {}, op.id
+    sched = schedule_plan(plan, cell)
+    _check_valid(plan)
+    used = {op.resource for op in plan.operations if op.kind in ("pick_place", "output")}
+    assert "panda2" in used and used <= {"panda", "panda2"}
+    assert {op.resource for op in plan.operations if op.kind in ("load", "unload")} == {"panda"}
+    assert sched.optimal
