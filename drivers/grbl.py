@@ -145,7 +145,7 @@ class GrblMachine(Machine):
     protocol = "grbl"
 
     def __init__(self, machine_cfg: Any, port: str, *, streaming: str = "character_counting",
-                 status_interval: float = 0.2, boot_timeout: float = 3.0) -> None:
+                 status_interval: float = 0.2, boot_timeout: float = 5.0) -> None:
         if streaming not in ("character_counting", "send_response"):
             raise DriverError(f"unknown streaming mode '{streaming}'", hint="character_counting or send_response")
         self.cfg = machine_cfg
@@ -210,14 +210,29 @@ class GrblMachine(Machine):
 
     # -- connection -------------------------------------------------------------------------------
     def connect(self) -> None:
+        """Open the port and make sure a GRBL answers.
+
+        Most boards reset when the port opens and greet with ``Grbl 1.1x`` after their boot
+        loader (1-2 s). A board that does not reset stays silent, so every 0.5 s the driver also
+        asks for a status report (``?``, harmless, unlike a reset): either answer will do.
+        """
         self.link.open()
-        if not self._welcome.wait(self.boot_timeout):
-            # A board that does not reset on open (no DTR reset) says nothing: ask for a reset.
-            self.link.write(b"\x18")
-            if not self._welcome.wait(self.boot_timeout):
+        with self._status_cv:
+            seq = self._status_seq
+        deadline = time.monotonic() + self.boot_timeout
+        while not self._welcome.is_set():
+            if self.link.lost:
+                raise ConnectionLost(self.link.lost)
+            with self._status_cv:
+                if self._status_seq != seq:
+                    break
+            if time.monotonic() > deadline:
                 self.link.close()
-                raise DriverTimeout(f"no GRBL greeting from {self.port} within {2 * self.boot_timeout:.0f} s",
+                raise DriverTimeout(f"no GRBL greeting or status report from {self.port} within "
+                                    f"{self.boot_timeout:g} s",
                                     hint="check the baud rate and that the board runs GRBL 1.1")
+            self.link.write(b"?")
+            self._welcome.wait(0.5)
         self._drain()
         self._connected = True
         self.query_status()

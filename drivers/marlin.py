@@ -65,7 +65,7 @@ class MarlinMachine(Machine):
 
     protocol = "marlin"
 
-    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float = 2.0,
+    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float = 5.0,
                  autoreport_interval: int = 1) -> None:
         self.cfg = machine_cfg
         self.machine_id = machine_cfg.id
@@ -137,24 +137,34 @@ class MarlinMachine(Machine):
 
     # -- connection ------------------------------------------------------------------------------
     def connect(self) -> None:
+        """Open the port and synchronise line numbers with ``M110 N0``.
+
+        Most boards reset when the port opens and ignore input while booting, so ``M110`` is
+        repeated every 0.5 s (and right after ``start``) until an ``ok`` comes back.
+        """
         self.link.open()
-        self._started.wait(self.boot_timeout)  # boards that reset on open say "start"; others are silent
-        time.sleep(0.05)
-        self._drain()
         self._connected = True
         self.line_number = 0
         self.history.clear()
-        for attempt in range(3):
+        deadline = time.monotonic() + self.boot_timeout + self.timeout
+        while True:
+            if time.monotonic() > deadline:
+                self.link.close()
+                self._connected = False
+                raise DriverTimeout(f"{self.machine_id}: Marlin did not answer M110 on {self.port}",
+                                    hint="check the baud rate and that the printer runs Marlin")
+            self._drain()
             self.link.write((numbered(0, "M110 N0") + "\n").encode("ascii"))
             try:
-                kind, _ = self._wait_ok(Deadline(min(self.timeout, 3.0)), "M110 N0")
-                break
+                kind, _ = self._wait_ok(Deadline(0.5), "M110 N0")
             except DriverTimeout:
-                if attempt == 2:
-                    self.link.close()
-                    self._connected = False
-                    raise DriverTimeout(f"{self.machine_id}: Marlin did not answer M110 on {self.port}",
-                                        hint="check the baud rate and that the printer runs Marlin")
+                continue
+            except MachineFault:  # "start": the board just booted; say it again
+                continue
+            if kind == "ok":
+                break
+        time.sleep(0.05)
+        self._drain()
         if self.autoreport_interval:
             self.send_command(f"M155 S{int(self.autoreport_interval)}")
 

@@ -144,3 +144,13 @@ def test_device_vanishing_reports_acknowledged_lines(launch):
     assert 40 <= acked <= 49
     assert f"acknowledged {acked} of {len(expected)}" in str(err.value)
     assert m.health()["level"] == "error"
+
+
+def test_lost_ok_times_out_with_a_clear_error(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.001, drop_ok_fraction=0.05, seed=2)
+    m.timeout = 0.5
+    from anycell.errors import DriverTimeout
+
+    with pytest.raises(DriverTimeout, match="no reply to"):
+        m.run_program(Program(inline=PROGRAM), {"feed": 3000})
+    assert m.lines_acknowledged < m.lines_sent
