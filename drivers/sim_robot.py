@@ -149,7 +149,7 @@ class SimRobot(Robot):
         held = self.world.parts.get(self._held) if self._held else None
         for c in p.getContactPoints(bodyA=self.rb.body, physicsClientId=client):
             other = c[2]
-            if other == self.rb.body or other == held or other == self._grasping or c[3] < 0:
+            if other == self.rb.body or other == held or other == self._grasping or c[3] in self.rb.base_links:
                 continue
             if c[8] > 0.0:
                 continue

@@ -74,7 +74,8 @@ class CollisionWorld:
         # the cell stand at home in this model (sharing the space is the scheduler's job).
         for rb in self.bodies.robots.values():
             for b in statics:
-                p.setCollisionFilterPair(rb.body, b, -1, -1, 0, physicsClientId=self.client)
+                for link in rb.base_links:
+                    p.setCollisionFilterPair(rb.body, b, link, -1, 0, physicsClientId=self.client)
         self._fingers_open()
         self._disable_permanent_self_contacts()
 

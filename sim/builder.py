@@ -86,7 +86,14 @@ def robot_urdf(robot: RobotConfig) -> str:
 
     def absolute(m: "re.Match[str]") -> str:
         name = m.group(1)
-        if name.startswith(("/", "package://", "file://")):
+        if name.startswith("package://"):
+            # resolved like PyBullet does: the package folder beside the URDF (or one level up)
+            rest = name[len("package://"):]
+            for root in (base, os.path.dirname(base)):
+                if os.path.exists(os.path.join(root, rest)):
+                    return f'filename="{os.path.join(root, rest)}"'
+            return m.group(0)
+        if name.startswith(("/", "file://")) or not name.lower().endswith((".obj", ".stl", ".dae", ".urdf")):
             return m.group(0)
         return f'filename="{os.path.join(base, name)}"'
 
@@ -154,6 +161,7 @@ class RobotBody:
     acceleration: List[float]
     finger_max: List[float] = field(default_factory=list)
     cup_link: Optional[int] = None      # the suction cup link, for a suction tool
+    base_links: List[int] = field(default_factory=lambda: [-1])   # links fixed to the base (-1 is the base)
 
 
 def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
@@ -206,6 +214,11 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
         upper[i] = lim.upper if lim.upper is not None else upper[i]
         vel[i] = lim.velocity if lim.velocity is not None else vel[i]
         acc[i] = lim.acceleration if lim.acceleration is not None else acc[i]
+    base_links = [-1]
+    for j in range(p.getNumJoints(body, physicsClientId=client)):
+        info = p.getJointInfo(body, j, physicsClientId=client)
+        if info[2] == p.JOINT_FIXED and info[16] in base_links:
+            base_links.append(j)
     flange_name = flange_link_name(robot)
     if flange_name not in link_index:
         raise ConfigError(f"robot '{robot.id}': flange link '{flange_name}' not in its URDF")
@@ -220,7 +233,7 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=names, finger_joints=fingers,
                      finger_links=finger_links, flange_link=flange, tool_links=sorted(tool_links),
                      lower=lower, upper=upper, velocity=vel, acceleration=acc, finger_max=finger_max,
-                     cup_link=link_index.get("anycell_suction_cup"))
+                     cup_link=link_index.get("anycell_suction_cup"), base_links=base_links)
 
 
 def _box(client: int, center: List[float], half: List[float], color: List[float], yaw_quat=None,

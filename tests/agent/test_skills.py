@@ -31,8 +31,23 @@ def _setup(path: str):
     return cell, job, world, planner, robot, slots, ids
 
 
-@pytest.mark.parametrize("path", [DEMO_CELL, KUKA_CELL], ids=["panda_gripper", "iiwa_suction"])
-def test_stack_assembly_every_part_within_tolerance(path: str) -> None:
+def _xarm_cell(tmp_path) -> str:
+    """The KUKA cell with an xArm6 instead: nothing in anycell is tied to one robot."""
+    text = open(KUKA_CELL).read()
+    for a, b in (("model: kuka_iiwa", "model: xarm6"), ("id: iiwa", "id: xarm"),
+                 ("home: [0.0, 0.5, 0.0, -1.4, 0.0, 1.2, 0.0]", "home: [0.0, -0.3, -0.6, 0.0, 0.9, 0.0]")):
+        assert a in text
+        text = text.replace(a, b)
+    path = tmp_path / "xarm_cell.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("path", [DEMO_CELL, KUKA_CELL, "xarm"], ids=["panda_gripper", "iiwa_suction",
+                                                                      "xarm6_suction"])
+def test_stack_assembly_every_part_within_tolerance(path: str, tmp_path) -> None:
+    if path == "xarm":
+        path = _xarm_cell(tmp_path)
     cell, job, world, planner, robot, slots, ids = _setup(path)
     try:
         order = sorted(job.assembly.placements, key=lambda pl: pl.pose.xyz[2] - job.part(pl.part).geometry.size[2] / 2)
