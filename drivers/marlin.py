@@ -208,7 +208,13 @@ class MarlinMachine(Machine):
         with self._lock:
             lines = prepare_program(cmd, {}, allowed=self.settings_cfg["allowed"],
                                     forbidden=self.settings_cfg["forbidden"])
-            res = self._stream([g.text for g in lines], None, timeout, per_line_timeout=timeout)
+            state, sent, acked = self._state, self.lines_sent, self.lines_acknowledged
+            try:
+                res = self._stream([g.text for g in lines], None, timeout, per_line_timeout=timeout)
+            finally:  # a single command is not a program: keep the program's state and counters
+                if self._state != "Aborted":
+                    self._state = state
+                self.lines_sent, self.lines_acknowledged = sent, acked
             return res.details.get("last_ok", "ok")
 
     def read_temperatures(self) -> Dict[str, Tuple[float, float]]:
