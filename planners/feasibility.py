@@ -74,8 +74,8 @@ def flange_point(robot: Robot, site: Site) -> List[float]:
     return [site.xyz[0], site.xyz[1], site.xyz[2] + tcp]
 
 
-_IK_CACHE: Dict[Tuple[int, str, Tuple[float, ...]], Optional[str]] = {}
-_SOLVERS: Dict[Tuple[int, str], object] = {}
+_IK_CACHE: Dict[Tuple[str, Tuple[float, ...]], Optional[str]] = {}
+_SOLVERS: Dict[str, object] = {}
 
 
 def _import_pybullet_quietly() -> None:
@@ -98,8 +98,8 @@ def _import_pybullet_quietly() -> None:
 def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
     """IK verdict for a top-down grasp at ``site`` (None: reachable), or raise ImportError if absent.
 
-    Results are cached per cell object, robot and pose, because the planner
-    asks about the same feeder slots and fixture poses many times.
+    Results are cached per robot configuration (by value) and pose, because
+    the planner asks about the same feeder slots and fixture poses many times.
     """
     _import_pybullet_quietly()
     from planners.kinematics import Kinematics  # lazily: it needs pybullet
@@ -108,13 +108,14 @@ def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
     from anycell.geometry import Pose
 
     target = (round(site.xyz[0], 5), round(site.xyz[1], 5), round(site.xyz[2], 5), round(site.rpy[2], 4))
-    key = (id(cell), robot.id, target)
+    who = repr(robot)  # by value: the robot's model, base, tool and limits decide the answer
+    key = (who, target)
     if key in _IK_CACHE:
         return _IK_CACHE[key]
-    solver = _SOLVERS.get((id(cell), robot.id))
+    solver = _SOLVERS.get(who)
     if solver is None:
         solver = Kinematics(cell, robot.id)
-        _SOLVERS[(id(cell), robot.id)] = solver
+        _SOLVERS[who] = solver
     try:
         solver.ik(Pose(xyz=list(target[:3]), rpy=[math.pi, 0.0, target[3]]))  # type: ignore[attr-defined]
         verdict = None

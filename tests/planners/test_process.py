@@ -248,3 +248,19 @@ def test_part_wider_than_gripper() -> None:
     with pytest.raises(InfeasibleError, match=r"operation 'u1.place.base' \(part 'base'\): the part is 100 mm wide, "
                                               r"over the 80 mm max_opening"):
         plan_job(load_cell(DEMO_CELL), job)
+
+
+def test_missing_output_tray() -> None:
+    cell = _cell_with(s=lambda d: d.__setitem__("stations", [s for s in d["stations"] if s["kind"] != "output_tray"]))
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.output' needs an output tray, which cell 'demo_cell' "
+                                              r"lacks"):
+        plan_job(cell, load_job(STACK_JOB))
+
+
+def test_plan_round_trips_through_json() -> None:
+    import json
+
+    cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
+    plan = plan_job(cell, job)
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan and again.op("u1.load.block").holds == {"mill": "u1.unload.block"}
