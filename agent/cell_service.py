@@ -41,6 +41,9 @@ from .journal import ACTIVE, FINAL, Journal
 
 log = logging.getLogger(__name__)
 
+#: API ops that change the cell: serialised, and their responses kept by request_id
+MUTATING = ("submit", "cancel", "resume")
+
 #: (cell, job) -> a scheduled Plan
 Planner = Callable[[CellConfig, Any], Plan]
 #: (plan, job spec) -> the StepRunner that executes it
@@ -81,6 +84,7 @@ class CellService:
         self.health_sources = list(health_sources or [])
         self.packml = pm.PackML(pm.STOPPED)
         self._lock = threading.RLock()
+        self._api_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._executor: Optional[Executor] = None
         self._running_job: Optional[str] = None
@@ -135,20 +139,23 @@ class CellService:
             req = api.parse_request(raw)
         except AnycellError as exc:
             return api.error(api.request_id_of(raw), None, exc)
-        stored = self.journal.response_for(req.request_id)
-        if stored is not None:
-            return stored
+        if req.op not in MUTATING:
+            return self._dispatch(req)   # reads are answered fresh each time, concurrently
+        # what changes the cell runs one request at a time and is remembered by request_id
+        with self._api_lock:
+            stored = self.journal.response_for(req.request_id)
+            if stored is not None:
+                return stored
+            return self.journal.record_response(req.request_id, self._dispatch(req))
+
+    def _dispatch(self, req: api.Request) -> Dict[str, Any]:
         try:
-            response = getattr(self, "_op_" + req.op)(req)
+            return getattr(self, "_op_" + req.op)(req)
         except AnycellError as exc:
-            response = api.error(req.request_id, req.op, exc)
+            return api.error(req.request_id, req.op, exc)
         except Exception as exc:  # a bug must not take the cell down; the response says what broke
             log.exception("request %s (%s) failed", req.request_id, req.op)
-            response = api.error(req.request_id, req.op, exc)
-        # reads are answered fresh each time; what changes the cell is remembered
-        if req.op in ("submit", "cancel", "resume"):
-            response = self.journal.record_response(req.request_id, response)
-        return response
+            return api.error(req.request_id, req.op, exc)
 
     def _job_from(self, req: api.Request):
         from anycell.fit import check_job_fits_cell
