@@ -211,24 +211,31 @@ class MotionPlanner:
 
     def trajectory_collisions(self, traj: Trajectory, held: Optional[Held] = None, *,
                               clearance: float = CONTACT_CLEARANCE, ignore: Iterable[str] = (),
-                              start_clearance: Optional[float] = None, resolution: float = 0.01):
-        """Contacts along a trajectory at its samples and between them (every ``resolution`` rad)."""
+                              start_clearance: Optional[float] = None, resolution: float = 0.01) -> list:
+        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad).
+
+        With ``start_clearance``, a trajectory that starts in contact (just after a grasp or a
+        place) is held to that looser clearance until it first reaches the normal one.
+        """
         ign = tuple(ignore)
         pos = np.asarray(traj.positions)
-        found = []
+        leaving = start_clearance is not None and not self.world.free(pos[0], held, clearance=clearance, ignore=ign)
         for i in range(len(pos)):
-            c = clearance
-            if start_clearance is not None and i * (traj.times[1] - traj.times[0] if len(traj.times) > 1 else 0) < 0.3:
-                c = min(clearance, start_clearance)
             pts = [pos[i]]
             if i > 0:
                 n = int(np.ceil(np.max(np.abs(pos[i] - pos[i - 1])) / resolution))
                 pts = [pos[i - 1] + (pos[i] - pos[i - 1]) * (k / n) for k in range(1, n + 1)] if n > 1 else pts
             for q in pts:
-                bad = self.world.contacts(q, held, clearance=c, ignore=ign)
+                if leaving:
+                    if self.world.free(q, held, clearance=clearance, ignore=ign):
+                        leaving = False
+                        continue
+                    bad = self.world.contacts(q, held, clearance=start_clearance, ignore=ign)  # type: ignore[arg-type]
+                else:
+                    bad = self.world.contacts(q, held, clearance=clearance, ignore=ign)
                 if bad:
                     return bad
-        return found
+        return []
 
     def estimate_duration(self, q_start: Sequence[float], q_goal: Sequence[float]) -> float:
         """A quick lower bound of a joint move's duration (straight path, trapezoid per joint)."""
