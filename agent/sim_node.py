@@ -12,6 +12,12 @@ Per robot ``<r>`` of the cell, under the cell's namespace:
   suction on) and answers ``success`` only when a part is really held;
   ``false`` opens it.
 
+And once per cell: ``sim/request`` / ``sim/response`` (std_msgs/String JSON
+with ``request_id``), the simulation hooks the cell agent's runner uses to
+present feeder parts, place what a machine made, and measure parts for
+inspection (:func:`agent.sim_hooks.serve_call` on
+:class:`agent.sim_hooks.WorldHooks`; the client is :class:`agent.ros_sim.RosSimHooks`).
+
 One physics thread owns the PyBullet world (PyBullet is not thread-safe): it
 runs trajectories with :class:`drivers.sim_robot.SimRobot` (the same driver
 ``anycell sim`` uses), steps the world paced to the wall clock when idle, and
@@ -32,8 +38,9 @@ import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -82,7 +89,13 @@ class SimCellNode(Node):
         self._stop = threading.Event()
         hooked = _StepHook(self.world, self._after_step)
         self.robots = {r.id: SimRobot(hooked, r.id) for r in cell.robots}
+        from .sim_hooks import WorldHooks
+
+        self.hooks = WorldHooks(hooked)
         group = ReentrantCallbackGroup()
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._sim_pub = self.create_publisher(String, "sim/response", reliable)
+        self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
         self._state_pubs = {}
         for rid in self.robots:
             self._generation[rid] = 0
@@ -99,6 +112,9 @@ class SimCellNode(Node):
     def _on_trajectory(self, rid: str, msg: JointTrajectory) -> None:
         self._generation[rid] += 1      # preempts whatever runs on this robot
         self._jobs.put(("trajectory", rid, self._generation[rid], msg))
+
+    def _on_sim_request(self, msg: String) -> None:
+        self._jobs.put(("hook", "", msg.data, None))
 
     def _on_gripper(self, rid: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         done = threading.Event()
@@ -140,6 +156,9 @@ class SimCellNode(Node):
                 self._after_step()
                 continue
             kind, rid, arg, extra = job
+            if kind == "hook":
+                self._serve_hook(arg)
+                continue
             robot = self.robots[rid]
             if kind == "gripper":
                 done, box = extra
@@ -175,6 +194,24 @@ class SimCellNode(Node):
                 robot.stop()
             finally:
                 self._running.pop(rid, None)
+
+    def _serve_hook(self, text: str) -> None:
+        import json
+
+        from .sim_hooks import serve_call
+
+        try:
+            request = json.loads(text)
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            answer = {"request_id": None, "ok": False,
+                      "error": {"error": "ConfigError", "message": f"sim request is not a JSON object: {exc}"}}
+        else:
+            answer = serve_call(self.hooks, request)
+            answer["request_id"] = request.get("request_id")
+        if rclpy.ok():
+            self._sim_pub.publish(String(data=json.dumps(answer)))
 
     def close(self) -> None:
         self._stop.set()

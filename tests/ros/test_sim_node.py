@@ -24,7 +24,7 @@ from tests.paths import DEMO_CELL  # noqa: E402
 def robot(processes, rclpy_context):
     processes.start([sys.executable, "-m", "agent.sim_node", "--ros-args", "-r", "__ns:=/demo_cell",
                      "-p", f"cell:={DEMO_CELL}"], "sim_cell")
-    node = Node("test_ros_robot")
+    node = Node("test_ros_robot", namespace="/demo_cell")   # relative names resolve in the cell
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinning = threading.Event()
@@ -90,3 +90,19 @@ def test_start_mismatch_refused_and_gripper_closes_on_nothing(robot) -> None:
     assert robot.grasp() is False          # nothing between the fingers: the service says so
     robot.release()
     assert robot.holding() is None
+
+
+def test_sim_hooks_over_ros_present_and_measure_a_part(robot) -> None:
+    """The runner's sim hooks (agent.ros_sim.RosSimHooks) served by sim_cell: a part appears and is measured."""
+    from agent.ros_sim import RosSimHooks
+    from anycell.geometry import Pose
+
+    hooks = RosSimHooks(robot.node, timeout=20.0)
+    assert hooks.wait_ready(20.0)
+    pose = Pose(xyz=[0.45, -0.25, 0.03])
+    hooks.present("probe.block", [0.03, 0.03, 0.02], 0.02, None, pose)
+    measured = hooks.measure(["probe.block", "ghost"])
+    assert measured["ghost"] is None
+    got = measured["probe.block"]
+    assert got is not None
+    assert abs(got.xyz[0] - 0.45) < 0.01 and abs(got.xyz[1] + 0.25) < 0.01
