@@ -190,14 +190,15 @@ class Kinematics:
         """Joint positions that put the TCP at ``target`` (cell frame), closest to ``q_current``.
 
         ``accept`` filters solutions (the planner passes its collision check). Tries the current
-        configuration, home and fixed pseudo-random seeds; stops once ``max_solutions`` were found.
+        configuration first (its solution, when there is one, is the nearby branch), then home and
+        fixed pseudo-random seeds, keeping the closest of up to three solutions.
         Raises :class:`UnreachableError` naming the target when none is found.
         """
         t = pose_to_matrix(target)
         cur = np.asarray(q_current if q_current is not None else self.home, dtype=float)
         found: List[np.ndarray] = []
         rejected = 0
-        for seed in [cur, self.home] + self._seeds:
+        for k, seed in enumerate([cur, self.home] + self._seeds):
             q = self._solve(t, seed)
             if q is None:
                 continue
@@ -205,7 +206,9 @@ class Kinematics:
                 rejected += 1
                 continue
             found.append(q)
-            if len(found) >= max_solutions:
+            # a solution reached from the current configuration is the nearby one; one found from
+            # another seed may be a distant branch, so collect a few and keep the closest
+            if (k == 0 and len(found) >= max_solutions) or len(found) >= max(3, max_solutions):
                 break
         if not found:
             label = name or "target"
