@@ -180,3 +180,37 @@ def test_kill_9_mid_job_restart_names_the_step_and_resume_completes(processes, r
     assert {op for op, st, _a in rows if st == "resolved"} == set(unconfirmed)
     assert all(st in ("done", "resolved") for _op, st, _a in rows)
     assert len(rows) == final["total"]
+
+
+def test_hold_and_unhold_mid_job_continue_correctly(processes, rclpy_context, tmp_path) -> None:
+    journal = str(tmp_path / "j.db")
+    processes.start(agent_argv(DEMO_CELL, journal, scale=0.02), "agent")
+    client = _client()
+    try:
+        assert client.command("reset")[0] and client.wait_state(["Idle"], 10)
+        assert client.command("start")[0] and client.wait_state(["Execute"], 10)
+        job_id = client.submit_file(DEMO_JOB)["job_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            p = client.progress(job_id)
+            if p and p["done"] >= 3:
+                break
+            time.sleep(0.01)
+        assert client.command("hold") == (True, "Holding")
+        assert client.wait_state(["Held"], 30)
+        held_at = time.time()
+        done_held = client.get(job_id)["job"]["done"]
+        assert client.command("start")[0] is False         # Held refuses start
+        unheld_at = time.time()
+        assert client.command("unhold")[0]
+        final = client.wait_job(job_id, 60)
+        assert final["status"] == "complete" and final["done"] == final["total"]
+        assert done_held < final["total"]
+    finally:
+        client.destroy()
+    db = sqlite3.connect(journal)
+    starts = [r[0] for r in db.execute("SELECT started FROM steps WHERE job_id = ?", (job_id,))]
+    attempts = [r[0] for r in db.execute("SELECT attempts FROM steps WHERE job_id = ?", (job_id,))]
+    db.close()
+    assert not [t for t in starts if held_at <= t <= unheld_at], "a step started while the cell was Held"
+    assert set(attempts) == {1}
