@@ -93,6 +93,7 @@ class MarlinMachine(Machine):
         self._hold = threading.Event()
         self._stop = threading.Event()
         self._connected = False
+        self._resend_reason = "unknown"
 
     # -- reader thread ---------------------------------------------------------------------------
     def _on_line(self, line: str) -> None:
@@ -105,7 +106,8 @@ class MarlinMachine(Machine):
             return
         m = RESEND_RE.match(line)
         if m:
-            self._replies.put(("resend", int(m.group(1))))
+            self._replies.put(("resend", (int(m.group(1)), self._resend_reason)))
+            self._resend_reason = "unknown"
             return
         if line.startswith("start"):
             self._started.set()
@@ -121,6 +123,9 @@ class MarlinMachine(Machine):
             text = line[6:] if line.startswith("Error:") else line
             if re.search(r"checksum|Line Number|No Checksum|No Line Number", text, re.IGNORECASE):
                 self.messages.append(line)
+                # "Line Number is not Last Line Number+1" comes only from a well-formed line with an
+                # unexpected number (a duplicate); corruption shows as a checksum error.
+                self._resend_reason = "line_number" if "Line Number is not" in text else "corrupt"
                 return
             self.errors.append(text)
             if "halted" in text.lower() or "kill" in text.lower() or "stopped" in text.lower():
@@ -250,6 +255,8 @@ class MarlinMachine(Machine):
         last_ok = "ok"
         whole = Deadline(timeout) if timeout else None
         resend_from: Optional[int] = None
+        timeout_resent: Dict[int, int] = {}  # line -> copies resent after timeouts (duplicates in flight)
+        skip_ok = 0                   # oks that belong to a refused duplicate, not to our line
         retries = 0
         self._state = "Execute"
         self.lines_sent = 0
@@ -290,21 +297,35 @@ class MarlinMachine(Machine):
                     # The ok may have been lost: resend the same numbered line; Marlin refuses a
                     # duplicate with Resend: n+1, so it cannot run twice.
                     self.timeouts_recovered += 1
+                    timeout_resent[base + in_flight] = timeout_resent.get(base + in_flight, 0) + 1
                     log.info("%s: no ok for N%d, resending it", self.machine_id, base + in_flight)
                     self.link.write((self.history[base + in_flight] + "\n").encode("ascii"))
                     continue
                 if kind == "resend":
-                    k = int(val)
+                    k, reason = val
                     self.resends += 1
+                    if reason == "line_number" and timeout_resent.get(k - 1, 0) > 0:
+                        timeout_resent[k - 1] -= 1
+                        if k == base + in_flight:
+                            # The late original of N(k-1) was acknowledged and N(k) is already on its
+                            # way; this refusal is of our own duplicate of N(k-1). Nothing to resend,
+                            # and the ok that follows belongs to the refusal.
+                            acked = max(acked, min(k - base, total))
+                            skip_ok += 1
+                            continue
                     if k < base + acked or k > base + in_flight + 1:
                         if k < base + acked and (base + acked - k) > HISTORY:
                             raise MachineFault(f"{self.machine_id}: resend of N{k} requested, beyond the "
                                                f"history of {HISTORY} lines")
                     # lines before k were executed
                     acked = max(acked, min(k - base, total))
+                    self.lines_acknowledged = acked
                     resend_from = k
                     continue
                 # an ok
+                if skip_ok:
+                    skip_ok -= 1
+                    continue
                 retries = 0
                 last_ok = val
                 if resend_from is not None:

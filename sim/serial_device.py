@@ -65,6 +65,7 @@ class PtyDevice:
         self._out: List[Tuple[float, int, bytes]] = []
         self._seq = itertools.count()
         self._out_cv = threading.Condition()
+        self._last_due = 0.0
         self._wlock = threading.Lock()
         self._logf = open(args.log, "a", encoding="ascii", errors="replace", buffering=1) if args.log else None
         self._log_lock = threading.Lock()
@@ -76,6 +77,9 @@ class PtyDevice:
         """Queue one reply line (CRLF, as the firmwares send) after the modelled latency."""
         due = time.monotonic() + self.args.latency + extra_delay
         with self._out_cv:
+            # a serial line is FIFO: a late reply also holds back everything said after it
+            due = max(due, self._last_due)
+            self._last_due = due
             heapq.heappush(self._out, (due, next(self._seq), (text + "\r\n").encode("ascii")))
             self._out_cv.notify()
 

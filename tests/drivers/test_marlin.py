@@ -68,6 +68,19 @@ def test_lost_and_late_oks_do_not_duplicate_lines(launch):
     assert m.timeouts_recovered >= 1
 
 
+def test_oks_later_than_the_timeout_do_not_cascade_into_resends(launch):
+    # an ok that arrives after the driver resent the line: the firmware refuses the duplicate,
+    # and the driver must not answer that refusal by sending the next line twice
+    sim, m = connect(launch, machine_cfg("marlin"), timeout=0.15, time_scale=0.0005, late_ok_fraction=0.03,
+                     late_ok_delay=0.3, seed=5)
+    result = m.run_program(Program(inline=LONG), PARAMS)
+    expected = [g.text for g in prepare_program(LONG, PARAMS)]
+    assert result.status == "complete" and program_lines(sim) == expected
+    assert m.timeouts_recovered >= 1
+    refused = sum(1 for ln in sim.log_lines() if ln.startswith("REJECTED"))
+    assert refused <= 2 * m.timeouts_recovered  # one refused duplicate per late ok, not one per line after it
+
+
 def test_printer_halt_is_a_machine_fault(launch):
     sim, m = connect(launch, machine_cfg("marlin"), time_scale=0.0005, alarm_at_line=12)
     with pytest.raises(MachineFault, match="Thermal Runaway|halted"):
