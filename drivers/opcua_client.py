@@ -130,6 +130,7 @@ class OpcUaMachine(Machine):
         self.reads = 0
         self.writes = 0
         self._stop_requested = False
+        self._state_listeners: List[Any] = []
 
     # -- plumbing --------------------------------------------------------------------------------
     def _run(self, coro: Any, timeout: Optional[float] = None, what: str = "call") -> Any:
@@ -174,9 +175,21 @@ class OpcUaMachine(Machine):
         if key is None:
             return
         with self._cv:
+            old = self._values.get(key)
             self._values[key] = val
             self._value_seq += 1
             self._cv.notify_all()
+        if key == "state" and val != old:
+            for fn in list(self._state_listeners):
+                try:
+                    fn(str(val))
+                except Exception:  # noqa: BLE001 - a listener must not break the subscription
+                    log.exception("%s: state listener failed", self.machine_id)
+
+    def add_state_listener(self, fn: Any) -> None:
+        """Call ``fn(state_name)`` on every state change the subscription reports (loop thread;
+        keep it short). Listeners survive reconnects: the new subscription feeds them too."""
+        self._state_listeners.append(fn)
 
     # -- connecting ------------------------------------------------------------------------------
     async def _check_server_certificate(self) -> bytes:

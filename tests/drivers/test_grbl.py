@@ -154,3 +154,18 @@ def test_lost_ok_times_out_with_a_clear_error(launch):
     with pytest.raises(DriverTimeout, match="no reply to"):
         m.run_program(Program(inline=PROGRAM), {"feed": 3000})
     assert m.lines_acknowledged < m.lines_sent
+
+
+def test_stop_mid_program_holds_then_resets_without_alarm(launch):
+    sim, m = connect(launch, machine_cfg("grbl"), time_scale=0.05)
+    out = {}
+    prog = "G21 G90\n" + "\n".join(f"G1 X{10 + i % 2 * 10} F600" for i in range(40))  # 1 s a move x 0.05
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(inline=prog), {})))
+    t.start()
+    time.sleep(0.3)
+    m.stop()
+    t.join(10)
+    assert out["r"].status == "stopped" and out["r"].lines_acknowledged < 41
+    log = sim.log_lines()
+    assert "FEED_HOLD" in log and "RESET" in log
+    assert m.query_status()["state"] == "Idle"  # a reset during a completed hold keeps the position

@@ -127,3 +127,19 @@ def test_sign_and_encrypt_with_login_and_untrusted_certificate_refused(launch, t
     launch.drivers.append(wrong)
     with pytest.raises(DriverError):
         wrong.connect()
+
+
+def test_stop_mid_cycle_and_state_listener(launch):
+    sim, m = connect(launch, mill_cfg(), time_scale=0.1)
+    seen = []
+    m.add_state_listener(seen.append)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(name="POCKET_01"), PARAMS,
+                                                                           timeout=20)))
+    t.start()
+    m._wait_state({"Execute"}, 5)
+    m.stop()
+    t.join(20)
+    assert out["r"].status == "stopped"
+    assert m.state() == "Stopped" and m.read("part_count") == 0
+    assert seen[:3] == ["Starting", "Execute", "Stopping"] and seen[-1] == "Stopped"
