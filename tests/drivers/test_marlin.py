@@ -107,3 +107,24 @@ def test_printer_vanishing_mid_program(launch):
     assert len(received) == 38  # the 40th executed command (after M155) vanished
     assert m.lines_acknowledged <= len(received)
     assert f"acknowledged {m.lines_acknowledged} of" in str(err.value)
+
+
+def test_host_side_pause_and_resume(launch):
+    import threading
+    import time
+
+    sim, m = connect(launch, machine_cfg("marlin"), time_scale=0.002)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(inline=LONG), PARAMS)))
+    t.start()
+    time.sleep(0.3)
+    m.hold()
+    time.sleep(0.2)
+    assert m.state() == "Held"
+    n1 = len(program_lines(sim))
+    time.sleep(0.3)
+    assert len(program_lines(sim)) == n1  # nothing fed while held
+    m.resume()
+    t.join(30)
+    assert out["r"].status == "complete"
+    assert program_lines(sim) == [g.text for g in prepare_program(LONG, PARAMS)]

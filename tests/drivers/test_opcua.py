@@ -92,11 +92,11 @@ def test_server_restart_mid_cycle_is_survived(launch):
     assert health["level"] == "warn" and "outage" in health["message"]
 
 
-def _secure_cfg(tmp_path, endpoint, trusted):
+def _secure_cfg(tmp_path, endpoint, trusted, mode="SignAndEncrypt"):
     cert, key = make_certificate(str(tmp_path / "pki"), "client")
     return Machine(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                    driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0,
-                                      security=SecurityConfig(policy="Basic256Sha256", mode="SignAndEncrypt",
+                                      security=SecurityConfig(policy="Basic256Sha256", mode=mode,
                                                               certificate=cert, private_key=key,
                                                               trusted_server_certificates=trusted),
                                       username="operator", password_env="ANYCELL_TEST_OPC_PW"))
@@ -107,7 +107,7 @@ def test_sign_and_encrypt_with_login_and_untrusted_certificate_refused(launch, t
     server_cert, server_key = make_certificate(str(tmp_path / "pki"), "server", server=True)
     other_cert, _ = make_certificate(str(tmp_path / "pki"), "impostor", server=True)
     plain = mill_cfg()
-    sim = launch(plain, time_scale=0.02, security="encrypt", cert=server_cert, key=server_key,
+    sim = launch(plain, time_scale=0.02, security="both", cert=server_cert, key=server_key,
                  username="operator", password_env="ANYCELL_TEST_OPC_PW")
     # refused: the server's certificate is not the trusted one
     bad = open_machine(_secure_cfg(tmp_path, sim.address, [other_cert]))
@@ -121,6 +121,11 @@ def test_sign_and_encrypt_with_login_and_untrusted_certificate_refused(launch, t
     good.connect()
     assert good.health()["security"] == "Basic256Sha256/SignAndEncrypt"
     assert good.run_program(Program(name="FACE_01"), {"depth": 0.001, "feed": 0.02}, timeout=20).status == "complete"
+    # Sign (integrity only) works with the same certificates
+    signed = open_machine(_secure_cfg(tmp_path, sim.address, [server_cert], mode="Sign"))
+    launch.drivers.append(signed)
+    signed.connect()
+    assert signed.health()["security"] == "Basic256Sha256/Sign" and signed.read("part_count") == 1
     # a wrong password is refused too
     monkeypatch.setenv("ANYCELL_TEST_OPC_PW", "wrong")
     wrong = open_machine(_secure_cfg(tmp_path, sim.address, [server_cert]))
