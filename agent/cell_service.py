@@ -110,13 +110,13 @@ class CellService:
         self._publish_jobs()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Halt whatever runs (as Stop does) and end the worker."""
+        """Halt whatever runs (as Stop does: the job is left interrupted, to resume) and end the worker."""
         self._stop.set()
         with self._lock:
             ex = self._executor
             self._wake.notify_all()
         if ex is not None:
-            ex.cancel()
+            ex.cancel(outcome="stopped")
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -416,10 +416,10 @@ class CellService:
                     self.packml.command("abort")
                 except StateError:
                     pass
-            else:  # stopped or aborted mid-job: the operator decides how to go on
+            else:  # stopped or aborted mid-job, or the agent shut down: the operator decides how to go on
                 intr = self.journal.interruption(job_id)
-                self.journal.set_status(job_id, "interrupted",
-                                        error=f"{result.outcome} by the operator; unconfirmed: {intr.unconfirmed}")
+                why = "the agent shut down" if self._stop.is_set() else f"{result.outcome} by the operator"
+                self.journal.set_status(job_id, "interrupted", error=f"{why}; unconfirmed: {intr.unconfirmed}")
         self._publish_jobs()
 
 

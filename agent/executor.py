@@ -134,11 +134,17 @@ class Executor:
         self._ops = {op.id: op for op in plan.operations}
         self._events: "queue.Queue[tuple]" = queue.Queue()
         self._cancel = threading.Event()
+        self._cancel_outcome = "cancelled"
         self._halted_by_us = False
 
     # ------------------------------------------------------------ control
-    def cancel(self) -> None:
-        """Stop this job at once (halt the runner); run() returns "cancelled"."""
+    def cancel(self, outcome: str = "cancelled") -> None:
+        """Stop this job at once (halt the runner); run() returns ``outcome``.
+
+        "cancelled" gives the job up; "stopped" (the agent shutting down) leaves
+        it interrupted, to be resumed later like after a Stop.
+        """
+        self._cancel_outcome = outcome
         self._cancel.set()
         self._events.put(("cancel",))
 
@@ -164,7 +170,7 @@ class Executor:
             while True:
                 state = self.packml.state
                 if self._cancel.is_set() or state in (pm.STOPPING, pm.ABORTING, pm.STOPPED, pm.ABORTED):
-                    result.outcome = "cancelled" if self._cancel.is_set() else (
+                    result.outcome = self._cancel_outcome if self._cancel.is_set() else (
                         "aborted" if state in (pm.ABORTING, pm.ABORTED) else "stopped")
                     self._halt(running, finished, result)
                     return result

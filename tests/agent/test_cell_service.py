@@ -237,3 +237,16 @@ def test_restart_after_crash_reports_and_resumes_without_repeating(cell, tmp_pat
     finally:
         svc2.shutdown()
         gates.halt()
+
+
+def test_agent_shutdown_mid_job_leaves_it_interrupted_not_cancelled(cell, tmp_path, job_doc) -> None:
+    gates = GateRunner()
+    svc = _service(cell, tmp_path, lambda plan, job: gates)
+    assert svc.handle({"request_id": "1", "op": "submit", "job": job_doc})["ok"]
+    _to_execute(svc)
+    assert wait_until(lambda: gates.running, 10)
+    svc.shutdown()
+    rec = svc.journal.job("demo_widget")
+    assert rec.status == "interrupted" and "shut down" in rec.error
+    assert gates.halted >= 1
+    assert svc.journal.unconfirmed_steps("demo_widget")
