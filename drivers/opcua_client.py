@@ -110,9 +110,7 @@ class OpcUaMachine(Machine):
         self.watchdog_interval = watchdog_interval
         self.reconnect_interval = reconnect_interval
         self.subscription_period_ms = subscription_period_ms
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"opcua-{self.machine_id}", daemon=True)
-        self._thread.start()
+        self._start_loop()
         self._client: Optional[Client] = None
         self._nodes: Dict[str, Any] = {}
         self._node_types: Dict[str, ua.VariantType] = {}
@@ -282,8 +280,15 @@ class OpcUaMachine(Machine):
         parts = path.split("/")
         return await client.nodes.root.get_child(parts)
 
+    def _start_loop(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"opcua-{self.machine_id}", daemon=True)
+        self._thread.start()
+
     def connect(self) -> None:
         self._closing = False
+        if not self._thread.is_alive():
+            self._start_loop()
         self._run(self._open(), timeout=self.timeout * 3, what="connect")
         self._connected = True
         self._watchdog = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
@@ -344,6 +349,9 @@ class OpcUaMachine(Machine):
             except DriverError:
                 pass
         self._connected = False
+        # stop the loop thread; connect() starts a fresh one
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=2.0)
 
     def __del__(self) -> None:  # the loop thread is a daemon; stop it when the driver goes
         try:
