@@ -108,6 +108,9 @@ class Supervisor:
                             handled = bool(self.on_crash(spec, rc))
                         except Exception as exc:  # reporting must go on
                             self.say("anycell", f"could not handle the crash of {spec.name}: {exc}", BOLD_RED)
+                        if in_main:   # the handler may have initialised rclpy, which installs its own
+                            signal.signal(signal.SIGINT, on_int)
+                            signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
                     if spec.required and not handled:
                         self.say("anycell", "a required node is gone: shutting the cell down", BOLD_RED)
                         code = 1

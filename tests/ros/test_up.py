@@ -63,3 +63,36 @@ def test_up_reports_a_crashed_agent_and_exits_non_zero(processes, rclpy_context,
     log = processes.log(up)
     assert "cell_agent exited unexpectedly with code -9" in log
     assert "a required node is gone" in log
+
+
+def _child_pid(up_log: str, name: str) -> int:
+    for line in up_log.splitlines():
+        if f"started {name} (pid " in line:
+            return int(line.split("(pid ")[1].split(")")[0])
+    raise AssertionError(f"no {name} pid in:\n" + up_log)
+
+
+def test_up_sim_a_crashed_sim_node_sends_the_cell_to_aborted(processes, rclpy_context, tmp_path) -> None:
+    from sensor_msgs.msg import JointState
+
+    up = _up(processes, tmp_path, "--sim", "--startup", "execute")
+    client = CellClient("demo_cell")
+    states = []
+    client.node.create_subscription(JointState, "/demo_cell/panda/joint_states", states.append, 10)
+    try:
+        assert client.wait_ready(60), processes.log(up)
+        assert client.wait_state(["Execute"], 20)
+        deadline = time.monotonic() + 60
+        while not states and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert states and list(states[-1].name) == [f"panda_joint{i}" for i in range(1, 8)]
+        os.kill(_child_pid(processes.log(up), "sim_cell"), signal.SIGKILL)
+        assert client.wait_state(["Aborted"], 30), processes.log(up)
+    finally:
+        client.destroy()
+    log = processes.log(up)
+    assert "sim_cell exited unexpectedly with code -9" in log
+    assert "cell sent to Aborted after sim_cell crashed" in log
+    assert up.poll() is None                  # the agent stays up, in Aborted, for the operator
+    os.killpg(up.pid, signal.SIGINT)
+    assert up.wait(timeout=30) == 0
