@@ -250,3 +250,14 @@ def test_agent_shutdown_mid_job_leaves_it_interrupted_not_cancelled(cell, tmp_pa
     assert rec.status == "interrupted" and "shut down" in rec.error
     assert gates.halted >= 1
     assert svc.journal.unconfirmed_steps("demo_widget")
+
+
+def test_quote_plans_without_queueing(cell, tmp_path, job_doc) -> None:
+    svc = CellService(cell, Journal(str(tmp_path / "journal.db")), lambda plan, job: DryRunRunner(0.0))
+    r = svc.handle({"request_id": "q", "op": "quote", "job": job_doc})
+    assert r["ok"], r
+    q = r["quote"]
+    assert q["job_id"] == "demo_widget" and q["makespan"] > 0 and q["total"] > 0 and q["lines"]
+    assert svc.journal.jobs() == []
+    bad = svc.handle({"request_id": "q2", "op": "quote", "job": dict(job_doc, quantity=-1)})
+    assert bad["ok"] is False and bad["error"]["field"] == "job.quantity"
