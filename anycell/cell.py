@@ -47,6 +47,11 @@ class Tool:
     max_opening: float = spec("gripper stroke between the fingers, meters", default=0.08, minimum=0.0)
     force: float = spec("grip force in newtons (or suction hold force)", default=40.0, exclusive_minimum=0.0)
     payload: float = spec("heaviest part the tool can hold, kilograms", default=3.0, exclusive_minimum=0.0)
+    finger_length: float = spec("how far the fingertips reach below the hand, meters: parts standing taller "
+                                "than this above a grasped part would hit the hand", default=0.05,
+                                exclusive_minimum=0.0)
+    cup_radius: float = spec("suction cup radius, meters: the cup needs this much free face", default=0.01,
+                             exclusive_minimum=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -212,6 +212,35 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
                                   hint="use a wider gripper or a suction tool")
 
 
+def carry_problem(robot: Robot, job: JobSpec) -> Optional[str]:
+    """Why ``robot``'s tool cannot carry a finished unit by its base part, or None when it can.
+
+    The unit is not bonded: it travels on its base part. A suction cup needs
+    the base's top face free where it would hold; a parallel gripper's hand
+    must clear every part standing on the base (``tool.finger_length``).
+    """
+    from . import sites
+
+    base = sites.base_part(job)
+    bpl = job.placement(base.id)
+    bx, by, bz = bpl.pose.xyz
+    others = [pl for pl in job.assembly.placements if pl.part != base.id]
+    if robot.tool.kind == "suction":
+        r = robot.tool.cup_radius
+        for pl in others:
+            sx, sy, _sz = job.part(pl.part).geometry.size
+            if abs(pl.pose.xyz[0] - bx) < sx / 2 + r and abs(pl.pose.xyz[1] - by) < sy / 2 + r:
+                return (f"the suction cup of '{robot.id}' cannot hold base part '{base.id}': "
+                        f"'{pl.part}' covers the middle of its top face")
+        return None
+    top = max((pl.pose.xyz[2] + job.part(pl.part).geometry.size[2] / 2 for pl in others), default=bz)
+    rise = top - bz
+    if rise >= robot.tool.finger_length:
+        return (f"the hand of '{robot.id}' would hit the parts standing {rise * 1000:.0f} mm above the grasp on "
+                f"base part '{base.id}' (fingers reach {robot.tool.finger_length * 1000:.0f} mm)")
+    return None
+
+
 def check_plan(cell: CellConfig, job: JobSpec, plan: Plan) -> None:
     """Every robot operation of ``plan`` is within the cell's limits (raises on the first that is not)."""
     for op in plan.operations:

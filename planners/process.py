@@ -38,7 +38,7 @@ from anycell.plan import Operation, Plan, Site
 from . import sites
 from .assembly_order import assembly_order
 from .durations import DurationModel
-from .feasibility import check_operation, check_plan, check_resources
+from .feasibility import carry_problem, check_operation, check_plan, check_resources
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,16 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
         notes.append(f"output tray '{tray.id}' holds {tray_slots} unit(s): the operator empties it every "
                      f"{tray_slots} unit(s) (positions are reused)")
 
+    problems = [carry_problem(r, job) for r in cell.robots]
+    carry = None if any(p is None for p in problems) else problems[0]
+    if carry is not None:
+        if job.quantity > 1:
+            raise InfeasibleError(f"no robot of cell '{cell.cell.id}' can take a finished unit off the fixture: "
+                                  f"{carry}", field="quantity",
+                                  hint="with quantity 1 the unit stays on the fixture for the operator; "
+                                       "otherwise change the product or the tool")
+        notes.append(f"the finished unit stays on the fixture for the operator: {carry}")
+
     prev_output: Optional[str] = None
     for u in range(1, job.quantity + 1):
         placed: Dict[str, str] = {}   # part id -> the op that puts it on the fixture
@@ -194,6 +204,8 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
             b.ops.append(ins)
             b.load[inspection.id] = b.load.get(inspection.id, 0.0) + ins.duration
             last = [ins.id]
+        if carry is not None:
+            continue   # quantity 1: the unit stays on the fixture (see the note)
         out = b.robot_op(f"u{u}.output", "output", u, base, sites.fixture_site(cell, job, base.id),
                          sites.tray_site(tray, job, (u - 1) % tray_slots), [b.fixture], last,
                          [("after inspection" if inspection is not None else "after all placements")
