@@ -180,12 +180,15 @@ class CellRunner:
         size, _mass, _color = self._part_geometry(op.part)
         wid = uid(op.unit, op.part)
         with self._world_lock:
+            w0 = time.monotonic()
             res = pick_place(robot, planner, wid, size, src, target, carried=carried)
+            moving_wall = time.monotonic() - w0 - res.planning_time
             measured = self.sim.measure([wid]) if self.sim is not None else {}
         if carried:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
-                                  "motion_s": round(res.duration, 3), "planning_s": round(res.planning_time, 4)}
+                                  "motion_s": round(res.duration, 3), "planning_s": round(res.planning_time, 4),
+                                  "moving_wall_s": round(moving_wall, 4)}
         got = measured.get(wid)
         if got is not None:
             from anycell.geometry import distance, quat_angle

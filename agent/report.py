@@ -48,7 +48,14 @@ def build_report(*, cell: Any, job: Any, plan: Plan, runner: Any, outcome: str, 
                 and machine_counters.get(r.resource, {}).get("protocol") in ("grbl", "marlin"))
     opcua = sum(int(c.get("calls", 0)) + int(c.get("reads", 0)) + int(c.get("writes", 0))
                 for c in machine_counters.values() if c.get("protocol") == "opcua")
+    motion = [r.detail for r in runner.records if "motion_s" in r.detail]
+    robot_s = sum(d["motion_s"] for d in motion)
+    robot_wall = sum(d.get("moving_wall_s", 0.0) for d in motion)
     return {
+        "robot_motion_s": round(robot_s, 3),
+        "robot_wall_s": round(robot_wall, 3),
+        "planning_s": round(sum(d.get("planning_s", 0.0) for d in motion), 3),
+        "robot_real_time_factor": round(robot_s / robot_wall, 2) if robot_wall > 0 else None,
         "cell": cell.cell.id, "job": job.id, "product": job.product, "quantity": job.quantity,
         "outcome": outcome, "error": error,
         "all_units_passed": all(u["passed"] for u in units),
@@ -118,6 +125,9 @@ def report_markdown(r: Dict[str, Any]) -> str:
                  f"unit {u}: {r['planned_unit_cycle_s'].get(u, float('nan')):.1f} s / "
                  f"{r['executed_unit_cycle_s'].get(u, float('nan')):.1f} s"
                  for u in sorted(set(r["planned_unit_cycle_s"]) | set(r["executed_unit_cycle_s"]))),
+             f"- robot motion: {r['robot_motion_s']:.1f} s" + (
+                 f", simulated {r['robot_real_time_factor']:.0f}x faster than real time"
+                 if r.get("robot_real_time_factor") else "") + f"; motion planning {r['planning_s']:.2f} s",
              f"- G-code lines acknowledged by the firmware: {r['gcode_lines_acknowledged']}; "
              f"OPC UA calls (method calls, reads, writes): {r['opcua_calls']}", "",
              "![timeline](timeline.png)", "", "## Inspection", "",
