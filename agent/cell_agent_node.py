@@ -19,8 +19,13 @@ Parameters: ``cell`` (path to the cell config, required), ``sim`` (bool),
 ``runner`` (``auto``: the cell's real step runner when this install has one,
 ``dry_run``: rehearse jobs on the clock without moving anything, or
 ``module:function`` returning a runner factory), ``dry_run_scale`` (time
-scale of the dry run), ``startup`` (``stopped``, the PackML power-up state; ``idle``:
+scale of the dry run), ``complete_when_empty`` (Execute goes on to Complete when the
+queue runs dry; default false: Execute waits for more work), ``startup`` (``stopped``, the PackML power-up state; ``idle``:
 reset at launch; ``execute``: reset and start).
+
+A runner module named by ``runner`` provides ``make_runner_factory(node, cell, sim)``
+returning ``(plan, job) -> StepRunner``; it may add health sources for
+``/diagnostics`` with ``node.service.health_sources.append(fn)``.
 
 Only Humble-compatible rclpy APIs are used (see DESIGN.md).
 """
@@ -154,12 +159,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=argv if argv is not None else sys.argv)
     # SIGTERM (anycell up, launch) ends the node the way Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt
     # The namespace comes from the cell id, so the parameters are read before the node exists.
     bootstrap = Node("cell_agent_params")
     params = {name: bootstrap.declare_parameter(name, default).value
               for name, default in (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
-                                    ("startup", "stopped"), ("journal", ""))}
+                                    ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False))}
     bootstrap.destroy_node()
     if not params["cell"]:
         print("cell_agent: set the cell config: --ros-args -p cell:=cell_configs/demo_cell.yaml", file=sys.stderr)
@@ -174,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         rclpy.shutdown()
         return 2
     journal = Journal(str(params["journal"]) or default_journal_path(cell.cell.id))
-    service = CellService(cell, journal)
+    service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]))
     node = CellAgentNode(service)
     for name, value in params.items():
         node.declare_parameter(name, value)
@@ -190,7 +195,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     node.get_logger().info(f"cell '{service.cell_id}' up: state {service.packml.state}, journal {service.journal.path}")
-    code = 0
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -202,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
         service.journal.close()
-    return code
+    return 0
 
 
 if __name__ == "__main__":

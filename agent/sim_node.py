@@ -223,7 +223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``sim_cell`` (``ros2 run anycell sim_cell --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=argv if argv is not None else sys.argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt
     bootstrap = Node("sim_cell_params")
     params = {name: bootstrap.declare_parameter(name, default).value
               for name, default in (("cell", ""), ("rate", 50.0), ("realtime", True))}

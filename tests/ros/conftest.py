@@ -76,6 +76,17 @@ class Processes:
         """kill -9 the program (its whole process group: the `timeout` wrapper and the program)."""
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        # `proc` is the timeout wrapper; wait until the program itself is gone too
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"process group {proc.pid} still alive after SIGKILL")
 
     def stop_all(self) -> None:
         for proc in self.procs:
