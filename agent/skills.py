@@ -63,10 +63,12 @@ def finger_axis_yaw(planner: Any) -> float:
         return 0.0
     q = planner.kin.home
     t = planner.kin.fk_matrix(q)
-    a = np.asarray(p.getLinkState(rb.body, rb.finger_links[0], physicsClientId=planner.world.client)[4])
-    b = np.asarray(p.getLinkState(rb.body, rb.finger_links[1], physicsClientId=planner.world.client)[4])
+    a, b = (np.asarray(p.getLinkState(rb.body, link, computeForwardKinematics=True,
+                                      physicsClientId=planner.world.client)[4]) for link in rb.finger_links[:2])
     d_tcp = t[:3, :3].T @ (b - a)           # finger axis in the TCP frame
-    return -math.atan2(d_tcp[1], d_tcp[0])  # TCP yaw that turns it onto the part's x axis (TCP z down)
+    # A top-down TCP is Rz(yaw) Rx(pi): Rx(pi) mirrors the axis' angle to -atan2(dy, dx), so the yaw
+    # that turns it onto x is +atan2(dy, dx) (the opposite sign closed the fingers along y).
+    return math.atan2(d_tcp[1], d_tcp[0])
 
 
 def tool_reach(planner: Any) -> float:

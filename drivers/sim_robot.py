@@ -31,9 +31,13 @@ from .robot import Robot, TrajectoryLike, check_joint_names
 
 log = logging.getLogger(__name__)
 
-TOUCH = 0.0015          # m: a gap this small counts as touching
+TOUCH = 0.0015          # m: a gap this small counts as the suction cup touching
+FINGER_TOUCH = 0.0003   # m: a finger this close to the part is on it (pybullet reports resting contacts within it)
+PINCH_COS = 0.7         # a finger's contact normal within ~45 degrees of the closing axis presses the part's side
 CRASH_DEPTH = 0.004     # m: a held part pressed this deep into something is a crash
 CONTACT_EVERY = 3       # physics steps between contact checks (80 Hz at the default 240 Hz step)
+FINGER_SPEED = 0.03     # m/s per finger while closing: slow and even, so both fingers meet the part together
+CLOSE_MARGIN = 0.5      # s beyond the fingers' full travel at FINGER_SPEED before a close counts as stuck
 
 
 class SimRobot(Robot):
@@ -173,9 +177,9 @@ class SimRobot(Robot):
         self._hold(self.joint_positions())
 
     # ------------------------------------------------------------------ tool
-    def _touching(self, link: int, body: int) -> bool:
+    def _touching(self, link: int, body: int, gap: float = TOUCH) -> bool:
         p = self._p
-        return bool(p.getClosestPoints(self.rb.body, body, TOUCH, linkIndexA=link, physicsClientId=self.world.client))
+        return bool(p.getClosestPoints(self.rb.body, body, gap, linkIndexA=link, physicsClientId=self.world.client))
 
     def _candidates(self, part_id: Optional[str]) -> List[tuple]:
         if part_id is not None:
@@ -204,21 +208,28 @@ class SimRobot(Robot):
         cands = self._candidates(part_id)
         self._grasping = cands[0][1] if len(cands) == 1 else None
         force = float(self.config.tool.force)
-        for joint in self.rb.finger_joints:
+        closed = self._finger_min()
+        for joint, low in zip(self.rb.finger_joints, closed):
             # slow and even, so both fingers meet the part together and do not shove it
-            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=0.0, force=force,
-                                    maxVelocity=0.03, physicsClientId=client)
+            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=low, force=force,
+                                    maxVelocity=FINGER_SPEED, physicsClientId=client)
         for joint in self.rb.finger_joints:
             p.changeDynamics(self.rb.body, joint, lateralFriction=1.2, physicsClientId=client)
         q_hold = self.joint_positions()
+        fq = self._finger_positions()
+        # A narrow part is only reached near the end of the fingers' travel: the close must be given
+        # the time of the whole travel at FINGER_SPEED (a fixed budget gave up on thin parts with the
+        # fingers still moving towards them). A close that stalls early ends sooner (below).
+        travel = max((f - low for f, low in zip(fq, closed)), default=0.0)
+        budget = max(0.0, travel) / FINGER_SPEED + CLOSE_MARGIN
         last = None
-        for step in range(int(3.0 / self.world.time_step)):
+        for step in range(int(np.ceil(budget / self.world.time_step))):
             self._hold(q_hold)
             self.world.step()
-            fq = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in self.rb.finger_joints]
+            fq = self._finger_positions()
             for pid, body in cands:
-                if all(self._touching(link, body) for link in self.rb.finger_links):
-                    # both fingers on the part: attach, and let the constraint (not the fingers' push)
+                if self._pinched(body):
+                    # both fingers on the part's sides: attach, and let the constraint (not the fingers' push)
                     # carry it from now on; the fingers hold where they are
                     self._attach(pid, body, self.rb.flange_link)
                     fq = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in self.rb.finger_joints]
@@ -232,9 +243,50 @@ class SimRobot(Robot):
                 break
             last = fq
         self._grasping = None
-        log.info("gripper closed on nothing%s", f" (expected '{part_id}')" if part_id else "")
+        log.info("gripper closed on nothing%s (fingers at %s m after %.2f s)",
+                 f" (expected '{part_id}')" if part_id else "", ", ".join(f"{f:.4f}" for f in fq),
+                 (step + 1) * self.world.time_step)
         self._open_fingers()
         return False
+
+    def _pinched(self, body: int) -> bool:
+        """Both fingers touch ``body`` from opposite sides, each pressing along the closing axis.
+
+        A finger resting on the part's top (a part wider than the opening, or a gripper turned the
+        wrong way) touches it too, but does not hold it: its contact normal is across the axis.
+        """
+        p = self._p
+        client = self.world.client
+        links = self.rb.finger_links
+        if len(links) < 2:
+            return False
+        a, b = (np.asarray(p.getLinkState(self.rb.body, link, computeForwardKinematics=True,
+                                          physicsClientId=client)[4]) for link in links[:2])
+        axis = b - a
+        norm = float(np.linalg.norm(axis))
+        if norm < 1e-9:
+            return False
+        axis /= norm
+        for link, inward in ((links[0], axis), (links[1], -axis)):
+            points = p.getClosestPoints(self.rb.body, body, FINGER_TOUCH, linkIndexA=link, physicsClientId=client)
+            # the normal points from the part to the finger: against the finger's inward (closing) direction
+            if not any(float(np.dot(c[7], inward)) < -PINCH_COS for c in points):
+                return False
+        return True
+
+    def _finger_positions(self) -> List[float]:
+        p = self._p
+        return [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0] for j in self.rb.finger_joints]
+
+    def _finger_min(self) -> List[float]:
+        """Each finger joint's closed position (its lower limit, 0 when the model gives none)."""
+        p = self._p
+        lows = []
+        for j in self.rb.finger_joints:
+            info = p.getJointInfo(self.rb.body, j, physicsClientId=self.world.client)
+            lo, hi = float(info[8]), float(info[9])
+            lows.append(lo if lo < hi else 0.0)
+        return lows
 
     def _attach(self, pid: str, body: int, link: int) -> None:
         p = self._p

@@ -8,7 +8,7 @@ import pytest
 from agent.skills import pick_place
 from anycell.cell import load_cell
 from anycell.errors import CollisionError, UnreachableError
-from anycell.geometry import distance, quat_angle
+from anycell.geometry import Pose, distance, quat_angle
 from anycell.job import load_job
 from anycell.plan import Site
 from drivers.sim_robot import SimRobot
@@ -105,6 +105,47 @@ def test_estimate_matches_the_executed_motion_time() -> None:
         assert world.sim_time == t0 and robot.joint_positions() == q0     # estimating moved nothing
         res = pick_place(robot, planner, ids["block"], part.geometry.size, slots[(1, "block")], target)
         assert abs(res.duration - est) < 1e-6
+    finally:
+        planner.close()
+        world.close()
+
+
+def _stack_job_with_peg(tmp_path, width: float) -> str:
+    """The stack job with a narrower peg (the demo widget's is 12 mm square)."""
+    text = open(STACK_JOB).read()
+    assert "box: [0.02, 0.02, 0.03]" in text
+    path = tmp_path / f"stack_peg_{width * 1000:.0f}mm.yaml"
+    path.write_text(text.replace("box: [0.02, 0.02, 0.03]", f"box: [{width}, {width}, 0.03]"))
+    return str(path)
+
+
+@pytest.mark.parametrize("width", [0.012, 0.008], ids=["peg_12mm", "peg_8mm"])
+def test_narrow_peg_is_grasped_and_placed_within_tolerance(width: float, tmp_path) -> None:
+    """Regression: the fingers used to be given a fixed second to close, too short to reach a thin part."""
+    cell, job = load_cell(DEMO_CELL), load_job(_stack_job_with_peg(tmp_path, width))
+    world, planner = SimWorld(cell), MotionPlanner(cell, "panda")
+    robot = SimRobot(world, "panda")
+    try:
+        slots = sites.allocate_feeder_slots(cell, job)
+        ids = world.populate_job(job, slots, 1)
+        world.settle(0.3)
+        for pid, wid in ids.items():
+            planner.add_obstacle(wid, job.part(pid).geometry.size, world.part_pose(wid))
+        peg = job.part("peg")
+        assert peg.geometry.size[0] == width
+        fixture = cell.station("fixture").pose.xyz
+        height = peg.geometry.size[2]
+        # standing on the bare fixture top, off its centre
+        target = Site(kind="fixture", ref="fixture", xyz=[fixture[0] + 0.02, fixture[1] - 0.01, fixture[2] + height / 2])
+        before = world.part_pose(ids["peg"])
+        pick_place(robot, planner, ids["peg"], peg.geometry.size, slots[(1, "peg")], target)
+        world.settle(0.3)
+        got = world.part_pose(ids["peg"])
+        assert distance(before.xyz, got.xyz) > 0.1                         # it was carried, not left behind
+        tol = job.placement("peg").tolerance
+        assert distance(got.xyz, target.xyz) <= min(tol.position, 0.002)
+        assert quat_angle(got.quaternion, Pose(xyz=list(target.xyz)).quaternion) <= tol.angle   # upright
+        assert robot.holding() is None
     finally:
         planner.close()
         world.close()
