@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable, Dict, IO, List, Optional
 
 from .nodes import NodeSpec
@@ -140,6 +141,7 @@ class Supervisor:
             proc = self.procs.get(spec.name)
             if proc is None or proc.poll() is not None:
                 continue
+            t0 = time.monotonic()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(proc.pid, sig)
@@ -150,7 +152,7 @@ class Supervisor:
                     break
                 except subprocess.TimeoutExpired:
                     self.say("anycell", f"{spec.name} did not stop on {signal.Signals(sig).name}", BOLD_RED)
-            self.say("anycell", f"{spec.name} stopped (code {proc.returncode})")
+            self.say("anycell", f"{spec.name} stopped (code {proc.returncode}) in {time.monotonic() - t0:.1f} s")
         for reader in self._readers:
             reader.join(timeout=2.0)
 

@@ -22,6 +22,17 @@ from agent.client import CellClient  # noqa: E402
 from tests.paths import DEMO_CELL, DEMO_JOB  # noqa: E402
 
 
+def _command(client: CellClient, name: str, then: str) -> None:
+    ok, message = client.command(name)
+    assert ok, f"{name} refused: {message} (state {client.state()})"
+    assert client.wait_state([then], 30), f"after {name}: state {client.state()}, wanted {then}"
+
+
+def _reset_and_start(client: CellClient) -> None:
+    _command(client, "reset", "Idle")
+    _command(client, "start", "Execute")
+
+
 def _client(timeout: float = 20.0) -> CellClient:
     client = CellClient("demo_cell")
     assert client.wait_ready(timeout), "the cell agent's API did not match in time"
@@ -114,8 +125,7 @@ def test_job_runs_to_complete_and_diagnostics_report_the_cell(processes, rclpy_c
     client.node.create_subscription(DiagnosticArray, "/diagnostics",
                                     lambda m: diags.extend(diagnostics_from_msg(m)), 10)
     try:
-        assert client.command("reset")[0] and client.wait_state(["Idle"], 10)
-        assert client.command("start")[0] and client.wait_state(["Execute"], 10)
+        _reset_and_start(client)
         r = client.submit_file(DEMO_JOB)
         updates = []
         final = client.wait_job(r["job_id"], 60, on_update=updates.append)
@@ -136,8 +146,7 @@ def test_kill_9_mid_job_restart_names_the_step_and_resume_completes(processes, r
     agent = processes.start(agent_argv(DEMO_CELL, journal, scale=0.03), "agent")
     client = _client()
     try:
-        assert client.command("reset")[0] and client.wait_state(["Idle"], 10)
-        assert client.command("start")[0] and client.wait_state(["Execute"], 10)
+        _reset_and_start(client)
         job_id = client.submit_file(DEMO_JOB)["job_id"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -165,8 +174,7 @@ def test_kill_9_mid_job_restart_names_the_step_and_resume_completes(processes, r
         assert job["interruption"]["unconfirmed"] == unconfirmed
         assert job["interruption"]["last_completed"] in done_before
         assert client.status()["interrupted"] == [job_id]
-        assert client.command("reset")[0] and client.wait_state(["Idle"], 10)
-        assert client.command("start")[0] and client.wait_state(["Execute"], 10)
+        _reset_and_start(client)
         r = client.resume(job_id)
         assert r["ok"] and r["resolved"] == unconfirmed
         final = client.wait_job(job_id, 60)
@@ -184,11 +192,10 @@ def test_kill_9_mid_job_restart_names_the_step_and_resume_completes(processes, r
 
 def test_hold_and_unhold_mid_job_continue_correctly(processes, rclpy_context, tmp_path) -> None:
     journal = str(tmp_path / "j.db")
-    processes.start(agent_argv(DEMO_CELL, journal, scale=0.02), "agent")
+    processes.start(agent_argv(DEMO_CELL, journal, scale=0.05), "agent")
     client = _client()
     try:
-        assert client.command("reset")[0] and client.wait_state(["Idle"], 10)
-        assert client.command("start")[0] and client.wait_state(["Execute"], 10)
+        _reset_and_start(client)
         job_id = client.submit_file(DEMO_JOB)["job_id"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -196,16 +203,15 @@ def test_hold_and_unhold_mid_job_continue_correctly(processes, rclpy_context, tm
             if p and p["done"] >= 3:
                 break
             time.sleep(0.01)
-        assert client.command("hold") == (True, "Holding")
-        assert client.wait_state(["Held"], 30)
+        _command(client, "hold", "Held")
         held_at = time.time()
         done_held = client.get(job_id)["job"]["done"]
         assert client.command("start")[0] is False         # Held refuses start
         unheld_at = time.time()
-        assert client.command("unhold")[0]
+        _command(client, "unhold", "Execute")
         final = client.wait_job(job_id, 60)
         assert final["status"] == "complete" and final["done"] == final["total"]
-        assert done_held < final["total"]
+        assert done_held < final["total"], "the job had ended before the hold"
     finally:
         client.destroy()
     db = sqlite3.connect(journal)
