@@ -124,8 +124,9 @@ def _submit(args: argparse.Namespace) -> int:
         if not r["ok"]:
             _print_error(r)
             return EXIT_INPUT
-        print(f"accepted job '{r['job_id']}' on cell '{args.cell}': {r['steps']} steps, planned makespan "
-              f"{r['makespan']:.1f} s; cell state {r['state']}")
+        makespan = f"planned makespan {r['makespan']:.1f} s" if r.get("makespan") is not None else "not scheduled"
+        print(f"accepted job '{r['job_id']}' on cell '{args.cell}': {r['steps']} steps, {makespan}; "
+              f"cell state {r['state']}")
         if r["state"] != "Execute":
             print(f"  (the cell is {r['state']}: 'anycell reset --cell {args.cell}' and "
                   f"'anycell start --cell {args.cell}' to run it)")
