@@ -137,6 +137,24 @@ def test_job_runs_to_complete_and_diagnostics_report_the_cell(processes, rclpy_c
             time.sleep(0.05)
         packml = [d for d in diags if d["name"] == "demo_cell/packml"]
         assert packml and packml[-1]["message"] == "Execute" and packml[-1]["level"] == 0
+        # the plan in RViz: latched markers, one arrow per move, every move drawn done (faded)
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from visualization_msgs.msg import MarkerArray
+
+        from agent.conversions import markers_to_moves
+
+        marks = []
+        client.node.create_subscription(
+            MarkerArray, "/demo_cell/plan_markers", marks.append,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        deadline = time.monotonic() + 10
+        while not marks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marks
+        moves = markers_to_moves(marks[-1])
+        plan_ops = client.get(r["job_id"])["job"]["steps"]
+        assert moves and set(moves) <= {s["op"] for s in plan_ops}
+        assert all(m["alpha"] < 0.5 for m in moves.values())
     finally:
         client.destroy()
 
