@@ -83,19 +83,23 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until Ctrl-C / SIGTERM or a required child's crash. Returns the exit code."""
         in_main = threading.current_thread() is threading.main_thread()
-        interrupted = threading.Event()
+        # Signal handlers only set plain flags: taking a lock there (Event.set) can deadlock when the
+        # signal lands while the main thread holds that same lock (inside Event.wait).
+        flags = {"int": False, "term": False}
 
         def on_int(*_: object) -> None:   # Ctrl-C (any number of times): one orderly shutdown
-            interrupted.set()
-            self._stopping.set()
+            flags["int"] = True
 
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set()) if in_main else None
+        def on_term(*_: object) -> None:
+            flags["term"] = True
+
+        previous = signal.signal(signal.SIGTERM, on_term) if in_main else None
         previous_int = signal.signal(signal.SIGINT, on_int) if in_main else None
         code = 0
         try:
             self.start()
             reported: set = set()
-            while not self._stopping.is_set():
+            while not (self._stopping.is_set() or flags["int"] or flags["term"]):
                 for spec in self.specs:
                     proc = self.procs[spec.name]
                     rc = proc.poll()
@@ -111,13 +115,13 @@ class Supervisor:
                             self.say("anycell", f"could not handle the crash of {spec.name}: {exc}", BOLD_RED)
                         if in_main:   # the handler may have initialised rclpy, which installs its own
                             signal.signal(signal.SIGINT, on_int)
-                            signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+                            signal.signal(signal.SIGTERM, on_term)
                     if spec.required and not handled:
                         self.say("anycell", "a required node is gone: shutting the cell down", BOLD_RED)
                         code = 1
                         self._stopping.set()
-                self._stopping.wait(0.1)
-            if interrupted.is_set():
+                time.sleep(0.1)   # not Event.wait: see the signal handlers above
+            if flags["int"]:
                 self.say("anycell", "Ctrl-C: shutting the cell down")
         except KeyboardInterrupt:   # off the main thread there is no handler of ours
             self.say("anycell", "Ctrl-C: shutting the cell down")
