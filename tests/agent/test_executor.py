@@ -157,7 +157,7 @@ def test_resume_after_stop_continues_from_next_step(tmp_path) -> None:
     runner = GateRunner()
     t, box = _run_in_thread(Executor(plan, runner, journal, machine))
     runner.release("u1.load")
-    assert runner.wait_running("u1.place.a")
+    assert runner.wait_running("u1.place.a") and runner.wait_running("u1.print")
     machine.command("stop")
     t.join(timeout=20)
     # the operator confirms the unconfirmed steps were completed by hand; continue from the next ones
