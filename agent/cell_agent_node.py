@@ -157,6 +157,7 @@ class CellAgentNode(Node):
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``cell_agent`` (``ros2 run anycell cell_agent --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncua").setLevel(logging.ERROR)   # its INFO logs every notification
     rclpy.init(args=argv if argv is not None else sys.argv)
     # SIGTERM (anycell up, launch) ends the node the way Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt

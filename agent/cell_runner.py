@@ -73,7 +73,8 @@ class CellRunner:
                  machines: Dict[str, Any], sim: Optional[SimHooks] = None,
                  snapshot_dir: Optional[str] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 program_timeout: Optional[float] = None) -> None:
+                 program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
+                 machine_time_scale: Optional[float] = None) -> None:
         self.cell = cell
         self.job = job
         self.robots = robots
@@ -83,6 +84,8 @@ class CellRunner:
         self.snapshot_dir = snapshot_dir
         self.on_event = on_event
         self.program_timeout = program_timeout
+        self.report_dir = report_dir
+        self.machine_time_scale = machine_time_scale
         self.records: List[StepRecord] = []
         self.unit_results: Dict[int, UnitResult] = {}
         self.placements: List[Dict[str, Any]] = []
@@ -303,19 +306,36 @@ class CellRunner:
         return {"unit": op.unit, "passed": result.passed, "checks": result.checks,
                 "failures": result.failures()}
 
-    # ------------------------------------------------------------------ helpers
-    def final_snapshot(self) -> None:
-        """A last picture of the cell when the job ended (in simulation)."""
-        self._snap("end")
+    # ------------------------------------------------------------------ the end
+    def finish(self, plan: Plan, outcome: str, error: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The job ended: take a last picture, and write the report (when there is a report_dir)."""
+        from .report import build_report, write_report
 
+        self._snap("end")
+        counters = {}
+        for mid, drv in self.machines.items():
+            try:
+                counters[mid] = {"protocol": drv.protocol, **drv.counters()}
+            except AnycellError as exc:
+                counters[mid] = {"protocol": drv.protocol, "error": str(exc)}
+        report = build_report(cell=self.cell, job=self.job, plan=plan, runner=self, outcome=outcome,
+                              wall_time=time.monotonic() - self._t0, machine_counters=counters, error=error,
+                              time_scale=self.machine_time_scale)
+        if self.report_dir:
+            write_report(self.report_dir, report, plan, self)
+        return report
+
+    # ------------------------------------------------------------------ helpers
     def _snap(self, name: str) -> None:
-        if self.sim is None or self.snapshot_dir is None:
+        directory = self.snapshot_dir or self.report_dir
+        if self.sim is None or directory is None:
             return
         import os
 
         with self._world_lock:
             self._snap_count += 1
-            path = os.path.join(self.snapshot_dir, f"{self._snap_count:02d}_{name}.png")
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, f"{self._snap_count:02d}_{name}.png")
         try:
             with self._world_lock:
                 self.sim.snapshot(path, self.cell.cameras[0].id if self.cell.cameras else None)

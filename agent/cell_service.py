@@ -260,6 +260,11 @@ class CellService:
         }
         if rec.status == "interrupted":
             out["interruption"] = self.journal.interruption(job_id).to_dict()
+        from .report import report_dir_for, report_summary
+
+        report = report_summary(report_dir_for(self.journal.path, job_id))
+        if report is not None:
+            out["report"] = report
         if steps:
             out["steps"] = [{"op": s.op_id, "status": s.status, "attempts": s.attempts}
                             for s in self.journal.steps(job_id)]
@@ -403,6 +408,12 @@ class CellService:
             with self._lock:
                 self._executor = None
                 self._running_job = None
+        finish = getattr(runner, "finish", None)
+        if result is not None and callable(finish):
+            try:
+                finish(plan, result.outcome, result.error)
+            except Exception:  # noqa: BLE001 - a report failure never changes the job's outcome
+                log.exception("job %s: writing the report failed", job_id)
         if result is not None:
             self._ran_since_start += 1
             if result.outcome == "complete":

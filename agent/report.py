@@ -21,6 +21,27 @@ from anycell.plan import Plan
 log = logging.getLogger(__name__)
 
 
+def report_dir_for(journal_path: str, job_id: str) -> str:
+    """Where the cell agent writes a job's report: beside its journal, one folder per job."""
+    return os.path.join(os.path.dirname(os.path.abspath(journal_path)), "reports", job_id)
+
+
+def report_summary(directory: str) -> Optional[Dict[str, Any]]:
+    """The verdict part of a written report (for the API's job summary), or None if there is none."""
+    path = os.path.join(directory, "report.json")
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            r = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return {"path": os.path.join(directory, "report.md"), "outcome": r.get("outcome"),
+            "all_units_passed": r.get("all_units_passed"),
+            "units": [{"unit": u["unit"], "inspected": u["inspected"], "passed": u["passed"],
+                       "failures": [f"{p['part']}: {p['reason']}" for p in (u.get("result") or {}).get("parts", [])
+                                    if not p["passed"]]} for u in r.get("units", [])],
+            "gcode_lines_acknowledged": r.get("gcode_lines_acknowledged"), "opcua_calls": r.get("opcua_calls")}
+
+
 def unit_cycle_times(intervals: Dict[str, tuple], plan: Plan) -> Dict[int, float]:
     """Per unit: from its first step's start to its last step's end (seconds)."""
     out: Dict[int, List[float]] = {}

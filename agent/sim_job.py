@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any, Callable, Dict, Optional
 
 from anycell.cell import CellConfig
-from anycell.errors import AnycellError
 from anycell.job import JobSpec
 
 from . import packml as pm
 from .executor import Executor
 from .journal import Journal
-from .report import build_report, write_report
 from .sim_runtime import DEFAULT_MACHINE_TIME_SCALE, SimulatedCell
 
 log = logging.getLogger(__name__)
@@ -49,27 +46,18 @@ def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool
     journal = Journal(journal_path)
     journal.add_job(job.id, {"job": job.id, "cell": cell.cell.id})
     journal.set_plan(job.id, plan.to_dict())
-    t0 = time.monotonic()
     sim = SimulatedCell(cell, os.path.join(report_dir, "work"), gui=gui, realtime=realtime,
                         machine_time_scale=machine_time_scale, machine_faults=machine_faults)
     try:
-        runner = sim.runner(job, snapshot_dir=report_dir, on_event=on_event)
+        runner = sim.runner(job, report_dir=report_dir, on_event=on_event)
         machine = pm.PackML(pm.IDLE)
         machine.command("start")
         machine.state_complete(pm.STARTING)
 
         result = Executor(plan, runner, journal, machine, on_progress=on_event).run()
-        runner.final_snapshot()
-        outcome = result.outcome
-        journal.set_status(job.id, "complete" if outcome == "complete" else "failed",
+        journal.set_status(job.id, "complete" if result.outcome == "complete" else "failed",
                            error=(result.error or {}).get("message"))
-        report = build_report(cell=cell, job=job, plan=plan, runner=runner, outcome=outcome,
-                              wall_time=time.monotonic() - t0, machine_counters=sim.machine_counters(),
-                              error=result.error, time_scale=machine_time_scale)
-        write_report(report_dir, report, plan, runner)
-        return report
-    except AnycellError:
-        raise
+        return runner.finish(plan, result.outcome, result.error)
     finally:
         sim.close()
         journal.close()

@@ -186,7 +186,7 @@ class SimCellNode(Node):
                 robot.execute(traj)
             except _Preempted:
                 robot.stop()
-                log.info("%s: trajectory replaced or stopped mid-motion", rid)
+                log.debug("%s: trajectory replaced or stopped mid-motion", rid)
             except AnycellError as exc:
                 log.error("%s: %s", rid, exc)
             except Exception:

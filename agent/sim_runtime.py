@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from anycell.cell import CellConfig
-from anycell.errors import AnycellError
 from anycell.job import JobSpec
 
 from .cell_runner import CellRunner
@@ -38,6 +37,7 @@ class SimulatedCell:
 
         self.cell = cell
         self.workdir = workdir
+        self.machine_time_scale = machine_time_scale
         os.makedirs(workdir, exist_ok=True)
         self.world: Any = None
         self.hooks: Optional[WorldHooks] = None
@@ -68,35 +68,12 @@ class SimulatedCell:
             self.close()
             raise
 
-    def runner(self, job: JobSpec, *, snapshot_dir: Optional[str] = None,
+    def runner(self, job: JobSpec, *, report_dir: Optional[str] = None,
                on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> CellRunner:
-        """A step runner for one job on this simulated cell."""
+        """A step runner for one job on this simulated cell; it writes its report into ``report_dir``."""
         return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
-                          sim=self.hooks, snapshot_dir=snapshot_dir, on_event=on_event)
-
-    def machine_counters(self) -> Dict[str, Dict[str, Any]]:
-        """Per machine: the driver's counters and the lines the simulated firmware received."""
-        out: Dict[str, Dict[str, Any]] = {}
-        for mid, drv in self.machines.items():
-            info: Dict[str, Any] = {"protocol": self.sims[mid].protocol, **drv.counters()}
-            if self.sims[mid].protocol in ("grbl", "marlin"):
-                info["firmware_received_lines"] = len(self.sims[mid].received_lines())
-            out[mid] = info
-        return out
-
-    def health(self) -> List[Dict[str, Any]]:
-        """One entry per machine for /diagnostics; a dead simulator is an error."""
-        out = []
-        for mid, drv in self.machines.items():
-            try:
-                h = dict(drv.health())
-            except AnycellError as exc:
-                h = {"level": "error", "message": str(exc)}
-            if mid in self.sims and not self.sims[mid].alive():
-                h = {"level": "error", "message": "the simulated machine process exited"}
-            h["name"] = mid
-            out.append(h)
-        return out
+                          sim=self.hooks, report_dir=report_dir, on_event=on_event,
+                          machine_time_scale=self.machine_time_scale)
 
     def close(self) -> None:
         for mid, drv in list(self.machines.items()):

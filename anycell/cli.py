@@ -133,7 +133,7 @@ def _load_command_modules() -> None:
 
 
 #: Modules under anycell/ that register further commands with @command.
-COMMAND_MODULES: List[str] = ["anycell.cli_plan", "anycell.cli_sim", "anycell.cli_ops", "anycell.cli_machines"]
+COMMAND_MODULES: List[str] = ["anycell.cli_plan", "anycell.cli_sim", "anycell.cli_ops", "anycell.cli_machines", "anycell.cli_demo"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
