@@ -203,7 +203,7 @@ class CellRunner:
                 tol = self.job.placement(op.part).tolerance
                 self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
                                         "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
-        self._snap(op.id)
+        self._snap(op.id, close_up=target.kind == "fixture")
         return detail
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
@@ -297,7 +297,7 @@ class CellRunner:
             measured[part_id] = noisy
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
-        self._snap(op.id)
+        self._snap(op.id, close_up=True)
         self._event({"event": "inspection", "op": op.id, "unit": op.unit, "passed": result.passed,
                      "failures": result.failures()})
         if not result.passed and self.job.on_fail == "stop":
@@ -326,7 +326,16 @@ class CellRunner:
         return report
 
     # ------------------------------------------------------------------ helpers
-    def _snap(self, name: str) -> None:
+    def _camera(self, close_up: bool) -> Optional[str]:
+        """The cell's first camera; for work on the fixture, a camera named after the fixture if there is one."""
+        ids = [c.id for c in self.cell.cameras]
+        if close_up:
+            for station in self.cell.stations_of("fixture"):
+                if station.id in ids:
+                    return station.id
+        return ids[0] if ids else None
+
+    def _snap(self, name: str, close_up: bool = False) -> None:
         directory = self.snapshot_dir or self.report_dir
         if self.sim is None or directory is None:
             return
@@ -338,7 +347,7 @@ class CellRunner:
             path = os.path.join(directory, f"{self._snap_count:02d}_{name}.png")
         try:
             with self._world_lock:
-                self.sim.snapshot(path, self.cell.cameras[0].id if self.cell.cameras else None)
+                self.sim.snapshot(path, self._camera(close_up))
             self.snapshots.append(os.path.basename(path))
         except AnycellError as exc:  # a picture is never worth failing a step
             log.warning("snapshot %s failed: %s", name, exc)
