@@ -99,7 +99,12 @@ class CellRunner:
 
     # ------------------------------------------------------------------ set-up
     def prepare(self, plan: Plan) -> None:
-        """Tell the planners about parts already in the cell; in simulation, fill the feeders."""
+        """Tell the planners about parts already in the cell; in simulation, fill the feeders.
+
+        In simulation the world knows where every part is, also when a job is
+        resumed after a crash, so the planners get the measured poses. On the
+        floor the planners assume the feeder parts are in their slots.
+        """
         seen_slots = set()
         for op in plan.operations:
             src = op.params.get("source")
@@ -110,6 +115,16 @@ class CellRunner:
                 continue   # the slot is re-used by a later unit: presented when it is empty
             seen_slots.add(key)
             self._present(op)
+        if self.sim is not None:
+            wanted = sorted({(op.unit, op.part) for op in plan.operations if op.part})
+            with self._world_lock:
+                where = self.sim.measure([uid(u, p) for u, p in wanted])
+            for (unit, part_id) in wanted:
+                pose = where.get(uid(unit, part_id))
+                if pose is not None:
+                    size, _mass, _color = self._part_geometry(part_id)
+                    for planner in self.planners.values():
+                        planner.add_obstacle(uid(unit, part_id), size, pose)
         self._prepared = True
         self._snap("start")
 
@@ -118,13 +133,14 @@ class CellRunner:
         return part.geometry.size, part.mass, part.color
 
     def _present(self, op: Operation) -> None:
-        """Make sure the op's feeder part is known to the planner (and, in simulation, in the world)."""
+        """Make sure the op's feeder part is in its slot: in the planners' model (and in the simulated world)."""
         src = Site.from_dict(op.params["source"])
         size, mass, color = self._part_geometry(op.part)
         wid = uid(op.unit, op.part)
         if self.sim is not None:
             with self._world_lock:
-                self.sim.present(wid, size, mass, color, _pose(src))
+                if not self.sim.present(wid, size, mass, color, _pose(src)):
+                    return   # already in the world (maybe moved on by an earlier step): prepare() measured it
         for planner in self.planners.values():
             planner.add_obstacle(wid, size, _pose(src))
 
