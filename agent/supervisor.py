@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Callable, Dict, IO, List, Optional
 
+from anycell.childproc import die_with_parent
+
 from .nodes import NodeSpec
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class Supervisor:
         for i, spec in enumerate(self.specs):
             argv = spec.argv(self.python)
             proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
             self.procs[spec.name] = proc
             color = COLORS[i % len(COLORS)]
             reader = threading.Thread(target=self._pump, args=(spec, proc.stdout, color), daemon=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
+from anycell.childproc import die_with_parent
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,22 +107,6 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
     return argv
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it when the process that started it dies (even by kill -9).
-
-    A simulated machine belongs to the process that launched it; without this a
-    crashed cell agent would leave its simulators running, holding ptys and ports.
-    """
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):        # not Linux: the launcher's stop() still ends it
-        pass
-
-
 def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str, Any]] = None,
                        ready_timeout: float = 20.0) -> RunningSimMachine:
     """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready."""
@@ -154,7 +139,7 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True, preexec_fn=_die_with_parent)
+                            start_new_session=True, preexec_fn=die_with_parent)
     err.close()
     deadline = time.monotonic() + ready_timeout
     while not os.path.exists(ready):
