@@ -311,6 +311,13 @@ class CellRunner:
             noisy = Pose(xyz=[v + rng.gauss(0.0, sp) for v in local.xyz],
                          rpy=[v + rng.gauss(0.0, sa) for v in local.rpy])
             measured[part_id] = noisy
+        # what the station saw is the best model of the unit now: the planners plan around it
+        frame = sites.product_frame(self.cell)
+        for part_id, local in measured.items():
+            if local is not None:
+                size, _mass, _color = self._part_geometry(part_id)
+                for planner in self.planners.values():
+                    planner.add_obstacle(uids[part_id], size, frame.compose(local))
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
         self._snap(op.id, close_up=True)

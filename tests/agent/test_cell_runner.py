@@ -64,3 +64,38 @@ def test_a_unit_out_of_tolerance_stops_the_job_when_the_spec_says_stop(stack, tm
             return
         runner.run(op, plan)
     raise AssertionError("the plan has no inspection")
+
+
+def test_a_failed_unit_goes_to_the_reject_tray_when_the_spec_says_reject(tmp_path) -> None:
+    """demo_widget (on_fail: reject) with a cap tolerance the station cannot prove: the unit is rejected."""
+    import os
+
+    import yaml
+
+    from anycell.documents import from_data
+    from anycell.job import job_from_document
+    from tests.paths import DEMO_JOB
+
+    data = yaml.safe_load(open(DEMO_JOB))
+    data["quantity"] = 1
+    for pl in data["assembly"]["placements"]:
+        if pl["part"] == "cap":
+            pl["tolerance"]["position"] = 0.0007   # feasible for the robot (0.5 mm), too tight to prove here
+    cell = load_cell(DEMO_CELL)
+    job = job_from_document(from_data(data), base_dir=os.path.dirname(DEMO_JOB))
+    plan = plan_job(cell, job)
+    schedule_plan(plan, cell, time_limit=2.0)
+    sim = SimulatedCell(cell, str(tmp_path / "work"))
+    try:
+        runner = sim.runner(job, report_dir=str(tmp_path))
+        details = {op: runner.run(plan.op(op), plan) for op in execution_order(plan)}
+        assert details["u1.inspect"]["passed"] is False
+        assert any(f.startswith("cap: position off") for f in details["u1.inspect"]["failures"])
+        assert details["u1.output"]["to"] == "reject_tray:reject_tray"
+        reject = cell.station("reject_tray").pose.xyz
+        base = sim.world.part_pose("u1.base").xyz
+        assert abs(base[0] - reject[0]) < 0.05 and abs(base[1] - reject[1]) < 0.05
+        report = runner.finish(plan, "complete")
+        assert report["all_units_passed"] is False and report["units"][0]["inspected"]
+    finally:
+        sim.close()
