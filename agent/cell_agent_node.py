@@ -35,14 +35,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import signal
 import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -50,13 +48,14 @@ from std_srvs.srv import Trigger
 from diagnostic_msgs.msg import DiagnosticArray
 from visualization_msgs.msg import MarkerArray
 
-from anycell.errors import AnycellError, StateError
+from anycell.errors import StateError
 from anycell.plan import Plan
 
 from . import conversions as cv
 from .cell_service import CellService, RunnerFactory, default_journal_path
 from .executor import DryRunRunner
 from .journal import Journal
+from .node_main import init_with_cell, spin_until_shutdown
 from .packml import COMMANDS
 
 log = logging.getLogger(__name__)
@@ -158,27 +157,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``cell_agent`` (``ros2 run anycell cell_agent --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.ERROR)   # its INFO logs every notification
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    # SIGTERM (anycell up, launch) ends the node the way Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt
-    # The namespace comes from the cell id, so the parameters are read before the node exists.
-    bootstrap = Node("cell_agent_params")
-    params = {name: bootstrap.declare_parameter(name, default).value
-              for name, default in (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
-                                    ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False))}
-    bootstrap.destroy_node()
-    if not params["cell"]:
-        print("cell_agent: set the cell config: --ros-args -p cell:=cell_configs/demo_cell.yaml", file=sys.stderr)
-        rclpy.shutdown()
+    started = init_with_cell("cell_agent", "cell_agent_params",
+                             (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
+                              ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False)), argv)
+    if started is None:
         return 2
-    from anycell.cell import load_cell
-
-    try:
-        cell = load_cell(str(params["cell"]))
-    except AnycellError as exc:
-        print(f"cell_agent: {exc}", file=sys.stderr)
-        rclpy.shutdown()
-        return 2
+    params, cell = started
     journal = Journal(str(params["journal"]) or default_journal_path(cell.cell.id))
     service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]))
     node = CellAgentNode(service)
@@ -193,19 +177,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         service.packml.wait_for(["Idle"], 10)
         if startup == "execute":
             service.command("start")
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
     node.get_logger().info(f"cell '{service.cell_id}' up: state {service.packml.state}, journal {service.journal.path}")
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(node, 4, service.shutdown)
     finally:
-        service.shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
         service.journal.close()
     return 0
 

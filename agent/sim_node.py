@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
@@ -36,7 +35,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -47,6 +45,7 @@ from trajectory_msgs.msg import JointTrajectory
 from anycell.errors import AnycellError
 
 from . import conversions as cv
+from .node_main import init_with_cell, spin_until_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -222,38 +221,13 @@ class SimCellNode(Node):
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``sim_cell`` (``ros2 run anycell sim_cell --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt
-    bootstrap = Node("sim_cell_params")
-    params = {name: bootstrap.declare_parameter(name, default).value
-              for name, default in (("cell", ""), ("rate", 50.0), ("realtime", True))}
-    bootstrap.destroy_node()
-    if not params["cell"]:
-        print("sim_cell: set the cell config: --ros-args -p cell:=cell_configs/demo_cell.yaml", file=sys.stderr)
-        rclpy.shutdown()
+    started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)), argv)
+    if started is None:
         return 2
-    from anycell.cell import load_cell
-
-    try:
-        cell = load_cell(str(params["cell"]))
-    except AnycellError as exc:
-        print(f"sim_cell: {exc}", file=sys.stderr)
-        rclpy.shutdown()
-        return 2
+    params, cell = started
     node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
     node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_until_shutdown(node, 2, node.close)
     return 0
 
 

@@ -25,9 +25,9 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault, ProgramRejected
 from anycell.job import Program
 
-from .gcode import GcodeLine, prepare_program
-from .machine import Machine, ProgramResult, Progress, ProgressCallback, program_source, serial_settings
-from .serial_stream import Deadline, SerialLink
+from .gcode import GcodeLine
+from .machine import ProgramResult, Progress, ProgressCallback
+from .serial_stream import Deadline, SerialGcodeMachine
 
 log = logging.getLogger(__name__)
 
@@ -139,38 +139,27 @@ def explain(line: str) -> str:
     return f"{line} ({table.get(int(m.group(2)), 'unknown code')})"
 
 
-class GrblMachine(Machine):
+class GrblMachine(SerialGcodeMachine):
     """A GRBL controller (a CNC mill, router or laser) on a serial port."""
 
     protocol = "grbl"
+    dialect = "GRBL"
 
     def __init__(self, machine_cfg: Any, port: str, *, streaming: str = "character_counting",
                  status_interval: float = 0.2, boot_timeout: float = 5.0) -> None:
         if streaming not in ("character_counting", "send_response"):
             raise DriverError(f"unknown streaming mode '{streaming}'", hint="character_counting or send_response")
-        self.cfg = machine_cfg
-        self.machine_id = machine_cfg.id
-        self.port = port
-        self.settings_cfg = serial_settings(machine_cfg)
-        self.timeout = float(self.settings_cfg["timeout"])
+        super().__init__(machine_cfg, port, boot_timeout=boot_timeout)
         self.streaming = streaming
         self.status_interval = status_interval
-        self.boot_timeout = boot_timeout
-        self.link = SerialLink(port, self.settings_cfg["baud"], self._on_line, self._on_lost)
-        self._replies: "queue.Queue[Tuple[str, str]]" = queue.Queue()
         self._status_cv = threading.Condition()
         self.status: Dict[str, Any] = {}
         self._status_seq = 0
         self._welcome = threading.Event()
-        self.messages: Deque[str] = collections.deque(maxlen=50)
         self.settings: Dict[int, str] = {}
         self.alarm: Optional[str] = None
         self.last_error: Optional[str] = None
-        self.lines_sent = 0
-        self.lines_acknowledged = 0
         self._program_state = "Idle"
-        self._stop = threading.Event()
-        self._connected = False
         self._wco: Optional[List[float]] = None
 
     # -- the reader thread -----------------------------------------------------------------------
@@ -204,7 +193,8 @@ class GrblMachine(Machine):
             log.debug("%s: %s", self.machine_id, line)
 
     def _on_lost(self, why: str) -> None:
-        self._replies.put(("lost", why))
+        super()._on_lost(why)
+        # query_status() waits on the status condition, not on the reply queue
         with self._status_cv:
             self._status_cv.notify_all()
 
@@ -236,17 +226,6 @@ class GrblMachine(Machine):
         self._drain()
         self._connected = True
         self.query_status()
-
-    def close(self) -> None:
-        self._connected = False
-        self.link.close()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._replies.get_nowait()
-            except queue.Empty:
-                return
 
     # -- real-time commands ----------------------------------------------------------------------
     def query_status(self, timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -341,11 +320,8 @@ class GrblMachine(Machine):
         while True:
             if self._stop.is_set():
                 return ("stop", "")
-            try:
-                kind, line = self._replies.get(timeout=min(0.05, max(0.001, deadline.left())))
-            except queue.Empty:
-                if self.link.lost:
-                    raise ConnectionLost(self.link.lost)
+            reply = self._poll_reply(min(0.05, max(0.001, deadline.left())))
+            if reply is None:
                 now = time.monotonic()
                 if now >= next_poll:
                     next_poll = now + self.status_interval
@@ -359,8 +335,7 @@ class GrblMachine(Machine):
                     raise DriverTimeout(f"{self.machine_id}: no reply to '{what}' within {deadline.seconds:g} s",
                                         hint="the controller stopped answering; check the cable and power")
                 continue
-            if kind == "lost":
-                raise ConnectionLost(line)
+            kind, line = reply
             if kind == "welcome":
                 raise MachineFault(f"{self.machine_id}: GRBL reset itself while '{what}' was pending",
                                    hint="power or a reset button; re-home before continuing")
@@ -368,19 +343,13 @@ class GrblMachine(Machine):
 
     def run_program(self, program: Program, parameters: Dict[str, float],
                     progress: Optional[ProgressCallback] = None, timeout: Optional[float] = None) -> ProgramResult:
-        text = program.text()
-        if text is None:
-            raise ProgramRejected(f"{self.machine_id} is a GRBL machine and has no stored program "
-                                  f"'{program.name}'", hint="give the program as file: or inline: G-code")
-        lines = prepare_program(text, parameters, allowed=self.settings_cfg["allowed"],
-                                forbidden=self.settings_cfg["forbidden"], source=program_source(program))
+        lines = self._program_lines(program, parameters)
         return self.stream(lines, progress=progress, timeout=timeout)
 
     def stream(self, lines: List[GcodeLine], progress: Optional[ProgressCallback] = None,
                timeout: Optional[float] = None) -> ProgramResult:
         """Stream prepared lines; see the module docstring for the protocol."""
-        if not self._connected:
-            raise DriverError(f"{self.machine_id} is not connected", hint="call connect() first")
+        self._require_connected()
         st = self.query_status()
         if st.get("state") == "Alarm":
             raise MachineFault(f"{self.machine_id} is in Alarm ({self.alarm or 'after reset'})",
@@ -522,10 +491,9 @@ class GrblMachine(Machine):
     def health(self) -> Dict[str, Any]:
         details: Dict[str, Any] = {"protocol": "grbl", "port": self.port, "streaming": self.streaming,
                                    **self.counters()}
-        if self.link.lost:
-            return {"level": "error", "message": f"connection lost: {self.link.lost}", **details}
-        if not self._connected:
-            return {"level": "error", "message": "not connected", **details}
+        down = self._link_health(details)
+        if down is not None:
+            return down
         st = dict(self.status)
         details.update({"grbl_state": st.get("state"), "mpos": st.get("mpos"), "wpos": st.get("wpos")})
         if self.alarm or st.get("state") == "Alarm":

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import re
 import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault, ProgramRejected
+from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault
 from anycell.job import Program
 
 from .gcode import GcodeLine, prepare_program
-from .machine import Machine, ProgramResult, Progress, ProgressCallback, program_source, serial_settings
-from .serial_stream import Deadline, SerialLink
+from .machine import ProgramResult, Progress, ProgressCallback
+from .serial_stream import Deadline, SerialGcodeMachine
 
 log = logging.getLogger(__name__)
 
@@ -60,39 +59,28 @@ def parse_temperatures(line: str) -> Dict[str, Tuple[float, float]]:
     return {k: (float(a), float(b)) for k, a, b in TEMP_RE.findall(line)}
 
 
-class MarlinMachine(Machine):
+class MarlinMachine(SerialGcodeMachine):
     """A Marlin printer (or any Marlin-protocol machine) on a serial port."""
 
     protocol = "marlin"
+    dialect = "Marlin"
 
     def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float = 5.0,
                  autoreport_interval: int = 1) -> None:
-        self.cfg = machine_cfg
-        self.machine_id = machine_cfg.id
-        self.port = port
-        self.settings_cfg = serial_settings(machine_cfg)
-        self.timeout = float(self.settings_cfg["timeout"])
-        self.boot_timeout = boot_timeout
+        super().__init__(machine_cfg, port, boot_timeout=boot_timeout)
         self.autoreport_interval = autoreport_interval
-        self.link = SerialLink(port, self.settings_cfg["baud"], self._on_line, self._on_lost)
-        self._replies: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
         self._started = threading.Event()
         self._lock = threading.Lock()
         self.temperatures: Dict[str, Tuple[float, float]] = {}
         self.temperature_time = 0.0
-        self.messages: Deque[str] = collections.deque(maxlen=50)
         self.errors: Deque[str] = collections.deque(maxlen=20)
         self.fault: Optional[str] = None
         self.line_number = 0
         self.history: "collections.OrderedDict[int, str]" = collections.OrderedDict()
-        self.lines_sent = 0
-        self.lines_acknowledged = 0
         self.resends = 0
         self.timeouts_recovered = 0
         self._state = "Idle"
         self._hold = threading.Event()
-        self._stop = threading.Event()
-        self._connected = False
         self._resend_reason = "unknown"
 
     # -- reader thread ---------------------------------------------------------------------------
@@ -137,9 +125,6 @@ class MarlinMachine(Machine):
             self.errors.append(line[5:])
             log.warning("%s: %s", self.machine_id, line)
 
-    def _on_lost(self, why: str) -> None:
-        self._replies.put(("lost", why))
-
     # -- connection ------------------------------------------------------------------------------
     def connect(self) -> None:
         """Open the port and synchronise line numbers with ``M110 N0``.
@@ -173,33 +158,18 @@ class MarlinMachine(Machine):
         if self.autoreport_interval:
             self.send_command(f"M155 S{int(self.autoreport_interval)}")
 
-    def close(self) -> None:
-        self._connected = False
-        self.link.close()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._replies.get_nowait()
-            except queue.Empty:
-                return
-
     def _wait_ok(self, deadline: Deadline, what: str) -> Tuple[str, Any]:
         """Wait for ok/resend/fault; keep-alives and temperature reports extend the deadline."""
         while True:
-            try:
-                kind, val = self._replies.get(timeout=max(0.001, min(0.1, deadline.left())))
-            except queue.Empty:
-                if self.link.lost:
-                    raise ConnectionLost(self.link.lost)
+            reply = self._poll_reply(max(0.001, min(0.1, deadline.left())))
+            if reply is None:
                 if deadline.expired:
                     raise DriverTimeout(f"{self.machine_id}: no 'ok' for '{what}' within {deadline.seconds:g} s")
                 continue
+            kind, val = reply
             if kind == "alive":
                 deadline.extend()
                 continue
-            if kind == "lost":
-                raise ConnectionLost(val)
             if kind == "fault":
                 raise MachineFault(f"{self.machine_id}: {val} (while '{what}' was pending)",
                                    hint="the printer halted; power-cycle it after checking the heaters")
@@ -230,19 +200,13 @@ class MarlinMachine(Machine):
     # -- programs --------------------------------------------------------------------------------
     def run_program(self, program: Program, parameters: Dict[str, float],
                     progress: Optional[ProgressCallback] = None, timeout: Optional[float] = None) -> ProgramResult:
-        text = program.text()
-        if text is None:
-            raise ProgramRejected(f"{self.machine_id} is a Marlin machine and has no stored program "
-                                  f"'{program.name}'", hint="give the program as file: or inline: G-code")
-        lines = prepare_program(text, parameters, allowed=self.settings_cfg["allowed"],
-                                forbidden=self.settings_cfg["forbidden"], source=program_source(program))
+        lines = self._program_lines(program, parameters)
         with self._lock:
             return self._stream([g.text for g in lines], progress, timeout, sources=lines)
 
     def _stream(self, cmds: List[str], progress: Optional[ProgressCallback], timeout: Optional[float],
                 sources: Optional[List[GcodeLine]] = None, per_line_timeout: Optional[float] = None) -> ProgramResult:
-        if not self._connected:
-            raise DriverError(f"{self.machine_id} is not connected", hint="call connect() first")
+        self._require_connected()
         if self.fault:
             raise MachineFault(f"{self.machine_id} halted earlier: {self.fault}", hint="power-cycle the printer")
         self._stop.clear()
@@ -405,10 +369,9 @@ class MarlinMachine(Machine):
         for k, (cur, tgt) in self.temperatures.items():
             details[f"temp_{k}"] = cur
             details[f"target_{k}"] = tgt
-        if self.link.lost:
-            return {"level": "error", "message": f"connection lost: {self.link.lost}", **details}
-        if not self._connected:
-            return {"level": "error", "message": "not connected", **details}
+        down = self._link_health(details)
+        if down is not None:
+            return down
         if self.fault:
             return {"level": "error", "message": self.fault, **details}
         if self.errors:

@@ -4,18 +4,30 @@ A reader thread splits what the device says into lines and hands each to the dia
 ``on_line``. If the port goes away (USB unplugged, simulator process gone) the reader sees an
 error, records it and calls ``on_lost``; every later write raises ``ConnectionLost``. Writes are
 serialised by a lock so real-time bytes from another thread never split a line.
+
+:class:`SerialGcodeMachine` is the part of a serial G-code driver that does not depend on the
+dialect: the link, the reply queue the reader thread fills, the line counters, closing, and
+turning a job's program into checked G-code lines. GRBL and Marlin keep their protocols
+(``_on_line``, ``connect``, streaming) in their own modules.
 """
 
 from __future__ import annotations
 
+import abc
+import collections
 import logging
+import queue
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import serial
 
-from anycell.errors import ConnectionLost, DriverError
+from anycell.errors import ConnectionLost, DriverError, ProgramRejected
+from anycell.job import Program
+
+from .gcode import GcodeLine, prepare_program
+from .machine import Machine, program_source, serial_settings
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +134,88 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.left() <= 0
+
+
+class SerialGcodeMachine(Machine):
+    """The dialect-independent half of a G-code machine on a serial port.
+
+    A subclass sets ``dialect`` (the firmware's name in messages), implements ``_on_line`` (the
+    reader thread's parser, which puts ``(kind, value)`` pairs on ``_replies``) and the protocol
+    itself. A lost port always reaches the waiting thread as a ``("lost", why)`` reply.
+    """
+
+    dialect: str = ""
+
+    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float) -> None:
+        self.cfg = machine_cfg
+        self.machine_id = machine_cfg.id
+        self.port = port
+        self.settings_cfg = serial_settings(machine_cfg)
+        self.timeout = float(self.settings_cfg["timeout"])
+        self.boot_timeout = boot_timeout
+        self.link = SerialLink(port, self.settings_cfg["baud"], self._on_line, self._on_lost)
+        self._replies: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        self.messages: Deque[str] = collections.deque(maxlen=50)
+        self.lines_sent = 0
+        self.lines_acknowledged = 0
+        self._stop = threading.Event()
+        self._connected = False
+
+    @abc.abstractmethod
+    def _on_line(self, line: str) -> None:
+        """Handle one line from the device (called on the reader thread)."""
+
+    def _on_lost(self, why: str) -> None:
+        self._replies.put(("lost", why))
+
+    def close(self) -> None:
+        self._connected = False
+        self.link.close()
+
+    def _drain(self) -> None:
+        """Forget replies nobody waits for any more (boot chatter, the tail of an aborted run)."""
+        while True:
+            try:
+                self._replies.get_nowait()
+            except queue.Empty:
+                return
+
+    def _poll_reply(self, wait: float) -> Optional[Tuple[str, Any]]:
+        """The next ``(kind, value)`` reply within ``wait`` seconds, or None.
+
+        A lost port raises :class:`ConnectionLost`, whether the reader reported it or the queue
+        merely stayed empty on a dead link.
+        """
+        try:
+            kind, val = self._replies.get(timeout=wait)
+        except queue.Empty:
+            if self.link.lost:
+                raise ConnectionLost(self.link.lost)
+            return None
+        if kind == "lost":
+            raise ConnectionLost(val)
+        return kind, val
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise DriverError(f"{self.machine_id} is not connected", hint="call connect() first")
+
+    def _program_lines(self, program: Program, parameters: Dict[str, float]) -> List[GcodeLine]:
+        """The program's G-code with ``parameters`` filled in, checked against the allow/deny lists.
+
+        Serial firmwares have no stored programs, so a program without text is refused here.
+        """
+        text = program.text()
+        if text is None:
+            raise ProgramRejected(f"{self.machine_id} is a {self.dialect} machine and has no stored program "
+                                  f"'{program.name}'", hint="give the program as file: or inline: G-code")
+        return prepare_program(text, parameters, allowed=self.settings_cfg["allowed"],
+                               forbidden=self.settings_cfg["forbidden"], source=program_source(program))
+
+    def _link_health(self, details: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The health report when the link itself is down (lost or never connected), else None."""
+        if self.link.lost:
+            return {"level": "error", "message": f"connection lost: {self.link.lost}", **details}
+        if not self._connected:
+            return {"level": "error", "message": "not connected", **details}
+        return None

@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Deque, Dict, List, Optional, Tuple
 
-from sim.serial_device import PtyDevice, add_common_args, install_signal_exit
+from sim.serial_device import PtyDevice, simulator_main
 
 RX_BUFFER = 128
 PLANNER_BLOCKS = 16
@@ -77,12 +77,7 @@ class GrblDevice:
 
     # -- receive (the serial ISR) -----------------------------------------------------------------
     def receive_loop(self) -> None:
-        while True:
-            try:
-                data = self.dev.read()
-            except OSError:
-                time.sleep(0.05)
-                continue
+        for data in self.dev.chunks():
             for b in data:
                 if b == ord("?"):
                     self.report_status()
@@ -417,22 +412,18 @@ class GrblDevice:
         threading.Thread(target=self.receive_loop, daemon=True, name="rx").start()
         threading.Thread(target=self.parse_loop, daemon=True, name="parse").start()
         threading.Thread(target=self.motion_loop, daemon=True, name="motion").start()
-        self.dev.record("BOOT")
-        self.dev.send(WELCOME)
-        self.dev.announce()
+        self.dev.boot(WELCOME)
         while True:
             time.sleep(3600)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sim.grbl_device", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--line-time", type=float, default=0.0005,
                         help="seconds to parse and plan one line (an AVR GRBL needs about 0.5-2 ms)")
-    args = parser.parse_args(argv)
-    install_signal_exit()
-    GrblDevice(args).run()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    simulator_main("python -m sim.grbl_device", __doc__, GrblDevice, _add_args, argv)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from sim.serial_device import PtyDevice, add_common_args, install_signal_exit
+from sim.serial_device import PtyDevice, simulator_main
 
 WORD = re.compile(r"([A-Z])([+-]?(?:\d+\.?\d*|\.\d+))")
 RATES = {"T": 3.0, "B": 1.0}  # K/s
@@ -236,32 +236,22 @@ class MarlinPrinter:
 
     def run(self) -> None:
         threading.Thread(target=self.autoreport_loop, daemon=True, name="autoreport").start()
-        self.dev.record("BOOT")
-        self.dev.send("start")
-        self.dev.send("echo:Marlin 2.1.2 (anycell-sim)")
-        self.dev.announce()
+        self.dev.boot("start", "echo:Marlin 2.1.2 (anycell-sim)")
         buf = b""
-        while True:
-            try:
-                data = self.dev.read()
-            except OSError:
-                time.sleep(0.05)
-                continue
+        for data in self.dev.chunks():
             buf += data
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
                 self.handle(raw.replace(b"\r", b""))
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sim.marlin_printer", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--busy-interval", type=float, default=2.0,
                         help="seconds between busy: keep-alives during long commands (Marlin's default 2)")
-    args = parser.parse_args(argv)
-    install_signal_exit()
-    MarlinPrinter(args).run()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    simulator_main("python -m sim.marlin_printer", __doc__, MarlinPrinter, _add_args, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import tty
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,14 @@ class PtyDevice:
             time.sleep(len(data) * 10.0 / self.args.baud)
         return data
 
+    def chunks(self) -> Iterator[bytes]:
+        """What arrives, chunk by chunk, for ever; a failed read (no client yet) is retried."""
+        while True:
+            try:
+                yield self.read()
+            except OSError:
+                time.sleep(0.05)
+
     def corrupt(self, line: bytes) -> bytes:
         """Maybe flip one byte (the fault switch), never into a newline."""
         if self.args.corrupt_fraction and line and self.rng.random() < self.args.corrupt_fraction:
@@ -143,6 +151,13 @@ class PtyDevice:
         self.record("VANISHED")
         os._exit(3)
 
+    def boot(self, *greeting: str) -> None:
+        """Power up: log it, say the firmware's greeting lines, then tell the launcher the port."""
+        self.record("BOOT")
+        for text in greeting:
+            self.send(text)
+        self.announce()
+
     def announce(self) -> None:
         """Tell the launcher where the port is (ready file and/or symlink, and stdout)."""
         if self.args.link:
@@ -164,3 +179,20 @@ class PtyDevice:
 def install_signal_exit() -> None:
     """SIGTERM ends the simulator promptly."""
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+
+def simulator_main(prog: str, doc: Optional[str], device: Callable[[argparse.Namespace], Any],
+                   add_args: Callable[[argparse.ArgumentParser], None],
+                   argv: Optional[List[str]] = None) -> None:
+    """The command line of a serial simulator: common switches plus ``add_args``, then run.
+
+    ``device(args)`` builds the firmware model, whose ``run()`` serves the pty until the process
+    ends (SIGTERM exits at once).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    add_args(parser)
+    args = parser.parse_args(argv)
+    install_signal_exit()
+    device(args).run()
