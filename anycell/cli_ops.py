@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, Dict
 
+from .progress import progress_line
 from .cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, command
 
 PACKML_HELP = {
@@ -106,16 +107,6 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait-timeout", type=float, default=3600.0, help="seconds to wait with --wait")
 
 
-def progress_line(p: Dict[str, Any], width: int = 30) -> str:
-    """``[#####.........]  5/18  running: unit 1: load block on panda`` for one job summary."""
-    total = max(1, int(p.get("total") or 0))
-    done = int(p.get("done") or 0)
-    filled = int(width * done / total)
-    running = "; ".join(r.get("what", r.get("op", "")) for r in p.get("running", []))
-    tail = f"running: {running}" if running else p.get("status", "")
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done:>3}/{total:<3} {tail}"
-
-
 @command("submit", "send a job to a running cell (--wait shows progress until it ends)", _submit_args)
 def _submit(args: argparse.Namespace) -> int:
     client = _client(args.cell, args.timeout)
@@ -132,23 +123,13 @@ def _submit(args: argparse.Namespace) -> int:
                   f"'anycell start --cell {args.cell}' to run it)")
         if not args.wait:
             return EXIT_OK
-        tty = sys.stdout.isatty()
-        last = [""]
+        from .progress import ProgressDisplay
 
-        def show(p: Dict[str, Any]) -> None:
-            line = progress_line(p)
-            if line == last[0]:
-                return
-            last[0] = line
-            if tty:
-                sys.stdout.write("\r\033[K" + line[:200])
-                sys.stdout.flush()
-            else:
-                print(line)
-
-        final = client.wait_job(r["job_id"], args.wait_timeout, on_update=show)
-        if tty:
-            print()
+        display = ProgressDisplay(sys.stdout)
+        try:
+            final = client.wait_job(r["job_id"], args.wait_timeout, on_update=display.show)
+        finally:
+            display.close()
         print(f"job '{r['job_id']}': {final['status']}" + (f" ({final['error']})" if final.get("error") else ""))
         if final["status"] == "interrupted":
             _print_interruption(final, args.cell)
