@@ -81,45 +81,17 @@ def test_handled_crash_keeps_the_cell_up_until_sigterm(tmp_path) -> None:
     assert "clean stop" in out.getvalue()
 
 
-def test_children_die_with_a_killed_supervisor(tmp_path) -> None:
+def test_children_die_with_a_killed_supervisor() -> None:
     """kill -9 of `anycell up` itself must not leave its nodes running."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    from tests.orphans import assert_child_dies_with_parent
 
-    from tests.paths import ROOT
-
-    code = (
-        "import sys, time\n"
+    assert_child_dies_with_parent(
+        "import os, sys, time\n"
         "from agent.nodes import NodeSpec\n"
         "from agent.supervisor import Supervisor\n"
         "spec = NodeSpec(name='sleeper', executable='x', module='x', namespace='/t')\n"
         "spec.argv = lambda python=None: [sys.executable, '-c', 'import time; time.sleep(60)']\n"
-        "sup = Supervisor([spec], dict(__import__('os').environ))\n"
+        "sup = Supervisor([spec], dict(os.environ))\n"
         "sup.start()\n"
         "print('PID', sup.procs['sleeper'].pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        while not line.startswith("PID "):
-            line = parent.stdout.readline()
-        child = int(line.split()[1])
-        os.kill(child, 0)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(child, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        os.kill(child, signal.SIGKILL)
-        raise AssertionError("a node outlived its supervisor")
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+        "time.sleep(60)\n", "a node of anycell up")
