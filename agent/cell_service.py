@@ -260,6 +260,8 @@ class CellService:
         }
         if rec.status == "interrupted":
             out["interruption"] = self.journal.interruption(job_id).to_dict()
+        if any(_is_dry_run(s.detail) for s in self.journal.steps(job_id)):
+            out["rehearsal"] = True   # a dry run: the steps took their time, nothing was made
         from .report import report_dir_for, report_summary
 
         report = report_summary(report_dir_for(self.journal.path, job_id))
@@ -432,6 +434,16 @@ class CellService:
                 why = "the agent shut down" if self._stop.is_set() else f"{result.outcome} by the operator"
                 self.journal.set_status(job_id, "interrupted", error=f"{why}; unconfirmed: {intr.unconfirmed}")
         self._publish_jobs()
+
+
+def _is_dry_run(detail: Optional[str]) -> bool:
+    """Whether a journaled step detail comes from the dry-run (rehearsal) runner."""
+    import json
+
+    try:
+        return bool(detail) and bool(json.loads(detail).get("dry_run"))  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        return False
 
 
 def open_service(cell_path: str, journal_path: Optional[str] = None, **kwargs: Any) -> CellService:

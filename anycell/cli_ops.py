@@ -130,7 +130,11 @@ def _submit(args: argparse.Namespace) -> int:
             final = client.wait_job(r["job_id"], args.wait_timeout, on_update=display.show)
         finally:
             display.close()
-        print(f"job '{r['job_id']}': {final['status']}" + (f" ({final['error']})" if final.get("error") else ""))
+        job = client.get(r["job_id"]).get("job") or final
+        print(f"job '{r['job_id']}': {final['status']}" + (f" ({final['error']})" if final.get("error") else "")
+              + (" (a rehearsal: the cell ran the dry-run runner, nothing was made)" if job.get("rehearsal") else ""))
+        if job.get("report"):
+            print(f"  report: {job['report']['path']}")
         if final["status"] == "interrupted":
             _print_interruption(final, args.cell)
         return EXIT_OK if final["status"] == "complete" else EXIT_FAILED

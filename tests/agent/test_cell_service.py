@@ -117,6 +117,7 @@ def test_job_runs_to_complete_in_plan_order(cell, tmp_path, job_doc) -> None:
         assert svc.packml.wait_for([pm.COMPLETE], 30), svc.status()
         job = svc.handle({"request_id": "2", "op": "get", "job_id": "demo_widget"})["job"]
         assert job["status"] == "complete" and job["done"] == job["total"] == r["steps"]
+        assert job["rehearsal"] is True            # a dry run says so: nothing was made
         assert all(s["status"] == "done" for s in job["steps"])
         plan = svc.journal.job("demo_widget").plan
         ops = {o["id"]: o for o in plan["operations"]}

@@ -62,6 +62,7 @@ def test_submitted_job_completes_with_every_part_within_tolerance(processes, rcl
         assert final["status"] == "complete", (final, processes.log(up)[-3000:])
         job = client.get(r["job_id"])["job"]
         assert job["report"]["all_units_passed"] is True and job["report"]["outcome"] == "complete"
+        assert "rehearsal" not in job                       # the real runner made it
         report = json.loads((tmp_path / "reports" / r["job_id"] / "report.json").read_text())
         assert {p["part"] for p in report["placements"]} == {"base", "block", "peg"}
         for p in report["placements"]:
