@@ -5,7 +5,7 @@ so the parameters are read by a short-lived bootstrap node before the real node 
 (``anycell up``, launch) ends a node the way Ctrl-C does, and teardown runs in one order: the
 node's own clean-up, the executor, the node, then rclpy.
 
-Only Humble-compatible rclpy APIs are used (no ``rclpy.try_shutdown``, no ``with rclpy.init()``).
+Only rclpy APIs that ROS 2 Humble has are used (see DESIGN.md: no context-manager init, no try-shutdown).
 """
 
 from __future__ import annotations
