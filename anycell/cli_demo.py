@@ -94,9 +94,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"demo: cell up and in Execute after {time.monotonic() - t0:.1f} s; submitting {args.job}")
         r = client.submit_file(args.job, timeout=120.0)
         if not r["ok"]:
-            err = r.get("error") or {}
-            print(f"error: {err.get('message')}" + (f" (hint: {err['hint']})" if err.get("hint") else ""),
-                  file=sys.stderr)
+            from .cli_ops import print_api_error
+
+            print_api_error(r)
             return EXIT_FAILED
         display = ProgressDisplay(sys.stdout)
         try:

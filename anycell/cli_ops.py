@@ -113,7 +113,7 @@ def _submit(args: argparse.Namespace) -> int:
     try:
         r = client.submit_file(args.job, job_id=args.job_id, timeout=max(args.timeout, 60.0))
         if not r["ok"]:
-            _print_error(r)
+            print_api_error(r)
             return EXIT_INPUT
         makespan = f"planned makespan {r['makespan']:.1f} s" if r.get("makespan") is not None else "not scheduled"
         print(f"accepted job '{r['job_id']}' on cell '{args.cell}': {r['steps']} steps, {makespan}; "
@@ -142,7 +142,8 @@ def _submit(args: argparse.Namespace) -> int:
         client.destroy()
 
 
-def _print_error(r: Dict[str, Any]) -> None:
+def print_api_error(r: Dict[str, Any]) -> None:
+    """An error response of the cell API as one line on standard error (field, message, hint)."""
     e = r.get("error") or {}
     where = f"{e['field']}: " if e.get("field") else ""
     print(f"error: {where}{e.get('message')}" + (f" (hint: {e['hint']})" if e.get("hint") else ""), file=sys.stderr)
@@ -224,7 +225,7 @@ def _resume(args: argparse.Namespace) -> int:
     try:
         r = client.resume(args.job_id, retry=args.retry)
         if not r["ok"]:
-            _print_error(r)
+            print_api_error(r)
             return EXIT_INPUT
         what = "to run again" if r["retry"] else "confirmed done"
         print(f"job '{args.job_id}' resumed; unconfirmed steps {what}: {', '.join(r['resolved']) or 'none'}"
@@ -240,7 +241,7 @@ def _cancel(args: argparse.Namespace) -> int:
     try:
         r = client.cancel(args.job_id)
         if not r["ok"]:
-            _print_error(r)
+            print_api_error(r)
             return EXIT_INPUT
         print(f"job '{args.job_id}': {r['status']}")
         return EXIT_OK
