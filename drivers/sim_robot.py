@@ -87,7 +87,6 @@ class SimRobot(Robot):
 
     def _command(self, q: Sequence[float], qd: Optional[Sequence[float]] = None) -> None:
         p = self._p
-        n = len(self.rb.arm_joints)
         p.setJointMotorControlArray(self.rb.body, self.rb.arm_joints, p.POSITION_CONTROL,
                                     targetPositions=list(map(float, q)),
                                     targetVelocities=list(map(float, qd)) if qd is not None else self._zeros,

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import sys
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 from asyncua import Server, ua

@@ -1,6 +1,5 @@
 """OPC UA driver against the simulated machine tool (asyncua server in its own process, TCP)."""
 
-import os
 import threading
 
 import pytest

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Tuple
 
 import pytest
 import yaml
 
-from anycell.cell import CellConfig, cell_from_document, load_cell
+from anycell.cell import CellConfig, load_cell
 from anycell.documents import from_data
 from anycell.errors import PlanningError
 from anycell.job import load_job
@@ -121,7 +120,6 @@ def test_scheduling_is_deterministic() -> None:
 def test_second_printer_shortens_the_makespan(tmp_path, print_s: float, min_saving: float) -> None:
     # As shipped (40 s prints) the robot is the bottleneck and a second printer saves a little;
     # with 120 s prints the printer is, and the second one saves over a quarter of the makespan.
-    from anycell.documents import from_data
     from anycell.job import job_from_document
 
     data = yaml.safe_load(open(DEMO_JOB))
@@ -150,7 +148,6 @@ def test_cycle_in_a_plan_is_refused() -> None:
 def test_two_parts_of_one_unit_on_one_machine_are_scheduled_in_assembly_order() -> None:
     # Both the block and the cap milled on the demo cell's one mill: the mill must make the block
     # (placed first) before the cap, or the unit could never be assembled.
-    from anycell.documents import from_data
     from anycell.job import job_from_document
 
     from tests.paths import ROOT

@@ -8,7 +8,6 @@ concrete robot/machine runner is wired separately).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 
