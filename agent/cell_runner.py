@@ -71,7 +71,6 @@ class CellRunner:
 
     def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Dict[str, Any], planners: Dict[str, Any],
                  machines: Dict[str, Any], sim: Optional[SimHooks] = None,
-                 snapshot_dir: Optional[str] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
                  program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
                  machine_time_scale: Optional[float] = None) -> None:
@@ -81,7 +80,6 @@ class CellRunner:
         self.planners = planners
         self.machines = machines
         self.sim = sim
-        self.snapshot_dir = snapshot_dir
         self.on_event = on_event
         self.program_timeout = program_timeout
         self.report_dir = report_dir
@@ -178,10 +176,6 @@ class CellRunner:
                 machine.stop()
             except Exception as exc:  # noqa: BLE001
                 log.error("machine %s did not stop cleanly: %s", mid, exc)
-
-    def resume_after_halt(self) -> None:
-        """Allow steps again after a halt (the operator reset the cell)."""
-        self._halted.clear()
 
     # ------------------------------------------------------------------ motion
     def _motion(self, op: Operation) -> Dict[str, Any]:
@@ -359,7 +353,7 @@ class CellRunner:
         return ids[0] if ids else None
 
     def _snap(self, name: str, close_up: bool = False) -> None:
-        directory = self.snapshot_dir or self.report_dir
+        directory = self.report_dir
         if self.sim is None or directory is None:
             return
         import os
