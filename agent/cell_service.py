@@ -82,6 +82,9 @@ class CellService:
         self.on_progress = on_progress
         #: callables returning more /diagnostics entries (machines, drivers): {name, level, message, values}
         self.health_sources = list(health_sources or [])
+        #: called while the cell is Resetting (e.g. reset the machines to Idle); an error keeps the
+        #: cell from reaching Idle: it aborts, with the reason logged and on /diagnostics
+        self.reset_hooks: List[Callable[[], None]] = []
         self.packml = pm.PackML(pm.STOPPED)
         self._lock = threading.RLock()
         self._api_lock = threading.Lock()
@@ -358,6 +361,8 @@ class CellService:
                 continue
             if state == pm.STARTING:
                 self._ran_since_start = 0
+            if state == pm.RESETTING and not self._reset_devices():
+                continue
             if state in (pm.RESETTING, pm.CLEARING, pm.STARTING, pm.HOLDING, pm.UNHOLDING, pm.SUSPENDING,
                          pm.UNSUSPENDING, pm.COMPLETING):
                 self.packml.try_complete(state)
@@ -373,6 +378,20 @@ class CellService:
             with self._wake:
                 if self.packml.state == state and not self._stop.is_set():
                     self._wake.wait(timeout=1.0)
+
+    def _reset_devices(self) -> bool:
+        """Run the reset hooks; on an error the cell aborts instead of reaching Idle (returns False)."""
+        for hook in self.reset_hooks:
+            try:
+                hook()
+            except AnycellError as exc:
+                log.error("reset failed: %s", exc)
+                try:
+                    self.packml.command("abort")
+                except StateError:
+                    pass
+                return False
+        return True
 
     def _run_job(self, job_id: str) -> None:
         rec = self.journal.job(job_id)

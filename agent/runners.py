@@ -103,6 +103,12 @@ class CellDevices:
                         "message": message, "values": {k: str(v) for k, v in h.items()}})
         return out
 
+    def reset_machines(self) -> None:
+        """PackML Reset of the cell: every machine back to Idle (clearing an abort); errors propagate."""
+        for mid, drv in self.machines.items():
+            log.info("resetting machine %s", mid)
+            drv.reset()
+
     def runner(self, plan: Plan, job: Any) -> CellRunner:
         """A step runner for one job; its report goes beside the journal (see agent.report.report_dir_for)."""
         from .report import report_dir_for
@@ -136,5 +142,6 @@ def make_runner_factory(node: Any, cell: CellConfig, sim: bool) -> Callable[[Pla
     devices = CellDevices(node, cell, sim=sim, journal_path=node.service.journal.path, machine_faults=faults,
                           machine_time_scale=float(scale) if scale else None)
     node.service.health_sources.append(devices.health)
+    node.service.reset_hooks.append(devices.reset_machines)
     node.cell_devices = devices
     return devices.runner

@@ -262,3 +262,26 @@ def test_quote_plans_without_queueing(cell, tmp_path, job_doc) -> None:
     assert svc.journal.jobs() == []
     bad = svc.handle({"request_id": "q2", "op": "quote", "job": dict(job_doc, quantity=-1)})
     assert bad["ok"] is False and bad["error"]["field"] == "job.quantity"
+
+
+def test_reset_resets_the_devices_and_a_device_that_cannot_reset_aborts_the_cell(cell, tmp_path) -> None:
+    from anycell.errors import MachineFault
+
+    calls = []
+    svc = _service(cell, tmp_path, lambda plan, job: DryRunRunner(0.0))
+    try:
+        svc.reset_hooks.append(lambda: calls.append("reset"))
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5) and calls == ["reset"]
+
+        def broken() -> None:
+            raise MachineFault("mill is Aborted and its alarm does not clear")
+
+        svc.reset_hooks.append(broken)
+        svc.command("stop")
+        assert svc.packml.wait_for([pm.STOPPED], 5)
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.ABORTED], 5), svc.packml.state
+        assert calls == ["reset", "reset"]
+    finally:
+        svc.shutdown()

@@ -120,5 +120,12 @@ def test_machine_alarm_is_reported_on_diagnostics_and_aborts_the_cell(processes,
             [d for d in diags if "mill" in d["name"]][-3:]
         packml = [d for d in diags if d["name"] == "demo_cell/packml"]
         assert _wait_for(lambda: any(d["name"] == "demo_cell/packml" and d["level"] == 2 for d in diags), 10), packml[-3:]
+        # the operator clears and resets the cell: the mill is reset with it and reports healthy again
+        assert client.command("clear")[0] and client.wait_state(["Stopped"], 30)
+        assert client.command("reset")[0] and client.wait_state(["Idle"], 30), client.state()
+        diags.clear()
+        assert _wait_for(lambda: any(d["name"] == "demo_cell/machine/mill" for d in diags), 10)
+        mill = [d for d in diags if d["name"] == "demo_cell/machine/mill"][-1]
+        assert mill["level"] == 0 and mill["values"].get("state") == "Idle", mill
     finally:
         client.destroy()
