@@ -59,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .cell import load_cell
     from .fit import check_job_fits_cell
     from .job import load_job
-    from .progress import ProgressDisplay
+    from .progress import follow_job
 
     cell = load_cell(args.cell)
     job = load_job(args.job)
@@ -98,13 +98,7 @@ def _demo(args: argparse.Namespace) -> int:
 
             print_api_error(r)
             return EXIT_FAILED
-        display = ProgressDisplay(sys.stdout)
-        try:
-            final = client.wait_job(r["job_id"], args.timeout, on_update=display.show)
-        finally:
-            display.close()
-        summary = client.get(r["job_id"]).get("job", final)
-        return _conclude(summary, time.monotonic() - t0)
+        return _conclude(follow_job(client, r["job_id"], args.timeout), time.monotonic() - t0)
     finally:
         if client is not None:
             client.destroy()

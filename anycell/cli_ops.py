@@ -123,21 +123,16 @@ def _submit(args: argparse.Namespace) -> int:
                   f"'anycell start --cell {args.cell}' to run it)")
         if not args.wait:
             return EXIT_OK
-        from .progress import ProgressDisplay
+        from .progress import follow_job
 
-        display = ProgressDisplay(sys.stdout)
-        try:
-            final = client.wait_job(r["job_id"], args.wait_timeout, on_update=display.show)
-        finally:
-            display.close()
-        job = client.get(r["job_id"]).get("job") or final
-        print(f"job '{r['job_id']}': {final['status']}" + (f" ({final['error']})" if final.get("error") else "")
+        job = follow_job(client, r["job_id"], args.wait_timeout)
+        print(f"job '{r['job_id']}': {job['status']}" + (f" ({job['error']})" if job.get("error") else "")
               + (" (a rehearsal: the cell ran the dry-run runner, nothing was made)" if job.get("rehearsal") else ""))
         if job.get("report"):
             print(f"  report: {job['report']['path']}")
-        if final["status"] == "interrupted":
-            _print_interruption(final, args.cell)
-        return EXIT_OK if final["status"] == "complete" else EXIT_FAILED
+        if job["status"] == "interrupted":
+            _print_interruption(job, args.cell)
+        return EXIT_OK if job["status"] == "complete" else EXIT_FAILED
     finally:
         client.destroy()
 

@@ -50,3 +50,16 @@ class ProgressDisplay:
         if self.enabled and self.tty and self._last:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def follow_job(client: Any, job_id: str, timeout: float, stream: Optional[TextIO] = None) -> Dict[str, Any]:
+    """Show a job's progress until it ends; return its full summary (with the report, when there is one).
+
+    ``client`` is an :class:`agent.client.CellClient`.
+    """
+    display = ProgressDisplay(stream or sys.stdout)
+    try:
+        final = client.wait_job(job_id, timeout, on_update=display.show)
+    finally:
+        display.close()
+    return client.get(job_id).get("job") or final

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from anycell.errors import PlanningError
 from anycell.geometry import quat_rotate
 from anycell.job import JobSpec
+from .graph import reachable
 
 #: Two faces closer than this (meters) are in contact.
 CONTACT = 0.0005
@@ -178,17 +179,7 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
 
 
 def _reachability(ids: List[str], succ: Dict[str, List[str]]) -> Dict[str, Set[str]]:
-    out: Dict[str, Set[str]] = {}
-    for n in ids:
-        seen: Set[str] = set()
-        todo = list(succ[n])
-        while todo:
-            m = todo.pop()
-            if m not in seen:
-                seen.add(m)
-                todo.extend(succ[m])
-        out[n] = seen
-    return out
+    return {n: reachable(n, succ) for n in ids}  # type: ignore[misc]
 
 
 def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:

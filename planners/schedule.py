@@ -38,6 +38,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from anycell.cell import CellConfig
 from anycell.errors import PlanningError
 from anycell.plan import Plan, Schedule, ScheduledOp
+from .graph import reachable
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +130,7 @@ def _topological(n: int, preds: List[List[int]], succs: List[List[int]], ids: Li
 
 
 def _descendants(i: int, succs: List[List[int]]) -> Set[int]:
-    seen: Set[int] = set()
-    todo = list(succs[i])
-    while todo:
-        k = todo.pop()
-        if k not in seen:
-            seen.add(k)
-            todo.extend(succs[k])
-    return seen
+    return reachable(i, succs)  # type: ignore[return-value]
 
 
 def _ancestors(i: int, preds: List[List[int]]) -> Set[int]:
