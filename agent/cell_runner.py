@@ -1,13 +1,13 @@
 """The concrete step runner: robot skills, machine programs and inspection, for one job.
 
-:class:`agent.executor.Executor` decides *when* a step runs; :class:`CellRunner`
+:class:`anycell.agent.executor.Executor` decides *when* a step runs; :class:`CellRunner`
 does the step. It works the same on a simulated cell and on the floor:
 
 * ``pick_place`` / ``load`` / ``unload`` / ``output``: the pick-and-place skill
-  (:func:`agent.skills.pick_place`) over a :class:`drivers.robot.Robot` (a
-  :class:`drivers.sim_robot.SimRobot`, or :class:`agent.ros_robot.RosRobot`
-  over ROS 2) and the robot's :class:`planners.motion.MotionPlanner`.
-* ``run_program``: :meth:`drivers.machine.Machine.run_program` over the
+  (:func:`anycell.agent.skills.pick_place`) over a :class:`anycell.drivers.robot.Robot` (a
+  :class:`anycell.sim.robot.SimRobot`, or :class:`anycell.agent.ros.robot.RosRobot`
+  over ROS 2) and the robot's :class:`anycell.planners.motion.MotionPlanner`.
+* ``run_program``: :meth:`anycell.drivers.machine.Machine.run_program` over the
   machine's real protocol (serial G-code or OPC UA), simulated or not.
 * ``inspect``: the inspection station measures the unit on the fixture and
   :func:`anycell.conformance.check_unit` judges it against the spec. In
@@ -15,7 +15,7 @@ does the step. It works the same on a simulated cell and on the floor:
   the station declares (seeded, so runs repeat); a cell without a simulator
   needs a measuring driver, which anycell does not have yet, and says so.
 
-In simulation, :class:`agent.sim_hooks.SimHooks` makes parts appear where a
+In simulation, :class:`anycell.agent.simulation.hooks.SimHooks` makes parts appear where a
 feeder presents them or a machine made them. Part ids in the world are
 ``u<unit>.<part>``.
 """
@@ -37,7 +37,7 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec, Program
 from anycell.plan import Operation, Plan, Site
 
-from .sim_hooks import SimHooks
+from anycell.agent.simulation.hooks import SimHooks
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class CellRunner:
 
     # ------------------------------------------------------------------ motion
     def _motion(self, op: Operation) -> Dict[str, Any]:
-        from .skills import pick_place
+        from anycell.agent.skills import pick_place
 
         robot, planner = self.robots[op.resource], self.planners[op.resource]
         src = Site.from_dict(op.params["source"])
@@ -221,7 +221,7 @@ class CellRunner:
         result = self.unit_results.get(op.unit)
         if result is None or result.passed:
             return planned
-        from planners import sites
+        from anycell.planners import sites
 
         trays = self.cell.stations_of("reject_tray")
         if not trays:
@@ -238,7 +238,7 @@ class CellRunner:
         for wid in carried:
             part_id = wid.split(".", 1)[1]
             size, _mass, _color = self._part_geometry(part_id)
-            from planners import sites
+            from anycell.planners import sites
 
             old = sites.placement_pose(self.cell, self.job, part_id)
             for planner in self.planners.values():
@@ -276,7 +276,7 @@ class CellRunner:
                 "lines_acknowledged": result.lines_acknowledged, "duration_s": round(result.duration, 3)}
 
     def _machine_site(self, op: Operation) -> Site:
-        from planners import sites
+        from anycell.planners import sites
 
         return sites.machine_site(self.cell.machine(op.resource), self.job.part(op.part))
 
@@ -286,7 +286,7 @@ class CellRunner:
             raise ExecutionError("this cell has no measuring driver for its inspection station",
                                  hint="inspection runs in simulation; on the floor, anycell has no camera "
                                       "driver yet")
-        from planners import sites
+        from anycell.planners import sites
 
         station = self.cell.station(op.resource)
         frame_inv = sites.product_frame(self.cell).inverse()
@@ -326,7 +326,7 @@ class CellRunner:
     # ------------------------------------------------------------------ the end
     def finish(self, plan: Plan, outcome: str, error: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The job ended: take a last picture, and write the report (when there is a report_dir)."""
-        from .report import build_report, write_report
+        from anycell.agent.report import build_report, write_report
 
         self._snap("end")
         counters = {}

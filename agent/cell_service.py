@@ -1,6 +1,6 @@
 """The cell agent's core, in plain Python: PackML, the job queue, the journal, planning and the executor.
 
-The ROS node (:mod:`agent.cell_agent_node`) only wraps this class: it turns
+The ROS node (:mod:`anycell.agent.ros.cell_agent_node`) only wraps this class: it turns
 messages into :meth:`CellService.handle` and :meth:`CellService.command`
 calls and publishes what the callbacks report. Everything here runs and is
 tested without rclpy.
@@ -34,10 +34,10 @@ from anycell.documents import from_data
 from anycell.errors import AnycellError, ConfigError, StateError
 from anycell.plan import Plan
 
-from . import api
-from . import packml as pm
-from .executor import Executor, StepRunner
-from .journal import ACTIVE, FINAL, Journal
+from anycell.agent import api
+from anycell.agent import packml as pm
+from anycell.agent.executor import Executor, StepRunner
+from anycell.agent.journal import ACTIVE, FINAL, Journal
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def default_planner(time_limit: float = 2.0) -> Planner:
     """plan_job then schedule_plan from planners/ (imported when first used)."""
 
     def plan(cell: CellConfig, job: Any) -> Plan:
-        from planners.process import plan_job
-        from planners.schedule import schedule_plan
+        from anycell.planners.process import plan_job
+        from anycell.planners.schedule import schedule_plan
 
         p = plan_job(cell, job)
         schedule_plan(p, cell, time_limit=time_limit)
@@ -196,7 +196,7 @@ class CellService:
     def _op_quote(self, req: api.Request) -> Dict[str, Any]:
         job = self._job_from(req)
         plan = self.planner(self.cell, job)
-        from planners.quote import quote
+        from anycell.planners.quote import quote
 
         return api.ok(req.request_id, req.op, quote=quote(self.cell, job, plan).to_dict())
 
@@ -265,7 +265,7 @@ class CellService:
             out["interruption"] = self.journal.interruption(job_id).to_dict()
         if any(_is_dry_run(s.detail) for s in self.journal.steps(job_id)):
             out["rehearsal"] = True   # a dry run: the steps took their time, nothing was made
-        from .report import report_dir_for, report_summary
+        from anycell.agent.report import report_dir_for, report_summary
 
         report = report_summary(report_dir_for(self.journal.path, job_id))
         if report is not None:

@@ -12,7 +12,7 @@ inspect a unit) is done by a :class:`StepRunner`; the executor only decides
   or ``failed`` after it returns. A step started but never confirmed (a
   crash, or Stop/Abort cutting it short) is *unconfirmed*: the executor
   refuses to run a job that has one until the operator decided (see
-  :meth:`agent.journal.Journal.resolve_unconfirmed`), so a physical step is
+  :meth:`anycell.agent.journal.Journal.resolve_unconfirmed`), so a physical step is
   never silently repeated.
 * **PackML.** New steps start only in Execute (the safe points are between
   steps). Holding and Suspending let the running steps finish, then complete
@@ -34,8 +34,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 from anycell.errors import AnycellError, ExecutionError, StateError
 from anycell.plan import Operation, Plan
 
-from . import packml as pm
-from .journal import Journal
+from anycell.agent import packml as pm
+from anycell.agent.journal import Journal
 
 log = logging.getLogger(__name__)
 

@@ -105,7 +105,7 @@ def write_timeline(plan: Plan, runner: Any, path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from planners.gantt import KIND_COLORS
+    from anycell.planners.gantt import KIND_COLORS
 
     ops = {op.id: op for op in plan.operations}
     resources = sorted({op.resource for op in plan.operations})

@@ -20,6 +20,7 @@ import numpy as np
 from anycell.errors import AnycellError, ExecutionError, PlanningError
 from anycell.geometry import Pose
 from anycell.plan import Site
+from anycell.planners.tool import finger_axis_yaw, tool_reach
 
 log = logging.getLogger(__name__)
 
@@ -54,36 +55,6 @@ def _lift(pose: Pose, dz: float) -> Pose:
     return Pose(xyz=[pose.xyz[0], pose.xyz[1], pose.xyz[2] + dz], rpy=list(pose.rpy))
 
 
-def finger_axis_yaw(planner: Any) -> float:
-    """The yaw of the TCP at which the fingers close along the cell's x axis (0 for suction)."""
-    import pybullet as p
-
-    rb = planner.world.robot
-    if len(rb.finger_links) < 2:
-        return 0.0
-    q = planner.kin.home
-    t = planner.kin.fk_matrix(q)
-    a, b = (np.asarray(p.getLinkState(rb.body, link, computeForwardKinematics=True,
-                                      physicsClientId=planner.world.client)[4]) for link in rb.finger_links[:2])
-    d_tcp = t[:3, :3].T @ (b - a)           # finger axis in the TCP frame
-    # A top-down TCP is Rz(yaw) Rx(pi): Rx(pi) mirrors the axis' angle to -atan2(dy, dx), so the yaw
-    # that turns it onto x is +atan2(dy, dx) (the opposite sign closed the fingers along y).
-    return math.atan2(d_tcp[1], d_tcp[0])
-
-
-def tool_reach(planner: Any) -> float:
-    """How far the tool reaches past the TCP along the approach direction (fingertips below the TCP)."""
-    import pybullet as p
-
-    rb = planner.world.robot
-    q = planner.kin.home
-    t = planner.kin.fk_matrix(q)
-    if abs(t[2, 2] + 1.0) > 1e-3 or not rb.finger_links:
-        return 0.0
-    low = min(p.getAABB(rb.body, link, physicsClientId=planner.world.client)[0][2] for link in rb.finger_links)
-    return max(0.0, float(t[2, 3] - low))
-
-
 def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
     """Height of the TCP above the part's centre at the grasp."""
     h = float(part_size[2])
@@ -104,7 +75,7 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
     :data:`CARRY_SPEED` when carrying, else full speed) so friction keeps the stack together. Tries grasp yaws in quarter turns (half turns
     for suction are equivalent) and keeps the first that plans end to end.
     """
-    from planners.collision import Held
+    from anycell.planners.collision import Held
 
     tool = planner.cell.robot(planner.robot_id).tool
     yaw0 = finger_axis_yaw(planner)
@@ -129,7 +100,7 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
             place = _top_down([target.xyz[0], target.xyz[1], target.xyz[2] + dz + PLACE_GAP], dst_yaw + yaw)
             pre_grasp, pre_place = _lift(grasp, approach), _lift(place, approach)
             tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(Pose(xyz=list(source.xyz), rpy=list(source.rpy)))
-            from planners.kinematics import matrix_to_pose
+            from anycell.planners.kinematics import matrix_to_pose
 
             held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp))
             segs: List[Tuple[str, Any]] = []
@@ -160,7 +131,7 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
 
 
 def _mat(pose: Pose) -> np.ndarray:
-    from planners.kinematics import pose_to_matrix
+    from anycell.planners.kinematics import pose_to_matrix
 
     return pose_to_matrix(pose)
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from anycell.cli import main
+from anycell.cli.main import main
 
 sys.exit(main())

@@ -9,12 +9,14 @@ frame, ``tcp`` in the robot's flange frame).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional
 
 from .documents import Document, PathKey, load_file
 from .errors import UnresolvedReference
 from .geometry import Box, Pose
+from .resources import looks_like_name, resolve_cell_path
 from .typed import Context, FileRef, convert_dataclass, spec
 
 ID = r"[A-Za-z][A-Za-z0-9_\-]*"
@@ -78,7 +80,7 @@ class Accuracy:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Robot:
+class RobotConfig:
     """An arm: a built-in model or a URDF, where it stands, its tool and its limits."""
 
     id: str = spec("robot id, unique in the cell", pattern=ID)
@@ -189,7 +191,7 @@ class Tending:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Machine:
+class MachineConfig:
     """A machine: what it can do, where it stands, where it is tended and how it is driven."""
 
     id: str = spec("machine id, unique in the cell", pattern=ID)
@@ -315,8 +317,8 @@ class CellConfig:
     """A manufacturing cell: robots, machines, stations, safety, costs."""
 
     cell: CellInfo = spec("who the cell is")
-    robots: List[Robot] = spec("the arms", min_items=1)
-    machines: List[Machine] = spec("the machines", default_factory=list)
+    robots: List[RobotConfig] = spec("the arms", min_items=1)
+    machines: List[MachineConfig] = spec("the machines", default_factory=list)
     stations: List[Station] = spec("feeders, fixtures, trays, inspection", default_factory=list)
     safety: Safety = spec("limits that hold whatever the job asks")
     table: Optional[Box] = spec("the work table as a box (collision body)", default=None)
@@ -347,10 +349,10 @@ class CellConfig:
                                 "write it as <machine_id>/<variable>", cls=UnresolvedReference)
 
     # ---- lookups used by every layer
-    def robot(self, rid: str) -> Robot:
+    def robot(self, rid: str) -> RobotConfig:
         return _find(self.robots, rid, "robot")
 
-    def machine(self, mid: str) -> Machine:
+    def machine(self, mid: str) -> MachineConfig:
         return _find(self.machines, mid, "machine")
 
     def station(self, sid: str) -> Station:
@@ -359,7 +361,7 @@ class CellConfig:
     def stations_of(self, kind: str) -> List[Station]:
         return [s for s in self.stations if s.kind == kind]
 
-    def machines_with(self, capability: str) -> List[Machine]:
+    def machines_with(self, capability: str) -> List[MachineConfig]:
         return [m for m in self.machines if capability in m.capabilities]
 
     @property
@@ -404,5 +406,7 @@ def cell_from_document(doc: Document) -> CellConfig:
 
 
 def load_cell(path: str) -> CellConfig:
-    """Load and validate a cell config file (YAML or JSON)."""
+    """Load and validate a cell config file (YAML or JSON), or a cell named in the installed data."""
+    if not os.path.exists(path) and looks_like_name(path):
+        path = resolve_cell_path(path)
     return cell_from_document(load_file(path))

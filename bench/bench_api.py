@@ -26,7 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from agent.nodes import ros_environment  # noqa: E402
+from anycell.agent.supervision.nodes import ros_environment  # noqa: E402
 
 DOMAIN = 150 + os.getpid() % 50
 ENV = ros_environment(domain_id=DOMAIN)
@@ -165,7 +165,7 @@ def main() -> int:
     probe.watch("/demo_cell/state")
     probe.watch("/bare/state")
     tmp = tempfile.mkdtemp(prefix="bench_api_")
-    anycell = [sys.executable, "-c", "import sys; from anycell.cli import main; sys.exit(main())"]
+    anycell = [sys.executable, "-c", "import sys; from anycell.cli.main import main; sys.exit(main())"]
     up_times, bare_times = [], []
     procs = []
     try:

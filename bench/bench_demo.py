@@ -26,12 +26,12 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from agent.sim_runtime import DEFAULT_MACHINE_TIME_SCALE  # noqa: E402
+from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE  # noqa: E402
 from anycell.cell import load_cell  # noqa: E402
 from anycell.job import load_job  # noqa: E402
-from planners.durations import MotionDurationModel  # noqa: E402
-from planners.process import plan_job  # noqa: E402
-from planners.schedule import schedule_plan  # noqa: E402
+from anycell.planners.durations import MotionDurationModel  # noqa: E402
+from anycell.planners.process import plan_job  # noqa: E402
+from anycell.planners.schedule import schedule_plan  # noqa: E402
 
 CELL = os.path.join(ROOT, "cell_configs", "demo_cell.yaml")
 JOB = os.path.join(ROOT, "examples", "jobs", "demo_widget.yaml")

@@ -28,9 +28,9 @@ from anycell.cell import load_cell  # noqa: E402
 from anycell.errors import AnycellError  # noqa: E402
 from anycell.geometry import Pose  # noqa: E402
 from anycell.job import load_job  # noqa: E402
-from planners import sites  # noqa: E402
-from planners.collision import Held  # noqa: E402
-from planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
+from anycell.planners import sites  # noqa: E402
+from anycell.planners.collision import Held  # noqa: E402
+from anycell.planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWN = [math.pi, 0.0, 0.0]

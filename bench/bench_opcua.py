@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from asyncua import Client, ua  # noqa: E402
 
-from anycell.cell import Machine, Pose, SimDriver, Tending  # noqa: E402
-from drivers.machine import open_machine  # noqa: E402
-from sim.machines import launch_sim_machine  # noqa: E402
+from anycell.cell import MachineConfig, Pose, SimDriver, Tending  # noqa: E402
+from anycell.drivers.machine import open_machine  # noqa: E402
+from anycell.sim.machines import launch_sim_machine  # noqa: E402
 
 OPS = ("read", "write", "call")
 
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="calls per block")
     ap.add_argument("--rounds", type=int, default=6, help="alternating blocks per operation")
     args = ap.parse_args()
-    cfg = Machine(id="bench_mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id="bench_mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="opcua"))
     with tempfile.TemporaryDirectory() as tmp:
         sim = launch_sim_machine(cfg, tmp, {"time_scale": 0.01})

@@ -29,7 +29,7 @@ from typing import List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from anycell.plan import Operation, Plan  # noqa: E402
-from planners.schedule import build_model, list_schedule, lower_bound, SCALE, schedule_plan  # noqa: E402
+from anycell.planners.schedule import build_model, list_schedule, lower_bound, SCALE, schedule_plan  # noqa: E402
 
 
 def generate(n_ops: int, robots: int, machines: int, seed: int) -> Plan:

@@ -20,14 +20,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from anycell.cell import Machine, Pose, SimDriver, Tending  # noqa: E402
-from drivers.gcode import prepare_program  # noqa: E402
-from drivers.grbl import GrblMachine  # noqa: E402
-from sim.machines import launch_sim_machine  # noqa: E402
+from anycell.cell import MachineConfig, Pose, SimDriver, Tending  # noqa: E402
+from anycell.drivers.gcode import prepare_program  # noqa: E402
+from anycell.drivers.grbl import GrblMachine  # noqa: E402
+from anycell.sim.machines import launch_sim_machine  # noqa: E402
 
 
 def run(mode: str, lines, workdir: str) -> float:
-    cfg = Machine(id=f"bench_{mode}", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id=f"bench_{mode}", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="grbl"))
     sim = launch_sim_machine(cfg, workdir, {"time_scale": 0, "line_time": 0.0005, "latency": 0.002,
                                             "baud": 115200})

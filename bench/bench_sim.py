@@ -27,14 +27,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from anycell.cell import load_cell  # noqa: E402
-from agent.sim_job import run_job_in_sim  # noqa: E402
+from anycell.agent.simulation.job import run_job_in_sim  # noqa: E402
 from anycell.errors import AnycellError  # noqa: E402
 from anycell.geometry import Pose  # noqa: E402
 from anycell.job import load_job  # noqa: E402
-from drivers.sim_robot import SimRobot  # noqa: E402
-from planners.motion import MotionPlanner  # noqa: E402
-from planners.timing import time_optimal  # noqa: E402
-from sim.world import SimWorld  # noqa: E402
+from anycell.sim.robot import SimRobot  # noqa: E402
+from anycell.planners.motion import MotionPlanner  # noqa: E402
+from anycell.planners.timing import time_optimal  # noqa: E402
+from anycell.sim.world import SimWorld  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWN = [math.pi, 0.0, 0.0]

@@ -131,7 +131,7 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
 
     ``machine_cfg`` is an :class:`anycell.cell.Machine`. ``address`` overrides the serial port
     or the OPC UA endpoint, which is how a config is pointed at a simulated machine. A machine
-    with ``driver.kind: sim`` needs ``address`` (from :func:`sim.machines.launch_sim_machine`).
+    with ``driver.kind: sim`` needs ``address`` (from :func:`anycell.sim.machines.launch_sim_machine`).
     """
     drv = machine_cfg.driver
     kind = drv.kind
@@ -141,7 +141,7 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
         if not port:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's address",
                               field=f"machines.{machine_cfg.id}.driver",
-                              hint="start it with sim.machines.launch_sim_machine and pass .address")
+                              hint="start it with anycell.sim.machines.launch_sim_machine and pass .address")
         if dialect == "grbl":
             from .grbl import GrblMachine
 
@@ -154,7 +154,7 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
         if not endpoint:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's endpoint",
                               field=f"machines.{machine_cfg.id}.driver",
-                              hint="start it with sim.machines.launch_sim_machine and pass .address")
+                              hint="start it with anycell.sim.machines.launch_sim_machine and pass .address")
         from .opcua_client import OpcUaMachine
 
         return OpcUaMachine(machine_cfg, endpoint)

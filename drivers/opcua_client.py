@@ -1,4 +1,4 @@
-"""An OPC UA machine (asyncua client) behind the synchronous :class:`drivers.machine.Machine` API.
+"""An OPC UA machine (asyncua client) behind the synchronous :class:`anycell.drivers.machine.Machine` API.
 
 asyncua is asynchronous; the executor is not. The driver runs one asyncio loop in a daemon
 thread and every public call submits a coroutine to it with a timeout (the config's

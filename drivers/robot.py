@@ -1,10 +1,10 @@
 """The one robot interface everything above the drivers uses (skills, executor, agent).
 
 A ``Robot`` executes time-parameterised joint trajectories
-(:class:`planners.trajectory.Trajectory`-like objects: ``joint_names``,
+(:class:`anycell.planners.trajectory.Trajectory`-like objects: ``joint_names``,
 ``times``, ``positions``, ``velocities``), reports its joint positions, and
 works its tool: ``grasp`` closes a gripper or switches suction on, ``release``
-lets go. Implementations: :class:`drivers.sim_robot.SimRobot` (PyBullet) and,
+lets go. Implementations: :class:`anycell.sim.robot.SimRobot` (PyBullet) and,
 in the agent, a ROS 2 JointTrajectory controller client.
 """
 

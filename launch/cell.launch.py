@@ -22,7 +22,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from agent.nodes import launch_node_list, parse_bool
+from anycell.agent.supervision.nodes import launch_node_list, parse_bool
 
 
 def _cell_nodes(context, *args, **kwargs):

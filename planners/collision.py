@@ -1,6 +1,6 @@
 """Collision checking for one robot against its cell, itself, other parts and a held part.
 
-The geometry is built by :func:`sim.builder.build_cell` from the CellConfig, the
+The geometry is built by :func:`anycell.sim.builder.build_cell` from the CellConfig, the
 very builder the simulator uses, so there is one model of the cell. Keep-out
 zones are added as solid boxes here (they are not physical in the simulator).
 A configuration is in collision when any two bodies come closer than the
@@ -52,7 +52,7 @@ class CollisionWorld:
     def __init__(self, cell: CellConfig, robot_id: str) -> None:
         import pybullet as p
 
-        from sim.builder import build_cell
+        from anycell.sim.builder import build_cell
 
         self.cell = cell
         self.client = p.connect(p.DIRECT)

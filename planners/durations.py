@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from anycell.cell import CellConfig, Machine, Robot, Station
+from anycell.cell import CellConfig, MachineConfig, RobotConfig, Station
 from anycell.job import JobSpec, Part
 from anycell.plan import Site
 
@@ -36,7 +36,7 @@ class DurationModel:
         """A short name shown in plan notes, so people know where the figures came from."""
         return "config defaults"
 
-    def robot_move(self, kind: str, robot: Robot, part: Optional[Part], source: Site, target: Site) -> float:
+    def robot_move(self, kind: str, robot: RobotConfig, part: Optional[Part], source: Site, target: Site) -> float:
         """A robot moving a part from ``source`` to ``target``; ``kind`` is pick_place, load, unload or output."""
         d = self.cell.durations
         if kind == "load":
@@ -45,7 +45,7 @@ class DurationModel:
             return float(d.unload)
         return float(d.pick_place)
 
-    def program(self, machine: Machine, part: Part) -> float:
+    def program(self, machine: MachineConfig, part: Part) -> float:
         """A machine running the program that makes ``part``: the job's figure, else the machine's."""
         if part.source.duration is not None:
             return float(part.source.duration)
@@ -55,7 +55,7 @@ class DurationModel:
         """Inspecting one finished unit."""
         return float(self.cell.durations.inspect)
 
-    def describe_program(self, machine: Machine, part: Part) -> str:
+    def describe_program(self, machine: MachineConfig, part: Part) -> str:
         """Where a program duration came from, for the plan's reasons."""
         if part.source.duration is not None:
             return f"{part.source.duration:g} s from the job (source.duration)"
@@ -65,7 +65,7 @@ class DurationModel:
 class MotionDurationModel(DurationModel):
     """Robot moves timed from the robot's own kinematics and joint limits; the rest from the config.
 
-    For each move it solves IK (top-down grasp, as :mod:`planners.feasibility`
+    For each move it solves IK (top-down grasp, as :mod:`anycell.planners.feasibility`
     checks it) for the pre-grasp, grasp, pre-place and place poses, and sums
     the per-segment time of a straight joint move under the joint limits
     scaled by ``safety.max_speed_fraction`` (``MotionPlanner.estimate_duration``,
@@ -102,14 +102,14 @@ carries a whole unit at :attr:`CARRY_SPEED`. The robot's real
             self._planners[robot_id] = mp
         return mp
 
-    def robot_move(self, kind: str, robot: Robot, part: Optional[Part], source: Site, target: Site) -> float:
+    def robot_move(self, kind: str, robot: RobotConfig, part: Optional[Part], source: Site, target: Site) -> float:
         key = (kind, robot.id, tuple(round(v, 5) for v in source.xyz + source.rpy),
                tuple(round(v, 5) for v in target.xyz + target.rpy))
         if key not in self._cache:
             self._cache[key] = self._estimate(kind, robot, part, source, target)
         return self._cache[key]
 
-    def _estimate(self, kind: str, robot: Robot, part: Optional[Part], source: Site, target: Site) -> float:
+    def _estimate(self, kind: str, robot: RobotConfig, part: Optional[Part], source: Site, target: Site) -> float:
         import math
 
         from anycell.errors import PlanningError

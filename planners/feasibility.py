@@ -8,7 +8,7 @@ act on it. The classes of infeasibility:
   for the job's checks, no output tray, no fixture (:func:`check_resources`);
 * **workspace**: a part pose outside ``cell.safety.workspace`` or inside a
   keep-out box;
-* **reach**: the robot cannot reach a pose. With :mod:`planners.kinematics`
+* **reach**: the robot cannot reach a pose. With :mod:`anycell.planners.kinematics`
   present, its inverse kinematics decides (top-down grasp); without it, the
   documented fallback is a reach sphere: the flange point (part centre raised
   by the tool's TCP length) must lie within the model's reach of its shoulder
@@ -26,7 +26,7 @@ import logging
 import math
 from typing import Dict, List, Optional, Tuple
 
-from anycell.cell import CellConfig, Robot
+from anycell.cell import CellConfig, RobotConfig
 from anycell.errors import InfeasibleError
 from anycell.job import JobSpec
 from anycell.plan import Operation, Plan, Site
@@ -68,7 +68,7 @@ def check_resources(cell: CellConfig, job: JobSpec) -> None:
                               field="quality", hint="add a station of kind 'inspection', or drop the checks")
 
 
-def flange_point(robot: Robot, site: Site) -> List[float]:
+def flange_point(robot: RobotConfig, site: Site) -> List[float]:
     """Where the flange is when the fingertips (TCP) hold a part's centre from above."""
     tcp = math.sqrt(sum(v * v for v in robot.tool.tcp.xyz))
     return [site.xyz[0], site.xyz[1], site.xyz[2] + tcp]
@@ -95,14 +95,14 @@ def _import_pybullet_quietly() -> None:
         os.close(saved)
 
 
-def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
+def _ik_check(cell: CellConfig, robot: RobotConfig, site: Site) -> Optional[str]:
     """IK verdict for a top-down grasp at ``site`` (None: reachable), or raise ImportError if absent.
 
     Results are cached per robot configuration (by value) and pose, because
     the planner asks about the same feeder slots and fixture poses many times.
     """
     _import_pybullet_quietly()
-    from planners.kinematics import Kinematics  # lazily: it needs pybullet
+    from anycell.planners.kinematics import Kinematics  # lazily: it needs pybullet
 
     from anycell.errors import PlanningError
     from anycell.geometry import Pose
@@ -125,10 +125,10 @@ def _ik_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
     return verdict
 
 
-def reach_check(cell: CellConfig, robot: Robot, site: Site) -> Optional[str]:
+def reach_check(cell: CellConfig, robot: RobotConfig, site: Site) -> Optional[str]:
     """None when ``robot`` can grasp a part at ``site`` from above, else why not.
 
-    Uses :mod:`planners.kinematics` (IK, top-down grasp) when it can be
+    Uses :mod:`anycell.planners.kinematics` (IK, top-down grasp) when it can be
     imported; else the reach sphere of :data:`REACH`.
     """
     try:
@@ -212,7 +212,7 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
                                   hint="use a wider gripper or a suction tool")
 
 
-def carry_problem(robot: Robot, job: JobSpec) -> Optional[str]:
+def carry_problem(robot: RobotConfig, job: JobSpec) -> Optional[str]:
     """Why ``robot``'s tool cannot carry a finished unit by its base part, or None when it can.
 
     The unit is not bonded: it travels on its base part. A suction cup needs

@@ -83,7 +83,7 @@ class Kinematics:
     def __init__(self, cell: CellConfig, robot_id: str, *, client: Optional[int] = None, body=None) -> None:  # noqa: ANN001
         import pybullet as p
 
-        from sim.builder import home_configuration, load_robot
+        from anycell.sim.builder import home_configuration, load_robot
 
         self.cell = cell
         self.config = cell.robot(robot_id)

@@ -13,7 +13,7 @@ resources by capability, orders them and says why (``Operation.reasons``):
 * the unit is inspected (when the job has checks) and moved to the output tray
   by its base part.
 
-The assembly order within a unit comes from :mod:`planners.assembly_order`
+The assembly order within a unit comes from :mod:`anycell.planners.assembly_order`
 (geometry plus explicit ``after:``). There is one fixture, so unit k+1's
 placements follow unit k's output; machines may make unit k+1's parts while
 unit k is assembled, so units overlap in time.
@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, Tuple
 
-from anycell.cell import CellConfig, Machine, Robot
+from anycell.cell import CellConfig, MachineConfig, RobotConfig
 from anycell.errors import InfeasibleError
 from anycell.job import JobSpec, Part
 from anycell.plan import Operation, Plan, Site
@@ -70,16 +70,16 @@ class _Builder:
         self.fixture = sites.fixture(cell).id
         self.slots = sites.allocate_feeder_slots(cell, job)
 
-    def machine_for(self, part: Part) -> Machine:
+    def machine_for(self, part: Part) -> MachineConfig:
         """The least-loaded machine offering the part's process (ties: config order)."""
         cands = self.cell.machines_with(part.source.process or "")
         best = min(cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
         return best
 
-    def robot_for(self, op: Operation) -> Tuple[Robot, List[Robot]]:
+    def robot_for(self, op: Operation) -> Tuple[RobotConfig, List[RobotConfig]]:
         """The least-loaded robot that can do ``op`` (reach, payload, gripper), and all that can; else
         the first robot, whose feasibility check then names the limit."""
-        ok: List[Robot] = []
+        ok: List[RobotConfig] = []
         for robot in self.cell.robots:
             op.resource = robot.id
             try:

@@ -7,7 +7,7 @@ resource's ``rate_per_hour`` in the cell config):
   time in the schedule times its rate. Busy time is the union of the
   intervals it is used or held (a machine is held from its load to its unload,
   since it can do nothing else meanwhile), exactly as the scheduled timeline
-  shows it (:func:`planners.schedule.resource_intervals`);
+  shows it (:func:`anycell.planners.schedule.resource_intervals`);
 * **setup**: ``costs.setup_per_job``, once per job;
 * **material**: for each part made from a priced material,
   ``costs.materials[material]`` (per kg) x the part's mass x the quantity.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Tuple
 
-from anycell.cell import CellConfig, Machine, Station
+from anycell.cell import CellConfig, MachineConfig, Station
 from anycell.errors import InfeasibleError
 from anycell.geometry import Pose
 from anycell.job import JobSpec, Part
@@ -66,7 +66,7 @@ def slot_site(station: Station, index: int, part: Part) -> Site:
     return _site("feeder", station.id, _lift(bottom, half_height(part)), index)
 
 
-def machine_site(machine: Machine, part: Part, *, unload: bool = False) -> Site:
+def machine_site(machine: MachineConfig, part: Part, *, unload: bool = False) -> Site:
     """The centre of ``part`` on a machine's bed (load pose, or unload pose when given)."""
     bottom = machine.tending.unload_pose if unload else machine.tending.load
     return _site("machine", machine.id, _lift(bottom, half_height(part)))

@@ -4,7 +4,7 @@ TOPP-RA (``toppra``) finds the fastest traversal of a fixed path under each
 joint's velocity and acceleration limits. The path through the waypoints is a
 clamped cubic spline (it starts and ends at rest); because a spline can bulge
 between sparse waypoints, the caller re-checks the sampled result for
-collisions (see :mod:`planners.motion`), and waypoints are densified first so
+collisions (see :mod:`anycell.planners.motion`), and waypoints are densified first so
 the spline stays close to the checked straight segments.
 """
 

@@ -1,6 +1,6 @@
 """Build the PyBullet bodies of a cell from its CellConfig: the one geometric model of the cell.
 
-Both the simulator (:class:`sim.world.SimWorld`) and the motion planner's
+Both the simulator (:class:`anycell.sim.world.SimWorld`) and the motion planner's
 collision world call :func:`build_cell` on their own PyBullet client, so the
 planner checks against exactly the geometry the simulated robot meets.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from anycell.cell import BUILTIN_ROBOTS, CellConfig
-from anycell.cell import Robot as RobotConfig
+from anycell.cell import RobotConfig
 from anycell.errors import ConfigError
 
 #: The flange link (where the tool's TCP offset is measured from) of each built-in model.

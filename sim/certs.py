@@ -34,7 +34,7 @@ def make_certificate(directory: str, name: str, *, server: bool = False,
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sim.certs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m anycell.sim.certs", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory")
     parser.add_argument("name", help="file stem; the application URI becomes urn:anycell:NAME")
     parser.add_argument("--server", action="store_true", help="a server certificate (else a client one)")

@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Deque, Dict, List, Optional, Tuple
 
-from sim.serial_device import PtyDevice, simulator_main
+from anycell.sim.serial_device import PtyDevice, simulator_main
 
 RX_BUFFER = 128
 PLANNER_BLOCKS = 16
@@ -423,7 +423,7 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    simulator_main("python -m sim.grbl_device", __doc__, GrblDevice, _add_args, argv)
+    simulator_main("python -m anycell.sim.grbl_device", __doc__, GrblDevice, _add_args, argv)
 
 
 if __name__ == "__main__":

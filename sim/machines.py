@@ -25,8 +25,9 @@ from urllib.parse import urlparse
 from anycell.childproc import die_with_parent
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = {"grbl": "sim.grbl_device", "marlin": "sim.marlin_printer", "opcua": "sim.opcua_machine"}
+#: The folder holding the ``anycell`` package, so a simulator child imports the same anycell as its parent.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULES = {"grbl": "anycell.sim.grbl_device", "marlin": "anycell.sim.marlin_printer", "opcua": "anycell.sim.opcua_machine"}
 
 
 def sim_protocol(machine_cfg: Any) -> str:
@@ -111,6 +112,7 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
                        ready_timeout: float = 20.0) -> RunningSimMachine:
     """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready."""
     protocol = sim_protocol(machine_cfg)
+    workdir = os.path.abspath(workdir)  # the child must find its files whatever the caller's cwd
     os.makedirs(workdir, exist_ok=True)
     mid = machine_cfg.id
     ready = os.path.join(workdir, f"{mid}.ready.json")
@@ -136,9 +138,9 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
             argv += ["--node-map", map_file]
     argv += _options(faults)
     env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err,
                             start_new_session=True, preexec_fn=die_with_parent)
     err.close()
     deadline = time.monotonic() + ready_timeout

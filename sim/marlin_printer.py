@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from sim.serial_device import PtyDevice, simulator_main
+from anycell.sim.serial_device import PtyDevice, simulator_main
 
 WORD = re.compile(r"([A-Z])([+-]?(?:\d+\.?\d*|\.\d+))")
 RATES = {"T": 3.0, "B": 1.0}  # K/s
@@ -251,7 +251,7 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    simulator_main("python -m sim.marlin_printer", __doc__, MarlinPrinter, _add_args, argv)
+    simulator_main("python -m anycell.sim.marlin_printer", __doc__, MarlinPrinter, _add_args, argv)
 
 
 if __name__ == "__main__":

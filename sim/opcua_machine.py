@@ -32,7 +32,7 @@ from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import SimpleRoleRuleset
 from asyncua.crypto.permission_rules import User, UserRole
 
-log = logging.getLogger("sim.opcua_machine")
+log = logging.getLogger("anycell.sim.opcua_machine")
 NS_URI = "urn:anycell:sim-machine"
 
 DEFAULT_NODES = {
@@ -371,7 +371,7 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sim.opcua_machine", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m anycell.sim.opcua_machine", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=4840)
     parser.add_argument("--path", default="/anycell/machine", help="endpoint path")

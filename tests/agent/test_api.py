@@ -1,4 +1,4 @@
-"""Request parsing and validation (agent.api), and concurrent duplicate requests on the service."""
+"""Request parsing and validation (anycell.agent.api), and concurrent duplicate requests on the service."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import threading
 import pytest
 import yaml
 
-from agent import api
-from agent.cell_service import CellService
-from agent.executor import DryRunRunner
-from agent.journal import Journal
+from anycell.agent import api
+from anycell.agent.cell_service import CellService
+from anycell.agent.executor import DryRunRunner
+from anycell.agent.journal import Journal
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import DEMO_CELL, DEMO_JOB

@@ -7,10 +7,10 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import InspectionFailed
 from anycell.job import load_job
-from agent.executor import execution_order
-from agent.sim_runtime import SimulatedCell
-from planners.process import plan_job
-from planners.schedule import schedule_plan
+from anycell.agent.executor import execution_order
+from anycell.agent.simulation.runtime import SimulatedCell
+from anycell.planners.process import plan_job
+from anycell.planners.schedule import schedule_plan
 from tests.paths import DEMO_CELL, STACK_JOB
 
 
@@ -26,7 +26,7 @@ def stack(tmp_path):
 
 def test_a_restarted_runner_finds_the_parts_where_they_are_and_finishes(stack, tmp_path) -> None:
     """After an agent restart (fresh planners, same cell), the job goes on from the next step."""
-    from planners.motion import MotionPlanner
+    from anycell.planners.motion import MotionPlanner
 
     cell, job, plan, sim = stack
     order = [plan.op(o) for o in execution_order(plan)]

@@ -13,11 +13,11 @@ import os
 import pytest
 import yaml
 
-from agent import packml as pm
-from agent.api import inline_program_files
-from agent.cell_service import CellService, wait_until
-from agent.executor import DryRunRunner
-from agent.journal import Journal
+from anycell.agent import packml as pm
+from anycell.agent.api import inline_program_files
+from anycell.agent.cell_service import CellService, wait_until
+from anycell.agent.executor import DryRunRunner
+from anycell.agent.journal import Journal
 from anycell.cell import load_cell
 from tests.paths import DEMO_CELL, DEMO_JOB
 

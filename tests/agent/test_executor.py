@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from agent import packml as pm
-from agent.executor import DryRunRunner, Executor, ExecResult, execution_order
-from agent.journal import Journal
+from anycell.agent import packml as pm
+from anycell.agent.executor import DryRunRunner, Executor, ExecResult, execution_order
+from anycell.agent.journal import Journal
 from anycell.errors import ExecutionError, StateError
 from anycell.plan import Plan
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from agent import packml as pm
-from agent.executor import Executor
-from agent.journal import Journal
+from anycell.agent import packml as pm
+from anycell.agent.executor import Executor
+from anycell.agent.journal import Journal
 from tests.paths import ROOT
 
 from .helpers import GateRunner, tending_plan
@@ -48,9 +48,9 @@ def test_jobs_steps_and_responses_survive_reopen(tmp_path) -> None:
 _CHILD = r"""
 import json, sys
 sys.path.insert(0, {root!r})
-from agent import packml as pm
-from agent.executor import DryRunRunner, Executor
-from agent.journal import Journal
+from anycell.agent import packml as pm
+from anycell.agent.executor import DryRunRunner, Executor
+from anycell.agent.journal import Journal
 from anycell.plan import Plan
 plan = Plan.from_dict(json.load(open({plan!r})))
 journal = Journal({db!r})

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from agent.nodes import FASTDDS_PROFILE, cell_nodes, launch_node_list, parse_bool, resolve_cell_path, ros_environment
+from anycell.agent.supervision.nodes import FASTDDS_PROFILE, cell_nodes, launch_node_list, parse_bool, resolve_cell_path, ros_environment
 from anycell.errors import ConfigError
 from tests.paths import DEMO_CELL, KUKA_CELL, ROOT
 
@@ -31,7 +31,7 @@ def test_cell_only_and_sim_node_lists() -> None:
 def test_argv_is_a_ros_args_command_line() -> None:
     [agent] = cell_nodes(DEMO_CELL, "demo_cell", runner="dry_run", dry_run_scale=0.1)
     argv = agent.argv("/usr/bin/python3")
-    assert argv[:3] == ["/usr/bin/python3", "-m", "agent.cell_agent_node"]
+    assert argv[:3] == ["/usr/bin/python3", "-m", "anycell.agent.ros.cell_agent_node"]
     assert argv[3:9] == ["--ros-args", "-r", "__ns:=/demo_cell", "-r", "__node:=cell_agent", "-p"]
     assert f"cell:={DEMO_CELL}" in argv and "sim:=false" in argv and "dry_run_scale:=0.1" in argv
 

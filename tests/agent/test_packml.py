@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from agent import packml as pm
-from agent.packml import PackML
+from anycell.agent import packml as pm
+from anycell.agent.packml import PackML
 from anycell.errors import StateError
 
 

@@ -6,13 +6,13 @@ import pytest
 
 from anycell.cell import load_cell
 from anycell.geometry import Pose
-from agent.sim_hooks import WorldHooks, decode_measure, encode_call, serve_call
+from anycell.agent.simulation.hooks import WorldHooks, decode_measure, encode_call, serve_call
 from tests.paths import DEMO_CELL
 
 
 @pytest.fixture
 def hooks():
-    from sim.world import SimWorld
+    from anycell.sim.world import SimWorld
 
     world = SimWorld(load_cell(DEMO_CELL))
     yield WorldHooks(world)

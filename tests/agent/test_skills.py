@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.skills import pick_place
+from anycell.agent.skills import pick_place
 from anycell.cell import load_cell
 from anycell.errors import CollisionError, UnreachableError
 from anycell.geometry import Pose, distance, quat_angle
 from anycell.job import load_job
 from anycell.plan import Site
-from drivers.sim_robot import SimRobot
-from planners import sites
-from planners.motion import MotionPlanner
-from sim.world import SimWorld
+from anycell.sim.robot import SimRobot
+from anycell.planners import sites
+from anycell.planners.motion import MotionPlanner
+from anycell.sim.world import SimWorld
 from tests.paths import DEMO_CELL, KUKA_CELL, STACK_JOB
 
 
@@ -94,7 +94,7 @@ def test_unreachable_or_colliding_target_is_refused_before_the_robot_moves() -> 
 
 
 def test_estimate_matches_the_executed_motion_time() -> None:
-    from agent.skills import estimate_pick_place
+    from anycell.agent.skills import estimate_pick_place
 
     cell, job, world, planner, robot, slots, ids = _setup(KUKA_CELL)
     try:

@@ -7,8 +7,8 @@ import os
 import threading
 import time
 
-from agent.nodes import NodeSpec
-from agent.supervisor import Supervisor
+from anycell.agent.supervision.nodes import NodeSpec
+from anycell.agent.supervision.supervisor import Supervisor
 
 CHILD = '''
 import os, sys, time
@@ -87,8 +87,8 @@ def test_children_die_with_a_killed_supervisor() -> None:
 
     assert_child_dies_with_parent(
         "import os, sys, time\n"
-        "from agent.nodes import NodeSpec\n"
-        "from agent.supervisor import Supervisor\n"
+        "from anycell.agent.supervision.nodes import NodeSpec\n"
+        "from anycell.agent.supervision.supervisor import Supervisor\n"
         "spec = NodeSpec(name='sleeper', executable='x', module='x', namespace='/t')\n"
         "spec.argv = lambda python=None: [sys.executable, '-c', 'import time; time.sleep(60)']\n"
         "sup = Supervisor([spec], dict(os.environ))\n"

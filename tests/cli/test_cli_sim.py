@@ -39,8 +39,8 @@ def test_demo_job_runs_machines_over_their_protocols(tmp_path) -> None:
     """Printed cap over Marlin serial, milled block over OPC UA, feeder parts, inspection, output tray."""
     from anycell.cell import load_cell
     from anycell.job import load_job
-    from agent.sim_job import run_job_in_sim
-    from drivers.gcode import prepare_program
+    from anycell.agent.simulation.job import run_job_in_sim
+    from anycell.drivers.gcode import prepare_program
 
     cell, job = load_cell(DEMO_CELL), load_job(DEMO_JOB)
     r = run_job_in_sim(cell, job, str(tmp_path))

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from anycell.cli import build_parser
+from anycell.cli.main import build_parser
 from tests.paths import DEMO_CELL, DEMO_JOB, KUKA_CELL, ROOT, STACK_JOB
 
 
@@ -63,7 +63,7 @@ def test_schema_command_writes_valid_json(tmp_path) -> None:
     res = run("schema", "cell", "-o", str(out))
     assert res.returncode == 0, res.stderr
     schema = json.loads(out.read_text())
-    assert schema["$defs"]["Robot"]["properties"]["model"]["description"].startswith("built-in model")
+    assert schema["$defs"]["RobotConfig"]["properties"]["model"]["description"].startswith("built-in model")
     res = run("schema", "job")
     assert json.loads(res.stdout)["title"] == "anycell job spec"
 

@@ -3,7 +3,7 @@
 import pytest
 
 from anycell.errors import ProgramRejected
-from drivers.gcode import format_number, prepare_program
+from anycell.drivers.gcode import format_number, prepare_program
 
 
 def texts(lines):

@@ -7,9 +7,9 @@ import pytest
 
 from anycell.errors import ConnectionLost, MachineFault, ProgramRejected
 from anycell.job import Program
-from drivers.gcode import prepare_program
-from drivers.grbl import GrblMachine, parse_status
-from drivers.machine import open_machine
+from anycell.drivers.gcode import prepare_program
+from anycell.drivers.grbl import GrblMachine, parse_status
+from anycell.drivers.machine import open_machine
 
 from .conftest import machine_cfg
 

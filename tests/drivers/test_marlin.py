@@ -4,9 +4,9 @@ import pytest
 
 from anycell.errors import ConnectionLost, MachineFault, ProgramRejected
 from anycell.job import Program
-from drivers.gcode import prepare_program
-from drivers.machine import open_machine
-from drivers.marlin import checksum, numbered, parse_temperatures
+from anycell.drivers.gcode import prepare_program
+from anycell.drivers.machine import open_machine
+from anycell.drivers.marlin import checksum, numbered, parse_temperatures
 
 from .conftest import machine_cfg
 

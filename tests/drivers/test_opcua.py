@@ -4,11 +4,11 @@ import threading
 
 import pytest
 
-from anycell.cell import Machine, OpcUaDriver, Pose, SecurityConfig, Tending, load_cell
+from anycell.cell import MachineConfig, OpcUaDriver, Pose, SecurityConfig, Tending, load_cell
 from anycell.errors import DriverError, MachineFault, ProgramRejected
 from anycell.job import Program
-from drivers.machine import open_machine
-from sim.certs import make_certificate
+from anycell.drivers.machine import open_machine
+from anycell.sim.certs import make_certificate
 
 PARAMS = {"depth": 0.002, "feed": 0.01, "spindle_rpm": 12000}
 
@@ -93,7 +93,7 @@ def test_server_restart_mid_cycle_is_survived(launch):
 
 def _secure_cfg(tmp_path, endpoint, trusted, mode="SignAndEncrypt"):
     cert, key = make_certificate(str(tmp_path / "pki"), "client")
-    return Machine(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    return MachineConfig(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                    driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0,
                                       security=SecurityConfig(policy="Basic256Sha256", mode=mode,
                                                               certificate=cert, private_key=key,

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from anycell.cell import Machine, OpcUaDriver, Pose, Tending
+from anycell.cell import MachineConfig, OpcUaDriver, Pose, Tending
 from anycell.errors import ProgramRejected
 from anycell.job import Program
-from drivers.machine import open_machine
-from sim.machines import free_port
+from anycell.drivers.machine import open_machine
+from anycell.sim.machines import free_port
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "node_opcua")
 
@@ -64,7 +64,7 @@ def node_server(tmp_path):
 def test_driver_runs_a_program_on_a_node_opcua_server(node_server):
     endpoint, log = node_server
     base = "0:Objects/1:Machine/1:"
-    cfg = Machine(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0,
                                      nodes={"state": base + "State", "program": base + "Program",
                                             "progress": base + "Progress", "part_count": base + "PartCount",

@@ -47,10 +47,13 @@ def test_node_launchers_are_installed_where_ros2_run_looks() -> None:
 
 def test_pip_gets_the_cli_and_no_setup_cfg_breaks_it() -> None:
     kw = _setup_kwargs()
-    assert "anycell = anycell.cli:main" in kw["entry_points"]["console_scripts"]
+    assert "anycell = anycell.cli.main:main" in kw["entry_points"]["console_scripts"]
     cfg = os.path.join(ROOT, "setup.cfg")
     assert not os.path.exists(cfg) or "install_scripts" not in open(cfg).read()
-    assert set(kw["packages"]) >= {"anycell", "agent", "drivers", "planners", "sim"}
+    pkgs = set(kw["packages"])
+    assert pkgs >= {"anycell", "anycell.agent", "anycell.agent.ros", "anycell.drivers", "anycell.planners",
+                    "anycell.sim", "anycell.cli"}
+    assert {p.split(".")[0] for p in pkgs} == {"anycell"}, "one top-level import name only"
 
 
 def test_package_xml_declares_the_ros_dependencies() -> None:
@@ -63,8 +66,9 @@ def test_package_xml_declares_the_ros_dependencies() -> None:
 
 
 def test_core_packages_do_not_import_ros() -> None:
-    for pkg in ("anycell", "planners", "drivers", "sim"):
-        for dirpath, _dirs, names in os.walk(os.path.join(ROOT, pkg)):
+    for pkg in ("anycell", "planners", "drivers", "sim", "agent"):
+        for dirpath, dirs, names in os.walk(os.path.join(ROOT, pkg)):
+            dirs[:] = [d for d in dirs if d != "ros" and not os.path.islink(os.path.join(dirpath, d))]
             for name in names:
                 if name.endswith(".py"):
                     text = open(os.path.join(dirpath, name), encoding="utf-8").read()

@@ -7,8 +7,8 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import InfeasibleError
 from anycell.job import load_job
-from planners.feasibility import carry_problem
-from planners.process import plan_job
+from anycell.planners.feasibility import carry_problem
+from anycell.planners.process import plan_job
 from tests.paths import DEMO_CELL, DEMO_JOB, KUKA_CELL, STACK_JOB
 
 

@@ -7,9 +7,9 @@ import pytest
 from anycell.cell import load_cell
 from anycell.job import load_job
 from anycell.plan import Site
-from planners.durations import DurationModel, MotionDurationModel
-from planners.process import plan_job
-from planners.schedule import schedule_plan
+from anycell.planners.durations import DurationModel, MotionDurationModel
+from anycell.planners.process import plan_job
+from anycell.planners.schedule import schedule_plan
 
 from tests.paths import DEMO_CELL, DEMO_JOB
 

@@ -10,7 +10,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import UnreachableError
 from anycell.geometry import Pose, distance, quat_angle
-from planners.kinematics import Kinematics
+from anycell.planners.kinematics import Kinematics
 from tests.paths import DEMO_CELL, KUKA_CELL
 
 

@@ -10,10 +10,10 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import CollisionError, UnreachableError
 from anycell.geometry import Pose, distance
-from planners.collision import CollisionWorld
-from planners.motion import MotionPlanner
-from planners.timing import limits_ok
-from planners.trajectory import Trajectory
+from anycell.planners.collision import CollisionWorld
+from anycell.planners.motion import MotionPlanner
+from anycell.planners.timing import limits_ok
+from anycell.planners.trajectory import Trajectory
 from tests.paths import DEMO_CELL, KUKA_CELL
 
 DOWN = [math.pi, 0.0, 0.0]

@@ -14,8 +14,8 @@ from anycell.documents import from_data
 from anycell.errors import InfeasibleError, PlanningError
 from anycell.job import job_from_document, load_job
 from anycell.plan import Plan, Site
-from planners import sites
-from planners.process import plan_job
+from anycell.planners import sites
+from anycell.planners.process import plan_job
 
 from tests.paths import DEMO_CELL, DEMO_JOB, ROOT, STACK_JOB
 

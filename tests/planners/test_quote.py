@@ -8,9 +8,9 @@ import pytest
 
 from anycell.cell import load_cell
 from anycell.job import load_job
-from planners.process import plan_job
-from planners.quote import quote
-from planners.schedule import schedule_plan
+from anycell.planners.process import plan_job
+from anycell.planners.quote import quote
+from anycell.planners.schedule import schedule_plan
 
 from tests.paths import DEMO_CELL, DEMO_JOB
 

@@ -12,8 +12,8 @@ from anycell.documents import from_data
 from anycell.errors import PlanningError
 from anycell.job import load_job
 from anycell.plan import Operation, Plan
-from planners.process import plan_job
-from planners.schedule import resource_intervals, schedule_plan
+from anycell.planners.process import plan_job
+from anycell.planners.schedule import resource_intervals, schedule_plan
 
 from tests.paths import DEMO_CELL, DEMO_JOB
 

@@ -7,13 +7,13 @@ import time
 import pytest
 import serial
 
-from anycell.cell import Machine, Pose, SimDriver, Tending
-from sim.machines import launch_sim_machine
+from anycell.cell import MachineConfig, Pose, SimDriver, Tending
+from anycell.sim.machines import launch_sim_machine
 
 
 @pytest.fixture
 def grbl(tmp_path):
-    cfg = Machine(id="g", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id="g", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="grbl"))
     sim = launch_sim_machine(cfg, str(tmp_path), {"time_scale": 0.01})
     port = serial.Serial(sim.address, 115200, timeout=2)
@@ -37,7 +37,7 @@ def read_until(port, predicate, seconds=5.0):
 
 
 def test_help_runs():
-    out = subprocess.run([sys.executable, "-m", "sim.grbl_device", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "anycell.sim.grbl_device", "--help"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and "--alarm-at-line" in out.stdout and "--line-time" in out.stdout
 

@@ -7,14 +7,14 @@ import time
 import pytest
 import serial
 
-from anycell.cell import Machine, Pose, SimDriver, Tending
-from drivers.marlin import numbered
-from sim.machines import launch_sim_machine
+from anycell.cell import MachineConfig, Pose, SimDriver, Tending
+from anycell.drivers.marlin import numbered
+from anycell.sim.machines import launch_sim_machine
 
 
 @pytest.fixture
 def printer(tmp_path):
-    cfg = Machine(id="p", kind="3d_printer", capabilities=["print"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id="p", kind="3d_printer", capabilities=["print"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="marlin"))
     sim = launch_sim_machine(cfg, str(tmp_path), {"time_scale": 0.002, "busy_interval": 0.1})
     port = serial.Serial(sim.address, 115200, timeout=2)
@@ -39,7 +39,7 @@ def exchange(port, line, until="ok", seconds=5.0):
 
 
 def test_help_runs():
-    out = subprocess.run([sys.executable, "-m", "sim.marlin_printer", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "anycell.sim.marlin_printer", "--help"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and "--corrupt-fraction" in out.stdout
 

@@ -7,18 +7,18 @@ import sys
 import pytest
 from asyncua import Client, ua
 
-from anycell.cell import Machine, Pose, SimDriver, Tending
-from sim.machines import launch_sim_machine
+from anycell.cell import MachineConfig, Pose, SimDriver, Tending
+from anycell.sim.machines import launch_sim_machine
 
 
 def test_help_runs():
-    out = subprocess.run([sys.executable, "-m", "sim.opcua_machine", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "anycell.sim.opcua_machine", "--help"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and "--restart-at-progress" in out.stdout
 
 
 def test_packml_commands_and_invalid_state(tmp_path):
-    cfg = Machine(id="m", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+    cfg = MachineConfig(id="m", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="opcua"))
     sim = launch_sim_machine(cfg, str(tmp_path), {"time_scale": 0.02})
 

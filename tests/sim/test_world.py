@@ -9,7 +9,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import UnresolvedReference
 from anycell.geometry import Pose, distance
-from sim.world import SimWorld
+from anycell.sim.world import SimWorld
 from tests.paths import DEMO_CELL, KUKA_CELL
 
 

@@ -1,0 +1,147 @@
+"""The cell agent's step runners: how a job's operations reach the cell's devices over ROS 2.
+
+``cell_agent`` (parameter ``runner:=auto``) calls :func:`make_runner_factory`
+once at start-up. The factory builds, for each job, a
+:class:`anycell.agent.cell_runner.CellRunner` over:
+
+* each robot as a :class:`anycell.agent.ros.robot.RosRobot`: JointTrajectory out to the
+  robot's controller, completion confirmed from JointState (the contract of
+  ros2_control's joint trajectory controller, so a real arm replaces the
+  simulated one unchanged);
+* each machine through its driver (:func:`anycell.drivers.machine.open_machine`), over
+  serial G-code or OPC UA. With ``sim:=true`` the agent first starts each
+  machine's simulator as its own process on its real transport;
+* with ``sim:=true``, :class:`anycell.agent.ros.sim_bridge.RosSimHooks` to the ``sim_cell``
+  node, which presents feeder parts, places what machines made and measures
+  units for inspection.
+
+Motion is planned in the agent with :class:`anycell.planners.motion.MotionPlanner`,
+which keeps its model of where parts lie across jobs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import tempfile
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+from anycell.cell import CellConfig
+from anycell.errors import AnycellError
+from anycell.plan import Plan
+
+from anycell.agent.cell_runner import CellRunner
+
+log = logging.getLogger(__name__)
+
+LEVELS = {"ok": 0, "warn": 1, "error": 2}
+
+
+class CellDevices:
+    """The devices of one cell as the agent reaches them; built once, shared by every job."""
+
+    def __init__(self, node: Any, cell: CellConfig, *, sim: bool, machine_time_scale: Optional[float] = None,
+                 journal_path: Optional[str] = None,
+                 machine_faults: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        from anycell.drivers.machine import open_machine
+        from anycell.planners.motion import MotionPlanner
+
+        from anycell.agent.ros.robot import RosRobot
+
+        self.cell = cell
+        self.sim = sim
+        self.node = node
+        self.journal_path = journal_path
+        self.machine_time_scale: Optional[float] = None
+        self.sim_cell: Any = None
+        self.machines: Dict[str, Any] = {}
+        self._lock = threading.Lock()
+        if sim:
+            from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE, SimulatedCell
+
+            workdir = tempfile.mkdtemp(prefix=f"anycell-{cell.cell.id}-")
+            scale = DEFAULT_MACHINE_TIME_SCALE if machine_time_scale is None else machine_time_scale
+            self.machine_time_scale = scale
+            self.sim_cell = SimulatedCell(cell, workdir, machine_time_scale=scale, with_world=False,
+                                          machine_faults=machine_faults)
+            self.machines = self.sim_cell.machines
+        else:
+            for m in cell.machines:
+                drv = open_machine(m)
+                try:
+                    drv.connect()
+                except AnycellError as exc:
+                    log.error("machine %s is not reachable: %s (jobs that need it will fail)", m.id, exc)
+                self.machines[m.id] = drv
+        ns = node.get_namespace()
+        self.robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic)
+                       for r in cell.robots}
+        self.planners = {r.id: MotionPlanner(cell, r.id) for r in cell.robots}
+        self.hooks = None
+        if sim:
+            from anycell.agent.ros.sim_bridge import RosSimHooks
+
+            self.hooks = RosSimHooks(node)
+        atexit.register(self.close)
+
+    def health(self) -> List[Dict[str, Any]]:
+        """One /diagnostics entry per machine driver."""
+        out = []
+        for mid, drv in self.machines.items():
+            try:
+                h = dict(drv.health())
+            except AnycellError as exc:
+                h = {"level": "error", "message": str(exc)}
+            if self.sim_cell is not None and mid in self.sim_cell.sims and not self.sim_cell.sims[mid].alive():
+                h = {"level": "error", "message": "the simulated machine process exited"}
+            level = h.pop("level", "ok")
+            message = str(h.pop("message", ""))
+            out.append({"name": f"{self.cell.cell.id}/machine/{mid}", "level": LEVELS.get(str(level), 2),
+                        "message": message, "values": {k: str(v) for k, v in h.items()}})
+        return out
+
+    def reset_machines(self) -> None:
+        """PackML Reset of the cell: every machine back to Idle (clearing an abort); errors propagate."""
+        for mid, drv in self.machines.items():
+            log.info("resetting machine %s", mid)
+            drv.reset()
+
+    def runner(self, plan: Plan, job: Any) -> CellRunner:
+        """A step runner for one job; its report goes beside the journal (see anycell.agent.report.report_dir_for)."""
+        from anycell.agent.report import report_dir_for
+
+        report_dir = report_dir_for(self.journal_path, plan.job_id) if self.journal_path else None
+        return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
+                          sim=self.hooks, report_dir=report_dir, machine_time_scale=self.machine_time_scale)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.sim_cell is not None:
+                self.sim_cell.close()
+                self.sim_cell = None
+            else:
+                for drv in self.machines.values():
+                    try:
+                        drv.close()
+                    except Exception as exc:  # noqa: BLE001 - tear everything down
+                        log.warning("closing a machine driver: %s", exc)
+            self.machines = {}
+
+
+def make_runner_factory(node: Any, cell: CellConfig, sim: bool) -> Callable[[Plan, Any], CellRunner]:
+    """The factory ``cell_agent`` uses for ``runner:=auto``: one CellRunner per job over the cell's devices."""
+    faults = None
+    if sim and os.environ.get("ANYCELL_SIM_FAULTS"):
+        # fault switches for the simulated machines, e.g. {"mill": {"alarm_at_progress": 0.5}} (tests, drills)
+        faults = json.loads(os.environ["ANYCELL_SIM_FAULTS"])
+        log.warning("simulated machines start with fault switches: %s", faults)
+    scale = os.environ.get("ANYCELL_SIM_TIME_SCALE")
+    devices = CellDevices(node, cell, sim=sim, journal_path=node.service.journal.path, machine_faults=faults,
+                          machine_time_scale=float(scale) if scale else None)
+    node.service.health_sources.append(devices.health)
+    node.service.reset_hooks.append(devices.reset_machines)
+    node.cell_devices = devices
+    return devices.runner

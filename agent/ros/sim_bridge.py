@@ -1,0 +1,96 @@
+"""The sim hooks over ROS 2: the cell agent asks the sim node to present, make and measure parts.
+
+Requests go out on ``sim/request`` and answers come back on ``sim/response``
+(std_msgs/String JSON with a ``request_id``), the same pattern as the cell
+API. The sim node (:mod:`anycell.agent.ros.sim_node`) serves them with
+:func:`anycell.agent.simulation.hooks.serve_call` on its PyBullet world.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any, Dict, Optional, Sequence
+
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from anycell.errors import DriverTimeout, ExecutionError
+from anycell.geometry import Pose
+
+from anycell.agent.simulation.hooks import decode_measure, encode_call
+
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+class RosSimHooks:
+    """:class:`anycell.agent.simulation.hooks.SimHooks` served by the sim node of the same cell namespace."""
+
+    def __init__(self, node: Node, timeout: float = 30.0) -> None:
+        self.node = node
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._answers: Dict[str, Dict[str, Any]] = {}
+        group = ReentrantCallbackGroup()
+        self._pub = node.create_publisher(String, "sim/request", RELIABLE)
+        self._sub = node.create_subscription(String, "sim/response", self._on_response, RELIABLE,
+                                             callback_group=group)
+
+    def _on_response(self, msg: String) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._cond:
+            self._answers[str(data.get("request_id"))] = data
+            self._cond.notify_all()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the sim node's request subscription and response publisher both match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pub.get_subscription_count() > 0 and self._sub.get_publisher_count() > 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _call(self, op: str, **args: Any) -> Any:
+        if not self.wait_ready(self.timeout):
+            raise DriverTimeout(f"the sim node does not answer on {self.node.get_namespace()}/sim/request",
+                                hint="start the cell with --sim (or sim:=true) so the sim_cell node runs")
+        rid = uuid.uuid4().hex
+        body = encode_call(op, **args)
+        body["request_id"] = rid
+        self._pub.publish(String(data=json.dumps(body)))
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while rid not in self._answers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DriverTimeout(f"the sim node did not answer '{op}' within {self.timeout:.0f} s")
+                self._cond.wait(left)
+            answer = self._answers.pop(rid)
+        if not answer.get("ok"):
+            err = answer.get("error") or {}
+            raise ExecutionError(f"sim node: {err.get('message', 'failed')}", hint=err.get("hint"))
+        return answer.get("result")
+
+    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                pose: Pose) -> bool:
+        return bool(self._call("present", uid=uid, size=list(size), mass=mass,
+                               color=list(color) if color else None, pose=pose))
+
+    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                     pose: Pose) -> None:
+        self._call("machine_made", uid=uid, size=list(size), mass=mass, color=list(color) if color else None,
+                   pose=pose)
+
+    def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
+        return decode_measure(self._call("measure", uids=list(uids)))
+
+    def snapshot(self, path: str, camera: Optional[str] = None) -> str:
+        return str(self._call("snapshot", path=path, camera=camera))

@@ -1,0 +1,232 @@
+"""The ``sim_cell`` ROS 2 node: the PyBullet cell, playing each robot's controller.
+
+Per robot ``<r>`` of the cell, under the cell's namespace:
+
+* ``<r>/joint_trajectory`` (trajectory_msgs/JointTrajectory, in): the command,
+  with ros2_control's joint trajectory controller semantics: a new trajectory
+  replaces the one running, and an *empty* one (no points) stops the arm where
+  it is;
+* ``<r>/joint_states`` (sensor_msgs/JointState, out, ``rate`` Hz): the arm's
+  joint positions and velocities as measured in the simulation;
+* ``<r>/gripper`` (std_srvs/SetBool): ``true`` closes the gripper (or switches
+  suction on) and answers ``success`` only when a part is really held;
+  ``false`` opens it.
+
+And once per cell: ``sim/request`` / ``sim/response`` (std_msgs/String JSON
+with ``request_id``), the simulation hooks the cell agent's runner uses to
+present feeder parts, place what a machine made, and measure parts for
+inspection (:func:`anycell.agent.simulation.hooks.serve_call` on
+:class:`anycell.agent.simulation.hooks.WorldHooks`; the client is :class:`anycell.agent.ros.sim_bridge.RosSimHooks`).
+
+One physics thread owns the PyBullet world (PyBullet is not thread-safe): it
+runs trajectories with :class:`anycell.sim.robot.SimRobot` (the same driver
+``anycell sim`` uses), steps the world paced to the wall clock when idle, and
+publishes joint states between physics steps. ROS callbacks only hand it work.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory
+
+from anycell.errors import AnycellError
+
+from anycell.agent.ros import conversions as cv
+from anycell.agent.ros.node_main import init_with_cell, spin_until_shutdown
+
+log = logging.getLogger(__name__)
+
+
+class _Preempted(Exception):
+    """Raised inside a running trajectory when a newer command (or a stop) replaces it."""
+
+
+class _StepHook:
+    """The world as SimRobot sees it, with a hook after every physics step (joint states, preemption)."""
+
+    def __init__(self, world: Any, after_step: Callable[[], None]) -> None:
+        self._world = world
+        self._after_step = after_step
+
+    def step(self, n: int = 1) -> None:
+        for _ in range(int(n)):
+            self._world.step(1)
+            self._after_step()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._world, name)
+
+
+class SimCellNode(Node):
+    """Owns a SimWorld and a SimRobot per robot; see the module docstring for the interface."""
+
+    def __init__(self, cell: Any, *, rate: float = 50.0, realtime: bool = True) -> None:
+        super().__init__("sim_cell", namespace="/" + cell.cell.id)
+        from anycell.sim.robot import SimRobot
+        from anycell.sim.world import SimWorld
+
+        self.cell = cell
+        self.world = SimWorld(cell, gui=False, realtime=realtime)
+        self._period = 1.0 / rate
+        self._last_pub = 0.0
+        self._jobs: "queue.Queue[tuple]" = queue.Queue()
+        self._generation: Dict[str, int] = {}
+        self._running: Dict[str, int] = {}
+        self._stop = threading.Event()
+        hooked = _StepHook(self.world, self._after_step)
+        self.robots = {r.id: SimRobot(hooked, r.id) for r in cell.robots}
+        from anycell.agent.simulation.hooks import WorldHooks
+
+        self.hooks = WorldHooks(hooked)
+        group = ReentrantCallbackGroup()
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._sim_pub = self.create_publisher(String, "sim/response", reliable)
+        self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
+        self._state_pubs = {}
+        for rid in self.robots:
+            self._generation[rid] = 0
+            self._state_pubs[rid] = self.create_publisher(JointState, f"{rid}/joint_states", QoSProfile(depth=10))
+            self.create_subscription(JointTrajectory, f"{rid}/joint_trajectory",
+                                     lambda msg, rid=rid: self._on_trajectory(rid, msg), QoSProfile(depth=10),
+                                     callback_group=group)
+            self.create_service(SetBool, f"{rid}/gripper",
+                                lambda req, resp, rid=rid: self._on_gripper(rid, req, resp), callback_group=group)
+        self._physics = threading.Thread(target=self._physics_loop, name="physics", daemon=True)
+        self._physics.start()
+
+    # ---- ROS side (any thread): hand work to the physics thread
+    def _on_trajectory(self, rid: str, msg: JointTrajectory) -> None:
+        self._generation[rid] += 1      # preempts whatever runs on this robot
+        self._jobs.put(("trajectory", rid, self._generation[rid], msg))
+
+    def _on_sim_request(self, msg: String) -> None:
+        self._jobs.put(("hook", "", msg.data, None))
+
+    def _on_gripper(self, rid: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        done = threading.Event()
+        box: Dict[str, Any] = {}
+        self._jobs.put(("gripper", rid, bool(req.data), (done, box)))
+        if not done.wait(10.0):
+            resp.success, resp.message = False, "the simulation did not answer within 10 s"
+        else:
+            resp.success, resp.message = box["success"], box["message"]
+        return resp
+
+    # ---- physics thread
+    def _after_step(self) -> None:
+        now = time.monotonic()
+        if now - self._last_pub >= self._period:
+            self._last_pub = now
+            self._publish_states()
+        for rid, gen in self._running.items():
+            if self._generation[rid] != gen:
+                raise _Preempted(rid)
+
+    def _publish_states(self) -> None:
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        for rid, robot in self.robots.items():
+            sample = cv.JointSample(names=robot.joint_names, positions=robot.joint_positions(),
+                                    velocities=robot.joint_velocities(), stamp=stamp)
+            if rclpy.ok():
+                self._state_pubs[rid].publish(cv.joint_state_to_msg(sample))
+
+    def _physics_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                self.world.step(1)          # idle: gravity and the hold controllers keep acting
+                self._after_step()
+                continue
+            kind, rid, arg, extra = job
+            if kind == "hook":
+                self._serve_hook(arg)
+                continue
+            robot = self.robots[rid]
+            if kind == "gripper":
+                done, box = extra
+                try:
+                    if arg:
+                        held = robot.grasp()
+                        box.update(success=held, message=f"holding {robot.holding()}" if held else "nothing grasped")
+                    else:
+                        robot.release()
+                        box.update(success=True, message="released")
+                except AnycellError as exc:
+                    box.update(success=False, message=str(exc))
+                done.set()
+                continue
+            if arg != self._generation[rid]:
+                continue                     # a newer command replaced this one before it started
+            msg: JointTrajectory = extra
+            if not msg.points:
+                robot.stop()
+                log.info("%s: stop (empty trajectory)", rid)
+                continue
+            self._running[rid] = arg
+            try:
+                traj = cv.trajectory_from_msg(msg)
+                robot.execute(traj)
+            except _Preempted:
+                robot.stop()
+                log.debug("%s: trajectory replaced or stopped mid-motion", rid)
+            except AnycellError as exc:
+                log.error("%s: %s", rid, exc)
+            except Exception:
+                log.exception("%s: trajectory failed", rid)
+                robot.stop()
+            finally:
+                self._running.pop(rid, None)
+
+    def _serve_hook(self, text: str) -> None:
+        import json
+
+        from anycell.agent.simulation.hooks import serve_call
+
+        try:
+            request = json.loads(text)
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            answer = {"request_id": None, "ok": False,
+                      "error": {"error": "ConfigError", "message": f"sim request is not a JSON object: {exc}"}}
+        else:
+            answer = serve_call(self.hooks, request)
+            answer["request_id"] = request.get("request_id")
+        if rclpy.ok():
+            self._sim_pub.publish(String(data=json.dumps(answer)))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._physics.join(timeout=5.0)
+        self.world.close()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``sim_cell`` (``ros2 run anycell sim_cell --ros-args -p cell:=...``)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)), argv)
+    if started is None:
+        return 2
+    params, cell = started
+    node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+    node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
+    spin_until_shutdown(node, 2, node.close)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""What only a simulated cell needs from the executor: parts appearing, and measuring them.
+
+On the floor, feeders hold real parts, machines make real parts and a camera
+measures them. In simulation the same three things must happen in the
+PyBullet world, or the robot would reach for nothing. :class:`SimHooks` is
+that small seam; :class:`WorldHooks` implements it on an in-process
+:class:`anycell.sim.world.SimWorld` (``anycell sim``), and the ROS sim node serves the
+same calls to a cell agent in another process (``agent.ros_sim``).
+
+Nothing here moves a held part: a part appears only where the cell says a
+feeder presents it or a machine made it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Protocol, Sequence
+
+from anycell.geometry import Pose
+
+log = logging.getLogger(__name__)
+
+
+class SimHooks(Protocol):
+    """The simulated world's side of the executor (all poses are part centres, cell frame)."""
+
+    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                pose: Pose) -> bool:
+        """A feeder presents a part at ``pose`` if none is there yet; True when it appeared now."""
+
+    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                     pose: Pose) -> None:
+        """A machine finished a part: the stock (same uid) becomes the part, or a new part appears."""
+
+    def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
+        """True poses of the parts (None for a part not in the world)."""
+
+    def snapshot(self, path: str, camera: Optional[str] = None) -> str:
+        """Write a PNG of the cell."""
+
+
+class WorldHooks:
+    """:class:`SimHooks` on an in-process SimWorld."""
+
+    def __init__(self, world: Any, settle_seconds: float = 0.3) -> None:
+        self.world = world
+        self.settle_seconds = settle_seconds
+
+    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                pose: Pose) -> bool:
+        if uid in self.world.parts:
+            return False
+        self.world.add_part(uid, list(size), mass, pose, color)
+        self.world.settle(self.settle_seconds)
+        return True
+
+    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+                     pose: Pose) -> None:
+        if uid in self.world.parts:
+            log.info("sim: the machine turned the stock %s into the finished part", uid)
+            self.world.remove_part(uid)
+        self.world.add_part(uid, list(size), mass, pose, color)
+        self.world.settle(self.settle_seconds)
+
+    def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
+        return {u: (self.world.part_pose(u) if u in self.world.parts else None) for u in uids}
+
+    def snapshot(self, path: str, camera: Optional[str] = None) -> str:
+        return self.world.snapshot(path, camera)
+
+    def part_ids(self) -> List[str]:
+        return sorted(self.world.parts)
+
+
+# ---------------------------------------------------------------------- over a message channel
+# The ROS sim node serves these calls on ``sim/request`` / ``sim/response`` (std_msgs/String JSON,
+# correlated by request_id, like the cell API). The encoding lives here so both ends share it.
+
+def _pose_to_json(pose: Optional[Pose]) -> Optional[Dict[str, List[float]]]:
+    return None if pose is None else {"xyz": [float(v) for v in pose.xyz], "rpy": [float(v) for v in pose.rpy]}
+
+
+def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
+    return None if data is None else Pose(xyz=list(data["xyz"]), rpy=list(data.get("rpy", [0.0, 0.0, 0.0])))
+
+
+def encode_call(op: str, **args: Any) -> Dict[str, Any]:
+    """A hook call as a JSON-ready request (without request_id)."""
+    body: Dict[str, Any] = {"op": op}
+    for key, value in args.items():
+        body[key] = _pose_to_json(value) if isinstance(value, Pose) else value
+    return body
+
+
+def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one encoded hook call on ``hooks``; the answer carries ``ok`` and the result or the error."""
+    from anycell.errors import AnycellError
+
+    op = request.get("op")
+    try:
+        if op in ("present", "machine_made"):
+            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"),
+                    _pose_from_json(request["pose"]))
+            if op == "present":
+                return {"ok": True, "result": bool(hooks.present(*args))}
+            hooks.machine_made(*args)
+            return {"ok": True, "result": None}
+        if op == "measure":
+            poses = hooks.measure(list(request["uids"]))
+            return {"ok": True, "result": {k: _pose_to_json(v) for k, v in poses.items()}}
+        if op == "snapshot":
+            return {"ok": True, "result": hooks.snapshot(request["path"], request.get("camera"))}
+        return {"ok": False, "error": {"error": "ConfigError", "message": f"unknown sim call '{op}'"}}
+    except AnycellError as exc:
+        return {"ok": False, "error": exc.to_dict()}
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"ok": False, "error": {"error": "ConfigError", "message": f"malformed sim call '{op}': {exc}"}}
+
+
+def decode_measure(result: Dict[str, Any]) -> Dict[str, Optional[Pose]]:
+    return {k: _pose_from_json(v) for k, v in result.items()}

@@ -1,0 +1,94 @@
+"""A whole simulated cell for the executor, without ROS: world, robots, planners, machines.
+
+``anycell sim`` and the cell agent in sim mode build one of these from the
+CellConfig alone. The PyBullet world runs in this process; every machine runs
+its simulator as its own process on its real transport (a pty for G-code, TCP
+for OPC UA), and is driven by the same driver a real machine would be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Dict, Optional
+
+from anycell.cell import CellConfig
+from anycell.job import JobSpec
+
+from anycell.agent.cell_runner import CellRunner
+from anycell.agent.simulation.hooks import WorldHooks
+
+log = logging.getLogger(__name__)
+
+#: Simulated machines run their modelled physical times (heating, cutting) this much faster by
+#: default, so a demo takes seconds rather than minutes. 1.0 is real time.
+DEFAULT_MACHINE_TIME_SCALE = 0.02
+
+
+class SimulatedCell:
+    """The simulated counterpart of every device of a cell; :meth:`close` tears it all down."""
+
+    def __init__(self, cell: CellConfig, workdir: str, *, gui: bool = False, realtime: bool = False,
+                 machine_time_scale: float = DEFAULT_MACHINE_TIME_SCALE,
+                 machine_faults: Optional[Dict[str, Dict[str, Any]]] = None,
+                 with_world: bool = True) -> None:
+        from anycell.drivers.machine import open_machine
+        from anycell.sim.machines import launch_sim_machine
+
+        self.cell = cell
+        self.workdir = workdir
+        self.machine_time_scale = machine_time_scale
+        os.makedirs(workdir, exist_ok=True)
+        self.world: Any = None
+        self.hooks: Optional[WorldHooks] = None
+        self.robots: Dict[str, Any] = {}
+        self.planners: Dict[str, Any] = {}
+        self.sims: Dict[str, Any] = {}
+        self.machines: Dict[str, Any] = {}
+        try:
+            for m in cell.machines:
+                faults = {"time_scale": machine_time_scale}
+                faults.update((machine_faults or {}).get(m.id, {}))
+                self.sims[m.id] = launch_sim_machine(m, os.path.join(workdir, "machines"), faults=faults)
+                drv = open_machine(m, address=self.sims[m.id].address)
+                drv.connect()
+                self.machines[m.id] = drv
+                log.info("machine %s: simulated %s at %s", m.id, self.sims[m.id].protocol, self.sims[m.id].address)
+            if with_world:
+                from anycell.sim.robot import SimRobot
+                from anycell.planners.motion import MotionPlanner
+                from anycell.sim.world import SimWorld
+
+                self.world = SimWorld(cell, gui=gui, realtime=realtime)
+                self.hooks = WorldHooks(self.world)
+                for r in cell.robots:
+                    self.robots[r.id] = SimRobot(self.world, r.id)
+                    self.planners[r.id] = MotionPlanner(cell, r.id)
+        except BaseException:
+            self.close()
+            raise
+
+    def runner(self, job: JobSpec, *, report_dir: Optional[str] = None,
+               on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> CellRunner:
+        """A step runner for one job on this simulated cell; it writes its report into ``report_dir``."""
+        return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
+                          sim=self.hooks, report_dir=report_dir, on_event=on_event,
+                          machine_time_scale=self.machine_time_scale)
+
+    def close(self) -> None:
+        for mid, drv in list(self.machines.items()):
+            try:
+                drv.close()
+            except Exception as exc:  # noqa: BLE001 - tear down everything
+                log.warning("closing machine %s: %s", mid, exc)
+        for sim in self.sims.values():
+            sim.stop()
+        for planner in self.planners.values():
+            close = getattr(planner, "close", None)
+            if close:
+                close()
+        if self.world is not None:
+            self.world.close()
+            self.world = None
+        self.machines.clear()
+        self.sims.clear()
