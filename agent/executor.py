@@ -95,7 +95,7 @@ def execution_order(plan: Plan) -> List[str]:
                                  hint="re-schedule the plan")
         return [o for o in order if o in known]
     done: Set[str] = set()
-    order: List[str] = []
+    order = []
     remaining = list(plan.operations)
     while remaining:
         for i, op in enumerate(remaining):

@@ -179,7 +179,7 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
 
 
 def _reachability(ids: List[str], succ: Dict[str, List[str]]) -> Dict[str, Set[str]]:
-    return {n: reachable(n, succ) for n in ids}  # type: ignore[misc]
+    return {n: reachable(n, succ) for n in ids}
 
 
 def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:
@@ -188,7 +188,7 @@ def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:
         for m in succ[n]:
             indeg[m] += 1
     rank = {n: i for i, n in enumerate(ids)}
-    ready = sorted([n for n in ids if indeg[n] == 0], key=rank.get)
+    ready = sorted([n for n in ids if indeg[n] == 0], key=rank.__getitem__)
     order: List[str] = []
     while ready:
         n = ready.pop(0)
@@ -197,5 +197,5 @@ def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:
             indeg[m] -= 1
             if indeg[m] == 0:
                 ready.append(m)
-        ready.sort(key=rank.get)
+        ready.sort(key=rank.__getitem__)
     return order

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Mapping, Sequence, Set, Union
+from typing import Callable, Hashable, Iterable, Mapping, Sequence, Set, TypeVar, Union, cast
 
-Successors = Union[Mapping[Hashable, Iterable[Hashable]], Sequence[Iterable[Hashable]]]
+N = TypeVar("N", bound=Hashable)
+#: A node's successors: a mapping, or a list indexed by node number.
+Successors = Union[Mapping[N, Iterable[N]], Sequence[Iterable[N]]]
 
 
-def reachable(node: Hashable, succ: Successors) -> Set[Hashable]:
+def reachable(node: N, succ: Successors[N]) -> Set[N]:
     """Every node reachable from ``node`` along ``succ`` (``node`` itself only if on a cycle)."""
-    seen: Set[Hashable] = set()
-    todo = list(succ[node])  # type: ignore[index]
+    nexts = cast(Callable[[N], Iterable[N]], succ.__getitem__)
+    seen: Set[N] = set()
+    todo = list(nexts(node))
     while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo.extend(succ[m])  # type: ignore[index]
+            todo.extend(nexts(m))
     return seen

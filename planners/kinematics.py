@@ -12,7 +12,7 @@ configuration wins.
 from __future__ import annotations
 
 import logging
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from anycell.errors import UnreachableError
 from anycell.geometry import Pose
 
 log = logging.getLogger(__name__)
+
+#: Joint values: a list from a document or a numpy array from the solvers.
+JointVector = Union[Sequence[float], np.ndarray]
 
 POS_TOL = 0.0005        # m: IK is asked for half the 1 mm it promises
 ANG_TOL = np.radians(0.25)
@@ -114,7 +117,7 @@ class Kinematics:
         self._seeds = [self.lower + (self.upper - self.lower) * rng.random(self.dof) for _ in range(24)]
 
     # ------------------------------------------------------------------ FK
-    def set(self, q: Sequence[float]) -> None:
+    def set(self, q: JointVector) -> None:
         import pybullet as p
 
         p.resetJointStatesMultiDof(self.body.body, self.body.arm_joints, [[float(v)] for v in q],

@@ -31,7 +31,7 @@ from anycell.errors import CollisionError, PlanningError, UnreachableError
 from anycell.geometry import Pose
 
 from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
-from .kinematics import matrix_to_quat, pose_to_matrix, quat_to_matrix
+from .kinematics import JointVector, matrix_to_quat, pose_to_matrix, quat_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
 
@@ -86,17 +86,17 @@ class MotionPlanner:
     def fk(self, q: Sequence[float]) -> Pose:
         return self.kin.fk(q)
 
-    def _require_free(self, q: Sequence[float], held: Optional[Held], clearance: float, ignore: Iterable[str],
+    def _require_free(self, q: JointVector, held: Optional[Held], clearance: float, ignore: Iterable[str],
                       what: str) -> None:
         bad = self.world.contacts(q, held, clearance=clearance, ignore=ignore)
         if bad:
             raise CollisionError(f"{what} configuration is in collision: {bad[0]}",
                                  hint="choose another target or clear the obstacle")
 
-    def _check_limits(self, q: Sequence[float], what: str) -> None:
-        q = np.asarray(q)
-        if np.any(q < self.lower - 1e-6) or np.any(q > self.upper + 1e-6):
-            raise UnreachableError(f"{what} configuration {np.round(q, 3).tolist()} is outside the joint limits")
+    def _check_limits(self, q: JointVector, what: str) -> None:
+        qa = np.asarray(q)
+        if np.any(qa < self.lower - 1e-6) or np.any(qa > self.upper + 1e-6):
+            raise UnreachableError(f"{what} configuration {np.round(qa, 3).tolist()} is outside the joint limits")
 
     # ------------------------------------------------------------------ joint moves
     def plan_joint_path(self, q_start: Sequence[float], q_goal: Sequence[float], held: Optional[Held] = None, *,
@@ -189,7 +189,7 @@ class MotionPlanner:
                                  speed=speed)
 
     # ------------------------------------------------------------------ timing
-    def parameterize(self, path: Sequence[Sequence[float]], held: Optional[Held] = None, *,
+    def parameterize(self, path: Sequence[JointVector], held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), clearance: float = FREE_CLEARANCE,
                      start_clearance: Optional[float] = None, max_step: float = 0.1,
                      speed: float = 1.0) -> Trajectory:
@@ -249,8 +249,8 @@ class MotionPlanner:
         self.world.close()
 
 
-def _slerp(a: Sequence[float], b: Sequence[float], s: float) -> Tuple[float, ...]:
-    a, b = np.asarray(a, float), np.asarray(b, float)
+def _slerp(qa: Sequence[float], qb: Sequence[float], s: float) -> Tuple[float, ...]:
+    a, b = np.asarray(qa, float), np.asarray(qb, float)
     dot = float(np.dot(a, b))
     if dot < 0:
         b, dot = -b, -dot

@@ -225,8 +225,8 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             plain_of.setdefault(i, []).append(r)
     opens: Dict[int, List[str]] = {}
     closes: Dict[int, List[Tuple[str, int]]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             opens.setdefault(i, []).append(r)
             closes.setdefault(j, []).append((r, i))
     busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
@@ -239,10 +239,10 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
     # A hold (i, j) on r must not open before a hold (k, l) on r whose closer l precedes j:
     # j could never run while (i, j) keeps r from k (two parts of one unit on one machine).
     blockers: Dict[int, Set[int]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for pairs in m.spans.values():
+        for i, j in pairs:
             anc = _ancestors(j, m.preds)
-            blockers.setdefault(i, set()).update(k for k, l in lst if l != j and l in anc and k != i)
+            blockers.setdefault(i, set()).update(k for k, l in pairs if l != j and l in anc and k != i)
     start = [-1] * n
     done = 0
     npred = [len(p) for p in m.preds]
@@ -284,9 +284,9 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             held[r] = i
             _insert(busy[r], (t, INF))
         for r, opener in closes.get(i, []):
-            lst = busy[r]
-            k = lst.index((start[opener], INF))
-            lst[k] = (start[opener], t + dur[i])
+            spans = busy[r]
+            k = spans.index((start[opener], INF))
+            spans[k] = (start[opener], t + dur[i])
             held.pop(r, None)
         eligible.discard(i)
         done += 1
@@ -306,7 +306,7 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
     """The earliest t >= est with [t, t+d) free on every plain resource and [t, inf) free on opened ones."""
     t = est
     for lst in opened:
-        for s, e in lst:
+        for _s, e in lst:
             t = max(t, e)
     changed = True
     while changed:
@@ -507,8 +507,8 @@ def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
     for i in m.choices:  # the resource the scheduler picked is the op's resource now
         op = plan.operations[i]
         out.setdefault(op.resource, []).append((when[op.id][0], when[op.id][1], op.id))
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[j]][1], f"hold:{m.ids[i]}..{m.ids[j]}"))
     for r in out:
         out[r].sort()

@@ -37,7 +37,7 @@ def _at(pid: str, xyz: List[float], **extra: Any) -> Dict[str, Any]:
 def _cell_with(**changes: Any):
     """The demo cell's YAML, edited as a dict, loaded as a real CellConfig."""
     data = yaml.safe_load(open(DEMO_CELL))
-    for key, fn in changes.items():
+    for fn in changes.values():
         fn(data)
     return cell_from_document(from_data(data, file="edited_demo_cell.yaml"))
 
