@@ -30,6 +30,7 @@ a heavily loaded one) may two runs differ; both are valid schedules.
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from anycell.cell import CellConfig
 from anycell.errors import PlanningError
 from anycell.plan import Plan, Schedule, ScheduledOp
-from .graph import reachable
+from .graph import cycle_members, reachable, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def build_model(plan: Plan) -> Model:
             if index[a] not in preds[i]:
                 preds[i].append(index[a])
                 succs[index[a]].append(i)
-    topo = _topological(n, preds, succs, ids)
+    topo = _topological(preds, ids)
     pos = {v: k for k, v in enumerate(topo)}
     dur = [max(1, int(round(op.duration * SCALE))) for op in plan.operations]
     m = Model(ids=ids, dur=dur, preds=preds, succs=succs)
@@ -112,21 +113,12 @@ def build_model(plan: Plan) -> Model:
     return m
 
 
-def _topological(n: int, preds: List[List[int]], succs: List[List[int]], ids: List[str]) -> List[int]:
-    indeg = [len(p) for p in preds]
-    ready = [i for i in range(n) if indeg[i] == 0]
-    out: List[int] = []
-    while ready:
-        i = ready.pop()
-        out.append(i)
-        for j in succs[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                ready.append(j)
-    if len(out) != n:
-        stuck = sorted(ids[i] for i in range(n) if indeg[i] > 0)
+def _topological(preds: List[List[int]], ids: List[str]) -> List[int]:
+    try:
+        return topological_order(range(len(ids)), preds)
+    except graphlib.CycleError as exc:
+        stuck = [ids[int(i)] for i in cycle_members(exc)]  # type: ignore[call-overload]
         raise PlanningError("the plan's precedences have a cycle among: " + ", ".join(stuck[:12]))
-    return out
 
 
 def _descendants(i: int, succs: List[List[int]]) -> Set[int]:
@@ -140,7 +132,7 @@ def _ancestors(i: int, preds: List[List[int]]) -> Set[int]:
 def _heads_tails(m: Model) -> Tuple[List[int], List[int]]:
     """Earliest start (head) and the longest path after an op's end (tail), ignoring resources."""
     n = len(m.ids)
-    order = _topological(n, m.preds, m.succs, m.ids)
+    order = _topological(m.preds, m.ids)
     head = [0] * n
     for i in order:
         for j in m.succs[i]:
@@ -181,15 +173,9 @@ def _longest_path(m: Model, i: int, j: int) -> int:
             continue
         seen.add(k)
         todo.extend(m.succs[k])
-    indeg = {k: sum(1 for p in m.preds[k] if p in seen) for k in seen}
-    ready = [i]
-    while ready:
-        k = ready.pop()
+    for k in topological_order(sorted(seen), m.preds):  # every op of the subgraph comes after i
         for q in m.succs[k]:
             best[q] = max(best.get(q, 0), best[k] + m.dur[q])
-            indeg[q] -= 1
-            if indeg[q] == 0:
-                ready.append(q)
     return best.get(j, m.dur[i])
 
 
