@@ -17,9 +17,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from anycell.cell import CellConfig
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat
 
-from .kinematics import JointVector, Kinematics, matrix_to_quat, pose_to_matrix
+from .kinematics import JointVector, Kinematics, pose_to_matrix
 
 log = logging.getLogger(__name__)
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from anycell.cell import CellConfig
 from anycell.errors import CollisionError, PlanningError, UnreachableError
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat, quat_slerp, quat_to_matrix
 
 from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
-from .kinematics import JointVector, matrix_to_quat, pose_to_matrix, quat_to_matrix
+from .kinematics import JointVector, pose_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
 
@@ -164,7 +164,7 @@ class MotionPlanner:
             s = k / n
             m = np.eye(4)
             m[:3, 3] = t0[:3, 3] + (t1[:3, 3] - t0[:3, 3]) * s
-            m[:3, :3] = quat_to_matrix(_slerp(q0, q1, s))
+            m[:3, :3] = quat_to_matrix(quat_slerp(q0, q1, s))
             sol = self.kin._solve(m, q, iters=60)
             if sol is None:
                 raise UnreachableError(f"robot '{self.robot_id}' cannot follow the straight line to {name} "
@@ -247,19 +247,6 @@ class MotionPlanner:
 
     def close(self) -> None:
         self.world.close()
-
-
-def _slerp(qa: Sequence[float], qb: Sequence[float], s: float) -> Tuple[float, ...]:
-    a, b = np.asarray(qa, float), np.asarray(qb, float)
-    dot = float(np.dot(a, b))
-    if dot < 0:
-        b, dot = -b, -dot
-    if dot > 0.9995:
-        r = a + (b - a) * s
-        return tuple(r / np.linalg.norm(r))
-    th = math.acos(dot)
-    r = (math.sin((1 - s) * th) * a + math.sin(s * th) * b) / math.sin(th)
-    return tuple(r)
 
 
 def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callable, lower: np.ndarray,
