@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -37,7 +37,13 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec, Program
 from anycell.plan import Operation, Plan, Site
 
+from anycell.drivers.machine import Machine
+from anycell.drivers.robot import Robot
+
 from anycell.agent.simulation.hooks import SimHooks
+
+if TYPE_CHECKING:  # the motion planner brings pybullet: the runner is handed planners, never imports them
+    from anycell.planners.motion import MotionPlanner
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +82,8 @@ class StepRecord:
 class CellRunner:
     """Runs the operations of one job's plan on a cell's robots, machines and (optionally) simulator."""
 
-    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Dict[str, Any], planners: Dict[str, Any],
-                 machines: Dict[str, Any], sim: Optional[SimHooks] = None,
+    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Mapping[str, Robot],
+                 planners: Mapping[str, "MotionPlanner"], machines: Mapping[str, Machine], sim: Optional[SimHooks] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
                  program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
                  machine_time_scale: Optional[float] = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Union
 
 from .documents import Document, PathKey, load_file
 from .errors import UnresolvedReference
@@ -169,12 +169,15 @@ class SimDriver:
     protocol: Literal["grbl", "marlin", "opcua"] = spec("the wire protocol the simulated machine speaks")
 
 
-class Driver:
-    """How a machine is reached: ``kind`` is opcua, serial or sim."""
+if TYPE_CHECKING:  # what a type checker sees: one of the three, told apart by ``kind``
+    Driver = Union[OpcUaDriver, SerialDriver, SimDriver]
+else:
+    class Driver:
+        """How a machine is reached: ``kind`` is opcua, serial or sim."""
 
-    @classmethod
-    def VARIANTS(cls) -> Dict[str, type]:  # noqa: N802 - read by anycell.typed
-        return {"opcua": OpcUaDriver, "serial": SerialDriver, "sim": SimDriver}
+        @classmethod
+        def VARIANTS(cls) -> Dict[str, type]:  # noqa: N802 - read by anycell.typed
+            return {"opcua": OpcUaDriver, "serial": SerialDriver, "sim": SimDriver}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault, ProgramRejected
 from anycell.job import Program
 
@@ -145,7 +146,7 @@ class GrblMachine(SerialGcodeMachine):
     protocol = "grbl"
     dialect = "GRBL"
 
-    def __init__(self, machine_cfg: Any, port: str, *, streaming: str = "character_counting",
+    def __init__(self, machine_cfg: MachineConfig, port: str, *, streaming: str = "character_counting",
                  status_interval: float = 0.2, boot_timeout: float = 5.0) -> None:
         if streaming not in ("character_counting", "send_response"):
             raise DriverError(f"unknown streaming mode '{streaming}'", hint="character_counting or send_response")

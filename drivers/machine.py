@@ -18,6 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConfigError
 from anycell.job import Program
 
@@ -126,18 +127,18 @@ class Machine(abc.ABC):
         self.close()
 
 
-def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
+def open_machine(machine_cfg: MachineConfig, address: Optional[str] = None) -> Machine:
     """The driver for one configured machine (not yet connected; call ``connect()``).
 
-    ``machine_cfg`` is an :class:`anycell.cell.Machine`. ``address`` overrides the serial port
+    ``machine_cfg`` is an :class:`anycell.cell.MachineConfig`. ``address`` overrides the serial port
     or the OPC UA endpoint, which is how a config is pointed at a simulated machine. A machine
     with ``driver.kind: sim`` needs ``address`` (from :func:`anycell.sim.machines.launch_sim_machine`).
     """
     drv = machine_cfg.driver
     kind = drv.kind
-    if kind == "serial" or (kind == "sim" and drv.protocol in ("grbl", "marlin")):
-        dialect = drv.dialect if kind == "serial" else drv.protocol
-        port = address or (drv.port if kind == "serial" else None)
+    if drv.kind == "serial" or (drv.kind == "sim" and drv.protocol in ("grbl", "marlin")):
+        dialect = drv.dialect if drv.kind == "serial" else drv.protocol
+        port = address or (drv.port if drv.kind == "serial" else None)
         if not port:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's address",
                               field=f"machines.{machine_cfg.id}.driver",
@@ -149,8 +150,8 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
         from .marlin import MarlinMachine
 
         return MarlinMachine(machine_cfg, port)
-    if kind == "opcua" or (kind == "sim" and drv.protocol == "opcua"):
-        endpoint = address or (drv.endpoint if kind == "opcua" else None)
+    if drv.kind == "opcua" or (drv.kind == "sim" and drv.protocol == "opcua"):
+        endpoint = address or (drv.endpoint if drv.kind == "opcua" else None)
         if not endpoint:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's endpoint",
                               field=f"machines.{machine_cfg.id}.driver",
@@ -161,7 +162,7 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
     raise ConfigError(f"unknown driver kind '{kind}'", field=f"machines.{machine_cfg.id}.driver.kind")
 
 
-def serial_settings(machine_cfg: Any) -> Dict[str, Any]:
+def serial_settings(machine_cfg: MachineConfig) -> Dict[str, Any]:
     """Baud, timeout and the G-code allow/deny lists, with defaults for ``kind: sim`` machines."""
     drv = machine_cfg.driver
     if drv.kind == "serial":

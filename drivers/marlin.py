@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault
 from anycell.job import Program
 
@@ -65,7 +66,7 @@ class MarlinMachine(SerialGcodeMachine):
     protocol = "marlin"
     dialect = "Marlin"
 
-    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float = 5.0,
+    def __init__(self, machine_cfg: MachineConfig, port: str, *, boot_timeout: float = 5.0,
                  autoreport_interval: int = 1) -> None:
         super().__init__(machine_cfg, port, boot_timeout=boot_timeout)
         self.autoreport_interval = autoreport_interval

@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from asyncua import Client, ua
 from asyncua.crypto import security_policies, uacrypto
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault, ProgramRejected
 from anycell.job import Program
 
@@ -88,25 +89,25 @@ class OpcUaMachine(Machine):
 
     protocol = "opcua"
 
-    def __init__(self, machine_cfg: Any, endpoint: str, *, watchdog_interval: float = 0.5,
+    def __init__(self, machine_cfg: MachineConfig, endpoint: str, *, watchdog_interval: float = 0.5,
                  reconnect_interval: float = 0.3, subscription_period_ms: int = 50) -> None:
         self.cfg = machine_cfg
         self.machine_id = machine_cfg.id
         self.endpoint = endpoint
         drv = machine_cfg.driver
-        opc = drv.kind == "opcua"
+        opc = drv if drv.kind == "opcua" else None   # a kind: sim machine has the defaults
         self.nodes_cfg: Dict[str, str] = dict(DEFAULT_NODES)
         self.methods_cfg: Dict[str, str] = dict(DEFAULT_METHODS)
         self.methods_cfg["set_parameter"] = "0:Objects/2:Machine/2:SetParameter"
-        if opc:
-            if drv.nodes:
-                self.nodes_cfg.update(drv.nodes)
-            if drv.methods:
-                self.methods_cfg.update(drv.methods)
-        self.security = drv.security if opc else None
-        self.username = drv.username if opc else None
-        self.password_env = drv.password_env if opc else None
-        self.timeout = float(drv.timeout) if opc else 5.0
+        if opc is not None:
+            if opc.nodes:
+                self.nodes_cfg.update(opc.nodes)
+            if opc.methods:
+                self.methods_cfg.update(opc.methods)
+        self.security = opc.security if opc else None
+        self.username = opc.username if opc else None
+        self.password_env = opc.password_env if opc else None
+        self.timeout = float(opc.timeout) if opc else 5.0
         self.watchdog_interval = watchdog_interval
         self.reconnect_interval = reconnect_interval
         self.subscription_period_ms = subscription_period_ms

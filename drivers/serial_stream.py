@@ -23,6 +23,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import serial
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConnectionLost, DriverError, ProgramRejected
 from anycell.job import Program
 
@@ -146,7 +147,7 @@ class SerialGcodeMachine(Machine):
 
     dialect: str = ""
 
-    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float) -> None:
+    def __init__(self, machine_cfg: MachineConfig, port: str, *, boot_timeout: float) -> None:
         self.cfg = machine_cfg
         self.machine_id = machine_cfg.id
         self.port = port

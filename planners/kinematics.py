@@ -113,16 +113,16 @@ class Kinematics:
         t[:3, 3] = st[4]
         return t
 
-    def fk_matrix(self, q: Sequence[float]) -> np.ndarray:
+    def fk_matrix(self, q: JointVector) -> np.ndarray:
         """The TCP as a 4x4 transform in the cell frame."""
         self.set(q)
         return self._flange() @ self.tcp
 
-    def fk(self, q: Sequence[float]) -> Pose:
+    def fk(self, q: JointVector) -> Pose:
         """The TCP pose in the cell frame for joint positions ``q``."""
         return matrix_to_pose(self.fk_matrix(q))
 
-    def jacobian(self, q: Sequence[float]) -> np.ndarray:
+    def jacobian(self, q: JointVector) -> np.ndarray:
         """The 6 x dof geometric Jacobian of the TCP (linear rows first), cell frame, from the joint axes."""
         import pybullet as p
 
@@ -167,7 +167,7 @@ class Kinematics:
             q = np.clip(q + dq, self.lower, self.upper)
         return None
 
-    def ik(self, target: Pose, q_current: Optional[Sequence[float]] = None, *,
+    def ik(self, target: Pose, q_current: Optional[JointVector] = None, *,
            accept: Optional[Callable[[np.ndarray], bool]] = None, max_solutions: int = 1,
            name: Optional[str] = None) -> List[float]:
         """Joint positions that put the TCP at ``target`` (cell frame), closest to ``q_current``.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
+from anycell.cell import MachineConfig
 from anycell.childproc import die_with_parent
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
@@ -30,7 +31,7 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath
 MODULES = {"grbl": "anycell.sim.grbl_device", "marlin": "anycell.sim.marlin_printer", "opcua": "anycell.sim.opcua_machine"}
 
 
-def sim_protocol(machine_cfg: Any) -> str:
+def sim_protocol(machine_cfg: MachineConfig) -> str:
     """The wire protocol a machine config speaks: grbl, marlin or opcua."""
     drv = machine_cfg.driver
     if drv.kind == "sim":
@@ -108,7 +109,7 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
     return argv
 
 
-def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str, Any]] = None,
+def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional[Dict[str, Any]] = None,
                        ready_timeout: float = 20.0) -> RunningSimMachine:
     """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready."""
     protocol = sim_protocol(machine_cfg)

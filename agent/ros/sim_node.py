@@ -42,6 +42,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from anycell.cell import CellConfig
 from anycell.errors import AnycellError
 
 from anycell.agent.ros import conversions as cv
@@ -73,7 +74,7 @@ class _StepHook:
 class SimCellNode(Node):
     """Owns a SimWorld and a SimRobot per robot; see the module docstring for the interface."""
 
-    def __init__(self, cell: Any, *, rate: float = 50.0, realtime: bool = True) -> None:
+    def __init__(self, cell: CellConfig, *, rate: float = 50.0, realtime: bool = True) -> None:
         super().__init__("sim_cell", namespace="/" + cell.cell.id)
         from anycell.sim.robot import SimRobot
         from anycell.sim.world import SimWorld

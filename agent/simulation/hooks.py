@@ -14,9 +14,12 @@ feeder presents it or a machine made it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
 
 from anycell.geometry import Pose
+
+if TYPE_CHECKING:  # the world brings pybullet: the hooks are handed one
+    from anycell.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class SimHooks(Protocol):
 class WorldHooks:
     """:class:`SimHooks` on an in-process SimWorld."""
 
-    def __init__(self, world: Any, settle_seconds: float = 0.3) -> None:
+    def __init__(self, world: "SimWorld", settle_seconds: float = 0.3) -> None:
         self.world = world
         self.settle_seconds = settle_seconds
 

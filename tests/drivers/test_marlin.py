@@ -59,6 +59,7 @@ def test_five_percent_corrupted_lines_delivered_exactly_once_in_order(launch):
     assert corrupted >= 5 and m.resends >= corrupted - 1
 
 
+@pytest.mark.slow
 def test_lost_and_late_oks_do_not_duplicate_lines(launch):
     sim, m = connect(launch, machine_cfg("marlin"), timeout=0.4, time_scale=0.0005, drop_ok_fraction=0.03,
                      late_ok_fraction=0.05, late_ok_delay=0.1, seed=3)
@@ -68,6 +69,7 @@ def test_lost_and_late_oks_do_not_duplicate_lines(launch):
     assert m.timeouts_recovered >= 1
 
 
+@pytest.mark.slow
 def test_oks_later_than_the_timeout_do_not_cascade_into_resends(launch):
     # an ok that arrives after the driver resent the line: the firmware refuses the duplicate,
     # and the driver must not answer that refusal by sending the next line twice
@@ -109,6 +111,7 @@ def test_printer_vanishing_mid_program(launch):
     assert f"acknowledged {m.lines_acknowledged} of" in str(err.value)
 
 
+@pytest.mark.slow
 def test_host_side_pause_and_resume(launch):
     import threading
     import time

@@ -61,6 +61,7 @@ def node_server(tmp_path):
         err.close()
 
 
+@pytest.mark.slow
 def test_driver_runs_a_program_on_a_node_opcua_server(node_server):
     endpoint, log = node_server
     base = "0:Objects/1:Machine/1:"

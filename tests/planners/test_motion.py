@@ -108,6 +108,7 @@ def test_cartesian_line_keeps_the_tcp_on_the_line(setup) -> None:
     assert limits_ok(traj, planner.vmax, planner.amax, slack=1e-3) == []
 
 
+@pytest.mark.slow
 def test_colliding_or_unreachable_targets_are_refused(setup) -> None:
     cell, planner, _ = setup
     q0 = planner.kin.home

@@ -196,6 +196,7 @@ def test_pose_in_keep_out_zone() -> None:
         plan_job(_cell_with(k=fence), load_job(DEMO_JOB))
 
 
+@pytest.mark.slow
 def test_unreachable_pose() -> None:
     def far(d: Dict[str, Any]) -> None:  # the output tray 1.2 m from the robot, still inside the workspace
         d["safety"]["workspace"]["max"][0] = 1.6

@@ -196,6 +196,7 @@ def test_scheduler_hands_moves_to_an_idle_alternative_robot() -> None:
         assert all(any(r.startswith("scheduler: r2 takes it") for r in op.reasons) for op in moved)
 
 
+@pytest.mark.slow
 def test_two_robot_cell_shares_the_moves_each_can_reach(tmp_path) -> None:
     data = yaml.safe_load(open(DEMO_CELL))
     second = copy.deepcopy(data["robots"][0])

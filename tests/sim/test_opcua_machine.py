@@ -17,6 +17,7 @@ def test_help_runs():
     assert out.returncode == 0 and "--restart-at-progress" in out.stdout
 
 
+@pytest.mark.slow
 def test_packml_commands_and_invalid_state(tmp_path):
     cfg = MachineConfig(id="m", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="opcua"))
