@@ -461,16 +461,6 @@ def _is_dry_run(detail: Optional[str]) -> bool:
         return False
 
 
-def open_service(cell_path: str, journal_path: Optional[str] = None, **kwargs: Any) -> CellService:
-    """Load a cell config and open (or create) its journal next to the user's state directory."""
-    from anycell.cell import load_cell
-
-    cell = load_cell(cell_path)
-    if journal_path is None:
-        journal_path = default_journal_path(cell.cell.id)
-    return CellService(cell, Journal(journal_path), **kwargs)
-
-
 def default_journal_path(cell_id: str) -> str:
     """``$ANYCELL_STATE_DIR/<cell>/journal.db`` (default ``~/.local/state/anycell``)."""
     base = os.environ.get("ANYCELL_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "anycell")

@@ -88,7 +88,7 @@ class RobotConfig:
     urdf: Optional[FileRef] = spec("path to a URDF, relative to this file (instead of model)", default=None)
     base: Pose = spec("the robot base in the cell frame", default_factory=Pose)
     tool: Tool = spec("the end effector", default_factory=lambda: Tool(kind="parallel_gripper"))
-    home: Optional[List[float]] = spec("home joint positions, radians (default: the model's ready pose)",
+    home: Optional[List[float]] = spec("home joint positions, radians (default: the middle of each joint's range)",
                                        default=None)
     joint_limits: Dict[str, JointLimit] = spec("per-joint overrides, by joint name", default_factory=dict)
     accuracy: Accuracy = spec("what this robot can hold", default_factory=Accuracy)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from anycell.errors import Location, ProgramRejected
 
@@ -178,17 +178,3 @@ def prepare_program(
         raise ProgramRejected("the program has no G-code lines", location=Location(file=source))
     return out
 
-
-def used_placeholders(text: str) -> List[str]:
-    """Placeholder names used outside comments, in order of first use (for validation and docs)."""
-    seen: List[str] = []
-    for raw in text.splitlines():
-        for name in PLACEHOLDER.findall(strip_comments(raw)):
-            if name not in seen:
-                seen.append(name)
-    return seen
-
-
-def lines_of(program_lines: Iterable[GcodeLine]) -> List[str]:
-    """Just the texts of prepared lines."""
-    return [g.text for g in program_lines]

@@ -5,7 +5,7 @@ measures them. In simulation the same three things must happen in the
 PyBullet world, or the robot would reach for nothing. :class:`SimHooks` is
 that small seam; :class:`WorldHooks` implements it on an in-process
 :class:`anycell.sim.world.SimWorld` (``anycell sim``), and the ROS sim node serves the
-same calls to a cell agent in another process (``agent.ros_sim``).
+same calls to a cell agent in another process (``anycell.agent.ros.sim_bridge``).
 
 Nothing here moves a held part: a part appears only where the cell says a
 feeder presents it or a machine made it.
