@@ -46,7 +46,7 @@ from anycell.cell import CellConfig
 from anycell.errors import AnycellError
 
 from anycell.agent.ros import conversions as cv
-from anycell.agent.ros.node_main import init_with_cell, spin_until_shutdown
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     params, cell = started
     node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+    forward_logging(node)
     node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
     spin_until_shutdown(node, 2, node.close)
     return 0
