@@ -159,7 +159,7 @@ def _parse_json(text: str, file: Optional[str]) -> Document:
     loader = _UniqueKeyLoader(text.replace("\t", " "))
     try:
         node = loader.get_single_node()
-        doc.data = _convert(node, (), doc, loader, json_source=text)
+        doc.data = _convert(node, (), doc, loader, json_source=text) if node is not None else data
     except yaml.YAMLError:  # JSON that PyYAML cannot compose: the values without positions
         doc.positions.clear()
         doc.key_positions.clear()
