@@ -49,6 +49,13 @@ def uid(unit: int, part: str) -> str:
     return f"u{unit}.{part}"
 
 
+def _part(op: Operation) -> str:
+    """The part an operation moves or makes (every part-handling operation names one)."""
+    if op.part is None:
+        raise ExecutionError(f"operation '{op.id}' ({op.kind}) names no part", field=f"operations.{op.id}.part")
+    return op.part
+
+
 def _pose(site: Site) -> Pose:
     return Pose(xyz=list(site.xyz), rpy=list(site.rpy))
 
@@ -133,8 +140,8 @@ class CellRunner:
     def _present(self, op: Operation) -> None:
         """Make sure the op's feeder part is in its slot: in the planners' model (and in the simulated world)."""
         src = Site.from_dict(op.params["source"])
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
                 if not self.sim.present(wid, size, mass, color, _pose(src)):
@@ -190,8 +197,8 @@ class CellRunner:
             target = self._output_target(op, target)
         elif src.kind == "feeder":
             self._present(op)
-        size, _mass, _color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, _mass, _color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         with self._world_lock:
             w0 = time.monotonic()
             res = pick_place(robot, planner, wid, size, src, target, carried=carried)
@@ -210,7 +217,7 @@ class CellRunner:
             ang = quat_angle(got.quaternion, _pose(target).quaternion)
             detail.update(error_m=err, angle_error_rad=ang)
             if op.kind in ("pick_place", "unload"):
-                tol = self.job.placement(op.part).tolerance
+                tol = self.job.placement(_part(op)).tolerance
                 self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
                                         "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
         self._snap(op.id, close_up=target.kind == "fixture")
@@ -265,8 +272,8 @@ class CellRunner:
         if not result.completed:
             raise ExecutionError(f"machine '{op.resource}' did not complete {op.id}: {result.status}")
         machine_site = self._machine_site(op)
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
                 self.sim.machine_made(wid, size, mass, color, _pose(machine_site))
@@ -278,7 +285,7 @@ class CellRunner:
     def _machine_site(self, op: Operation) -> Site:
         from anycell.planners import sites
 
-        return sites.machine_site(self.cell.machine(op.resource), self.job.part(op.part))
+        return sites.machine_site(self.cell.machine(op.resource), self.job.part(_part(op)))
 
     # ------------------------------------------------------------------ inspection
     def _inspect(self, op: Operation) -> Dict[str, Any]:
@@ -307,11 +314,11 @@ class CellRunner:
             measured[part_id] = noisy
         # what the station saw is the best model of the unit now: the planners plan around it
         frame = sites.product_frame(self.cell)
-        for part_id, local in measured.items():
-            if local is not None:
+        for part_id, seen in measured.items():
+            if seen is not None:
                 size, _mass, _color = self._part_geometry(part_id)
                 for planner in self.planners.values():
-                    planner.add_obstacle(uids[part_id], size, frame.compose(local))
+                    planner.add_obstacle(uids[part_id], size, frame.compose(seen))
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
         self._snap(op.id, close_up=True)

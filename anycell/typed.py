@@ -242,7 +242,7 @@ def convert_dataclass(cls: Type[T], value: Any, path: PathKey, ctx: Context) -> 
             raise ctx.error(path + ("kind",), f"unknown kind '{kind}'", hint)
         cls = variants[kind]  # type: ignore[assignment]
     hints = _type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in value:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)

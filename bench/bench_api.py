@@ -127,7 +127,7 @@ class Probe:
             t0 = time.perf_counter()
             pub.publish(String(data=text))
             with self.cond:
-                if not self.cond.wait_for(lambda: k in self.replies, 5.0):
+                if not self.cond.wait_for(lambda: k in self.replies, 5.0):  # noqa: B023 (waited on here)
                     raise RuntimeError(f"no reply to {k}")
                 times.append(self.replies.pop(k) - t0)
         return times

@@ -116,7 +116,7 @@ def main() -> int:
         planner.remove_obstacle("post")
     ours, theirs, theirs_raw, timing, fails = [], [], [], [], {"anycell": 0, "ompl": 0}
     searched = 0
-    for label, probs in (("cell", [(a, b, h, None) for a, b, h in base]), ("post", hard)):
+    for _label, probs in (("cell", [(a, b, h, None) for a, b, h in base]), ("post", hard)):
         for qa, qb, held, mid in probs:
             if mid is not None:
                 planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))

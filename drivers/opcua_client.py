@@ -221,7 +221,7 @@ class OpcUaMachine(Machine):
                 if der != self._server_der:
                     raise DriverError(f"{self.machine_id}: the server certificate changed", hint="trust the new one")
             client.application_uri = await self._client_uri(str(sec.certificate))
-            await client.set_security(POLICIES[sec.policy], str(sec.certificate), str(sec.private_key),
+            await client.set_security(POLICIES[sec.policy], str(sec.certificate), str(sec.private_key),  # type: ignore[type-abstract]
                                       server_certificate=self._server_der, mode=MODES[sec.mode])
         if self.username:
             client.set_user(self.username)
@@ -485,7 +485,7 @@ class OpcUaMachine(Machine):
         while True:
             with self._cv:
                 self._cv.wait(0.1)
-                st = self._values.get("state")
+                st = self._values.get("state")  # type: ignore[assignment]
                 prog = self._values.get("progress") or 0.0
                 alarm = self._values.get("alarm") or ""
                 parts = self._values.get("part_count")

@@ -41,7 +41,7 @@ class SerialLink:
         self.baud = baud
         self._on_line = on_line
         self._on_lost = on_lost
-        self._ser: Optional[serial.SerialBase] = None
+        self._ser: Optional[serial.Serial] = None
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._closing = False

@@ -4,8 +4,11 @@ Each check raises :class:`anycell.errors.InfeasibleError` naming the
 operation, the part and the missing capability or the limit, so a person can
 act on it. The classes of infeasibility:
 
-* **capability**: no machine offers a part's process, no inspection station
-  for the job's checks, no output tray, no fixture (:func:`check_resources`);
+* **names and capability** (before planning, :func:`check_resources`): a
+  part type or stock no feeder holds, a process no machine offers, no
+  inspection station for the job's checks, no output tray, no fixture, no
+  reject tray for ``on_fail: reject``; these errors also carry the job
+  file's position;
 * **workspace**: a part pose outside ``cell.safety.workspace`` or inside a
   keep-out box;
 * **reach**: the robot cannot reach a pose. With :mod:`anycell.planners.kinematics`
@@ -22,12 +25,14 @@ act on it. The classes of infeasibility:
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from typing import Dict, List, Optional, Tuple
 
 from anycell.cell import CellConfig, RobotConfig
-from anycell.errors import InfeasibleError
+from anycell.documents import PathKey, format_path
+from anycell.errors import InfeasibleError, Location
 from anycell.job import JobSpec
 from anycell.plan import Operation, Plan, Site
 
@@ -46,26 +51,61 @@ DEFAULT_REACH = (0.3, 0.8)
 ROBOT_KINDS = ("pick_place", "load", "unload", "output")
 
 
+def _refused(job: JobSpec, path: PathKey, message: str, hint: str) -> InfeasibleError:
+    """The error for ``path`` in the job: with its file position when the job came from a file."""
+    doc = job.document
+    location = doc.location(path) if doc is not None and doc.file else None
+    if location is None and job.source_file:
+        location = Location(job.source_file)
+    return InfeasibleError(message, field=format_path(path), location=location, hint=hint)
+
+
+def _suggest(name: str, known: List[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"this cell's {what}: " + (", ".join(known) or "none")
+
+
 def check_resources(cell: CellConfig, job: JobSpec) -> None:
-    """Every operation the job needs has a resource with the capability."""
-    for part in job.parts:
-        proc = part.source.process
-        if proc is not None and not cell.machines_with(proc):
-            raise InfeasibleError(
-                f"operation 'u1.run.{part.id}' (part '{part.id}') needs capability '{proc}', "
-                f"which no machine of cell '{cell.cell.id}' offers",
-                field=f"parts[{part.id}].source.process",
-                hint="offered: " + (", ".join(cell.capabilities) or "none"))
+    """The pre-planning checks: every name the job uses resolves on ``cell``, and every operation has a resource.
+
+    The one set of checks that ``anycell validate``, the cell's job service
+    and :func:`anycell.planners.pipeline.plan_and_schedule` run before any
+    planning. Each error names the operation that could not be planned (the
+    first unit's, ``u1.run.<part>``) and the job field at fault, with the job
+    file's line and column when the job came from a file.
+    """
+    cid = cell.cell.id
+    part_types = cell.part_types
+    for i, part in enumerate(job.parts):
+        src = part.source
+        path: PathKey = ("parts", i, "source")
+        if src.feeder is not None and src.feeder not in part_types:
+            raise _refused(job, path + ("feeder",), f"operation 'u1.place.{part.id}' (part '{part.id}') needs part "
+                           f"type '{src.feeder}', which no feeder of cell '{cid}' holds",
+                           _suggest(src.feeder, part_types, "part types"))
+        if src.stock is not None and src.stock not in part_types:
+            raise _refused(job, path + ("stock",), f"operation 'u1.load.{part.id}' (part '{part.id}') needs stock "
+                           f"'{src.stock}', which no feeder of cell '{cid}' holds",
+                           _suggest(src.stock, part_types, "part types"))
+        if src.process is not None and not cell.machines_with(src.process):
+            raise _refused(job, path + ("process",), f"operation 'u1.run.{part.id}' (part '{part.id}') needs "
+                           f"process '{src.process}', which no machine of cell '{cid}' offers",
+                           _suggest(src.process, cell.capabilities, "capabilities"))
     if not cell.stations_of("fixture"):
-        raise InfeasibleError(f"operation 'u1.place.*' needs an assembly fixture, which cell "
-                              f"'{cell.cell.id}' lacks", hint="add a station of kind 'fixture'")
+        raise _refused(job, ("assembly",), f"operation 'u1.place.*' needs an assembly fixture, which cell '{cid}' "
+                       "lacks", "add a station of kind 'fixture' to the cell config")
     if not cell.stations_of("output_tray"):
-        raise InfeasibleError(f"operation 'u1.output' needs an output tray, which cell '{cell.cell.id}' lacks",
-                              hint="add a station of kind 'output_tray'")
+        raise _refused(job, ("assembly",), f"operation 'u1.output' needs an output tray, which cell '{cid}' lacks",
+                       "add a station of kind 'output_tray' to the cell config")
     if job.quality and not cell.stations_of("inspection"):
-        raise InfeasibleError(f"operation 'u1.inspect' needs capability 'inspection' for checks "
-                              f"{', '.join(q.id for q in job.quality)}, which cell '{cell.cell.id}' lacks",
-                              field="quality", hint="add a station of kind 'inspection', or drop the checks")
+        raise _refused(job, ("quality",), f"operation 'u1.inspect' needs capability 'inspection' for checks "
+                       f"{', '.join(q.id for q in job.quality)}, which cell '{cid}' lacks",
+                       "add a station of kind 'inspection', or drop the checks")
+    if job.on_fail == "reject" and job.quality and not cell.stations_of("reject_tray"):
+        raise _refused(job, ("on_fail",), f"on_fail is 'reject' but cell '{cid}' has no reject tray",
+                       "add a station of kind 'reject_tray', or set on_fail: stop")
 
 
 def flange_point(robot: RobotConfig, site: Site) -> List[float]:

@@ -30,6 +30,7 @@ a heavily loaded one) may two runs differ; both are valid schedules.
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from anycell.cell import CellConfig
 from anycell.errors import PlanningError
 from anycell.plan import Plan, Schedule, ScheduledOp
-from .graph import reachable
+from .graph import cycle_members, reachable, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def build_model(plan: Plan) -> Model:
             if index[a] not in preds[i]:
                 preds[i].append(index[a])
                 succs[index[a]].append(i)
-    topo = _topological(n, preds, succs, ids)
+    topo = _topological(preds, ids)
     pos = {v: k for k, v in enumerate(topo)}
     dur = [max(1, int(round(op.duration * SCALE))) for op in plan.operations]
     m = Model(ids=ids, dur=dur, preds=preds, succs=succs)
@@ -120,21 +121,12 @@ def build_model(plan: Plan) -> Model:
     return m
 
 
-def _topological(n: int, preds: List[List[int]], succs: List[List[int]], ids: List[str]) -> List[int]:
-    indeg = [len(p) for p in preds]
-    ready = [i for i in range(n) if indeg[i] == 0]
-    out: List[int] = []
-    while ready:
-        i = ready.pop()
-        out.append(i)
-        for j in succs[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                ready.append(j)
-    if len(out) != n:
-        stuck = sorted(ids[i] for i in range(n) if indeg[i] > 0)
+def _topological(preds: List[List[int]], ids: List[str]) -> List[int]:
+    try:
+        return topological_order(range(len(ids)), preds)
+    except graphlib.CycleError as exc:
+        stuck = [ids[int(i)] for i in cycle_members(exc)]  # type: ignore[call-overload]
         raise PlanningError("the plan's precedences have a cycle among: " + ", ".join(stuck[:12]))
-    return out
 
 
 def _descendants(i: int, succs: List[List[int]]) -> Set[int]:
@@ -155,7 +147,7 @@ def forced_orders(m: Model) -> List[Tuple[int, int]]:
     critical path misses.
     """
     n = len(m.ids)
-    order = _topological(n, m.preds, m.succs, m.ids)
+    order = _topological(m.preds, m.ids)
     anc = [0] * n  # bitset of ancestors of each op
     for i in order:
         bits = 0
@@ -187,7 +179,7 @@ def _heads_tails(m: Model, extra: Optional[List[Tuple[int, int]]] = None) -> Tup
             preds[b].append(a)
             succs[a].append(b)
         m = Model(ids=m.ids, dur=m.dur, preds=preds, succs=succs, plain=m.plain, spans=m.spans, choices=m.choices)
-    order = _topological(n, m.preds, m.succs, m.ids)
+    order = _topological(m.preds, m.ids)
     head = [0] * n
     for i in order:
         for j in m.succs[i]:
@@ -280,15 +272,9 @@ def _longest_path(m: Model, i: int, j: int) -> int:
             continue
         seen.add(k)
         todo.extend(m.succs[k])
-    indeg = {k: sum(1 for p in m.preds[k] if p in seen) for k in seen}
-    ready = [i]
-    while ready:
-        k = ready.pop()
+    for k in topological_order(sorted(seen), m.preds):  # every op of the subgraph comes after i
         for q in m.succs[k]:
             best[q] = max(best.get(q, 0), best[k] + m.dur[q])
-            indeg[q] -= 1
-            if indeg[q] == 0:
-                ready.append(q)
     return best.get(j, m.dur[i])
 
 
@@ -324,8 +310,8 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             plain_of.setdefault(i, []).append(r)
     opens: Dict[int, List[str]] = {}
     closes: Dict[int, List[Tuple[str, int]]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             opens.setdefault(i, []).append(r)
             closes.setdefault(j, []).append((r, i))
     busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
@@ -338,10 +324,10 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
     # A hold (i, j) on r must not open before a hold (k, l) on r whose closer l precedes j:
     # j could never run while (i, j) keeps r from k (two parts of one unit on one machine).
     blockers: Dict[int, Set[int]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for pairs in m.spans.values():
+        for i, j in pairs:
             anc = _ancestors(j, m.preds)
-            blockers.setdefault(i, set()).update(k for k, l in lst if l != j and l in anc and k != i)
+            blockers.setdefault(i, set()).update(k for k, l in pairs if l != j and l in anc and k != i)
     start = [-1] * n
     done = 0
     npred = [len(p) for p in m.preds]
@@ -383,9 +369,9 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             held[r] = i
             _insert(busy[r], (t, INF))
         for r, opener in closes.get(i, []):
-            lst = busy[r]
-            k = lst.index((start[opener], INF))
-            lst[k] = (start[opener], t + dur[i])
+            spans = busy[r]
+            k = spans.index((start[opener], INF))
+            spans[k] = (start[opener], t + dur[i])
             held.pop(r, None)
         eligible.discard(i)
         done += 1
@@ -405,7 +391,7 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
     """The earliest t >= est with [t, t+d) free on every plain resource and [t, inf) free on opened ones."""
     t = est
     for lst in opened:
-        for s, e in lst:
+        for _s, e in lst:
             t = max(t, e)
     changed = True
     while changed:
@@ -652,8 +638,8 @@ def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
     for i in m.choices:  # the resource the scheduler picked is the op's resource now
         op = plan.operations[i]
         out.setdefault(op.resource, []).append((when[op.id][0], when[op.id][1], op.id))
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[j]][1], f"hold:{m.ids[i]}..{m.ids[j]}"))
     for r in out:
         out[r].sort()

@@ -17,6 +17,7 @@ import numpy as np
 
 from anycell.errors import PlanningError
 
+from .kinematics import JointVector
 from .trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ GRID_MAX_SEGMENT = 0.05
 GRID_MIN_POINTS = 100
 
 
-def densify(waypoints: Sequence[Sequence[float]], max_step: float) -> np.ndarray:
+def densify(waypoints: Sequence[JointVector], max_step: float) -> np.ndarray:
     """Insert points on each straight joint-space segment so no step exceeds ``max_step`` (rad)."""
     pts = np.asarray(waypoints, dtype=float)
     out = [pts[0]]
@@ -51,7 +52,7 @@ def _dedupe(pts: np.ndarray) -> np.ndarray:
     return pts[keep]
 
 
-def time_optimal(joint_names: Sequence[str], waypoints: Sequence[Sequence[float]], vmax: Sequence[float],
+def time_optimal(joint_names: Sequence[str], waypoints: Sequence[JointVector], vmax: Sequence[float],
                  amax: Sequence[float], *, dt: float = 0.01, max_step: float = 0.15,
                  headroom: float = HEADROOM, gridpoints: Optional[int] = None) -> Trajectory:
     """The TOPP-RA time-optimal trajectory along the spline through ``waypoints``, sampled every ``dt``.

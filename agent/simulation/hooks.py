@@ -99,8 +99,10 @@ def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
     op = request.get("op")
     try:
         if op in ("present", "machine_made"):
-            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"),
-                    _pose_from_json(request["pose"]))
+            pose = _pose_from_json(request["pose"])
+            if pose is None:
+                raise ValueError(f"{op} needs a pose")
+            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"), pose)
             if op == "present":
                 return {"ok": True, "result": bool(hooks.present(*args))}
             hooks.machine_made(*args)

@@ -56,14 +56,14 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 @command("validate", "check a cell config (and a job spec) and summarise them", _validate_args)
 def _validate(args: argparse.Namespace) -> int:
     from anycell.cell import load_cell
-    from anycell.fit import check_job_fits_cell
     from anycell.job import load_job
+    from anycell.planners.feasibility import check_resources
     from anycell.cli.summary import cell_summary, job_summary
 
     cell = load_cell(args.cell)
     job = load_job(args.job) if args.job else None
     if job is not None:
-        check_job_fits_cell(cell, job)
+        check_resources(cell, job)
     if args.json:
         out = {"cell": cell_summary(cell)}
         if job is not None:

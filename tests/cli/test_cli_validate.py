@@ -55,7 +55,8 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
 def test_job_that_does_not_fit_the_cell() -> None:
     res = run("validate", KUKA_CELL, DEMO_JOB)
     assert res.returncode == 2
-    assert "parts[1].source.process: part 'block' needs process 'mill'" in res.stderr
+    assert f"{DEMO_JOB}:" in res.stderr   # the job file's position
+    assert "parts[1].source.process: operation 'u1.run.block' (part 'block') needs process 'mill'" in res.stderr
 
 
 def test_schema_command_writes_valid_json(tmp_path) -> None:
