@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
-from anycell.childproc import die_with_parent
+from anycell.childproc import guarded_argv
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
 #: The folder holding the ``anycell`` package, so a simulator child imports the same anycell as its parent.
@@ -140,8 +140,8 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True)
     err.close()
     deadline = time.monotonic() + ready_timeout
     while not os.path.exists(ready):
