@@ -26,7 +26,8 @@ import os
 import runpy
 import signal
 import sys
-from typing import List, Sequence
+import time
+from typing import List, Optional, Sequence
 
 PR_SET_PDEATHSIG = 1
 
@@ -54,6 +55,49 @@ def guarded_argv(argv: Sequence[str], python: str = "") -> List[str]:
     if len(argv) >= 3 and argv[1] == "-m":
         return [argv[0], "-m", "anycell.childproc", parent, "-m"] + argv[2:]
     return [py, "-m", "anycell.childproc", parent, "--exec"] + argv
+
+
+def cpu_seconds(pid: int) -> Optional[float]:
+    """CPU time (user + system) a process has used so far, or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ReadinessWait:
+    """Wait for a child to get ready with a deadline that scales with the machine's load.
+
+    A fixed deadline fails healthy children on a loaded machine (eight cells
+    starting on two cores) and waits too long for a stuck one. Here the child
+    fails only when it has used no CPU for ``idle_timeout`` seconds (it is
+    stuck, not slow) or when ``max_timeout`` passes; :meth:`expired` says which.
+    """
+
+    def __init__(self, pid: int, idle_timeout: float = 20.0, max_timeout: float = 180.0) -> None:
+        self.pid, self.idle_timeout, self.max_timeout = pid, idle_timeout, max_timeout
+        self.start = time.monotonic()
+        self._cpu = cpu_seconds(pid)
+        self._progress_at = self.start
+
+    def expired(self) -> Optional[str]:
+        """None while waiting makes sense; else the reason to give up."""
+        now = time.monotonic()
+        cpu = cpu_seconds(self.pid)
+        if cpu is not None and (self._cpu is None or cpu > self._cpu + 0.01):
+            self._cpu, self._progress_at = cpu, now
+        elif cpu is None and self._cpu is None:  # no /proc: fall back to a plain deadline
+            self._progress_at = self.start
+        if now - self._progress_at > self.idle_timeout:
+            return f"used no CPU for {self.idle_timeout:g} s (stuck)"
+        if now - self.start > self.max_timeout:
+            return f"not ready within {self.max_timeout:g} s"
+        return None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
 
 
 def main(args: List[str]) -> int:

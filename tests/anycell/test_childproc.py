@@ -29,3 +29,25 @@ def test_a_child_whose_parent_already_died_does_not_start() -> None:
     argv = [sys.executable, "-m", "anycell.childproc", "1", "--exec", "echo", marker]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and marker not in out.stdout
+
+
+def test_readiness_wait_gives_up_on_a_stuck_child_not_on_a_busy_one() -> None:
+    import time
+
+    from anycell.childproc import ReadinessWait
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<30: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        wb, wi = ReadinessWait(busy.pid, idle_timeout=2.0), ReadinessWait(idle.pid, idle_timeout=2.0)
+        deadline = time.monotonic() + 20
+        why_idle = None
+        while why_idle is None and time.monotonic() < deadline:
+            assert wb.expired() is None, "a child that works is not stuck"
+            why_idle = wi.expired()
+            time.sleep(0.05)
+        assert why_idle is not None and "stuck" in why_idle
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
