@@ -211,8 +211,9 @@ class MotionPlanner:
 
     def trajectory_collisions(self, traj: Trajectory, held: Optional[Held] = None, *,
                               clearance: float = CONTACT_CLEARANCE, ignore: Iterable[str] = (),
-                              start_clearance: Optional[float] = None, resolution: float = 0.01) -> list:
-        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad).
+                              start_clearance: Optional[float] = None, resolution: float = RESOLUTION) -> list:
+        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad: the
+        collision model's own spacing, :data:`RESOLUTION`; a finer check finds nothing the planner did not).
 
         With ``start_clearance``, a trajectory that starts in contact (just after a grasp or a
         place) is held to that looser clearance until it first reaches the normal one.

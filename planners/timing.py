@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 #: TOPP-RA is asked for slightly lower limits than the true ones, so the spline
 #: between its grid points never exceeds the true limits (checked by tests).
 HEADROOM = 0.995
+#: toppra's grid proposal: the largest interpolation error between grid points (path units), the
+#: longest grid segment (the path parameter runs 0..1) and the fewest points. A fixed dense grid of
+#: 500-1000 points cost most of each motion's planning for no shorter motions (bench/bench_timing.py).
+GRID_ERROR = 1e-4
+GRID_MAX_SEGMENT = 0.05
+GRID_MIN_POINTS = 100
 
 
 def densify(waypoints: Sequence[JointVector], max_step: float) -> np.ndarray:
@@ -73,7 +79,14 @@ def time_optimal(joint_names: Sequence[str], waypoints: Sequence[JointVector], v
     a = np.asarray(amax, dtype=float) * headroom
     pc_vel = constraint.JointVelocityConstraint(np.stack([-v, v], axis=1))
     pc_acc = constraint.JointAccelerationConstraint(np.stack([-a, a], axis=1))
-    grid = np.linspace(0.0, 1.0, gridpoints or min(1000, max(500, 20 * len(pts))))
+    if gridpoints:
+        grid = np.linspace(0.0, 1.0, gridpoints)
+    else:  # toppra's own proposal (points where the spline needs them), plus every knot
+        from toppra.interpolator import propose_gridpoints
+
+        grid = propose_gridpoints(path, max_err_threshold=GRID_ERROR, max_seg_length=GRID_MAX_SEGMENT,
+                                  min_nb_points=GRID_MIN_POINTS)
+        grid = np.union1d(grid, ss)  # the spline bends hardest at its knots
     instance = algo.TOPPRA([pc_vel, pc_acc], path, gridpoints=grid, parametrizer="ParametrizeConstAccel")
     jt = instance.compute_trajectory(0.0, 0.0)
     if jt is None:
