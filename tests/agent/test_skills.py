@@ -95,6 +95,7 @@ def test_unreachable_or_colliding_target_is_refused_before_the_robot_moves() -> 
         world.close()
 
 
+@pytest.mark.slow
 def test_estimate_matches_the_executed_motion_time() -> None:
     from anycell.agent.skills import estimate_pick_place
 
