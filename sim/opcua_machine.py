@@ -32,39 +32,26 @@ from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import SimpleRoleRuleset
 from asyncua.crypto.permission_rules import User, UserRole
 
+from anycell.drivers.machine import DEFAULT_METHODS, DEFAULT_NODES
+from anycell.drivers.opcua.addressing import parse_path
+from anycell.packml_model import ACTING, STATE_NUMBERS, target_of
+
 log = logging.getLogger("anycell.sim.opcua_machine")
 NS_URI = "urn:anycell:sim-machine"
-
-DEFAULT_NODES = {
-    "state": "0:Objects/2:Machine/2:State",
-    "program": "0:Objects/2:Machine/2:Program",
-    "progress": "0:Objects/2:Machine/2:Progress",
-    "part_count": "0:Objects/2:Machine/2:PartCount",
-    "alarm": "0:Objects/2:Machine/2:Alarm",
-}
 COMMANDS = ["Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset", "Abort", "Clear"]
-DEFAULT_PROGRAMS = {"POCKET_01": {"duration": 30.0, "parameters": ["depth", "feed", "spindle_rpm"]},
-                    "FACE_01": {"duration": 20.0, "parameters": ["depth", "feed"]}}
-#: state -> {command: transitional state}; the acting state follows the transitional one.
-TRANSITIONS: Dict[str, Dict[str, str]] = {
-    "Idle": {"Start": "Starting"},
-    "Execute": {"Hold": "Holding", "Suspend": "Suspending"},
-    "Held": {"Unhold": "Unholding"},
-    "Suspended": {"Unsuspend": "Unsuspending"},
-    "Complete": {"Reset": "Resetting"},
-    "Stopped": {"Reset": "Resetting"},
-    "Aborted": {"Clear": "Clearing"},
-}
-AFTER = {"Starting": "Execute", "Holding": "Held", "Unholding": "Execute", "Suspending": "Suspended",
-         "Unsuspending": "Execute", "Resetting": "Idle", "Stopping": "Stopped", "Aborting": "Aborted",
-         "Clearing": "Stopped", "Completing": "Complete"}
+#: name -> duration (s), parameters, and the PackML ProductID it is served as under --profile packml.
+DEFAULT_PROGRAMS = {"POCKET_01": {"duration": 30.0, "parameters": ["depth", "feed", "spindle_rpm"], "product": 1},
+                    "FACE_01": {"duration": 20.0, "parameters": ["depth", "feed"], "product": 2}}
+#: Acting states and the state they settle in (Execute settles through the cycle, not a timer).
+AFTER = {k: v for k, v in ACTING.items() if k != "Execute"}
 
 
 class MachineModel:
     """The machine tool itself; the OPC UA server is only its window."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, label: str = "") -> None:
         self.args = args
+        self.label = label
         self.programs: Dict[str, Dict[str, Any]] = json.loads(args.programs) if args.programs else DEFAULT_PROGRAMS
         self.state = "Idle"
         self.program = ""
@@ -79,7 +66,7 @@ class MachineModel:
 
     def record(self, text: str) -> None:
         if self.logf:
-            self.logf.write(text + "\n")
+            self.logf.write((f"{self.label}: " if self.label else "") + text + "\n")
 
     def set_state(self, state: str) -> None:
         self.record(f"STATE {self.state} -> {state}")
@@ -98,7 +85,7 @@ class MachineModel:
                 raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState)
             await self._transition("Stopping")
             return
-        nxt = TRANSITIONS.get(self.state, {}).get(name)
+        nxt = target_of(self.state, name.lower())
         if nxt is None:
             raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState)
         if name == "Start":
@@ -179,11 +166,18 @@ class CellUserManager(UserManager):
 
 
 def _split(path: str) -> List[tuple]:
-    out = []
-    for part in path.split("/"):
-        ns, _, name = part.partition(":")
-        out.append((int(ns), name))
-    return out
+    """(namespace, name) steps of a node map path; 0 stays 0, anything else is the machine's namespace
+    (``2:`` as in the default map, or ``{urn:anycell:sim-machine}:``), marked -1 until it is registered."""
+    return [(0 if seg.ns == 0 else -1, seg.name) for seg in parse_path(path)]
+
+
+def _arg(name: str, vt: ua.VariantType) -> ua.Argument:
+    """A declared method argument with a name (asyncua's shorthand leaves names empty)."""
+    arg = ua.Argument()
+    arg.Name = name
+    arg.DataType = ua.NodeId(vt.value)
+    arg.ValueRank = -1
+    return arg
 
 
 class MachineServer:
@@ -192,7 +186,9 @@ class MachineServer:
     def __init__(self, args: argparse.Namespace, model: MachineModel) -> None:
         self.args = args
         self.model = model
-        nodes, methods = dict(DEFAULT_NODES), {c.lower(): f"0:Objects/2:Machine/2:{c}" for c in COMMANDS}
+        nodes, methods = dict(DEFAULT_NODES), dict(DEFAULT_METHODS)
+        nodes.pop("parameters", None)
+        self.restarts = 0
         if args.node_map:
             with open(args.node_map, encoding="utf-8") as fh:
                 m = json.load(fh)
@@ -206,7 +202,8 @@ class MachineServer:
         model.restart_hook = self.restart
         model.before_start = self.pull_once
 
-    async def build(self) -> Server:
+    async def base_server(self) -> Server:
+        """A server with the endpoint, security and login of the command line, and nothing else yet."""
         args = self.args
         user_manager = CellUserManager(args.username, os.environ.get(args.password_env) if args.password_env else None)
         server = Server(user_manager=user_manager)
@@ -226,12 +223,20 @@ class MachineServer:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if args.username:
             server.set_security_IDs(["Username"])
+        if self.restarts and args.namespace_shift_on_restart:
+            await server.register_namespace("urn:anycell:sim-machine:before")  # moves ours one index up
+        return server
+
+    async def build(self) -> Server:
+        server = await self.base_server()
         idx = await server.register_namespace(NS_URI)
-        assert idx == 2, idx
         created: Dict[str, Any] = {}
 
+        def steps(path: str) -> List[tuple]:
+            return [(idx if ns < 0 else ns, name) for ns, name in _split(path)]
+
         async def parent_of(path: str) -> Any:
-            parts = _split(path)
+            parts = steps(path)
             assert parts[0] == (0, "Objects"), f"paths start at 0:Objects, not {path}"
             node = server.nodes.objects
             key = "0:Objects"
@@ -243,41 +248,49 @@ class MachineServer:
                 node = created[key]
             return node, parts[-1]
 
-        types = {"state": ("Idle", ua.VariantType.String), "program": ("", ua.VariantType.String),
-                 "progress": (0.0, ua.VariantType.Double), "part_count": (0, ua.VariantType.UInt32),
-                 "alarm": ("", ua.VariantType.String)}
+        enc = self.args.state_encoding
+        state_init = {"string": ua.Variant("Idle", ua.VariantType.String),
+                      "localized": ua.Variant(ua.LocalizedText("Idle", "en"), ua.VariantType.LocalizedText),
+                      "number": ua.Variant(STATE_NUMBERS["Idle"], ua.VariantType.Int32)}[enc]
+        types = {"state": state_init, "program": ua.Variant("", ua.VariantType.String),
+                 "progress": ua.Variant(0.0, ua.VariantType.Double), "part_count": ua.Variant(0, ua.VariantType.UInt32),
+                 "alarm": ua.Variant("", ua.VariantType.String)}
         self.vars = {}
         for key, path in self.nodes.items():
             if key not in types:
                 continue
             parent, (ns, name) = await parent_of(path)
-            sid = ".".join(p[1] for p in _split(path)[1:])
-            init, vt = types[key]
-            var = await parent.add_variable(ua.NodeId(sid, ns), ua.QualifiedName(name, ns), ua.Variant(init, vt))
+            sid = ".".join(p[1] for p in steps(path)[1:])
+            var = await parent.add_variable(ua.NodeId(sid, ns), ua.QualifiedName(name, ns), types[key])
             if key == "program":
                 await var.set_writable()
             self.vars[key] = var
         machine_path = self.nodes["state"].rsplit("/", 1)[0]
-        pfolder, (pns, _) = await parent_of(machine_path + "/2:Parameters/2:x")
+        mid = ".".join(p[1] for p in steps(machine_path)[1:])
+        pfolder, _ = await parent_of(machine_path + "/2:Parameters/2:x")
         self.param_vars = {}
         for pname in self.model.parameters:
-            sid = ".".join(p[1] for p in _split(machine_path)[1:]) + ".Parameters." + pname
-            var = await pfolder.add_variable(ua.NodeId(sid, pns), ua.QualifiedName(pname, pns),
+            var = await pfolder.add_variable(ua.NodeId(f"{mid}.Parameters.{pname}", idx), ua.QualifiedName(pname, idx),
                                              ua.Variant(self.model.parameters[pname], ua.VariantType.Double))
             await var.set_writable()
             self.param_vars[pname] = var
         for key, path in self.methods.items():
             cmd = next((c for c in COMMANDS if c.lower() == key), None)
-            if cmd is None:
+            if cmd is None and key != "set_parameter":
                 continue
             parent, (ns, name) = await parent_of(path)
-            sid = ".".join(p[1] for p in _split(path)[1:])
-            await parent.add_method(ua.NodeId(sid, ns), ua.QualifiedName(name, ns), self._method(cmd), [], [])
+            sid = ".".join(p[1] for p in steps(path)[1:])
+            if cmd is not None:
+                await parent.add_method(ua.NodeId(sid, ns), ua.QualifiedName(name, ns), self._method(cmd), [], [])
+            else:
+                await parent.add_method(ua.NodeId(sid, ns), ua.QualifiedName(name, ns), self._set_parameter,
+                                        [_arg("name", ua.VariantType.String), _arg("value", ua.VariantType.Double)],
+                                        [_arg("ok", ua.VariantType.Boolean)])
         mparent, _ = await parent_of(machine_path + "/2:x")
-        await mparent.add_method(
-            ua.NodeId(".".join(p[1] for p in _split(machine_path)[1:]) + ".SetParameter", 2),
-            ua.QualifiedName("SetParameter", 2), self._set_parameter,
-            [ua.VariantType.String, ua.VariantType.Double], [ua.VariantType.Boolean])
+        # a strict method: Int32 only (BadTypeMismatch otherwise), failure reported through ReturnStatus
+        await mparent.add_method(ua.NodeId(f"{mid}.Calibrate", idx), ua.QualifiedName("Calibrate", idx),
+                                 self._calibrate, [_arg("Probes", ua.VariantType.Int32)],
+                                 [_arg("ReturnStatus", ua.VariantType.Int32)])
         return server
 
     def _method(self, cmd: str) -> Callable:
@@ -285,6 +298,14 @@ class MachineServer:
             await self.model.command(cmd)
             return []
         return call
+
+    async def _calibrate(self, parent: Any, probes: ua.Variant) -> Any:
+        if not isinstance(probes, ua.Variant) or probes.VariantType != ua.VariantType.Int32:
+            self.model.record(f"REJECT Calibrate argument {probes!r}")
+            return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+        ok = 1 <= probes.Value <= 10
+        self.model.record(f"CALIBRATE {probes.Value} {'ok' if ok else 'refused'}")
+        return [ua.Variant(0 if ok else 1, ua.VariantType.Int32)]
 
     async def _set_parameter(self, parent: Any, name: ua.Variant, value: ua.Variant) -> List[ua.Variant]:
         pname = name.Value if isinstance(name, ua.Variant) else name
@@ -294,18 +315,26 @@ class MachineServer:
         await self.param_vars[pname].write_value(ua.Variant(float(val), ua.VariantType.Double))
         return [ua.Variant(True, ua.VariantType.Boolean)]
 
+    def state_variant(self, state: str) -> ua.Variant:
+        enc = self.args.state_encoding
+        if enc == "localized":
+            return ua.Variant(ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
+        if enc == "number":
+            return ua.Variant(STATE_NUMBERS[state], ua.VariantType.Int32)
+        return ua.Variant(state, ua.VariantType.String)
+
     def publish(self) -> None:
         """Push the model's values into the address space (after every change)."""
         if self.server is None:
             return
         m = self.model
-        values = {"state": m.state, "progress": m.progress, "part_count": m.part_count, "alarm": m.alarm}
-        types = {"state": ua.VariantType.String, "progress": ua.VariantType.Double,
-                 "part_count": ua.VariantType.UInt32, "alarm": ua.VariantType.String}
+        values = {"state": self.state_variant(m.state), "progress": ua.Variant(m.progress, ua.VariantType.Double),
+                  "part_count": ua.Variant(m.part_count, ua.VariantType.UInt32),
+                  "alarm": ua.Variant(m.alarm, ua.VariantType.String)}
         for key, val in values.items():
             var = self.vars.get(key)
             if var is not None:
-                asyncio.get_running_loop().create_task(self._write(var, ua.Variant(val, types[key])))
+                asyncio.get_running_loop().create_task(self._write(var, val))
 
     async def _write(self, var: Any, value: ua.Variant) -> None:
         try:
@@ -348,6 +377,7 @@ class MachineServer:
         if server is not None:
             await server.stop()
         await asyncio.sleep(self.args.restart_downtime)
+        self.restarts += 1
         await self.start()
         self.model.record("SERVER_UP")
 
@@ -389,6 +419,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--restart-at-progress", type=float, default=0.0,
                         help="fault: restart the OPC UA server once, when the cycle reaches this fraction")
     parser.add_argument("--restart-downtime", type=float, default=1.0, help="seconds the server stays down")
+    parser.add_argument("--state-encoding", choices=["string", "localized", "number"], default="string",
+                        help="how State reports the PackML state: String, LocalizedText or OPC 30050 number")
+    parser.add_argument("--namespace-shift-on-restart", action="store_true",
+                        help="fault: after a restart the machine's namespace has the next index")
     parser.add_argument("--alarm-at-progress", type=float, default=0.0, help="fault: alarm and abort at this fraction")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
