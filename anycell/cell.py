@@ -157,6 +157,9 @@ class OpcUaDriver:
     state_values: Dict[str, str] = spec(
         "what the state node reports (text, or a number as text) -> PackML state name", default_factory=dict,
         examples=[{"0": "Idle", "1": "Execute", "Running": "Execute"}])
+    products: Dict[str, int] = spec(
+        "profile packml: program name -> PackML ProductID (a program named by a number needs no entry)",
+        default_factory=dict, examples=[{"POCKET_01": 1}])
     progress_scale: float = spec("progress node value x this = fraction 0..1 (0.01 for percent)", default=1.0,
                                  exclusive_minimum=0.0)
     timeout: float = spec("timeout on every call, seconds", default=5.0, exclusive_minimum=0.0)

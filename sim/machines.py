@@ -125,16 +125,16 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
     if protocol == "opcua":
         drv = machine_cfg.driver
         path = "/anycell/" + mid
-        nodes: Dict[str, str] = {}
-        methods: Dict[str, str] = {}
+        model: Dict[str, Any] = {}
         if drv.kind == "opcua":
             path = urlparse(drv.endpoint).path or path
-            nodes, methods = dict(drv.nodes), dict(drv.methods)
+            model = {"nodes": dict(drv.nodes), "methods": dict(drv.methods), "object": drv.object,
+                     "profile": drv.profile, "products": dict(drv.products)}
         argv += ["--port", str(free_port()), "--path", path]
-        if nodes or methods:
+        if any(model.values()):
             map_file = os.path.join(workdir, f"{mid}.nodes.json")
             with open(map_file, "w", encoding="utf-8") as fh:
-                json.dump({"nodes": nodes, "methods": methods}, fh)
+                json.dump(model, fh)
             argv += ["--node-map", map_file]
     argv += _options(faults)
     env = dict(os.environ)

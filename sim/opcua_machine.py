@@ -33,7 +33,7 @@ from asyncua.crypto.permission_rules import SimpleRoleRuleset
 from asyncua.crypto.permission_rules import User, UserRole
 
 from anycell.drivers.machine import DEFAULT_METHODS, DEFAULT_NODES
-from anycell.drivers.opcua.addressing import parse_path
+from anycell.drivers.opcua.addressing import is_absolute, is_node_id, parse_path
 from anycell.packml_model import ACTING, STATE_NUMBERS, target_of
 
 log = logging.getLogger("anycell.sim.opcua_machine")
@@ -189,11 +189,22 @@ class MachineServer:
         nodes, methods = dict(DEFAULT_NODES), dict(DEFAULT_METHODS)
         nodes.pop("parameters", None)
         self.restarts = 0
+        self.profile, self.object, self.products = "custom", None, {}
         if args.node_map:
             with open(args.node_map, encoding="utf-8") as fh:
                 m = json.load(fh)
-            nodes.update(m.get("nodes", {}))
-            methods.update(m.get("methods", {}))
+            obj = m.get("object")
+
+            def place(entries: Dict[str, str]) -> Dict[str, str]:
+                # node ids name nodes the default layout already has; relative paths hang under the object
+                return {k: (v if is_absolute(v) else f"{obj}/{v}") for k, v in entries.items()
+                        if not is_node_id(v) and (obj or is_absolute(v))}
+
+            nodes.update(place(m.get("nodes", {})))
+            methods.update(place(m.get("methods", {})))
+            self.profile = m.get("profile", "custom")
+            self.object = obj
+            self.products = m.get("products", {})
         self.nodes, self.methods = nodes, methods
         self.server: Optional[Server] = None
         self.vars: Dict[str, Any] = {}

@@ -91,6 +91,7 @@ class OpcUaMachine(Machine):
         self.object_path: Optional[str] = getattr(drv, "object", None) if opc else None
         self.state_values: Dict[str, str] = dict(getattr(drv, "state_values", {}) or {}) if opc else {}
         self.progress_scale: float = float(getattr(drv, "progress_scale", 1.0)) if opc else 1.0
+        self.products: Dict[str, int] = dict(getattr(drv, "products", {}) or {}) if opc else {}
         self._field = f"machines.{self.machine_id}.driver"
         if self.profile == "packml":
             if not self.object_path:
@@ -294,7 +295,7 @@ class OpcUaMachine(Machine):
                 return start
             return await start.get_child([qualified(s, self._namespaces, path) for s in segs])
         except ua.UaStatusCodeError as exc:
-            raise DriverError(f"{self.machine_id}: '{path}' not found on the server ({exc.code_as_name()})",
+            raise DriverError(f"{self.machine_id}: '{path}' not found on the server ({type(exc).__name__})",
                               field=field, hint="browse the server (e.g. with an OPC UA client) and fix the path"
                               ) from exc
 
@@ -350,8 +351,10 @@ class OpcUaMachine(Machine):
                     if isinstance(exc, (ConnectionLost, DriverTimeout)):
                         log.debug("%s: reconnect failed: %r", self.machine_id, exc)
                     else:  # the server is up but a configured node or namespace is gone
-                        self._give_up(ServerMismatch(f"{self.machine_id}: after the restart, {exc.message}",
-                                                     field=exc.field, hint=exc.hint), outage)
+                        self._give_up(ServerMismatch(
+                            f"{exc.message}, after the server came back", field=exc.field,
+                            hint="its address space changed (a namespace index moved?): name namespaces by URI "
+                                 "({uri}:Name, nsu=...) so the driver follows them"), outage)
                         return
                 except Exception as exc:  # noqa: BLE001 - the server is not back yet
                     log.debug("%s: reconnect failed: %r", self.machine_id, exc)
@@ -583,10 +586,12 @@ class OpcUaMachine(Machine):
     def _prepare_packml(self, program: Program, parameters: Dict[str, float]) -> None:
         """OPC 30050: unit mode Produce, the product (ProductID = program name) with its process variables."""
         try:
-            product = int(str(program.name))
+            product = int(self.products[program.name]) if program.name in self.products else int(str(program.name))
         except ValueError:
             raise ProgramRejected(f"{self.machine_id}: a PackML machine runs products by number; "
-                                  f"'{program.name}' is not one", hint="program: {name: '<ProductID>'}") from None
+                                  f"'{program.name}' is not one",
+                                  hint=f"name the ProductID, or map it: driver.products: {{{program.name}: <id>}}") \
+                from None
         check_scalar(product, ua.VariantType.Int32, f"{self.machine_id}: ProductID")
         if "unit_mode" in self._nodes:
             mode = self.read("unit_mode")
