@@ -33,7 +33,7 @@ from asyncua.crypto.permission_rules import SimpleRoleRuleset
 from asyncua.crypto.permission_rules import User, UserRole
 
 from anycell.drivers.machine import DEFAULT_METHODS, DEFAULT_NODES
-from anycell.drivers.opcua.addressing import is_absolute, is_node_id, parse_path
+from anycell.drivers.opcua.addressing import is_absolute, is_node_id, parse_path, split_path
 from anycell.packml_model import ACTING, STATE_NUMBERS, target_of
 
 log = logging.getLogger("anycell.sim.opcua_machine")
@@ -60,6 +60,7 @@ class MachineModel:
         self.alarm = ""
         self.parameters: Dict[str, float] = {p: 0.0 for prog in self.programs.values() for p in prog["parameters"]}
         self.restarted = False
+        self.unit_mode = 1  # PackML ProductionMaintenanceModeEnum; the packml server starts it at 0 (Invalid)
         self.on_change: Callable[[], None] = lambda: None
         self.cycle_task: Optional[asyncio.Task] = None
         self.logf = open(args.log, "a", buffering=1) if args.log else None
@@ -90,6 +91,9 @@ class MachineModel:
             raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState)
         if name == "Start":
             await self.before_start()
+            if self.unit_mode != 1:
+                self.record(f"REJECT Start in unit mode {self.unit_mode}")
+                raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState)
             if self.program not in self.programs:
                 self.record(f"REJECT unknown program {self.program!r}")
                 raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidArgument)
@@ -276,7 +280,7 @@ class MachineServer:
             if key == "program":
                 await var.set_writable()
             self.vars[key] = var
-        machine_path = self.nodes["state"].rsplit("/", 1)[0]
+        machine_path = "/".join(split_path(self.nodes["state"])[:-1])
         mid = ".".join(p[1] for p in steps(machine_path)[1:])
         pfolder, _ = await parent_of(machine_path + "/2:Parameters/2:x")
         self.param_vars = {}
@@ -393,9 +397,144 @@ class MachineServer:
         self.model.record("SERVER_UP")
 
 
+PACKML_URI = "http://opcfoundation.org/UA/PackML/"
+#: OPC 30050 method -> (ObjectType number in the PackML namespace, the anycell command or handler name).
+PACKML_TYPE_METHODS = [(1, "Start"), (1, "Hold"), (1, "Unhold"), (1, "Suspend"), (1, "Unsuspend"), (1, "Reset"),
+                       (2, "Stop"), (2, "Reset"), (3, "Abort"), (3, "Clear"),
+                       (6, "SetUnitMode"), (6, "SetProduct"), (6, "SetParameter")]
+
+
+class PackMLServer(MachineServer):
+    """The machine as OPC 30050 defines it: PackMLBaseObjectType instances from the official nodeset.
+
+    The methods exist only on the ObjectTypes (they are optional on instances), as many servers do:
+    a call names the instance's state machine as its object, and the server finds the machine by it.
+    ``--packml-instances N`` serves N machines of the same type (``Mill``, ``Mill2``...), each its own
+    model, so a call on the wrong object would start the wrong machine.
+    """
+
+    def __init__(self, args: argparse.Namespace, model: MachineModel) -> None:
+        super().__init__(args, model)
+        first = parse_path(self.object or "0:Objects/2:Machine")[-1].name
+        model.unit_mode = 0
+        self.models: Dict[str, MachineModel] = {first: model}
+        for i in range(2, args.packml_instances + 1):
+            extra = MachineModel(args, label=f"{first}{i}")
+            extra.unit_mode = 0
+            extra.on_change = self.publish
+            extra.logf = model.logf
+            self.models[f"{first}{i}"] = extra
+        model.before_start = _nothing
+        self.product_ids = {int(v): k for k, v in self.products.items()} or {
+            int(p["product"]): name for name, p in model.programs.items() if "product" in p}
+        self.inst: Dict[str, Dict[str, Any]] = {}
+
+    async def build(self) -> Server:
+        from . import nodesets
+
+        server = await self.base_server()
+        await server.import_xml(nodesets.require(nodesets.PACKML))
+        await server.load_data_type_definitions()
+        p = await server.get_namespace_index(PACKML_URI)
+        idx = await server.register_namespace(NS_URI)
+        self.inst = {}
+        for name in self.models:
+            inst = await server.nodes.objects.add_object(ua.NodeId(name, idx), ua.QualifiedName(name, idx),
+                                                         objecttype=ua.NodeId(6, p))
+            sm = await inst.get_child([f"{p}:BaseStateMachine"])
+            ms = await sm.get_child([f"{p}:MachineState"])
+            es = await ms.get_child([f"{p}:ExecuteState"])
+            admin = await inst.get_child([f"{p}:Admin"])
+            count = await admin.add_variable(
+                ua.NodeId(f"{name}.Admin.ProdProcessedCount", idx), ua.QualifiedName("ProdProcessedCount", p),
+                ua.Variant([ua.PackMLCountDataType(ID=1, Name="processed", Count=0, AccCount=0)],
+                           ua.VariantType.ExtensionObject), datatype=ua.NodeId(14, p))
+            for type_no, mname in PACKML_TYPE_METHODS:  # mandatory methods the instance has of its own
+                owner = {1: es, 2: ms, 3: sm, 6: inst}[type_no]
+                try:
+                    server.link_method(await owner.get_child([f"{p}:{mname}"]), self._handler(mname))
+                except ua.UaStatusCodeError:
+                    pass  # optional: only on the ObjectType
+            self.inst[name] = {
+                "base": await sm.get_child(["0:CurrentState"]), "machine": await ms.get_child(["0:CurrentState"]),
+                "execute": await es.get_child(["0:CurrentState"]), "count": count,
+                "unit_mode": await inst.get_child([f"{p}:Status", f"{p}:UnitModeCurrent"])}
+        for type_no, mname in PACKML_TYPE_METHODS:
+            method = await server.get_node(ua.NodeId(type_no, p)).get_child([f"{p}:{mname}"])
+            server.link_method(method, self._handler(mname))
+        return server
+
+    def _model(self, parent: ua.NodeId) -> MachineModel:
+        name = str(parent.Identifier).split(".")[0]
+        if name not in self.models:
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadNodeIdUnknown)
+        return self.models[name]
+
+    def _handler(self, mname: str) -> Callable:
+        async def call(parent: ua.NodeId, *args: Any) -> Any:
+            model = self._model(parent)
+            if mname == "SetUnitMode":
+                mode = args[0].Value if args else None
+                if model.state not in ("Idle", "Stopped", "Aborted", "Complete"):
+                    return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+                model.unit_mode = int(mode)
+                model.record(f"UNIT_MODE {model.unit_mode}")
+                self.publish()
+                return []
+            if mname in ("SetProduct", "SetParameter"):
+                items = args[0].Value if args else []
+                if mname == "SetProduct":
+                    if not items or int(items[0].ProductID) not in self.product_ids:
+                        model.record(f"REJECT product {[getattr(i, 'ProductID', i) for i in items or []]}")
+                        return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+                    model.program = self.product_ids[int(items[0].ProductID)]
+                    model.record(f"PRODUCT {items[0].ProductID} {model.program}")
+                    items = items[0].ProcessVariables or []
+                for d in items:
+                    model.parameters[d.Name] = round(float(d.Value), 6)
+                return []
+            await model.command(mname)
+            return []
+        return call
+
+    def publish(self) -> None:
+        if self.server is None:
+            return
+        loop = asyncio.get_running_loop()
+        for name, model in self.models.items():
+            nodes = self.inst.get(name)
+            if not nodes:
+                continue
+            st = model.state
+            base = st if st in ("Aborting", "Aborted") else "Cleared"
+            machine = st if st in ("Stopped", "Stopping", "Clearing", "Aborting", "Aborted") else "Running"
+            execute = st if machine == "Running" else ""
+            for key, text in (("base", base), ("machine", machine), ("execute", execute)):
+                loop.create_task(self._write(nodes[key], ua.Variant(ua.LocalizedText(text, "en"),
+                                                                    ua.VariantType.LocalizedText)))
+            counts = [ua.PackMLCountDataType(ID=1, Name="processed", Count=model.part_count, AccCount=model.part_count)]
+            loop.create_task(self._write(nodes["count"], ua.Variant(counts, ua.VariantType.ExtensionObject)))
+            loop.create_task(self._write(nodes["unit_mode"], ua.Variant(model.unit_mode, ua.VariantType.Int32)))
+
+    async def pull_once(self) -> None:  # clients set the product through methods, not variables
+        return
+
+    async def start(self) -> None:
+        server = await self.build()
+        await server.start()
+        self.server = server
+        self.publish()
+
+
+async def _nothing() -> None:
+    return
+
+
 async def amain(args: argparse.Namespace) -> None:
     model = MachineModel(args)
-    ms = MachineServer(args, model)
+    ms: MachineServer = MachineServer(args, model)
+    if ms.profile == "packml" or args.profile == "packml":
+        ms = PackMLServer(args, model)
     await ms.start()
     asyncio.get_running_loop().create_task(ms.pull())
     model.record("BOOT")
@@ -430,6 +569,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--restart-at-progress", type=float, default=0.0,
                         help="fault: restart the OPC UA server once, when the cycle reaches this fraction")
     parser.add_argument("--restart-downtime", type=float, default=1.0, help="seconds the server stays down")
+    parser.add_argument("--profile", choices=["custom", "packml"], default="custom",
+                        help="packml: serve OPC 30050 PackML instances from the official nodeset (else the node map's)")
+    parser.add_argument("--packml-instances", type=int, default=1, help="profile packml: machines of the same type")
     parser.add_argument("--state-encoding", choices=["string", "localized", "number"], default="string",
                         help="how State reports the PackML state: String, LocalizedText or OPC 30050 number")
     parser.add_argument("--namespace-shift-on-restart", action="store_true",

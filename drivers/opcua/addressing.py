@@ -48,10 +48,27 @@ def is_absolute(text: str) -> bool:
     return is_node_id(t) or t.startswith(("0:Objects", "0:Root", "0:Types", "/"))
 
 
+def split_path(text: str) -> List[str]:
+    """Split a browse path on ``/``, except inside ``{...}`` (namespace URIs have slashes)."""
+    parts, cur, depth = [], [], 0
+    for ch in text.strip():
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(0, depth - 1)
+        if ch == "/" and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
 def parse_path(text: str, field: str = "") -> List[Segment]:
     """``0:Objects/{urn:x}:Filler/State`` -> segments; a bad segment is a config error with a hint."""
     out: List[Segment] = []
-    for part in [p for p in text.strip().strip("/").split("/") if p]:
+    for part in [p for p in split_path(text) if p]:
         m = _SEGMENT.match(part)
         if m is None:
             if ":" in part and not part.startswith("{"):

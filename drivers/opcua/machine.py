@@ -39,7 +39,7 @@ from anycell.job import Program
 from anycell.packml_model import STATES as _PACKML_NAMES
 
 from ..machine import DEFAULT_METHODS, DEFAULT_NODES, Machine, ProgramResult, Progress, ProgressCallback
-from .addressing import is_absolute, is_node_id, node_id, parse_path, qualified
+from .addressing import is_absolute, is_node_id, node_id, parse_path, qualified, split_path
 from .errors import LoginRefused, NotTrusted, ServerMismatch
 from .profiles import PACKML_METHODS, PACKML_NODES, PACKML_PRODUCE, WATCHED, combine_packml
 from .session import SessionFactory
@@ -574,7 +574,8 @@ class OpcUaMachine(Machine):
     def _param_key(self, name: str) -> str:
         key = f"param.{name}"
         if key not in self.nodes_cfg:
-            folder = self.nodes_cfg.get("parameters") or self.nodes_cfg["state"].rsplit("/", 1)[0] + "/2:Parameters"
+            folder = self.nodes_cfg.get("parameters") or "/".join(
+                split_path(self.nodes_cfg["state"])[:-1]) + "/2:Parameters"
             if is_node_id(folder):
                 raise ProgramRejected(f"{self.machine_id}: map 'param.{name}' to a node id",
                                       hint=f"add nodes.param.{name}: <node id>")
@@ -601,7 +602,7 @@ class OpcUaMachine(Machine):
                      for i, (name, value) in enumerate(sorted(parameters.items()))]
         try:
             self.call("set_product", [{"ProductID": product, "ProcessVariables": variables, "Ingredients": []}])
-        except MachineFault as exc:
+        except (MachineFault, ProgramRejected) as exc:
             raise ProgramRejected(f"{self.machine_id}: product {product} refused: {exc.message}",
                                   hint="is the product known to the machine?") from exc
 
