@@ -38,3 +38,10 @@ pip_quiet() {  # pip's own warnings go to a log that is shown only when pip fail
 pip_quiet --upgrade pip
 pip_quiet -r requirements.txt
 pip_quiet --no-deps -e .
+# The official OPC UA companion nodesets (PackML, ...) for the simulated OPC UA machines: fetched
+# once with npm into the git-ignored tools/node_opcua/nodesets/ (skipped with a note without npm).
+if command -v npm >/dev/null; then
+  "$VENV/bin/python" -m anycell.sim.nodesets >/dev/null || echo "anycell: OPC UA nodesets not fetched (PackML tests will skip)" >&2
+else
+  echo "anycell: npm not found; the OPC UA companion nodesets are not fetched (PackML tests will skip)" >&2
+fi
