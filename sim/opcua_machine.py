@@ -31,10 +31,13 @@ from asyncua import Server, ua
 from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import SimpleRoleRuleset
 from asyncua.crypto.permission_rules import User, UserRole
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from anycell.drivers.machine import DEFAULT_METHODS, DEFAULT_NODES
 from anycell.drivers.opcua.addressing import is_absolute, is_node_id, parse_path, split_path
 from anycell.packml_model import ACTING, STATE_NUMBERS, target_of
+
+_DER = Encoding.DER
 
 log = logging.getLogger("anycell.sim.opcua_machine")
 NS_URI = "urn:anycell:sim-machine"
@@ -155,13 +158,20 @@ class MachineModel:
 
 
 class CellUserManager(UserManager):
-    """Anonymous or one user name / password pair, as a machine's login would."""
+    """Anonymous, one user name / password pair, or one X.509 user certificate, as a machine's login would."""
 
-    def __init__(self, username: Optional[str], password: Optional[str]) -> None:
-        self.username, self.password = username, password
+    def __init__(self, username: Optional[str], password: Optional[str], user_cert: Optional[bytes] = None,
+                 refuse_all: bool = False) -> None:
+        self.username, self.password, self.user_cert, self.refuse_all = username, password, user_cert, refuse_all
 
     def get_user(self, iserver: Any, username: Optional[str] = None, password: Optional[str] = None,
                  certificate: Any = None) -> Optional[User]:
+        if self.refuse_all:
+            return None
+        if self.user_cert is not None:
+            der = certificate if isinstance(certificate, (bytes, bytearray)) or certificate is None else \
+                getattr(certificate, "public_bytes", lambda *_: b"")(_DER)
+            return User(role=UserRole.User, name="x509") if der is not None and bytes(der) == self.user_cert else None
         if self.username is None:
             return User(role=UserRole.User)
         if username == self.username and password == self.password:
@@ -173,6 +183,33 @@ def _split(path: str) -> List[tuple]:
     """(namespace, name) steps of a node map path; 0 stays 0, anything else is the machine's namespace
     (``2:`` as in the default map, or ``{urn:anycell:sim-machine}:``), marked -1 until it is registered."""
     return [(0 if seg.ns == 0 else -1, seg.name) for seg in parse_path(path)]
+
+
+def _der_file(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if b"-----BEGIN" in data:
+        from cryptography import x509
+
+        return x509.load_pem_x509_certificate(data).public_bytes(_DER)
+    return data
+
+
+def _refuse_none_channels() -> None:
+    """Make this server process refuse secure channels with policy None (some servers offer no None
+    endpoint and do not even answer GetEndpoints over None)."""
+    from asyncua.common import connection
+    from asyncua.crypto.security_policies import SecurityPolicyNone
+
+    original = connection.SecureConnection.select_policy
+
+    def select_policy(self: Any, uri: str, peer_certificate: Any, mode: Any = None) -> None:
+        if uri == SecurityPolicyNone.URI:
+            log.warning("refusing a secure channel with policy None")
+            raise ua.UaError("policy None is not offered")
+        original(self, uri, peer_certificate, mode)
+
+    connection.SecureConnection.select_policy = select_policy  # type: ignore[method-assign]
 
 
 def _arg(name: str, vt: ua.VariantType) -> ua.Argument:
@@ -220,15 +257,18 @@ class MachineServer:
     async def base_server(self) -> Server:
         """A server with the endpoint, security and login of the command line, and nothing else yet."""
         args = self.args
-        user_manager = CellUserManager(args.username, os.environ.get(args.password_env) if args.password_env else None)
+        user_cert = _der_file(args.user_cert) if args.user_cert else None
+        user_manager = CellUserManager(args.username, os.environ.get(args.password_env) if args.password_env else None,
+                                       user_cert, refuse_all=bool(self.restarts and args.restart_refuses_login))
         server = Server(user_manager=user_manager)
         await server.init()
         server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}{args.path}")
         server.set_server_name("anycell simulated machine tool")
         await server.set_application_uri("urn:anycell:opcua-sim")
         if args.security != "none":
-            await server.load_certificate(args.cert)
-            await server.load_private_key(args.key)
+            changed = bool(self.restarts and args.restart_cert)
+            await server.load_certificate(args.restart_cert if changed else args.cert)
+            await server.load_private_key(args.restart_key if changed else args.key)
             policies = {"sign": [ua.SecurityPolicyType.Basic256Sha256_Sign],
                         "encrypt": [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt],
                         "both": [ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -236,8 +276,10 @@ class MachineServer:
             server.set_security_policy(policies, permission_ruleset=SimpleRoleRuleset())
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        if args.username:
-            server.set_security_IDs(["Username"])
+        if args.user_cert:
+            server.set_identity_tokens([ua.X509IdentityToken])
+        elif args.username:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
         if self.restarts and args.namespace_shift_on_restart:
             await server.register_namespace("urn:anycell:sim-machine:before")  # moves ours one index up
         return server
@@ -393,6 +435,14 @@ class MachineServer:
             await server.stop()
         await asyncio.sleep(self.args.restart_downtime)
         self.restarts += 1
+        if self.args.restart_loses_job:  # the controller rebooted too: the cycle is gone, the machine Idle
+            for model in getattr(self, "models", {self.model.label: self.model}).values():
+                if model.cycle_task is not None:
+                    model.cycle_task.cancel()
+                    model.cycle_task = None
+                model.progress = 0.0
+                model.state = "Idle"
+                model.record("JOB_LOST state Idle")
         await self.start()
         self.model.record("SERVER_UP")
 
@@ -566,6 +616,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--key", help="server private key (PEM) for --security")
     parser.add_argument("--username", help="require this user name")
     parser.add_argument("--password-env", help="environment variable holding the password")
+    parser.add_argument("--user-cert", help="require this X.509 user certificate (DER/PEM) as the login")
+    parser.add_argument("--no-none-channel", action="store_true",
+                        help="refuse every secure channel with policy None (no None endpoint, no discovery over None)")
+    parser.add_argument("--restart-cert", help="fault: after a restart, serve with this certificate instead")
+    parser.add_argument("--restart-key", help="fault: the private key for --restart-cert")
+    parser.add_argument("--restart-refuses-login", action="store_true",
+                        help="fault: after a restart, refuse every login")
+    parser.add_argument("--restart-loses-job", action="store_true",
+                        help="fault: the restart reboots the controller too: the cycle is lost, the machine Idle")
     parser.add_argument("--restart-at-progress", type=float, default=0.0,
                         help="fault: restart the OPC UA server once, when the cycle reaches this fraction")
     parser.add_argument("--restart-downtime", type=float, default=1.0, help="seconds the server stays down")
@@ -579,6 +638,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--alarm-at-progress", type=float, default=0.0, help="fault: alarm and abort at this fraction")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.no_none_channel:
+        _refuse_none_channels()
     asyncio.run(amain(args))
 
 
