@@ -34,31 +34,51 @@ def _ensure_node_opcua() -> None:
         pytest.skip(f"npm ci for node-opcua failed: {proc.stderr.strip()[-300:]}")
 
 
-@pytest.fixture
-def node_server(tmp_path):
+def _start(tmp_path, script, *extra):
     _ensure_node_opcua()
     port = free_port()
-    err = open(tmp_path / "node.stderr", "w")
-    proc = subprocess.Popen(["node", "machine_server.js", "--port", str(port), "--path", "/anycell/mill",
-                             "--time-scale", "0.02"], cwd=TOOL, stdout=subprocess.PIPE, stderr=err, text=True)
+    err = open(tmp_path / f"{script}.stderr", "w")
+    proc = subprocess.Popen(["node", script, "--port", str(port), "--path", "/anycell/mill", "--time-scale", "0.02",
+                             *extra], cwd=TOOL, stdout=subprocess.PIPE, stderr=err, text=True)
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        if line.startswith("{"):
+            break
+    return proc, err, line, tmp_path / f"{script}.stderr"
+
+
+def _stop(proc, err):
+    proc.terminate()
     try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
-            if line.startswith("{"):
-                break
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    err.close()
+
+
+@pytest.fixture
+def node_server(tmp_path):
+    proc, err, line, log = _start(tmp_path, "machine_server.js")
+    try:
         if not line.startswith("{"):
-            pytest.fail("node-opcua server did not start: " + (tmp_path / "node.stderr").read_text()[-1000:])
-        yield json.loads(line)["address"], tmp_path / "node.stderr"
+            pytest.fail("node-opcua server did not start: " + log.read_text()[-1000:])
+        yield json.loads(line)["address"], log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        err.close()
+        _stop(proc, err)
+
+
+@pytest.fixture
+def node_packml_server(tmp_path):
+    proc, err, line, log = _start(tmp_path, "packml_server.js", "--instances", "2")
+    try:
+        if not line.startswith("{"):
+            pytest.fail("node-opcua PackML server did not start: " + log.read_text()[-1000:])
+        yield json.loads(line)["address"], log
+    finally:
+        _stop(proc, err)
 
 
 def test_driver_runs_a_program_on_a_node_opcua_server(node_server):
@@ -87,5 +107,32 @@ def test_driver_runs_a_program_on_a_node_opcua_server(node_server):
         assert m.state() == "Idle"
         with pytest.raises(ProgramRejected):
             m.run_program(Program(name="NOT_THERE"), {}, timeout=10)
+    finally:
+        m.close()
+
+
+@pytest.mark.slow
+def test_packml_profile_on_a_node_opcua_packml_machine(node_packml_server):
+    """node-opcua loads the official PackML nodeset; the commands exist only on the ObjectTypes."""
+    endpoint, log = node_packml_server
+    cfg = MachineConfig(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+                        driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0, profile="packml",
+                                           object="0:Objects/{urn:anycell:sim-machine}:Mill",
+                                           products={"FACE_01": 2}))
+    m = open_machine(cfg, endpoint)
+    m.connect()
+    try:
+        assert m.state() == "Idle"
+        result = m.run_program(Program(name="FACE_01"), {"depth": 0.002, "feed": 0.01}, timeout=30)
+        assert result.status == "complete"
+        assert m.state() == "Complete"
+        text = log.read_text()
+        assert "Mill: UNIT_MODE 1" in text and "Mill: PRODUCT 2 FACE_01" in text
+        assert 'Mill: START FACE_01 {"depth":0.002,"feed":0.01}' in text
+        assert "Mill2: CALL" not in text  # the other instance of the same type was not touched
+        m.reset()
+        assert m.state() == "Idle"
+        with pytest.raises(ProgramRejected, match="product 7"):
+            m.run_program(Program(name="7"), {}, timeout=10)
     finally:
         m.close()
