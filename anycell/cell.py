@@ -141,8 +141,9 @@ class OpcUaDriver:
     user_certificate: Optional[FileRef] = spec("X.509 user identity: certificate (DER or PEM) to log in with",
                                                default=None)
     user_private_key: Optional[FileRef] = spec("X.509 user identity: its private key (PEM)", default=None)
-    profile: Literal["custom", "packml"] = spec(
-        "how the machine is modelled: packml (OPC 30050, only 'object' needed) or custom (the node map)",
+    profile: Literal["custom", "packml", "machinery_jobs"] = spec(
+        "how the machine is modelled: packml (OPC 30050), machinery_jobs (OPC 40001-3 job orders, as in OPC "
+        "40501 machine tools) - both need only 'object' - or custom (the node map)",
         default="custom")
     object: Optional[str] = spec(
         "the machine instance: browse path or node id; relative node and method paths start here",
@@ -173,8 +174,8 @@ class OpcUaDriver:
         if self.user_certificate is not None and self.username:
             raise ctx.error(path + ("username",), "give a user name or a user certificate, not both",
                             "remove one of them")
-        if self.profile == "packml" and not self.object:
-            raise ctx.error(path + ("object",), "profile packml needs 'object', the PackML instance",
+        if self.profile != "custom" and not self.object:
+            raise ctx.error(path + ("object",), f"profile {self.profile} needs 'object', the machine instance",
                             "e.g. object: 0:Objects/{urn:vendor:machine}:Filler")
         for raw, name in self.state_values.items():
             if name not in STATES:

@@ -147,12 +147,12 @@ def main() -> None:
         return
     try:
         base = "0:Objects/1:Machine/1:"
+        nodes = {key: base + name for key, name in (("state", "State"), ("program", "Program"),
+                                                    ("progress", "Progress"), ("part_count", "PartCount"),
+                                                    ("alarm", "Alarm"))}
         node_cfg = MachineConfig(
             id="bench_node", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
-            driver=OpcUaDriver(kind="opcua", endpoint=address, nodes={"state": base + "State", "program": base + "Program",
-                                                                     "progress": base + "Progress",
-                                                                     "part_count": base + "PartCount",
-                                                                     "alarm": base + "Alarm"},
+            driver=OpcUaDriver(kind="opcua", endpoint=address, nodes=nodes,
                                methods={"set_parameter": base + "SetParameter"}))
         report("node-opcua server", measure(node_cfg, address, 1, args.n, args.rounds))
     finally:

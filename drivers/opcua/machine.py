@@ -29,6 +29,7 @@ import queue
 import struct
 import threading
 import time
+import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from asyncua import Client, ua
@@ -41,7 +42,10 @@ from anycell.packml_model import STATES as _PACKML_NAMES
 from ..machine import DEFAULT_METHODS, DEFAULT_NODES, Machine, ProgramResult, Progress, ProgressCallback
 from .addressing import is_absolute, is_node_id, node_id, parse_path, qualified, split_path
 from .errors import LoginRefused, NotTrusted, ServerMismatch
-from .profiles import PACKML_METHODS, PACKML_NODES, PACKML_PRODUCE, WATCHED, combine_packml
+from .profiles import (
+    JOB_STATES, JOBS_METHODS, JOBS_NODES, PACKML_METHODS, PACKML_NODES, PACKML_PRODUCE, WATCHED, combine_packml,
+    job_id, job_state,
+)
 from .session import SessionFactory
 from .values import ArgSpec, check_scalar, encode_args, return_status, state_of
 
@@ -93,15 +97,20 @@ class OpcUaMachine(Machine):
         self.progress_scale: float = float(getattr(drv, "progress_scale", 1.0)) if opc else 1.0
         self.products: Dict[str, int] = dict(getattr(drv, "products", {}) or {}) if opc else {}
         self._field = f"machines.{self.machine_id}.driver"
-        if self.profile == "packml":
+        if self.profile in ("packml", "machinery_jobs"):
             if not self.object_path:
-                raise ConfigError(f"machine '{self.machine_id}': profile packml needs 'object'",
+                raise ConfigError(f"machine '{self.machine_id}': profile {self.profile} needs 'object'",
                                   field=f"{self._field}.object",
                                   hint="the browse path or node id of the PackML instance, e.g. "
                                        "0:Objects/{urn:vendor:machine}:Filler")
+        if self.profile == "packml":
             self.nodes_cfg: Dict[str, str] = dict(PACKML_NODES)
             self.methods_cfg: Dict[str, str] = dict(PACKML_METHODS)
             self._optional = set(PACKML_NODES) - {"state.base", "state.machine", "state.execute"}
+        elif self.profile == "machinery_jobs":
+            self.nodes_cfg = dict(JOBS_NODES)
+            self.methods_cfg = dict(JOBS_METHODS)
+            self._optional = set()
         else:
             self.nodes_cfg = dict(DEFAULT_NODES)
             self.methods_cfg = dict(DEFAULT_METHODS)
@@ -140,6 +149,7 @@ class OpcUaMachine(Machine):
         self._stop_requested = False
         self._state_listeners: List[Any] = []
         self._last_state: Optional[str] = None
+        self._job: Optional[str] = None  # machinery_jobs: the JobOrderID this driver stored and started
 
     # -- plumbing --------------------------------------------------------------------------------
     def _run(self, coro: Any, timeout: Optional[float] = None, what: str = "call") -> Any:
@@ -213,6 +223,15 @@ class OpcUaMachine(Machine):
 
     def _compute_state(self) -> Optional[str]:
         v = self._values
+        if self.profile == "machinery_jobs":
+            entries = v.get("job_list") or []
+            mine = next((e for e in entries if job_id(e) == self._job), None) if self._job else None
+            if mine is not None:
+                return JOB_STATES.get(job_state(mine) or "", "Idle")
+            if self._job is not None and self._last_state in ("Execute", "Starting", "Held"):
+                return "Complete"  # our job left the list while running: the machine removed it when done
+            busy = any(job_state(e) in ("Running", "Interrupted") for e in entries)
+            return "Execute" if busy else "Idle"
         if self.profile == "packml":
             parts = [state_of(v.get(k), self.state_values) for k in ("state.base", "state.machine", "state.execute")]
             return combine_packml(*parts)
@@ -245,7 +264,7 @@ class OpcUaMachine(Machine):
                     if key in self._optional:
                         continue  # an optional node this server does not have
                     raise
-            if self.profile == "packml":
+            if self.profile in ("packml", "machinery_jobs"):
                 await self._load_types(client)
             self._client = client
             self._nodes = nodes
@@ -617,6 +636,9 @@ class OpcUaMachine(Machine):
                                       hint="parameters are numbers")
         t0 = time.monotonic()
         st = self.state()
+        if self.profile == "machinery_jobs" and st in ("Complete", "Aborted"):
+            self.reset()
+            st = self.state()
         if st == "Complete":
             self.call("reset")
             st = self._wait_state({"Idle"}, 5.0)
@@ -631,6 +653,8 @@ class OpcUaMachine(Machine):
         if self.profile == "packml":
             self._prepare_packml(program, parameters)
             start_args: Tuple[Any, ...] = ([],)
+        elif self.profile == "machinery_jobs":
+            start_args = (self._store_job(program, parameters), [])
         else:
             self.write("program", program.name)
             for name, value in parameters.items():
@@ -677,6 +701,8 @@ class OpcUaMachine(Machine):
             if progress is not None and prog != last and "progress" in self._nodes:
                 last = prog
                 progress(Progress(int(round(prog * 1000)), 1000, "permille", str(st)))
+            if st == "Complete" and self._stop_requested:
+                return ProgramResult("stopped", duration=time.monotonic() - t0, details={"part_count": parts})
             if st == "Complete" and (started or (parts is not None and parts != parts_before)):
                 if progress is not None and "progress" not in self._nodes:
                     progress(Progress(1000, 1000, "permille", st))
@@ -692,6 +718,20 @@ class OpcUaMachine(Machine):
                 raise DriverTimeout(f"{self.machine_id}: program '{program.name}' not finished within {timeout:g} s "
                                     f"(state {st}, progress {prog:.0%})", hint="raise the step's timeout?")
 
+    def _store_job(self, program: Program, parameters: Dict[str, float]) -> str:
+        """OPC 40001-3: store a job order (work master = the program, parameters as ISA-95 parameters)."""
+        job = f"anycell-{self.machine_id}-{uuid.uuid4().hex[:12]}"
+        order = {"JobOrderID": job, "WorkMasterID": [{"ID": str(program.name)}],
+                 "JobOrderParameters": [{"ID": name, "Value": ua.Variant(float(value), ua.VariantType.Double)}
+                                        for name, value in sorted(parameters.items())]}
+        try:
+            self.call("store", order, [])
+        except (MachineFault, ProgramRejected) as exc:
+            raise ProgramRejected(f"{self.machine_id}: job order for '{program.name}' refused: {exc.message}",
+                                  hint="is the program (work master) known to the machine?") from exc
+        self._job = job
+        return job
+
     def _wait_state(self, states: set, seconds: float) -> str:
         end = time.monotonic() + seconds
         while True:
@@ -704,18 +744,43 @@ class OpcUaMachine(Machine):
             with self._cv:
                 self._cv.wait(0.05)
 
+    def _job_args(self) -> Tuple[Any, ...]:
+        if self._job is None:
+            raise MachineFault(f"{self.machine_id}: no job order of this driver on the machine",
+                               hint="run_program starts one")
+        return (self._job, [])
+
     def hold(self) -> None:
+        if self.profile == "machinery_jobs":
+            self.call("pause", *self._job_args())
+            return
         self.call("hold")
 
     def resume(self) -> None:
+        if self.profile == "machinery_jobs":
+            self.call("resume", *self._job_args())
+            return
         self.call("unhold")
 
     def stop(self) -> None:
         self._stop_requested = True
+        if self.profile == "machinery_jobs":
+            self.call("stop", *self._job_args())
+            return
         self.call("stop")
 
     def reset(self) -> None:
         st = self.state()
+        if self.profile == "machinery_jobs":
+            if st in ("Complete", "Aborted") and self._job is not None:
+                entries = self._values.get("job_list") or []
+                if any(job_id(e) == self._job for e in entries):
+                    self.call("clear", *self._job_args())
+                self._job = None
+            elif st not in ("Idle",):
+                raise MachineFault(f"{self.machine_id}: cannot reset while a job is {st}",
+                                   hint="stop() or abort the job first")
+            return
         if st in ("Aborting", "Stopping", "Completing", "Resetting", "Clearing"):
             st = self._wait_state({"Aborted", "Stopped", "Complete", "Idle"}, 5.0)
         if st == "Aborted":

@@ -35,9 +35,26 @@ PACKML_METHODS: Dict[str, str] = {
 }
 #: ProductionMaintenanceModeEnum: the unit mode a program runs in.
 PACKML_PRODUCE = 1
+JOBS_NS = "http://opcfoundation.org/UA/Machinery/Jobs/"
+ISA95_NS = "http://opcfoundation.org/UA/ISA95-JOBCONTROL_V2/"
+_J = "{" + JOBS_NS + "}"
+_I = "{" + ISA95_NS + "}"
+_JOC = f"{_J}:JobManagement/{_J}:JobOrderControl"
+#: OPC 40001-3 (Machinery Job Management, used by OPC 40501 Machine Tools): relative to the machine.
+JOBS_NODES: Dict[str, str] = {"job_list": f"{_JOC}/{_I}:JobOrderList"}
+JOBS_METHODS: Dict[str, str] = {name.lower(): f"{_JOC}/{_I}:{name}" for name in
+                                ("Store", "Start", "StoreAndStart", "Stop", "Abort", "Clear", "Pause", "Resume",
+                                 "Cancel", "RevokeStart")}
+#: ISA-95 job order states (top level of ISA95JobOrderStateMachine) -> PackML names.
+JOB_STATES: Dict[str, str] = {"NotAllowedToStart": "Idle", "AllowedToStart": "Starting", "Running": "Execute",
+                              "Interrupted": "Held", "Ended": "Complete", "Aborted": "Aborted"}
+#: ISA-95 state numbers of the same states.
+JOB_STATE_NUMBERS: Dict[int, str] = {1: "NotAllowedToStart", 2: "AllowedToStart", 3: "Running", 4: "Interrupted",
+                                     5: "Ended", 6: "Aborted"}
 #: Nodes followed with a subscription, per profile.
 WATCHED = {"custom": ("state", "progress", "alarm", "part_count"),
-           "packml": ("state.base", "state.machine", "state.execute", "part_count")}
+           "packml": ("state.base", "state.machine", "state.execute", "part_count"),
+           "machinery_jobs": ("job_list",)}
 
 
 def combine_packml(base: str | None, machine: str | None, execute: str | None) -> str | None:
@@ -48,3 +65,19 @@ def combine_packml(base: str | None, machine: str | None, execute: str | None) -
     if machine in ("Stopped", "Stopping", "Clearing"):
         return machine
     return execute or machine or base
+
+
+def job_state(entry: object) -> str | None:
+    """The top-level ISA-95 state name of one ``ISA95JobOrderAndStateDataType`` entry."""
+    states = getattr(entry, "State", None) or []
+    if not states:
+        return None
+    top = states[0]
+    text = getattr(getattr(top, "StateText", None), "Text", None)
+    if text in JOB_STATES:
+        return text
+    return JOB_STATE_NUMBERS.get(int(getattr(top, "StateNumber", 0) or 0))
+
+
+def job_id(entry: object) -> str | None:
+    return getattr(getattr(entry, "JobOrder", None), "JobOrderID", None)

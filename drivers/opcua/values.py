@@ -114,11 +114,17 @@ def build_structure(cls: type, value: Any, what: str) -> Any:
 
 def _convert_field(hint: Any, current: Any, raw: Any, what: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin is typing.Union:  # Optional[X]: convert as X
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) == 1:
+            return _convert_field(inner[0], current, raw, what)
     if origin in (list, List) and isinstance(raw, (list, tuple)):
         (inner,) = typing.get_args(hint) or (None,)
         return [_convert_field(inner, None, item, f"{what}[{i}]") for i, item in enumerate(raw)]
     if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(raw, Mapping):
         return build_structure(hint, raw, what)
+    if hint is ua.Variant or getattr(hint, "__name__", None) == "Variant":
+        return raw if isinstance(raw, ua.Variant) else ua.Variant(raw)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(raw) if not isinstance(raw, str) else hint[raw]
     for vt in (ua.VariantType.Int32, ua.VariantType.Float):

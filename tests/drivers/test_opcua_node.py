@@ -136,3 +136,44 @@ def test_packml_profile_on_a_node_opcua_packml_machine(node_packml_server):
             m.run_program(Program(name="7"), {}, timeout=10)
     finally:
         m.close()
+
+
+@pytest.fixture
+def node_jobs_server(tmp_path):
+    proc, err, line, log = _start(tmp_path, "jobs_server.js")
+    try:
+        if not line.startswith("{"):
+            pytest.fail("node-opcua job management server did not start: " + log.read_text()[-1000:])
+        yield json.loads(line)["address"], log
+    finally:
+        _stop(proc, err)
+
+
+@pytest.mark.slow
+def test_machinery_jobs_profile_on_a_node_opcua_machine_tool(node_jobs_server):
+    """OPC 40001-3 job orders: Store with the ISA-95 structures, Start, ReturnStatus, the job's state."""
+    endpoint, log = node_jobs_server
+    cfg = MachineConfig(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+                        driver=OpcUaDriver(kind="opcua", endpoint=endpoint, timeout=5.0, profile="machinery_jobs",
+                                           object="0:Objects/{urn:anycell:sim-machine}:Mill"))
+    m = open_machine(cfg, endpoint)
+    m.connect()
+    try:
+        assert m.state() == "Idle"
+        result = m.run_program(Program(name="FACE_01"), {"depth": 0.002, "feed": 0.01}, timeout=30)
+        assert result.status == "complete"
+        assert m.state() == "Complete"
+        text = log.read_text()
+        store = next(ln for ln in text.splitlines() if ln.startswith("STORE "))
+        assert store.endswith('FACE_01 {"depth":0.002,"feed":0.01}')
+        assert 'START FACE_01 {"depth":0.002,"feed":0.01}' in text
+        m.reset()  # Clear removes the ended job order
+        assert m.state() == "Idle" and "CALL Clear anycell-mill-" in log.read_text()
+        # a work master the machine does not have: Store answers ReturnStatus 4, nothing is started
+        with pytest.raises(ProgramRejected, match="ReturnStatus 4"):
+            m.run_program(Program(name="NOT_THERE"), {}, timeout=10)
+        assert log.read_text().count("CALL Start") == 1
+        # a second program after the first
+        assert m.run_program(Program(name="POCKET_01"), {"depth": 0.001}, timeout=60).status == "complete"
+    finally:
+        m.close()
