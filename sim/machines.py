@@ -137,6 +137,11 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
                 json.dump(model, fh)
             argv += ["--node-map", map_file]
     argv += _options(faults)
+    if protocol == "opcua" and getattr(machine_cfg.driver, "profile", None) == "machinery_jobs":
+        from .node_opcua import ensure_installed, script
+
+        ensure_installed()  # OPC 40001-3 machines are served by node-opcua (asyncua cannot load the nodesets)
+        argv = ["node", script("jobs_server.js")] + argv[3:]
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -177,3 +178,34 @@ def test_machinery_jobs_profile_on_a_node_opcua_machine_tool(node_jobs_server):
         assert m.run_program(Program(name="POCKET_01"), {"depth": 0.001}, timeout=60).status == "complete"
     finally:
         m.close()
+
+
+@pytest.mark.slow
+def test_machinery_jobs_simulator_from_the_launcher_hold_resume_stop(launch):
+    """launch_sim_machine serves a machinery_jobs machine with node-opcua; Pause/Resume/Stop by job order."""
+    _ensure_node_opcua()
+    cfg = MachineConfig(id="mill", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+                        driver=OpcUaDriver(kind="opcua", endpoint="opc.tcp://127.0.0.1:4843/anycell/mill",
+                                           profile="machinery_jobs", object="0:Objects/{urn:anycell:sim-machine}:Mill"))
+    sim = launch(cfg, time_scale=0.1)
+    m = open_machine(cfg, sim.address)
+    launch.drivers.append(m)
+    m.connect()
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(name="FACE_01"), {}, timeout=30)))
+    t.start()
+    m._wait_state({"Execute"}, 10)
+    m.hold()
+    assert m._wait_state({"Held"}, 5) == "Held"
+    m.resume()
+    t.join(30)
+    assert out["r"].status == "complete"
+    assert any(ln.endswith("Interrupted") for ln in sim.log_lines())
+    m.reset()
+    out.clear()
+    t = threading.Thread(target=lambda: out.setdefault("r", m.run_program(Program(name="POCKET_01"), {}, timeout=30)))
+    t.start()
+    m._wait_state({"Execute"}, 10)
+    m.stop()
+    t.join(30)
+    assert out["r"].status == "stopped"

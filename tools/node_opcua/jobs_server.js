@@ -2,7 +2,8 @@
 // served by node-opcua from the official nodesets (asyncua cannot import the 2024 Machinery Jobs /
 // ISA-95 Job Control nodesets; node-opcua loads them).
 //
-//   node jobs_server.js --port 4843 --path /anycell/mill [--time-scale 0.02]
+//   node jobs_server.js --port 4843 --path /anycell/mill [--time-scale 0.02] [--log FILE] [--ready-file FILE]
+//   (what anycell.sim.machines.launch_sim_machine starts for a `profile: machinery_jobs` machine)
 //
 // Objects/{urn:anycell:sim-machine}:Mill/{Machinery/Jobs}:JobManagement (JobManagementType). The job
 // order methods (Store, Start, Pause, Resume, Stop, Abort, Clear) exist only on
@@ -27,7 +28,10 @@ const WORK_MASTERS = { POCKET_01: 30, FACE_01: 20 };
 const STATE_NUMBERS = { NotAllowedToStart: 1, AllowedToStart: 2, Running: 3, Interrupted: 4, Ended: 5, Aborted: 6 };
 const JOBS = "http://opcfoundation.org/UA/Machinery/Jobs/";
 const ISA95 = "http://opcfoundation.org/UA/ISA95-JOBCONTROL_V2/";
-const log = (line) => process.stderr.write(line + "\n");
+const fs = require("fs");
+const logFile = arg("log", null);
+const readyFile = arg("ready-file", null);
+const log = (line) => { process.stderr.write(line + "\n"); if (logFile) fs.appendFileSync(logFile, line + "\n"); };
 const field = (o, name) => (o ? o[name[0].toLowerCase() + name.slice(1)] ?? o[name] ?? o[name.toLowerCase()] : undefined);
 
 (async () => {
@@ -129,7 +133,9 @@ const field = (o, name) => (o ? o[name[0].toLowerCase() + name.slice(1)] ?? o[na
   }
   publish();
   await server.start();
-  process.stdout.write(JSON.stringify({ address: `opc.tcp://127.0.0.1:${port}${resourcePath}` }) + "\n");
+  const info = JSON.stringify({ address: `opc.tcp://127.0.0.1:${port}${resourcePath}`, pid: process.pid });
+  if (readyFile) { fs.writeFileSync(readyFile + ".tmp", info); fs.renameSync(readyFile + ".tmp", readyFile); }
+  process.stdout.write(info + "\n");
   const shutdown = () => server.shutdown(0).then(() => process.exit(0));
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
