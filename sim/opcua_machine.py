@@ -505,7 +505,16 @@ class PackMLServer(MachineServer):
                     server.link_method(await owner.get_child([f"{p}:{mname}"]), self._handler(mname))
                 except ua.UaStatusCodeError:
                     pass  # optional: only on the ObjectType
+            alarm = await admin.add_variable(
+                ua.NodeId(f"{name}.Admin.Alarm", idx), ua.QualifiedName("Alarm", p),
+                ua.Variant([], ua.VariantType.ExtensionObject, is_array=True), datatype=ua.NodeId(15, p))
+            status = await inst.get_child([f"{p}:Status"])
+            product = await status.add_variable(
+                ua.NodeId(f"{name}.Status.Product", idx), ua.QualifiedName("Product", p),
+                ua.Variant(ua.PackMLProductDataType(), ua.VariantType.ExtensionObject), datatype=ua.NodeId(18, p))
+            await product.set_writable()
             self.inst[name] = {
+                "alarm": alarm,
                 "base": await sm.get_child(["0:CurrentState"]), "machine": await ms.get_child(["0:CurrentState"]),
                 "execute": await es.get_child(["0:CurrentState"]), "count": count,
                 "unit_mode": await inst.get_child([f"{p}:Status", f"{p}:UnitModeCurrent"])}
@@ -565,6 +574,10 @@ class PackMLServer(MachineServer):
             counts = [ua.PackMLCountDataType(ID=1, Name="processed", Count=model.part_count, AccCount=model.part_count)]
             loop.create_task(self._write(nodes["count"], ua.Variant(counts, ua.VariantType.ExtensionObject)))
             loop.create_task(self._write(nodes["unit_mode"], ua.Variant(model.unit_mode, ua.VariantType.Int32)))
+            alarms = ([ua.PackMLAlarmDataType(ID=1012, Value=1012, Message=model.alarm, Category=1)]
+                      if model.alarm else [])
+            loop.create_task(self._write(nodes["alarm"], ua.Variant(alarms, ua.VariantType.ExtensionObject,
+                                                                     is_array=True)))
 
     async def pull_once(self) -> None:  # clients set the product through methods, not variables
         return

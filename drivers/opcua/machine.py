@@ -47,7 +47,7 @@ from .profiles import (
     job_id, job_state,
 )
 from .session import SessionFactory
-from .values import ArgSpec, check_scalar, encode_args, return_status, state_of
+from .values import ArgSpec, build_structure, check_scalar, encode_args, return_status, state_of
 
 log = logging.getLogger(__name__)
 CONNECTION_ERRORS = (ConnectionError, OSError, asyncio.IncompleteReadError, ua.UaError, EOFError)
@@ -448,8 +448,26 @@ class OpcUaMachine(Machine):
         if vt is None:
             vt = await node.read_data_type_as_variant_type()
             self._node_types[key] = vt
-        value = check_scalar(value, vt, f"{self.machine_id}: {key}")
+        if vt == ua.VariantType.ExtensionObject and not isinstance(value, ua.Variant):
+            value = await self._structure_value(node, value, key)
+        else:
+            value = check_scalar(value, vt, f"{self.machine_id}: {key}")
         await node.write_value(ua.DataValue(ua.Variant(value, vt)))
+
+    async def _structure_value(self, node: Any, value: Any, key: str) -> Any:
+        """A mapping (or a list of them) as the node's structure type, from the server's type definitions."""
+        dtype = await node.read_data_type()
+        cls = ua.extension_objects_by_datatype.get(dtype)
+        if cls is None and self._client is not None:
+            await self._load_types(self._client)
+            cls = ua.extension_objects_by_datatype.get(dtype)
+        if cls is None:
+            raise ProgramRejected(f"{self.machine_id}: {key} holds a structure ({dtype.to_string()}) the server "
+                                  "does not define", hint="the server must expose DataTypeDefinitions")
+        what = f"{self.machine_id}: {key}"
+        if isinstance(value, (list, tuple)):
+            return [build_structure(cls, v, f"{what}[{i}]") for i, v in enumerate(value)]
+        return build_structure(cls, value, what)
 
     def write(self, key: str, value: Any) -> None:
         """Write a mapped variable with the server's data type (read once and cached)."""
@@ -824,8 +842,11 @@ class OpcUaMachine(Machine):
 
 
 def _text(value: Any) -> str:
+    """Alarm or state text: a String, a LocalizedText, or PackML's array of alarm structures (``Message``)."""
     if isinstance(value, ua.LocalizedText):
         return value.Text or ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_text(getattr(v, "Message", v)) for v in value if v is not None)
     return "" if value is None else str(value)
 
 

@@ -23,6 +23,7 @@ PACKML_NODES: Dict[str, str] = {
     "part_count": f"{_P}:Admin/{_P}:ProdProcessedCount",
     "unit_mode": f"{_P}:Status/{_P}:UnitModeCurrent",
     "product": f"{_P}:Status/{_P}:Product",
+    "alarm": f"{_P}:Admin/{_P}:Alarm",
 }
 #: OPC 30050 methods, each on the state machine that owns it (declared on its ObjectType).
 PACKML_METHODS: Dict[str, str] = {
@@ -53,7 +54,7 @@ JOB_STATE_NUMBERS: Dict[int, str] = {1: "NotAllowedToStart", 2: "AllowedToStart"
                                      5: "Ended", 6: "Aborted"}
 #: Nodes followed with a subscription, per profile.
 WATCHED = {"custom": ("state", "progress", "alarm", "part_count"),
-           "packml": ("state.base", "state.machine", "state.execute", "part_count"),
+           "packml": ("state.base", "state.machine", "state.execute", "part_count", "alarm"),
            "machinery_jobs": ("job_list",)}
 
 

@@ -53,6 +53,12 @@ def test_packml_machine_runs_a_product_on_the_right_instance(launch):
     assert "Execute" in seen and seen[-1] == "Complete"
     m.reset()
     assert m.state() == "Idle"
+    # a structure variable written from a mapping, typed by the server's data type definition
+    m.write("product", {"ProductID": 7, "ProcessVariables": [{"ID": 1, "Name": "depth", "Value": 0.5}]})
+    back = m.read("product")
+    assert back.ProductID == 7 and back.ProcessVariables[0].Name == "depth" and back.ProcessVariables[0].Value == 0.5
+    with pytest.raises(ProgramRejected, match="no field Bogus"):
+        m.write("product", {"Bogus": 1})
     # a product number the machine does not know is refused before Start
     with pytest.raises(ProgramRejected, match="product 99"):
         m.run_program(Program(name="99"), {}, timeout=10)
@@ -85,7 +91,7 @@ def test_stop_abort_clear_through_the_standard_state_machines(launch):
     launch.drivers.append(m)
     m.connect()
     from anycell.errors import MachineFault
-    with pytest.raises(MachineFault, match="aborted"):
+    with pytest.raises(MachineFault, match="aborted: ALARM 1012: spindle overload"):  # Admin.Alarm structures
         m.run_program(Program(name="FACE_01"), {}, timeout=30)
     assert m.state() == "Aborted"
     m.reset()  # Clear (BaseStateMachine), then Reset (MachineState) from Stopped
