@@ -42,6 +42,7 @@ def test_localized_text_and_numeric_states_drive_a_program(launch, encoding):
     assert m.state() == "Idle" and "CALL Reset" in sim.log_lines()
 
 
+@pytest.mark.slow
 def test_state_values_map_a_vendor_state(launch):
     sim, m = connect(launch, cfg(state_values={"4": "Held"}), time_scale=0.02, state_encoding="number")
     assert m.state() == "Held"  # the config's map wins over the OPC 30050 numbers
@@ -49,6 +50,7 @@ def test_state_values_map_a_vendor_state(launch):
         m.run_program(Program(name="FACE_01"), PARAMS, timeout=5)
 
 
+@pytest.mark.slow
 def test_namespace_uris_in_paths_and_node_ids(launch):
     # relative segments without a namespace are in namespace 0: give them the URI
     c = cfg(object=f"0:Objects/{{{URI}}}:Machine",
@@ -61,6 +63,7 @@ def test_namespace_uris_in_paths_and_node_ids(launch):
     assert m.read("part_count") == 1
 
 
+@pytest.mark.slow
 def test_typed_arguments_and_return_status(launch):
     c = cfg(methods={"calibrate": "0:Objects/2:Machine/2:Calibrate"})
     sim, m = connect(launch, c, time_scale=0.02)
@@ -79,6 +82,7 @@ def test_typed_arguments_and_return_status(launch):
         m.write("part_count", -5)  # a local encoding error is a rejected value, not a lost connection
 
 
+@pytest.mark.slow
 def test_unknown_namespace_is_a_clear_error(launch):
     c = cfg(object="0:Objects/{urn:other:vendor}:Machine")
     sim = launch(cfg())

@@ -50,6 +50,7 @@ def test_packml_commands_and_invalid_state(tmp_path):
     assert "STATE Execute -> Completing" in sim.log_lines()
 
 
+@pytest.mark.slow
 def test_packml_profile_serves_the_official_model(tmp_path):
     """--profile packml: PackMLBaseObjectType instances from the official nodeset, LocalizedText states,
     commands bound on the ObjectTypes (called with the instance's state machine as the object)."""
