@@ -138,12 +138,49 @@ class OpcUaDriver:
     security: SecurityConfig = spec("transport security", default_factory=SecurityConfig)
     username: Optional[str] = spec("user name for login (password from the environment)", default=None)
     password_env: Optional[str] = spec("environment variable that holds the password", default=None)
+    user_certificate: Optional[FileRef] = spec("X.509 user identity: certificate (DER or PEM) to log in with",
+                                               default=None)
+    user_private_key: Optional[FileRef] = spec("X.509 user identity: its private key (PEM)", default=None)
+    profile: Literal["custom", "packml", "machinery_jobs"] = spec(
+        "how the machine is modelled: packml (OPC 30050), machinery_jobs (OPC 40001-3 job orders, as in OPC "
+        "40501 machine tools) - both need only 'object' - or custom (the node map)",
+        default="custom")
+    object: Optional[str] = spec(
+        "the machine instance: browse path or node id; relative node and method paths start here",
+        default=None, examples=["0:Objects/{urn:vendor:machine}:Filler", "nsu=urn:vendor:machine;s=Filler"])
     nodes: Dict[str, str] = spec(
-        "machine variables -> node ids ('ns=2;s=State') or browse paths ('0:Objects/2:Machine/2:State')",
+        "machine variables -> node ids ('ns=2;s=State', 'nsu=URI;s=State') or browse paths "
+        "('0:Objects/2:Machine/2:State', '{URI}:Name' segments; relative to 'object' unless from 0:Objects)",
         default_factory=dict)
-    methods: Dict[str, str] = spec("machine methods (start, stop, hold, ...) -> node id or browse path",
-                                   default_factory=dict)
+    methods: Dict[str, str] = spec(
+        "machine methods (start, stop, hold, ...) -> browse path (the method is called on the object of that "
+        "path) or node id (called on 'object')", default_factory=dict)
+    state_values: Dict[str, str] = spec(
+        "what the state node reports (text, or a number as text) -> PackML state name", default_factory=dict,
+        examples=[{"0": "Idle", "1": "Execute", "Running": "Execute"}])
+    products: Dict[str, int] = spec(
+        "profile packml: program name -> PackML ProductID (a program named by a number needs no entry)",
+        default_factory=dict, examples=[{"POCKET_01": 1}])
+    progress_scale: float = spec("progress node value x this = fraction 0..1 (0.01 for percent)", default=1.0,
+                                 exclusive_minimum=0.0)
     timeout: float = spec("timeout on every call, seconds", default=5.0, exclusive_minimum=0.0)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        from .packml_model import STATES
+
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ctx.error(path + ("user_certificate",), "an X.509 user identity needs both files",
+                            "give user_certificate and user_private_key")
+        if self.user_certificate is not None and self.username:
+            raise ctx.error(path + ("username",), "give a user name or a user certificate, not both",
+                            "remove one of them")
+        if self.profile != "custom" and not self.object:
+            raise ctx.error(path + ("object",), f"profile {self.profile} needs 'object', the machine instance",
+                            "e.g. object: 0:Objects/{urn:vendor:machine}:Filler")
+        for raw, name in self.state_values.items():
+            if name not in STATES:
+                raise ctx.error(path + ("state_values", raw), f"'{name}' is not a PackML state",
+                                "one of: " + ", ".join(STATES))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 from anycell.cell import MachineConfig
 from anycell.errors import ConfigError
 from anycell.job import Program
+from anycell.packml_model import STATES
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def open_machine(machine_cfg: MachineConfig, address: Optional[str] = None) -> M
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's endpoint",
                               field=f"machines.{machine_cfg.id}.driver",
                               hint="start it with anycell.sim.machines.launch_sim_machine and pass .address")
-        from .opcua_client import OpcUaMachine
+        from .opcua import OpcUaMachine
 
         return OpcUaMachine(machine_cfg, endpoint)
     raise ConfigError(f"unknown driver kind '{kind}'", field=f"machines.{machine_cfg.id}.driver.kind")
@@ -176,6 +177,8 @@ def program_source(program: Program) -> Optional[str]:
     return str(program.file) if program.file is not None else None
 
 
+#: The default OPC UA node map (profile ``custom``), shared by the driver and the simulated machines:
+#: a config's ``nodes``/``methods`` entries replace these key by key.
 DEFAULT_NODES: Dict[str, str] = {
     "state": "0:Objects/2:Machine/2:State",
     "program": "0:Objects/2:Machine/2:Program",
@@ -184,11 +187,10 @@ DEFAULT_NODES: Dict[str, str] = {
     "alarm": "0:Objects/2:Machine/2:Alarm",
     "parameters": "0:Objects/2:Machine/2:Parameters",
 }
+#: PackML commands as methods of the machine object, and ``SetParameter(name, value)``.
 DEFAULT_METHODS: Dict[str, str] = {
-    name.lower(): f"0:Objects/2:Machine/2:{name}"
-    for name in ("Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset", "Abort", "Clear")
+    **{name.lower(): f"0:Objects/2:Machine/2:{name}"
+       for name in ("Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset", "Abort", "Clear")},
+    "set_parameter": "0:Objects/2:Machine/2:SetParameter",
 }
-PACKML_STATES: List[str] = [
-    "Stopped", "Idle", "Starting", "Execute", "Completing", "Complete", "Holding", "Held", "Unholding",
-    "Suspending", "Suspended", "Unsuspending", "Stopping", "Aborting", "Aborted", "Clearing", "Resetting",
-]
+PACKML_STATES: List[str] = list(STATES)

@@ -137,18 +137,23 @@ def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optiona
     if protocol == "opcua":
         drv = machine_cfg.driver
         path = "/anycell/" + mid
-        nodes: Dict[str, str] = {}
-        methods: Dict[str, str] = {}
+        model: Dict[str, Any] = {}
         if drv.kind == "opcua":
             path = urlparse(drv.endpoint).path or path
-            nodes, methods = dict(drv.nodes), dict(drv.methods)
+            model = {"nodes": dict(drv.nodes), "methods": dict(drv.methods), "object": drv.object,
+                     "profile": drv.profile, "products": dict(drv.products)}
         argv += ["--port", str(free_port()), "--path", path]
-        if nodes or methods:
+        if any(model.values()):
             map_file = os.path.join(workdir, f"{mid}.nodes.json")
             with open(map_file, "w", encoding="utf-8") as fh:
-                json.dump({"nodes": nodes, "methods": methods}, fh)
+                json.dump(model, fh)
             argv += ["--node-map", map_file]
     argv += _options(faults)
+    if protocol == "opcua" and getattr(machine_cfg.driver, "profile", None) == "machinery_jobs":
+        from .node_opcua import ensure_installed, script
+
+        ensure_installed()  # OPC 40001-3 machines are served by node-opcua (asyncua cannot load the nodesets)
+        argv = ["node", script("jobs_server.js")] + argv[3:]
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")

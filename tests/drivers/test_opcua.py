@@ -1,5 +1,6 @@
 """OPC UA driver against the simulated machine tool (asyncua server in its own process, TCP)."""
 
+import dataclasses
 import threading
 
 import pytest
@@ -14,8 +15,10 @@ PARAMS = {"depth": 0.002, "feed": 0.01, "spindle_rpm": 12000}
 
 
 def mill_cfg():
+    """The demo mill's config with the default (custom) node map instead of its PackML profile."""
     cell = load_cell("cell_configs/demo_cell.yaml")
-    return next(m for m in cell.machines if m.id == "mill")
+    mill = next(m for m in cell.machines if m.id == "mill")
+    return dataclasses.replace(mill, driver=OpcUaDriver(kind="opcua", endpoint=mill.driver.endpoint))
 
 
 def connect(launch, cfg, address=None, **faults):
