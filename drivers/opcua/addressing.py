@@ -50,7 +50,9 @@ def is_absolute(text: str) -> bool:
 
 def split_path(text: str) -> List[str]:
     """Split a browse path on ``/``, except inside ``{...}`` (namespace URIs have slashes)."""
-    parts, cur, depth = [], [], 0
+    parts: List[str] = []
+    cur: List[str] = []
+    depth = 0
     for ch in text.strip():
         if ch == "{":
             depth += 1

@@ -433,6 +433,7 @@ class OpcUaMachine(Machine):
         if path is None:
             raise DriverError(f"{self.machine_id}: no node '{key}' in the node map",
                               field=f"{self._field}.nodes", hint=f"add nodes.{key}: <node id or browse path>")
+        assert self._client is not None, "resolve is called only when connected"
         node = self._run(self._resolve(self._client, path, f"{self._field}.nodes.{key}"), what=f"resolve {key}")
         self._nodes[key] = node
         return node
@@ -653,7 +654,7 @@ class OpcUaMachine(Machine):
                 raise ProgramRejected(f"parameter '{name}' must be a number, not {value!r}",
                                       hint="parameters are numbers")
         t0 = time.monotonic()
-        st = self.state()
+        st: Optional[str] = self.state()
         if self.profile == "machinery_jobs" and st in ("Complete", "Aborted"):
             self.reset()
             st = self.state()

@@ -143,11 +143,11 @@ class SessionFactory:
         sec = self.security
         if sec is not None and server_der is not None:
             client.application_uri = await client_uri(str(sec.certificate))
-            await client.set_security(POLICIES[sec.policy], str(sec.certificate), str(sec.private_key),
-                                      server_certificate=server_der, mode=MODES[sec.mode])
+            await client.set_security(POLICIES[sec.policy], str(sec.certificate),  # type: ignore[type-abstract]
+                                      str(sec.private_key), server_certificate=server_der, mode=MODES[sec.mode])
         if self.user_certificate is not None:
             await client.load_client_certificate(str(self.user_certificate))
-            await client.load_private_key(str(self.user_private_key))
+            await client.load_private_key(str(self.user_private_key))  # type: ignore[arg-type]
         elif self.username:
             pw = os.environ.get(self.password_env or "", None)
             if pw is None:
