@@ -42,6 +42,11 @@ pip_quiet --no-deps -e .
 # interop servers) and the official OPC UA companion nodesets (PackML, Machinery Jobs, ...) fetched
 # once with npm into the git-ignored tools/node_opcua/nodesets/. Without npm the tests that need them
 # skip with the reason.
+if ! { command -v npm >/dev/null && command -v node >/dev/null; } && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "anycell: installing nodejs and npm with apt-get (node-opcua interop servers)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } \
+    || echo "anycell: apt-get install nodejs npm failed (node-opcua tests will skip)" >&2
+fi
 if command -v npm >/dev/null && command -v node >/dev/null; then
   "$VENV/bin/python" -m anycell.sim.node_opcua || echo "anycell: npm ci in tools/node_opcua failed (node-opcua tests will skip)" >&2
   "$VENV/bin/python" -m anycell.sim.nodesets >/dev/null || echo "anycell: OPC UA nodesets not fetched (PackML tests will skip)" >&2
