@@ -161,13 +161,25 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
     raise ConfigError(f"unknown driver kind '{kind}'", field=f"machines.{machine_cfg.id}.driver.kind")
 
 
+#: Serial settings of a ``kind: sim`` GRBL/Marlin machine (the simulator's defaults).
+SIM_SERIAL_SETTINGS: Dict[str, Any] = {
+    "baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": [], "streaming": "character_counting",
+    "work_offset": None, "unknown_command": "fail", "autoreport_interval": 1,
+}
+
+
 def serial_settings(machine_cfg: Any) -> Dict[str, Any]:
-    """Baud, timeout and the G-code allow/deny lists, with defaults for ``kind: sim`` machines."""
+    """Baud, timeouts, allow/deny lists, streaming mode, work offset (meters) and Marlin policies.
+
+    ``kind: sim`` machines get :data:`SIM_SERIAL_SETTINGS`.
+    """
     drv = machine_cfg.driver
     if drv.kind == "serial":
         return {"baud": drv.baud, "timeout": drv.timeout, "allowed": list(drv.allowed_gcodes),
-                "forbidden": list(drv.forbidden_gcodes)}
-    return {"baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": []}
+                "forbidden": list(drv.forbidden_gcodes), "streaming": drv.streaming,
+                "work_offset": list(drv.work_offset) if drv.work_offset is not None else None,
+                "unknown_command": drv.unknown_command, "autoreport_interval": drv.autoreport_interval}
+    return dict(SIM_SERIAL_SETTINGS)
 
 
 def program_source(program: Program) -> Optional[str]:

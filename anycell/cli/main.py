@@ -63,7 +63,10 @@ def _validate(args: argparse.Namespace) -> int:
     cell = load_cell(args.cell)
     job = load_job(args.job) if args.job else None
     if job is not None:
+        from anycell.planners.feasibility import check_programs
+
         check_job_fits_cell(cell, job)
+        check_programs(cell, job)
     if args.json:
         out = {"cell": cell_summary(cell)}
         if job is not None:
