@@ -26,8 +26,9 @@ from anycell.job import Program
 class Progress:
     """How far a running program is.
 
-    ``done``/``total`` count G-code lines acknowledged by the firmware (serial), or are a
-    cycle fraction scaled to 0..1000 (OPC UA, ``unit='permille'``). ``fraction`` is 0..1.
+    ``done``/``total`` count G-code lines the firmware confirmed (serial: Marlin's executed lines,
+    GRBL's lines accepted into its planner), or are a cycle fraction scaled to 0..1000 (OPC UA,
+    ``unit='permille'``). ``fraction`` is 0..1.
     """
 
     done: int
@@ -45,7 +46,10 @@ class ProgramResult:
     """What happened to a program.
 
     ``status`` is ``complete`` or ``stopped`` (a ``stop()`` from the operator); failures are
-    raised, not returned. ``lines_acknowledged`` is exact for serial machines.
+    raised, not returned. For serial machines ``lines_acknowledged`` counts the firmware's
+    ``ok`` replies and ``lines_executed`` the lines that really ran: GRBL acknowledges a line when it
+    enters the planner, so lines flushed by a stop or a reset were acknowledged but never ran
+    (``details["lines_flushed"]``). A complete program has every line executed.
     """
 
     status: str
@@ -54,6 +58,7 @@ class ProgramResult:
     lines_acknowledged: int = 0
     duration: float = 0.0
     details: Dict[str, Any] = field(default_factory=dict)
+    lines_executed: Optional[int] = None
 
     @property
     def completed(self) -> bool:
