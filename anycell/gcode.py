@@ -210,8 +210,9 @@ def prepare_program(
         for (letter, number), cmd in zip([w for w in WORD.findall(code) if w[0] in "GM"],
                                          command_words(code, dialect)):
             if cmd in deny:
-                written = letter + number
-                said = cmd if written == cmd or written.lstrip("GM0") == cmd[1:] else f"{written} (read as {cmd})"
+                whole, _, frac = number.lstrip("+").partition(".")
+                exact = f"{letter}{int(whole or '0')}" + (f".{frac.rstrip('0')}" if frac.rstrip("0") else "")
+                said = cmd if exact == cmd else f"{letter}{number} (read as {cmd})"
                 raise _reject(f"{said} is forbidden on this machine", line_no, source,
                               "the cell config's forbidden_gcodes lists it")
             if allow and cmd not in allow:
