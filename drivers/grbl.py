@@ -532,12 +532,14 @@ class GrblMachine(SerialGcodeMachine):
         last_report = 0.0
 
         def report(force: bool = False) -> None:
+            """Progress in executed lines: acknowledged minus the blocks still in GRBL's planner."""
             nonlocal last_report
             if progress is not None:
                 now = time.monotonic()
                 if force or now - last_report > 0.05:
                     last_report = now
-                    progress(Progress(acked, total, "lines", self._program_state))
+                    done = acked if force else self._executed(blocks, acked, self._in_planner())
+                    progress(Progress(done, total, "lines", self._program_state))
 
         def executed_now(flushed_in_planner: int) -> int:
             self.lines_executed = self._executed(blocks, acked, flushed_in_planner)

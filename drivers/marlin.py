@@ -79,6 +79,7 @@ class _Run:
         self.last_ok = "ok"
         self.unknown: List[Tuple[int, str]] = []  # (index, echo) of unknown commands
         self.own_m105_seen = False    # while probing, the program's own M105 answered ``ok T:`` once
+        self.probed = False           # a probe went out during this run
 
     @property
     def total(self) -> int:
@@ -107,6 +108,8 @@ class MarlinMachine(SerialGcodeMachine):
         self.fault: Optional[str] = None
         self.line_number = 0          # the firmware's Last Line, when synced
         self._synced = False
+        self._sync_count = 0
+        self._skip_after_sync = 0
         self.history: "collections.OrderedDict[int, str]" = collections.OrderedDict()
         self.resends = 0
         self.probes_sent = 0
@@ -184,20 +187,25 @@ class MarlinMachine(SerialGcodeMachine):
         self.link.write((payload + "\n").encode("ascii"))
 
     def _resync(self, seconds: Optional[float] = None, attempt_wait: Optional[float] = None) -> None:
-        """Make the firmware's Last Line 1 and know it: ``N0 M110 N0`` then ``N1 M105`` until ``ok T:``.
+        """Make the firmware's Last Line ``b + 1`` and know it, whatever came before.
 
-        The ``M105`` answer (``ok T:...``) cannot be mistaken for the ``ok`` of an older line, and it
-        only comes if the ``M110`` before it was accepted (else Marlin refuses N1 with a Resend).
+        ``N<b> M110 N<b>``, ``N<b+1> M105``, then ``N<b+3> M105``, a gap Marlin can only refuse
+        with ``Resend: <b+2>``. That answer carries its number, so it cannot be mistaken for the
+        late ``ok`` (or ``ok T:``) of a line from before the sync: everything the firmware says
+        about older lines comes before it on the wire. ``b`` changes from one sync to the next.
         """
         deadline = time.monotonic() + (seconds if seconds is not None else self.timeout)
         wait = attempt_wait if attempt_wait is not None else min(self.timeout, 2.0)
         while True:
             if time.monotonic() > deadline:
-                raise DriverTimeout(f"{self.machine_id}: Marlin did not answer M110/M105 on {self.port}",
-                                    hint="check the baud rate and that the printer runs Marlin")
+                raise DriverTimeout(f"{self.machine_id}: Marlin did not answer the line-number sync (M110) on "
+                                    f"{self.port}", hint="check the baud rate and that the printer runs Marlin")
+            base = 100 + (self._sync_count % 50) * 10
+            self._sync_count += 1
             self._drain()
-            self._write_numbered(0, "M110 N0")
-            self._write_numbered(1, "M105")
+            self._write_numbered(base, f"M110 N{base}")
+            self._write_numbered(base + 1, "M105")
+            self._write_numbered(base + 3, "M105")
             until = time.monotonic() + wait
             while time.monotonic() < until:
                 reply = self._poll_reply(max(0.001, min(0.05, until - time.monotonic())))
@@ -206,13 +214,14 @@ class MarlinMachine(SerialGcodeMachine):
                 kind, val = reply
                 if kind == "fault":
                     raise MachineFault(f"{self.machine_id}: {val}", hint="a halted Marlin needs a power cycle")
-                if kind == "ok" and "T:" in val:
-                    self.line_number = 1
+                if kind == "resend" and val == base + 2:
+                    self.line_number = base + 1
                     self._synced = True
+                    self._skip_after_sync = 1  # the ok that follows this Resend
                     self.resyncs += 1
                     return
-                if kind in ("resend", "start"):
-                    break  # the sync was refused or the board rebooted: say it again
+                if kind == "start":
+                    break  # the board rebooted: say it again
 
     # -- single commands -------------------------------------------------------------------------
     def send_command(self, cmd: str, timeout: Optional[float] = None) -> str:
@@ -253,8 +262,10 @@ class MarlinMachine(SerialGcodeMachine):
         whole = Deadline(timeout) if timeout else None
         if not self._synced:
             self._resync(min(self.timeout * 3, whole.left()) if whole else self.timeout * 3)
-        self._drain()
+        if self._skip_after_sync == 0:
+            self._drain()  # stale chatter (busy:, echoes) of earlier commands is not about this run
         run = _Run(cmds)
+        run.skip_oks, self._skip_after_sync = self._skip_after_sync, 0
         self._state = "Execute"
         self.lines_sent = self.lines_acknowledged = self.lines_executed = 0
 
@@ -280,6 +291,10 @@ class MarlinMachine(SerialGcodeMachine):
                 exc.message = f"{exc.message}; the firmware executed {run.done} of {run.total} lines{where()}"
                 exc.args = (exc.message,)
             raise
+        if run.probed or run.skip_oks or run.sent:
+            # answers to probes or to a Resend may still be on their way: the next command must
+            # not take them for its own, so it re-synchronises first
+            self._synced = False
         result_details: Dict[str, Any] = {"resends": self.resends, "probes": self.probes_sent,
                                           "last_ok": run.last_ok, "temperatures": dict(self.temperatures)}
         if self._stop.is_set() and run.done < run.total:
@@ -391,6 +406,7 @@ class MarlinMachine(SerialGcodeMachine):
         it with ``Resend: <Last Line + 1>``, so the answer cannot be mistaken for another's.
         """
         top = max([self.line_number, *run.sent])
+        run.probed = True
         run.skip_oks = 0  # from here on only a probe's ``ok T:`` or a Resend decides
         self.probes_sent += 1
         self.timeouts_recovered += 1

@@ -151,7 +151,7 @@ def test_stop_mid_program_then_the_next_program_runs_from_its_first_line(proxied
     assert result.status == "complete" and result.lines_executed == 4
     # the second program re-synchronised first and ran from its first line, each line once
     second_wire = proxy.wire()[wire_before:]
-    assert second_wire[0].startswith("N0 M110 N0")
+    assert " M110 N" in second_wire[0]
     assert program_lines(sim)[executed_before:] == expected(second_prog, {})
     assert m.resyncs >= 2
 
