@@ -252,3 +252,27 @@ def test_status_queries_are_resent_across_a_reset(launch):
     t0 = time.monotonic()
     assert m.query_status()["state"] == "Idle"
     assert time.monotonic() - t0 < 1.0
+
+
+def test_packml_reset_of_the_cell_clears_a_grbl_limit_alarm(launch, tmp_path):
+    """The cell's PackML Reset calls Machine.reset() (agent reset hook): the alarm clears, Idle."""
+    from anycell.agent import packml as pm
+    from anycell.agent.cell_service import CellService
+    from anycell.agent.journal import Journal
+    from anycell.cell import load_cell
+    from tests.paths import DEMO_CELL
+
+    sim, m = connect(launch, time_scale=0.001, alarm_at_line=6)
+    with pytest.raises(MachineFault, match="ALARM:1"):
+        m.run_program(Program(inline=PROGRAM), {"feed": 3000})
+    assert m.state() == "Aborted"
+    svc = CellService(load_cell(DEMO_CELL), Journal(str(tmp_path / "journal.db")))
+    svc.reset_hooks.append(m.reset)
+    svc.start()
+    try:
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 15), svc.packml.state
+    finally:
+        svc.shutdown()
+    assert m.state() == "Idle"
+    assert m.run_program(Program(inline="G21 G90\nG1 X2 F3000\n"), {}).status == "complete"
