@@ -95,3 +95,21 @@ def test_validate_cli_refuses_with_field_and_hint(tmp_path):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     out = res.stdout + res.stderr
     assert "parts[1].source.program" in out and "no stored program" in out and "hint" in out
+
+
+def test_submit_refuses_a_forbidden_code_before_queueing(tmp_path):
+    from anycell.agent.cell_service import CellService
+    from anycell.agent.journal import Journal
+
+    with open(POCKET_JOB, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    doc["parts"][1]["source"]["program"] = {"inline": "G21 G90\nG1 Z-1 F100\nM{c}\n"}
+    doc["parts"][1]["source"]["parameters"] = {"c": 8.5}
+    svc = CellService(load_cell(GRBL_CELL), Journal(str(tmp_path / "journal.db")))
+    try:
+        res = svc.handle({"request_id": "r1", "op": "submit", "job": doc})
+        assert res["ok"] is False and "read as M8" in res["error"]["message"]
+        assert res["error"]["field"].endswith("parts[1].source.program")
+        assert svc.journal.jobs() == []
+    finally:
+        svc.shutdown()
