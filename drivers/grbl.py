@@ -192,6 +192,7 @@ class GrblMachine(SerialGcodeMachine):
         self._program_state = "Idle"
         self._wco: Optional[List[float]] = None
         self.planner_blocks = 15     # learnt from the Idle status report (Bf: at rest)
+        self._offset_applied = False
         self.lines_executed = 0
         self.flushes = 0
 
@@ -273,9 +274,14 @@ class GrblMachine(SerialGcodeMachine):
         st = self.query_status()
         if st.get("state") == "Idle" and "buffer" in st:
             self.planner_blocks = st["buffer"]["planner"]
+        if st.get("state") != "Alarm":  # locked (homing lock at boot): set it before the first program
+            self._apply_work_offset()
+
+    def _apply_work_offset(self) -> None:
         offset = self.settings_cfg.get("work_offset")
-        if offset is not None and st.get("state") != "Alarm":
+        if offset is not None and not self._offset_applied:
             self.set_work_offset(offset)
+        self._offset_applied = True
 
     def set_work_offset(self, offset_m: List[float], system: int = 1) -> None:
         """Write G54 (``system`` 1) .. G59 with ``G10 L2`` if the controller's differs; select it.
@@ -475,6 +481,7 @@ class GrblMachine(SerialGcodeMachine):
             if state == "Idle" and rx_free >= RX_BUFFER_SIZE - 1:
                 clean += 1
                 if clean == 2:
+                    self._apply_work_offset()
                     self._drain()
                     return
                 time.sleep(self.status_interval / 2)
@@ -490,6 +497,7 @@ class GrblMachine(SerialGcodeMachine):
         if st.get("state") != "Idle":
             raise MachineFault(f"{self.machine_id}: not Idle after flushing another client's lines "
                                f"(state {st.get('state')})", hint="reset() or home() the controller")
+        self._apply_work_offset()
 
     def run_program(self, program: Program, parameters: Dict[str, float],
                     progress: Optional[ProgressCallback] = None, timeout: Optional[float] = None) -> ProgramResult:

@@ -276,3 +276,16 @@ def test_packml_reset_of_the_cell_clears_a_grbl_limit_alarm(launch, tmp_path):
         svc.shutdown()
     assert m.state() == "Idle"
     assert m.run_program(Program(inline="G21 G90\nG1 X2 F3000\n"), {}).status == "complete"
+
+
+def test_board_booting_in_alarm_is_homed_then_gets_its_work_offset(launch):
+    # GRBL with homing enabled starts locked ('$H'|'$X' to unlock): no offset can be written yet
+    sim, m = connect(launch, time_scale=0.001, boot_alarm=True)
+    assert m.state() == "Aborted" and not any(ln.startswith("WCS") for ln in sim.log_lines())
+    with pytest.raises(MachineFault, match="Alarm"):
+        m.run_program(Program(inline="G1 X1 F3000"), {})
+    m.home()
+    result = m.run_program(Program(inline="G21 G90\nG1 X5 Y5 Z-2 F3000\n"), {})
+    assert result.status == "complete"
+    assert any(ln.startswith("WCS G54 -250.000,-150.000,-50.000") for ln in sim.log_lines())
+    assert m.query_status()["mpos"] == [-245.0, -145.0, -52.0]
