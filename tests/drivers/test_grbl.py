@@ -134,6 +134,7 @@ def test_forbidden_or_injected_command_rejected_before_any_byte(launch):
     assert ran(sim) == []
 
 
+@pytest.mark.slow
 def test_hold_and_resume(launch):
     sim, m = connect(launch, time_scale=0.3)
     prog = "G21 G90\nG1 X20 F1200\nG1 X0\n"  # 2 x 1 s of motion at time-scale 0.3

@@ -120,6 +120,7 @@ def test_every_line_exactly_once_through_the_fault_proxy(proxied, faults, autore
     assert injected >= 3
 
 
+@pytest.mark.slow
 def test_lost_ok_is_recovered_by_a_probe_not_by_repeating_the_line(proxied):
     sim, proxy, m = proxied(machine_cfg("marlin"), {"drop_ok_fraction": 0.05, "seed": 4}, timeout=0.3,
                             time_scale=0.0005)
