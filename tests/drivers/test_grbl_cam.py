@@ -71,3 +71,25 @@ def test_without_the_work_offset_the_same_program_alarms(tmp_path):
     finally:
         m.close()
         sim.stop()
+
+
+@pytest.mark.slow
+def test_anycell_machine_runs_the_cam_program_with_a_chosen_streaming_mode():
+    import json
+    import subprocess
+    import sys
+
+    prog = os.path.join(ROOT, "tests", "data", "programs", "pocket.nc")
+    res = subprocess.run([sys.executable, "-m", "anycell", "machine", CELL, "router", "--sim", "--run", prog,
+                          "-p", "depth=1.5", "-p", "feed=600", "-p", "plunge=200", "-p", "spindle=10000",
+                          "--streaming", "character_counting", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    r = out["result"]
+    assert r["status"] == "complete" and r["lines_executed"] == r["lines_total"] == r["lines_acknowledged"]
+    assert out["health"]["streaming"] == "character_counting"
+    bad = subprocess.run([sys.executable, "-m", "anycell", "machine", os.path.join(ROOT, "cell_configs", "demo_cell.yaml"),
+                          "printer", "--sim", "--streaming", "send_response"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode != 0 and "--streaming is a GRBL option" in bad.stderr and "Traceback" not in bad.stderr
