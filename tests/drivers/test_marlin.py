@@ -236,3 +236,15 @@ def test_host_side_pause_and_resume(launch):
     t.join(30)
     assert out["r"].status == "complete"
     assert program_lines(sim) == expected()
+
+
+@pytest.mark.slow
+def test_single_commands_return_only_once_marlin_ran_them(proxied):
+    sim, proxy, m = proxied(machine_cfg("marlin"), {"corrupt_fraction": 0.3, "seed": 9}, timeout=0.3,
+                            time_scale=0.0005)
+    cmds = [f"G1 X{i} F3000" for i in range(1, 16)]
+    for cmd in cmds:
+        assert m.send_command(cmd).startswith("ok")
+    assert program_lines(sim) == cmds  # each exactly once, in order, although ~30% arrived corrupted
+    assert check_exactly_once(replay_marlin(proxy.wire()), cmds).ok
+    assert proxy.count("CORRUPT_TX") >= 3
