@@ -284,7 +284,8 @@ class MarlinMachine(SerialGcodeMachine):
         except ConnectionLost as exc:
             self._fail_state()
             raise ConnectionLost(f"{self.machine_id}: {exc.message}; the firmware executed {run.done} of "
-                                 f"{run.total} lines{where()}", hint="reconnect the printer and check the part") from exc
+                                 f"{run.total} lines{where()}",
+                                 hint="reconnect the printer and check the part") from exc
         except (MachineFault, DriverTimeout) as exc:
             self._fail_state()
             if run.done < run.total and "executed" not in exc.message:

@@ -13,7 +13,8 @@ What it models, because the driver depends on it:
 * ``M110 N<k>`` resets the line number (whatever the line's own number);
 * heating that takes time (hotend 3 K/s, bed 1 K/s, times ``--time-scale``): ``M104``/``M140``
   set targets, ``M109``/``M190`` block until reached and print a temperature report each second
-  and ``busy: processing`` (Marlin's default BUSY_WHILE_HEATING) meanwhile, ``M105`` answers ``ok T:.. /.. B:.. /..``, ``M155 S<n>`` auto-reports;
+  and ``busy: processing`` (Marlin's default BUSY_WHILE_HEATING) meanwhile, ``M105`` answers
+  ``ok T:.. /.. B:.. /..``, ``M155 S<n>`` auto-reports;
 * ``busy: processing`` every ``--busy-interval`` seconds during long commands (G28, long moves);
 * motion that takes distance / feed times ``--time-scale``;
 * ``echo:Unknown command: "<cmd>"`` then ``ok`` for what it does not know; the ``--alarm-at-line``

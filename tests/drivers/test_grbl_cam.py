@@ -89,7 +89,8 @@ def test_anycell_machine_runs_the_cam_program_with_a_chosen_streaming_mode():
     r = out["result"]
     assert r["status"] == "complete" and r["lines_executed"] == r["lines_total"] == r["lines_acknowledged"]
     assert out["health"]["streaming"] == "character_counting"
-    bad = subprocess.run([sys.executable, "-m", "anycell", "machine", os.path.join(ROOT, "cell_configs", "demo_cell.yaml"),
-                          "printer", "--sim", "--streaming", "send_response"],
+    demo = os.path.join(ROOT, "cell_configs", "demo_cell.yaml")
+    bad = subprocess.run([sys.executable, "-m", "anycell", "machine", demo, "printer", "--sim", "--streaming",
+                          "send_response"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode != 0 and "--streaming is a GRBL option" in bad.stderr and "Traceback" not in bad.stderr

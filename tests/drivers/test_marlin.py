@@ -198,8 +198,8 @@ def test_printer_halt_is_a_machine_fault_with_its_cause(launch):
 def test_forbidden_command_rejected_before_any_byte(launch):
     sim, m = connect(launch, machine_cfg("marlin", forbidden_gcodes=["M502", "M500"]), time_scale=0.001)
     before = m.link.bytes_written
-    for prog, params in ((CAP + "\nM502\n", PARAMS), (CAP + "\nM500.5\n", PARAMS), (CAP + "\nM{p}\n", {**PARAMS, "p": 502.9}),
-                         (CAP, {"hotend_temp": "210\nM500", "bed_temp": 60})):
+    for prog, params in ((CAP + "\nM502\n", PARAMS), (CAP + "\nM500.5\n", PARAMS),
+                         (CAP + "\nM{p}\n", {**PARAMS, "p": 502.9}), (CAP, {"hotend_temp": "210\nM500", "bed_temp": 60})):
         with pytest.raises(ProgramRejected):
             m.run_program(Program(inline=prog), params)
     assert m.link.bytes_written == before
