@@ -286,7 +286,8 @@ class CellRunner:
         for planner in self.planners.values():
             planner.add_obstacle(wid, size, _pose(machine_site))
         return {"machine": op.resource, "status": result.status, "lines_total": result.lines_total,
-                "lines_acknowledged": result.lines_acknowledged, "duration_s": round(result.duration, 3)}
+                "lines_acknowledged": result.lines_acknowledged, "lines_executed": result.lines_executed,
+                "lines_flushed": result.details.get("lines_flushed"), "duration_s": round(result.duration, 3)}
 
     def _machine_site(self, op: Operation) -> Site:
         from anycell.planners import sites

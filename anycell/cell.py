@@ -183,6 +183,10 @@ class OpcUaDriver:
                                 "one of: " + ", ".join(STATES))
 
 
+#: One entry of allowed_gcodes/forbidden_gcodes: a G or M code with an optional sub-code, or a GRBL $ command.
+GCODE_ENTRY = r"^(?:[GMgm]\d{1,4}(?:\.\d{1,3})?|\$[A-Za-z0-9]*)$"
+
+
 @dataclass(frozen=True, kw_only=True)
 class SerialDriver:
     """A machine reached over a serial port, speaking GRBL or Marlin G-code."""
@@ -192,10 +196,39 @@ class SerialDriver:
     baud: int = spec("baud rate", default=115200, minimum=300, maximum=4000000)
     dialect: Literal["grbl", "marlin"] = spec("firmware protocol")
     allowed_gcodes: List[str] = spec("if set, only these commands may be sent (e.g. G0, G1, M104)",
-                                     default_factory=list)
-    forbidden_gcodes: List[str] = spec("commands never sent (e.g. M502 factory reset)", default_factory=list)
+                                     default_factory=list, pattern=GCODE_ENTRY)
+    forbidden_gcodes: List[str] = spec("commands never sent (e.g. M502 factory reset); a decimal sub-code the "
+                                       "firmware does not have counts as its integer code (M502.9 is M502)",
+                                       default_factory=list, pattern=GCODE_ENTRY)
     timeout: float = spec("timeout for one reply, seconds (long waits like M109 are handled apart)",
                           default=10.0, exclusive_minimum=0.0)
+    streaming: Literal["character_counting", "send_response"] = spec(
+        "GRBL flow control: character_counting keeps GRBL's 128-byte buffer full (fast on short segments); "
+        "send_response sends one line per ok (nothing queued behind a refused line)",
+        default="character_counting")
+    work_offset: Optional[List[float]] = spec(
+        "GRBL G54 work offset: the machine coordinates of the work zero [x, y, z], meters (GRBL's machine "
+        "space is negative from the homed corner, so these are usually negative); set with G10 L2 P1 on "
+        "connect when the controller's differs", default=None, length=3)
+    unknown_command: Literal["fail", "warn"] = spec(
+        "Marlin 'echo:Unknown command': fail the program (as GRBL's error:20 does) or only warn",
+        default="fail")
+    autoreport_interval: int = spec("Marlin temperature auto-report period, seconds (M155 S<n>); 0 turns it off",
+                                    default=1, minimum=0, maximum=60)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        for name in ("allowed_gcodes", "forbidden_gcodes"):
+            for i, code in enumerate(getattr(self, name)):
+                if code.startswith("$") and self.dialect != "grbl":
+                    raise ctx.error(path + (name, i), f"'{code}' is a GRBL system command, not {self.dialect} G-code",
+                                    "list G and M codes, e.g. M502")
+        both = {c.upper() for c in self.allowed_gcodes} & {c.upper() for c in self.forbidden_gcodes}
+        if both:
+            raise ctx.error(path + ("forbidden_gcodes",), f"{', '.join(sorted(both))} both allowed and forbidden",
+                            "list each code in one of the two")
+        if self.work_offset is not None and self.dialect != "grbl":
+            raise ctx.error(path + ("work_offset",), "work_offset is a GRBL setting",
+                            "set a Marlin printer's origin with its own homing (G28) and M206")
 
 
 @dataclass(frozen=True, kw_only=True)

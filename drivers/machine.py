@@ -28,8 +28,9 @@ from anycell.packml_model import STATES
 class Progress:
     """How far a running program is.
 
-    ``done``/``total`` count G-code lines acknowledged by the firmware (serial), or are a
-    cycle fraction scaled to 0..1000 (OPC UA, ``unit='permille'``). ``fraction`` is 0..1.
+    ``done``/``total`` count G-code lines the firmware confirmed (serial: Marlin's executed lines,
+    GRBL's lines accepted into its planner), or are a cycle fraction scaled to 0..1000 (OPC UA,
+    ``unit='permille'``). ``fraction`` is 0..1.
     """
 
     done: int
@@ -47,7 +48,10 @@ class ProgramResult:
     """What happened to a program.
 
     ``status`` is ``complete`` or ``stopped`` (a ``stop()`` from the operator); failures are
-    raised, not returned. ``lines_acknowledged`` is exact for serial machines.
+    raised, not returned. For serial machines ``lines_acknowledged`` counts the firmware's
+    ``ok`` replies and ``lines_executed`` the lines that really ran: GRBL acknowledges a line when it
+    enters the planner, so lines flushed by a stop or a reset were acknowledged but never ran
+    (``details["lines_flushed"]``). A complete program has every line executed.
     """
 
     status: str
@@ -56,6 +60,7 @@ class ProgramResult:
     lines_acknowledged: int = 0
     duration: float = 0.0
     details: Dict[str, Any] = field(default_factory=dict)
+    lines_executed: Optional[int] = None
 
     @property
     def completed(self) -> bool:
@@ -163,13 +168,25 @@ def open_machine(machine_cfg: MachineConfig, address: Optional[str] = None) -> M
     raise ConfigError(f"unknown driver kind '{kind}'", field=f"machines.{machine_cfg.id}.driver.kind")
 
 
+#: Serial settings of a ``kind: sim`` GRBL/Marlin machine (the simulator's defaults).
+SIM_SERIAL_SETTINGS: Dict[str, Any] = {
+    "baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": [], "streaming": "character_counting",
+    "work_offset": None, "unknown_command": "fail", "autoreport_interval": 1,
+}
+
+
 def serial_settings(machine_cfg: MachineConfig) -> Dict[str, Any]:
-    """Baud, timeout and the G-code allow/deny lists, with defaults for ``kind: sim`` machines."""
+    """Baud, timeouts, allow/deny lists, streaming mode, work offset (meters) and Marlin policies.
+
+    ``kind: sim`` machines get :data:`SIM_SERIAL_SETTINGS`.
+    """
     drv = machine_cfg.driver
     if drv.kind == "serial":
         return {"baud": drv.baud, "timeout": drv.timeout, "allowed": list(drv.allowed_gcodes),
-                "forbidden": list(drv.forbidden_gcodes)}
-    return {"baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": []}
+                "forbidden": list(drv.forbidden_gcodes), "streaming": drv.streaming,
+                "work_offset": list(drv.work_offset) if drv.work_offset is not None else None,
+                "unknown_command": drv.unknown_command, "autoreport_interval": drv.autoreport_interval}
+    return dict(SIM_SERIAL_SETTINGS)
 
 
 def program_source(program: Program) -> Optional[str]:

@@ -211,7 +211,8 @@ class SerialGcodeMachine(Machine):
             raise ProgramRejected(f"{self.machine_id} is a {self.dialect} machine and has no stored program "
                                   f"'{program.name}'", hint="give the program as file: or inline: G-code")
         return prepare_program(text, parameters, allowed=self.settings_cfg["allowed"],
-                               forbidden=self.settings_cfg["forbidden"], source=program_source(program))
+                               forbidden=self.settings_cfg["forbidden"], source=program_source(program),
+                               dialect=self.protocol)
 
     def _link_health(self, details: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The health report when the link itself is down (lost or never connected), else None."""
