@@ -37,7 +37,7 @@ import tty
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from anycell.childproc import die_with_parent
+from anycell.childproc import guarded_argv
 from anycell.errors import DriverError, DriverTimeout
 
 log = logging.getLogger(__name__)
@@ -293,8 +293,8 @@ def launch_fault_proxy(device: str, workdir: str, faults: Optional[Dict[str, Any
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     stderr_path = os.path.join(workdir, f"{name}.stderr")
     with open(stderr_path, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True, preexec_fn=die_with_parent)
+        proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     deadline = time.monotonic() + ready_timeout
     while not os.path.exists(ready):
         if proc.poll() is not None:
