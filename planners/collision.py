@@ -19,6 +19,8 @@ import numpy as np
 from anycell.cell import CellConfig
 from anycell.geometry import Pose
 
+from anycell.sim.shapes import collision_shape
+
 from .kinematics import Kinematics, matrix_to_quat, pose_to_matrix
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Held:
     part_id: str
     size: List[float]
     in_tcp: Pose
+    shape: Optional[object] = None     # the part's anycell.job.Geometry (its real solid); None: the box ``size``
 
 
 @dataclass
@@ -128,12 +131,15 @@ class CollisionWorld:
             if b != body:
                 p.setCollisionFilterPair(body, b, -1, -1, 0, physicsClientId=self.client)
 
-    def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:
-        """A box (a part lying in the cell) the robot must avoid; replaces one of the same name."""
+    def add_obstacle(self, name: str, size: "Sequence[float] | object", pose: Pose) -> None:
+        """A part lying in the cell the robot must avoid; replaces one of the same name.
+
+        ``size`` is the part's Geometry (its real solid, see :mod:`anycell.sim.shapes`) or a box size.
+        """
         import pybullet as p
 
         self.remove_obstacle(name)
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in size], physicsClientId=self.client)
+        col = collision_shape(self.client, size)  # type: ignore[arg-type]
         body = p.createMultiBody(0.0, col, -1, pose.position, pose.quaternion, physicsClientId=self.client)
         self._filter_new(body)
         self.obstacles[name] = body
@@ -150,7 +156,7 @@ class CollisionWorld:
     def _set_held(self, held: Optional[Held]) -> None:
         import pybullet as p
 
-        key = None if held is None else (held.part_id, tuple(held.size))
+        key = None if held is None else (held.part_id, tuple(held.size), repr(held.shape))
         if key == self._held_key:
             self._held = held
             return
@@ -161,8 +167,7 @@ class CollisionWorld:
         self._held, self._held_key = held, key
         if held is None:
             return
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in held.size],
-                                     physicsClientId=self.client)
+        col = collision_shape(self.client, held.shape if held.shape is not None else held.size)
         body = p.createMultiBody(0.0, col, -1, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
         for link in self.robot.tool_links + [self.robot.flange_link]:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 0, physicsClientId=self.client)
