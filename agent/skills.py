@@ -20,7 +20,7 @@ import numpy as np
 from anycell.errors import AnycellError, ExecutionError, PlanningError
 from anycell.geometry import Pose
 from anycell.plan import Site
-from anycell.planners.tool import finger_axis_yaw, tool_reach
+from anycell.planners.tool import HAND_MARGIN, finger_axis_yaw, gripper_tcp_height, hand_height, tool_reach
 
 log = logging.getLogger(__name__)
 
@@ -76,36 +76,37 @@ class GraspHints:
     ``clear_above``: height (m, from the part's centre) of the receiving part's surface around the
     target: a gripper's fingertips must stay above it, so they never go into the pocket with the part.
     ``suction_xy``: where on the top face (part frame x, y) the cup holds: a free area, off holes and
-    pockets. ``top``: the top face's height above the part's centre (default: half the height).
+    pockets. ``top``: the height of the face the cup holds above the part's centre (default: half the
+    height). ``hand_clear``: the top (from the part's centre) of the parts standing on it when it
+    carries a finished unit: the hand must pass above them.
     """
 
     clear_above: Optional[float] = None
     suction_xy: Tuple[float, float] = (0.0, 0.0)
     top: Optional[float] = None
+    hand_clear: Optional[float] = None
 
 
 def grasp_offset(planner: Any, part_size: Sequence[float], hints: Optional[GraspHints] = None) -> float:
     """Height of the TCP above the part's centre at the grasp.
 
     A gripper holds the part as low as the surface it rests on allows (fingertips 2 mm above it),
-    and higher when the part goes into another one: then the fingertips stay 2 mm above the
-    receiving part's surface. Raises :class:`PlanningError` when that leaves less than 4 mm to grip.
+    higher when the part goes into another one (the fingertips stay above the receiving part's
+    surface) and higher again when parts stand on it (the hand passes above them). A suction cup
+    holds the top face. Raises :class:`PlanningError` when the tool cannot hold the part that way.
     """
     h = float(part_size[2])
     hints = hints or GraspHints()
     if planner.cell.robot(planner.robot_id).tool.kind == "suction":
         top = hints.top if hints.top is not None else h / 2
+        if hints.hand_clear is not None and hints.hand_clear + HAND_MARGIN > top + hand_height(planner):
+            raise PlanningError(f"the suction tool's flange would hit the parts standing "
+                                f"{(hints.hand_clear - top) * 1000:.1f} mm above the face the cup holds "
+                                f"(the cup is {hand_height(planner) * 1000:.0f} mm long)",
+                                hint="use a longer cup or carry the unit another way")
         return top - PRESS
-    reach = tool_reach(planner)
     floor = -h / 2 if hints.clear_above is None else max(-h / 2, float(hints.clear_above))
-    highest = h / 2 + reach - 0.004
-    want = max(0.0, reach + 0.002 + floor)
-    if want > highest + 1e-9:
-        raise PlanningError(f"the gripper cannot hold the part clear of the receiving part: it stands only "
-                            f"{(h / 2 - floor) * 1000:.1f} mm above the receiving surface, the fingers need "
-                            f"6 mm (4 mm to grip, 2 mm clear of the surface)",
-                            hint="insert less deep, or use a suction tool")
-    return min(want, highest)
+    return gripper_tcp_height(tool_reach(planner), hand_height(planner), h, floor, hints.hand_clear)
 
 
 def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],

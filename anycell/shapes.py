@@ -353,21 +353,28 @@ def top_height(geometry) -> float:  # noqa: ANN001
     return float(geometry.size[2]) / 2
 
 
-def top_regions(geometry) -> List[List[Vec2]]:  # noqa: ANN001
-    """The flat top face (part frame x/y) as convex polygons; features are holes in it."""
-    if geometry.mesh is not None:
-        mesh = load_mesh(geometry.mesh, geometry.length_scale)
-        top = mesh.size[2] / 2
-        out: List[List[Vec2]] = []
-        for a, b, c in mesh.faces:
-            va, vb, vc = mesh.vertices[a], mesh.vertices[b], mesh.vertices[c]
-            if min(va[2], vb[2], vc[2]) < top - 1e-5:
-                continue
-            tri = _ccw([(va[0], va[1]), (vb[0], vb[1]), (vc[0], vc[1])])
-            if polygon_area(tri) > 1e-12:
-                out.append(tri)
-        return out
-    return [outline(geometry)]
+def up_faces(geometry) -> List[Tuple[float, List[List[Vec2]]]]:  # noqa: ANN001
+    """The flat faces looking up, highest first: (height in the part frame, convex polygons in x/y).
+
+    A box or cylinder has its top face (features are holes in it). A mesh has every horizontal
+    upward face, grouped by height (the tops of a bracket's walls, the floor between them).
+    """
+    if geometry.mesh is None:
+        return [(float(geometry.size[2]) / 2, [outline(geometry)])]
+    mesh = load_mesh(geometry.mesh, geometry.length_scale)
+    levels: Dict[float, List[List[Vec2]]] = {}
+    for a, b, c in mesh.faces:
+        va, vb, vc = mesh.vertices[a], mesh.vertices[b], mesh.vertices[c]
+        ux, uy, uz = vb[0] - va[0], vb[1] - va[1], vb[2] - va[2]
+        wx, wy, wz = vc[0] - va[0], vc[1] - va[1], vc[2] - va[2]
+        nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+        norm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if norm <= 0 or nz / norm < 0.999:
+            continue
+        tri = _ccw([(va[0], va[1]), (vb[0], vb[1]), (vc[0], vc[1])])
+        if polygon_area(tri) > 1e-12:
+            levels.setdefault(round((va[2] + vb[2] + vc[2]) / 3, 5), []).append(tri)
+    return sorted(levels.items(), key=lambda kv: -kv[0])
 
 
 def disc_fits(solid: Sequence[Sequence[Vec2]], blocked: Sequence[Sequence[Vec2]], centre: Vec2, r: float) -> bool:
@@ -401,15 +408,19 @@ def _segment_near(poly: Sequence[Vec2], c: Vec2, r: float) -> bool:
     return False
 
 
-def free_spots(solid: Sequence[Sequence[Vec2]], blocked: Sequence[Sequence[Vec2]], r: float,
+def free_spots(solid: Sequence[Sequence[Vec2]], holes: Sequence[Sequence[Vec2]], r: float,
+               blocked: Sequence[Sequence[Vec2]] = (), body: Optional[float] = None,
                step: Optional[float] = None) -> List[Vec2]:
-    """Centres where a disc of radius ``r`` fits on ``solid`` clear of ``blocked``, nearest the middle first.
+    """Centres where a cup fits: its seal (radius ``r``) on ``solid`` and off the ``holes`` in it, its body
+    (radius ``body``, default ``r``) clear of the ``blocked`` areas (parts standing there, higher faces).
+    Nearest the middle of the face first.
 
-    A grid search over the face's bounds (every free area is tried, not only the centre).
+    A grid search over the face's bounds: every free area is tried, not only the centre.
     """
     pts = [v for poly in solid for v in poly]
     if not pts:
         return []
+    body = r if body is None else max(r, body)
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
     mid = ((x0 + x1) / 2, (y0 + y1) / 2)
@@ -419,7 +430,11 @@ def free_spots(solid: Sequence[Sequence[Vec2]], blocked: Sequence[Sequence[Vec2]
     for i in range(nx + 1):
         for j in range(ny + 1):
             c = (x0 + i * step, y0 + j * step)
-            if disc_fits(solid, blocked, c, r):
+            if disc_fits(solid, holes, c, r) and (not blocked or disc_fits([_square(c, body)], blocked, c, body)):
                 out.append(c)
     out.sort(key=lambda c: (round(math.hypot(c[0] - mid[0], c[1] - mid[1]), 6), c))
     return out
+
+
+def _square(c: Vec2, r: float) -> List[Vec2]:
+    return rect(c[0], c[1], 2 * r + 1e-6, 2 * r + 1e-6)

@@ -19,7 +19,7 @@ import numpy as np
 from anycell.cell import CellConfig
 from anycell.geometry import Pose
 
-from anycell.sim.shapes import collision_shape
+from anycell.sim.shapes import collision_shape, tune_body
 
 from .kinematics import Kinematics, matrix_to_quat, pose_to_matrix
 
@@ -141,6 +141,7 @@ class CollisionWorld:
         self.remove_obstacle(name)
         col = collision_shape(self.client, size)  # type: ignore[arg-type]
         body = p.createMultiBody(0.0, col, -1, pose.position, pose.quaternion, physicsClientId=self.client)
+        tune_body(self.client, body, size)  # type: ignore[arg-type]
         self._filter_new(body)
         self.obstacles[name] = body
         self._names[body] = f"part:{name}"
@@ -169,6 +170,7 @@ class CollisionWorld:
             return
         col = collision_shape(self.client, held.shape if held.shape is not None else held.size)
         body = p.createMultiBody(0.0, col, -1, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
+        tune_body(self.client, body, held.shape if held.shape is not None else held.size)
         for link in self.robot.tool_links + [self.robot.flange_link]:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 0, physicsClientId=self.client)
         self._held_body = body

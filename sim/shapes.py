@@ -69,6 +69,21 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _quietly(call: Any) -> None:
+    """Run ``call`` with the C-level stdout sent to stderr (V-HACD prints its progress; JSON output stays pure)."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        call()
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _parse_hulls(text: str) -> List[Piece]:
     """The convex hulls of a V-HACD output OBJ (one object per hull)."""
     hulls: List[List[Tuple[float, float, float]]] = []
@@ -84,6 +99,17 @@ def _parse_hulls(text: str) -> List[Piece]:
     if current:
         hulls.append(current)
     return [Piece("hull", points=tuple(h)) for h in hulls if len(h) >= 4]
+
+
+def _clamp(pieces: List[Piece], size: Sequence[float]) -> List[Piece]:
+    """Hulls clamped to the mesh's bounding box: V-HACD's hulls bulge a fraction of a millimetre past the
+    surface, which would lift a part off its seat or push it into what it rests on."""
+    half = [float(v) / 2 for v in size]
+    out = []
+    for piece in pieces:
+        pts = tuple(tuple(max(-h, min(h, c)) for c, h in zip(pt, half)) for pt in piece.points)
+        out.append(Piece("hull", points=pts))  # type: ignore[arg-type]
+    return out
 
 
 def mesh_pieces(geometry: Geometry) -> List[Piece]:
@@ -102,13 +128,13 @@ def mesh_pieces(geometry: Geometry) -> List[Piece]:
             tmp_out = f"{out}.{os.getpid()}.obj"
             log_path = os.path.join(cache_dir(), f"vhacd_{key}.log")
             log.info("V-HACD: decomposing %s (once; cached in %s)", mesh.source, out)
-            p.vhacd(src, tmp_out, log_path, **VHACD_SETTINGS)
+            _quietly(lambda: p.vhacd(src, tmp_out, log_path, **VHACD_SETTINGS))
             if not os.path.exists(tmp_out):
                 raise ConfigError(f"V-HACD could not decompose mesh '{mesh.source}'", field="geometry.mesh",
                                   hint="check that the mesh is a closed surface")
             os.replace(tmp_out, out)
         with open(out, "r", encoding="utf-8") as handle:
-            pieces = _parse_hulls(handle.read())
+            pieces = _clamp(_parse_hulls(handle.read()), mesh.size)
         if not pieces:
             raise ConfigError(f"V-HACD found no solid in mesh '{mesh.source}'", field="geometry.mesh",
                               hint="check that the mesh is a closed surface")
@@ -176,6 +202,20 @@ def collision_shape(client: int, shape: GeometryLike) -> int:
                                       physicsClientId=client)
     path = _cached_file("pieces", pieces_obj(pieces))
     return p.createCollisionShape(p.GEOM_MESH, fileName=path, physicsClientId=client)
+
+
+#: m: collision margin of convex-hull pieces. Bullet's default (about 1 mm) puffs a hull up, so a mesh
+#: part would rest 1 mm high and a 0.3 mm clearance hole would close; primitives keep their own margin.
+HULL_MARGIN = 0.0001
+
+
+def tune_body(client: int, body: int, shape: GeometryLike) -> None:
+    """Give a body made by :func:`collision_shape` the collision margin its shape needs."""
+    import pybullet as p
+
+    pieces = part_pieces(shape)
+    if not (len(pieces) == 1 and pieces[0].kind in ("box", "cylinder")):
+        p.changeDynamics(body, -1, collisionMargin=HULL_MARGIN, physicsClientId=client)
 
 
 def visual_shape(client: int, shape: GeometryLike, color: Sequence[float]) -> int:

@@ -106,7 +106,7 @@ class SimWorld:
         """
         import pybullet as p
 
-        from .shapes import as_geometry, collision_shape, visual_shape
+        from .shapes import as_geometry, collision_shape, tune_body, visual_shape
 
         if part_id in self.parts:
             raise ConfigError(f"part '{part_id}' is already in the simulated cell")
@@ -116,6 +116,7 @@ class SimWorld:
         body = p.createMultiBody(float(mass), col, vis, pose.position, pose.quaternion, physicsClientId=self.client)
         p.changeDynamics(body, -1, lateralFriction=PART_FRICTION, spinningFriction=0.002, rollingFriction=0.0,
                          physicsClientId=self.client)
+        tune_body(self.client, body, geometry)
         self.parts[part_id] = body
         self.part_sizes[part_id] = [float(s) for s in geometry.size]
         self._names[body] = f"part:{part_id}"
