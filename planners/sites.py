@@ -91,7 +91,11 @@ def unit_footprint(job: JobSpec) -> Tuple[float, float]:
     return (max(xs) - min(xs), max(ys) - min(ys))
 
 
-def tray_positions(tray: Station, job: JobSpec, gap: float = 0.01) -> List[Pose]:
+#: m between units on a tray: room for a gripper's fingers beside a unit (they close outside its footprint).
+TRAY_GAP = 0.03
+
+
+def tray_positions(tray: Station, job: JobSpec, gap: float = TRAY_GAP) -> List[Pose]:
     """Where units go on a tray (product-frame origins, cell frame), row by row, within its footprint."""
     fx, fy = unit_footprint(job)
     nx = max(1, int(math.floor((tray.size[0] + gap) / (fx + gap))))
@@ -220,6 +224,10 @@ def receiving_surface(job: JobSpec, part_id: str, margin: float = FINGER_MARGIN)
     return best
 
 
+#: m the cup's body keeps from the parts standing around the face it holds (their measured poses vary).
+CUP_CLEARANCE = 0.002
+
+
 def suction_spot(job: JobSpec, part_id: str, radius: float, blocked: Sequence[str] = (),
                  body: Optional[float] = None) -> Optional[Tuple[float, float, float]]:
     """Where (part frame x, y, z) a suction cup holds the part, or None when no free area fits.
@@ -237,8 +245,9 @@ def suction_spot(job: JobSpec, part_id: str, radius: float, blocked: Sequence[st
     frame = job.placement(part_id).pose
     others = [_footprint(job, other, frame) for other in blocked]
     above: List[List[Tuple[float, float]]] = []
+    clear = (body if body is not None else radius) + CUP_CLEARANCE
     for z, polys in faces:
-        spots = free_spots(polys, holes, radius, others + above, body)
+        spots = free_spots(polys, holes, radius, others + above, clear)
         if spots:
             return (spots[0][0], spots[0][1], z)
         above += polys
