@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from anycell.errors import ConfigError
 from anycell.job import Geometry

@@ -129,3 +129,30 @@ def test_machine_alarm_is_reported_on_diagnostics_and_aborts_the_cell(processes,
         assert mill["level"] == 0 and mill["values"].get("state") == "Idle", mill
     finally:
         client.destroy()
+
+
+def test_peg_in_hole_over_ros_every_placement_confirmed(processes, rclpy_context, tmp_path) -> None:
+    """Inserted pins over ROS 2: each placement measured through the sim node, the fixture's clamp held."""
+    import os
+
+    from tests.paths import ROOT
+
+    up = _up(processes, tmp_path)
+    client = _ready_client(processes, up)
+    try:
+        r = client.submit_file(os.path.join(ROOT, "examples", "jobs", "peg_in_hole.yaml"))
+        assert r["ok"], r
+        final = client.wait_job(r["job_id"], 300)
+        assert final["status"] == "complete", (final, processes.log(up)[-3000:])
+        report = json.loads((tmp_path / "reports" / r["job_id"] / "report.json").read_text())
+        assert report["all_units_passed"] and report["quantity"] == 2
+        assert sorted((p["unit"], p["part"]) for p in report["placements"]) == [
+            (1, "holder"), (1, "pin"), (2, "holder"), (2, "pin")]
+        for p in report["placements"]:
+            assert p["error_m"] <= p["tolerance_m"] and p["angle_error_rad"] <= p["angle_tolerance_rad"], p
+        pins = [s["detail"] for s in report["steps"] if s["op"].endswith(".place.pin")]
+        assert len(pins) == 2 and all(abs(d["depth_error_m"]) < 0.0015 for d in pins)
+        holders = [s["detail"] for s in report["steps"] if s["op"].endswith(".place.holder")]
+        assert all(d.get("held_by") == "clamp:fixture" for d in holders)
+    finally:
+        client.destroy()
