@@ -63,9 +63,10 @@ def test_a_part_that_does_not_seat_fails_its_step_with_the_deviation(tmp_path) -
     assert report["outcome"] != "complete"
     err = report["error"]
     assert err["op"] == "u1.place.pin" and err["error"] == "PlacementError"
-    assert "measured 6." in err["message"] and "tolerance is 1.50 mm" in err["message"]
+    assert "was measured 5." in err["message"] and "tolerance is 1.50 mm" in err["message"]
     assert err["deviation"]["position_m"] == pytest.approx(0.006, abs=0.001)
-    assert err["deviation"]["depth_error_m"] == pytest.approx(0.006, abs=0.001)
+    # it fell 6 mm past the spec's pose, to the hole's floor (negative: deeper than asked)
+    assert err["deviation"]["depth_error_m"] == pytest.approx(-0.006, abs=0.001)
     # nothing after the failed step ran, and it is not reported done
     assert not [s for s in report["steps"] if s["op"] in ("u1.place.pin", "u1.inspect")]
 
