@@ -32,7 +32,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
-from anycell.errors import AnycellError, ConfigError, ExecutionError, InspectionFailed, PlacementError
+from anycell.errors import (AnycellError, ConfigError, ExecutionError, InspectionFailed, PlacementError,
+                            PlanningError)
 from anycell.geometry import Pose
 from anycell.job import JobSpec, Program
 from anycell.plan import Operation, Plan, Site
@@ -95,6 +96,7 @@ class CellRunner:
         self._prepared = False
         self._snap_count = 0
         self._held_by: Dict[str, str] = {}      # fixture id -> the part its clamp or vacuum holds
+        self._tray_used: set = set()            # (tray id, position) taken by a unit this job
         from anycell.planners import sites
 
         self._base_id = sites.base_part(job).id
@@ -202,8 +204,21 @@ class CellRunner:
         insert, hints = self._grasp_plan(op, target, carried)
         with self._world_lock:
             w0 = time.monotonic()
-            res = pick_place(robot, planner, wid, size, src, target, carried=carried, shape=shape, insert=insert,
-                             hints=hints)
+            for k, candidate in enumerate(self._tray_candidates(target) if carried else [target]):
+                try:
+                    res = pick_place(robot, planner, wid, size, src, candidate, carried=carried, shape=shape,
+                                     insert=insert, hints=hints)
+                    target = candidate
+                    break
+                except PlanningError as exc:
+                    # a tray position the tool cannot reach clear of its surroundings: the next free one
+                    if k == 0:
+                        first = exc
+                    log.info("unit %d cannot go to %s position %s: %s", op.unit, candidate.ref, candidate.index, exc)
+            else:
+                raise first
+            if carried and target.index is not None:
+                self._tray_used.add((target.ref, target.index))
             moving_wall = time.monotonic() - w0 - res.planning_time
             measured = self.sim.measure([wid]) if self.sim is not None else {}
         if carried:
@@ -312,6 +327,27 @@ class CellRunner:
         hand_clear = sites.carried_top(self.job) if carried else None
         return insert, GraspHints(clear_above=clear, suction_xy=(spot[0], spot[1]), top=spot[2],
                                   hand_clear=hand_clear)
+
+    def _tray_candidates(self, planned: Site) -> List[Site]:
+        """The planned tray position first, then it turned a quarter, then the tray's other free positions.
+
+        A tray position next to a machine may be out of reach one way round: the hand of a gripper
+        spans far along its fingers. The first that plans end to end is used.
+        """
+        from anycell.planners import sites
+
+        out = [planned]
+        try:
+            tray = self.cell.station(planned.ref)
+        except AnycellError:
+            return out
+        free = [i for i in range(len(sites.tray_positions(tray, self.job)))
+                if i != planned.index and (tray.id, i) not in self._tray_used]
+        if planned.index is not None:
+            out.append(sites.tray_site(tray, self.job, planned.index, turn=1))
+        for i in free:
+            out += [sites.tray_site(tray, self.job, i), sites.tray_site(tray, self.job, i, turn=1)]
+        return out
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
         """The output tray, or the reject tray for a unit that failed inspection."""

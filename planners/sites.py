@@ -108,14 +108,19 @@ def tray_positions(tray: Station, job: JobSpec, gap: float = TRAY_GAP) -> List[P
     return out[: tray.capacity]
 
 
-def tray_site(tray: Station, job: JobSpec, index: int) -> Site:
-    """Where the unit's base part goes when the unit is put at position ``index`` of a tray."""
+def tray_site(tray: Station, job: JobSpec, index: int, turn: int = 0) -> Site:
+    """Where the unit's base part goes when the unit is put at position ``index`` of a tray.
+
+    ``turn`` quarter turns the unit about the position's centre (a tool that cannot reach a position
+    clear of the cell's machines one way may reach it the other way).
+    """
     positions = tray_positions(tray, job)
     if index >= len(positions):
         raise InfeasibleError(f"tray '{tray.id}' holds {len(positions)} unit(s) of '{job.product}', "
                               f"unit {index + 1} does not fit", hint="use a larger tray or a smaller quantity")
     base = base_part(job)
-    return _site(tray.kind, tray.id, positions[index].compose(job.placement(base.id).pose), index)
+    origin = positions[index].compose(Pose(rpy=[0.0, 0.0, turn * math.pi / 2]))
+    return _site(tray.kind, tray.id, origin.compose(job.placement(base.id).pose), index)
 
 
 def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str], Site]:
