@@ -303,7 +303,7 @@ class CellRunner:
         from anycell.errors import PlanningError
         from anycell.geometry import quat_rotate
         from anycell.planners import sites
-        from anycell.planners.tool import cup_radius
+        from anycell.planners.tool import cup_radius, tool_figures
 
         tool = self.cell.robot(op.resource).tool
         insert = None
@@ -315,16 +315,22 @@ class CellRunner:
                 insert = Insert(tuple(axis), float(move.depth), float(move.speed))  # type: ignore[arg-type]
             clear = sites.receiving_surface(self.job, op.part)
         spot: tuple = (0.0, 0.0, None)
+        hand_clear = sites.carried_top(self.job) if carried else None
         if tool.kind == "suction":
             blocked = [c.split(".", 1)[1] for c in carried]
             radius = tool.cup_radius
-            found = sites.suction_spot(self.job, op.part, radius, blocked, cup_radius(self.cell.robot(op.resource)))
+            robot_cfg = self.cell.robot(op.resource)
+            if carried:
+                _reach, hand, body, sideways = tool_figures(robot_cfg)
+                found = sites.carry_suction_spot(self.job, radius, body, hand, sideways)
+                hand_clear = None     # the spot was chosen with the flange clear of the standing parts
+            else:
+                found = sites.suction_spot(self.job, op.part, radius, blocked, cup_radius(robot_cfg))
             if found is None:
                 raise PlanningError(f"step {op.id}: the suction cup ({radius * 1000:g} mm radius) finds no "
                                     f"free area on the top faces of part '{op.part}'",
                                     hint="leave a free area on the part's top face, or use a gripper")
             spot = found
-        hand_clear = sites.carried_top(self.job) if carried else None
         return insert, GraspHints(clear_above=clear, suction_xy=(spot[0], spot[1]), top=spot[2],
                                   hand_clear=hand_clear)
 

@@ -391,12 +391,12 @@ def disc_fits(solid: Sequence[Sequence[Vec2]], blocked: Sequence[Sequence[Vec2]]
             return False
         if any(math.hypot(v[0] - centre[0], v[1] - centre[1]) < r for v in poly):
             return False
-        if _segment_near(poly, centre, r):
+        if segment_near(poly, centre, r):
             return False
     return True
 
 
-def _segment_near(poly: Sequence[Vec2], c: Vec2, r: float) -> bool:
+def segment_near(poly: Sequence[Vec2], c: Vec2, r: float) -> bool:
     n = len(poly)
     for i in range(n):
         (x0, y0), (x1, y1) = poly[i], poly[(i + 1) % n]

@@ -229,7 +229,7 @@ def _gripper_clear(robot: RobotConfig, job: JobSpec, part_id: str) -> Optional[s
     if floor is None:
         return None
     h = float(job.part(part_id).geometry.size[2])
-    reach, hand, _r = tool_figures(robot)
+    reach, hand, _r, _w = tool_figures(robot)
     try:
         gripper_tcp_height(reach, hand, h, max(-h / 2, floor))
     except PlanningError as exc:
@@ -252,7 +252,7 @@ def carry_problem(robot: RobotConfig, job: JobSpec) -> Optional[str]:
       standing on the base.
     """
     from . import sites
-    from .tool import GRIP, HAND_MARGIN, cup_radius, gripper_tcp_height, tool_figures
+    from .tool import GRIP, cup_radius, gripper_tcp_height, tool_figures
 
     from anycell.errors import PlanningError
 
@@ -261,23 +261,21 @@ def carry_problem(robot: RobotConfig, job: JobSpec) -> Optional[str]:
     top = sites.carried_top(job)
     if robot.tool.kind == "suction":
         r = robot.tool.cup_radius
-        spot = sites.suction_spot(job, base.id, r, others, cup_radius(robot))
-        if spot is None:
+        if sites.suction_spot(job, base.id, r, others, cup_radius(robot)) is None:
             standing = ", ".join(f"'{o}'" for o in others) or "nothing"
             return (f"the suction cup of '{robot.id}' cannot hold base part '{base.id}': no free area of "
                     f"{r * 2000:.0f} mm across is left on its faces beside {standing} and its features")
-        if top is None:
-            return None
-        _reach, hand, _r = tool_figures(robot)
-        if top + HAND_MARGIN > spot[2] + hand:
-            return (f"the flange of '{robot.id}' would hit the parts standing {(top - spot[2]) * 1000:.0f} mm above "
-                    f"the face its cup holds on base part '{base.id}' (the cup is {hand * 1000:.0f} mm long)")
+        _reach, hand, body, sideways = tool_figures(robot)
+        if sites.carry_suction_spot(job, r, body, hand, sideways) is None:
+            return (f"the flange of '{robot.id}' would hit the parts standing on base part '{base.id}' wherever "
+                    f"its cup holds it: the cup reaches {hand * 1000:.0f} mm below the flange, which spans "
+                    f"{sideways * 1000:.0f} mm around it")
         return None
     size = base.geometry.size
     if min(size[0], size[1]) > robot.tool.max_opening - 0.004:
         return (f"the gripper of '{robot.id}' ({robot.tool.max_opening * 1000:.0f} mm) cannot close on base part "
                 f"'{base.id}' ({min(size[0], size[1]) * 1000:.0f} mm)")
-    reach, hand, _r = tool_figures(robot)
+    reach, hand, _r, _w = tool_figures(robot)
     try:
         gripper_tcp_height(reach, hand, float(size[2]), -float(size[2]) / 2, top)
     except PlanningError:

@@ -15,7 +15,7 @@ whose origin is the fixture's top-surface centre.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from anycell.cell import CellConfig, MachineConfig, Station
 from anycell.errors import InfeasibleError
@@ -242,6 +242,14 @@ def suction_spot(job: JobSpec, part_id: str, radius: float, blocked: Sequence[st
     faces and of the footprints of the ``blocked`` parts (those standing on it). Every free area of
     every upward face is tried (a grid over the face), highest face first, nearest its middle.
     """
+    for spot in suction_spots(job, part_id, radius, blocked, body):
+        return spot
+    return None
+
+
+def suction_spots(job: JobSpec, part_id: str, radius: float, blocked: Sequence[str] = (),
+                  body: Optional[float] = None) -> Iterator[Tuple[float, float, float]]:
+    """Every spot :func:`suction_spot` would accept, best first."""
     from anycell.shapes import cavities, free_spots, up_faces
 
     geometry = job.part(part_id).geometry
@@ -252,11 +260,51 @@ def suction_spot(job: JobSpec, part_id: str, radius: float, blocked: Sequence[st
     above: List[List[Tuple[float, float]]] = []
     clear = (body if body is not None else radius) + CUP_CLEARANCE
     for z, polys in faces:
-        spots = free_spots(polys, holes, radius, others + above, clear)
-        if spots:
-            return (spots[0][0], spots[0][1], z)
+        for x, y in free_spots(polys, holes, radius, others + above, clear):
+            yield (x, y, z)
         above += polys
+
+
+def carry_suction_spot(job: JobSpec, radius: float, body: float, hand: float,
+                       hand_reach: float) -> Optional[Tuple[float, float, float]]:
+    """Where a cup holds a finished unit's base so that the flange passes above the parts standing on it.
+
+    ``hand``: how far below the flange the cup holds (the flange starts this far above the face);
+    ``hand_reach``: the flange's radius about the cup. A part counts when its footprint comes within
+    that radius of the spot and its top stands higher than the flange would start (less a margin).
+    """
+    from anycell.shapes import inside
+
+    from .assembly_order import part_box
+    from .tool import HAND_MARGIN
+
+    base = base_part(job)
+    frame = job.placement(base.id).pose
+    others = [pl.part for pl in job.assembly.placements if pl.part != base.id]
+    tall = []
+    for other in others:
+        top = part_box(job, other)[1][2] - frame.xyz[2]
+        tall.append((top, _footprint(job, other, frame)))
+    for spot in suction_spots(job, base.id, radius, others, body):
+        ok = True
+        for top, poly in tall:
+            if top + HAND_MARGIN <= spot[2] + hand:
+                continue
+            near = inside(poly, spot[:2]) or any(
+                math.hypot(v[0] - spot[0], v[1] - spot[1]) < hand_reach for v in poly) or _edge_within(
+                poly, spot[:2], hand_reach)
+            if near:
+                ok = False
+                break
+        if ok:
+            return spot
     return None
+
+
+def _edge_within(poly: Sequence[Tuple[float, float]], c: Sequence[float], r: float) -> bool:
+    from anycell.shapes import segment_near
+
+    return segment_near(poly, (float(c[0]), float(c[1])), r)
 
 
 def carried_top(job: JobSpec) -> Optional[float]:

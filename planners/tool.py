@@ -64,6 +64,11 @@ def hand_height(planner: Any) -> float:
 
 
 def _hand_height(client: int, rb: Any, t: "np.ndarray") -> float:
+    return _hand(client, rb, t)[0]
+
+
+def _hand(client: int, rb: Any, t: "np.ndarray") -> Tuple[float, float]:
+    """(height above the TCP where the hand starts, the hand's radius about the TCP axis)."""
     import pybullet as p  # lazily: pybullet only where the world model is
 
     inv = np.linalg.inv(t)
@@ -71,16 +76,19 @@ def _hand_height(client: int, rb: Any, t: "np.ndarray") -> float:
     if rb.cup_link is not None:
         fingers.add(rb.cup_link)
     best = math.inf
+    radius = 0.0
     for link in set(rb.tool_links) | {rb.flange_link}:
         if link in fingers or not p.getCollisionShapeData(rb.body, link, physicsClientId=client):
             continue   # a frame without a solid (the flange frame, a grasp target) hits nothing
         lo, hi = p.getAABB(rb.body, link, physicsClientId=client)
         corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        z_tcp = (inv @ corners.T)[2]          # the TCP's z points along the approach (towards the part)
+        local = inv @ corners.T
+        z_tcp = local[2]          # the TCP's z points along the approach (towards the part)
         best = min(best, float(-z_tcp.max()))
+        radius = max(radius, float(np.max(np.hypot(local[0], local[1]))))
     if not math.isfinite(best):
-        return 1.0
-    return max(0.0, best)
+        return 1.0, 0.0
+    return max(0.0, best), radius
 
 
 def _reach(client: int, rb: Any, t: "np.ndarray") -> float:
@@ -106,8 +114,13 @@ def cup_radius(robot: Any) -> float:
     return max(float(robot.tool.cup_radius), tool_figures(robot)[2])
 
 
-def tool_figures(robot: Any) -> Tuple[float, float, float]:
-    """(reach, hand height, cup body radius) of a robot's tool, from its model alone (no cell).
+def hand_radius(robot: Any) -> float:
+    """How far from the TCP axis the hand (or flange) reaches sideways: parts within it are under the hand."""
+    return tool_figures(robot)[3]
+
+
+def tool_figures(robot: Any) -> Tuple[float, float, float, float]:
+    """(reach, hand height, cup body radius, hand radius) of a robot's tool, from its model alone (no cell).
 
     For the feasibility checks and the grasp choice.
 
@@ -144,7 +157,8 @@ def tool_figures(robot: Any) -> Tuple[float, float, float]:
             local = (inv @ corners.T)[:2]
             # the AABB of a cylinder about the TCP axis: its half-width is the radius (less AABB padding)
             radius = float(min(local[0].max() - local[0].min(), local[1].max() - local[1].min())) / 2 - 0.001
-        figures = (_reach(client, rb, t), _hand_height(client, rb, t), max(0.0, radius))
+        hand, sideways = _hand(client, rb, t)
+        figures = (_reach(client, rb, t), hand, max(0.0, radius), sideways)
     finally:
         p.disconnect(physicsClientId=client)
     _FIGURES[key] = figures

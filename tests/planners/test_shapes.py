@@ -153,3 +153,23 @@ def test_the_fingers_stay_above_the_receiving_part() -> None:
     job = load_job(os.path.join(EXAMPLES, "peg_in_hole.yaml"))
     assert sites.receiving_surface(job, "pin") == pytest.approx(0.0)   # the holder's top, at the pin's centre
     assert sites.receiving_surface(job, "holder") is None             # the pin goes in later
+
+
+def test_the_carry_check_tries_every_free_area_and_the_flange_around_it() -> None:
+    """A tower on one half of a 100 x 60 mm plate: a cup long enough to keep the flange above the tower
+    carries the unit by the free half; the shipped 60 mm cup (its flange 7 mm above the face, 55 mm
+    across) cannot, wherever it holds."""
+    import yaml
+
+    from anycell.cell import cell_from_document
+    from anycell.planners.feasibility import carry_problem
+    from tests.paths import KUKA_CELL
+
+    parts = [_part("plate", {"box": [0.1, 0.06, 0.01]}), _part("tower", {"box": [0.04, 0.05, 0.04]})]
+    job = _job(parts, [_at("plate", [0, 0, 0.005]), _at("tower", [-0.025, 0, 0.03])])
+    data = yaml.safe_load(open(KUKA_CELL))
+    short = cell_from_document(from_data(data, file="kuka.yaml")).robot("iiwa")
+    data["robots"][0]["tool"]["tcp"]["xyz"] = [0.0, 0.0, 0.11]
+    long = cell_from_document(from_data(data, file="kuka_long_cup.yaml")).robot("iiwa")
+    assert carry_problem(long, job) is None
+    assert "flange of 'iiwa' would hit" in carry_problem(short, job)
