@@ -131,6 +131,8 @@ def test_machine_alarm_is_reported_on_diagnostics_and_aborts_the_cell(processes,
         client.destroy()
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_peg_in_hole_over_ros_every_placement_confirmed(processes, rclpy_context, tmp_path) -> None:
     """Inserted pins over ROS 2: each placement measured through the sim node, the fixture's clamp held."""
     import os
