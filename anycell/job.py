@@ -64,6 +64,9 @@ class Geometry:
     box: Optional[List[float]] = spec("box size [x, y, z], meters", default=None, length=3, exclusive_minimum=0.0)
     cylinder: Optional[Cylinder] = spec("a cylinder standing on its end", default=None)
     mesh: Optional[FileRef] = spec("mesh file (OBJ/STL), relative to the job file", default=None)
+    mesh_inline: Optional[str] = spec("the mesh file's text (OBJ or ASCII STL) instead of a file: how a job sent "
+                                      "over the API carries its mesh", default=None)
+    mesh_format: Literal["obj", "stl"] = spec("format of mesh_inline", default="obj")
     units: Literal["m", "cm", "mm", "in"] = spec("length unit the mesh file is written in", default="m")
     scale: float = spec("extra mesh scale factor (after units)", default=1.0, exclusive_minimum=0.0)
     bounding_box: Optional[List[float]] = spec("expected mesh bounding box [x, y, z], meters (optional: "
@@ -72,10 +75,19 @@ class Geometry:
     features: List[Feature] = spec("holes, pockets and slots cut into the top face (box and cylinder)",
                                    default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.mesh_inline is not None and self.mesh is None:
+            from .shapes import store_mesh_text
+
+            # a mesh sent as text is kept as a file (by its content hash), so every layer reads it alike
+            object.__setattr__(self, "mesh", FileRef(store_mesh_text(self.mesh_inline, self.mesh_format)))
+
     def check(self, path: PathKey, ctx: Context) -> None:
-        given = [k for k in ("box", "cylinder", "mesh") if getattr(self, k) is not None]
+        given = [k for k in ("box", "cylinder", "mesh_inline") if getattr(self, k) is not None]
+        if self.mesh is not None and self.mesh_inline is None:
+            given.append("mesh")
         if len(given) != 1:
-            raise ctx.error(path, "give exactly one of 'box', 'cylinder' or 'mesh'"
+            raise ctx.error(path, "give exactly one of 'box', 'cylinder', 'mesh' or 'mesh_inline'"
                             + (f" (found {', '.join(given)})" if given else ""), "box: [0.04, 0.04, 0.02]")
         if self.mesh is not None:
             from .shapes import load_mesh
@@ -137,7 +149,9 @@ class Geometry:
             out["box"] = list(self.box)
         if self.cylinder is not None:
             out["cylinder"] = {"radius": self.cylinder.radius, "height": self.cylinder.height}
-        if self.mesh is not None:
+        if self.mesh_inline is not None:
+            out.update(mesh_inline=self.mesh_inline, mesh_format=self.mesh_format, units=self.units, scale=self.scale)
+        elif self.mesh is not None:
             out.update(mesh=str(self.mesh), units=self.units, scale=self.scale)
         if self.features:
             out["features"] = [{k: v for k, v in (("kind", f.kind), ("at", list(f.at)), ("diameter", f.diameter),
@@ -152,6 +166,8 @@ class Geometry:
         feats = [Feature(**f) for f in data.get("features", [])]  # type: ignore[arg-type, union-attr]
         return Geometry(box=data.get("box"), cylinder=Cylinder(**cyl) if cyl else None,  # type: ignore[arg-type]
                         mesh=FileRef(data["mesh"]) if data.get("mesh") else None,
+                        mesh_inline=data.get("mesh_inline"),  # type: ignore[arg-type]
+                        mesh_format=data.get("mesh_format", "obj"),  # type: ignore[arg-type]
                         units=data.get("units", "m"), scale=float(data.get("scale", 1.0)),  # type: ignore[arg-type]
                         features=feats)
 

@@ -89,6 +89,39 @@ class Mesh:
 
 
 # ---------------------------------------------------------------------- meshes
+def cache_dir() -> str:
+    """Where derived shape files are kept: ``$ANYCELL_CACHE`` or ``$XDG_CACHE_HOME/anycell`` (``~/.cache``)."""
+    import tempfile
+
+    root = os.environ.get("ANYCELL_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "anycell")
+    path = os.path.join(root, "shapes")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        path = os.path.join(tempfile.gettempdir(), "anycell_shapes")
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def store_mesh_text(text: str, fmt: str) -> str:
+    """Keep a mesh sent as text (a job over the API carries no files) as a file named by its content hash."""
+    import hashlib
+
+    if fmt not in ("obj", "stl"):
+        raise ConfigError(f"unknown mesh format '{fmt}'", field="geometry.mesh_format", hint="obj or stl")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    path = os.path.join(cache_dir(), f"inline_{digest}.{fmt}")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    return path
+
+
 _MESHES: Dict[Tuple[str, float, float], Mesh] = {}
 
 

@@ -157,7 +157,7 @@ class CollisionWorld:
     def _set_held(self, held: Optional[Held]) -> None:
         import pybullet as p
 
-        key = None if held is None else (held.part_id, tuple(held.size), repr(held.shape))
+        key = None if held is None else (held.part_id, tuple(held.size), id(held.shape))
         if key == self._held_key:
             self._held = held
             return

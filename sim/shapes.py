@@ -18,13 +18,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from anycell.errors import ConfigError
 from anycell.job import Geometry
-from anycell.shapes import Piece, convex_pieces, load_mesh
+from anycell.shapes import Piece, cache_dir, convex_pieces, load_mesh
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +35,6 @@ _LOCK = threading.Lock()
 _PIECES: Dict[str, List[Piece]] = {}
 
 GeometryLike = Union[Geometry, Dict[str, Any], Sequence[float]]
-
-
-def cache_dir() -> str:
-    """Where decompositions are kept: ``$ANYCELL_CACHE`` or ``$XDG_CACHE_HOME/anycell`` (``~/.cache``)."""
-    root = os.environ.get("ANYCELL_CACHE")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "anycell")
-    path = os.path.join(root, "shapes")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        path = os.path.join(tempfile.gettempdir(), "anycell_shapes")
-        os.makedirs(path, exist_ok=True)
-    return path
 
 
 def as_geometry(shape: GeometryLike) -> Geometry:

@@ -133,8 +133,9 @@ def test_machine_alarm_is_reported_on_diagnostics_and_aborts_the_cell(processes,
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_peg_in_hole_over_ros_every_placement_confirmed(processes, rclpy_context, tmp_path) -> None:
-    """Inserted pins over ROS 2: each placement measured through the sim node, the fixture's clamp held."""
+def test_shaped_parts_over_ros_every_placement_confirmed(processes, rclpy_context, tmp_path) -> None:
+    """Inserted pins and a mesh part over ROS 2: each placement measured through the sim node, the fixture's
+    clamp held."""
     import os
 
     from tests.paths import ROOT
@@ -156,5 +157,12 @@ def test_peg_in_hole_over_ros_every_placement_confirmed(processes, rclpy_context
         assert len(pins) == 2 and all(abs(d["depth_error_m"]) < 0.0015 for d in pins)
         holders = [s["detail"] for s in report["steps"] if s["op"].endswith(".place.holder")]
         assert all(d.get("held_by") == "clamp:fixture" for d in holders)
+        # the mesh part: its OBJ travels inline in the job document
+        r = client.submit_file(os.path.join(ROOT, "examples", "jobs", "bracket_clip.yaml"))
+        assert r["ok"], r
+        final = client.wait_job(r["job_id"], 300)
+        assert final["status"] == "complete", (final, processes.log(up)[-3000:])
+        report = json.loads((tmp_path / "reports" / r["job_id"] / "report.json").read_text())
+        assert report["all_units_passed"] and len(report["placements"]) == 4
     finally:
         client.destroy()
