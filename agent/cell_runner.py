@@ -204,7 +204,8 @@ class CellRunner:
         insert, hints = self._grasp_plan(op, target, carried)
         with self._world_lock:
             w0 = time.monotonic()
-            for k, candidate in enumerate(self._tray_candidates(target) if carried else [target]):
+            candidates = self._tray_candidates(target) if carried else [target]
+            for k, candidate in enumerate(candidates):
                 try:
                     res = pick_place(robot, planner, wid, size, src, candidate, carried=carried, shape=shape,
                                      insert=insert, hints=hints)
@@ -216,7 +217,12 @@ class CellRunner:
                         first = exc
                     log.info("unit %d cannot go to %s position %s: %s", op.unit, candidate.ref, candidate.index, exc)
             else:
-                raise first
+                if len(candidates) == 1:
+                    raise first
+                raise PlanningError(f"unit {op.unit} finds no free position on tray '{target.ref}' that robot "
+                                    f"'{op.resource}' reaches clear of the cell and of the units already there "
+                                    f"(tried {len(candidates)}); the planned one: {first.message}",
+                                    hint="empty the tray, or give the cell a larger tray")
             if carried and target.index is not None:
                 self._tray_used.add((target.ref, target.index))
             moving_wall = time.monotonic() - w0 - res.planning_time

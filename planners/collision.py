@@ -143,6 +143,10 @@ class CollisionWorld:
         body = p.createMultiBody(0.0, col, -1, pose.position, pose.quaternion, physicsClientId=self.client)
         tune_body(self.client, body, size)  # type: ignore[arg-type]
         self._filter_new(body)
+        # PyBullet reuses the ids of removed bodies, and a pair filter set on the old body (a held part
+        # exempt from the fingers) would silently carry over: the robot must collide with every obstacle
+        for link in range(-1, p.getNumJoints(self.robot.body, physicsClientId=self.client)):
+            p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         self.obstacles[name] = body
         self._names[body] = f"part:{name}"
 
@@ -157,7 +161,9 @@ class CollisionWorld:
     def _set_held(self, held: Optional[Held]) -> None:
         import pybullet as p
 
-        key = None if held is None else (held.part_id, tuple(held.size), id(held.shape))
+        if held is not None and held is self._held:
+            return
+        key = None if held is None else (held.part_id, tuple(held.size), repr(held.shape))
         if key == self._held_key:
             self._held = held
             return
@@ -171,6 +177,11 @@ class CollisionWorld:
         col = collision_shape(self.client, held.shape if held.shape is not None else held.size)
         body = p.createMultiBody(0.0, col, -1, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
         tune_body(self.client, body, held.shape if held.shape is not None else held.size)
+        # a reused body id may carry the pair filters of a removed obstacle: collide with everything again
+        for other in list(self.bodies.static.values()) + list(self.obstacles.values()):
+            p.setCollisionFilterPair(body, other, -1, -1, 1, physicsClientId=self.client)
+        for link in range(-1, p.getNumJoints(self.robot.body, physicsClientId=self.client)):
+            p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         for link in self.robot.tool_links + [self.robot.flange_link]:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 0, physicsClientId=self.client)
         self._held_body = body
