@@ -116,13 +116,31 @@ def error(request_id: Optional[str], op: Optional[str], exc: BaseException) -> D
 
 
 def inline_program_files(job_data: Dict[str, Any], base_dir: str) -> Dict[str, Any]:
-    """A copy of a job document with every ``program: {file: ...}`` replaced by its text.
+    """A copy of a job document with every ``program: {file: ...}`` and ``geometry: {mesh: ...}`` replaced by
+    its text (a mesh as ``mesh_inline``; OBJ and ASCII STL).
 
     The agent may run on another machine than the person submitting, so a job
-    sent over the API carries its programs inline instead of naming local files.
+    sent over the API carries its programs and meshes inline instead of naming local files.
     """
     data = copy.deepcopy(job_data)
     for i, part in enumerate(data.get("parts") or []):
+        geo = part.get("geometry") if isinstance(part, dict) else None
+        if isinstance(geo, dict) and isinstance(geo.get("mesh"), str):
+            path = geo["mesh"] if os.path.isabs(geo["mesh"]) else os.path.join(base_dir, geo["mesh"])
+            try:
+                with open(path, "rb") as handle:
+                    raw = handle.read()
+                text = raw.decode("utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot read mesh file '{geo['mesh']}': {exc.strerror}",
+                                  field=f"parts[{i}].geometry.mesh") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"mesh file '{geo['mesh']}' is binary and cannot travel in a job document",
+                                  field=f"parts[{i}].geometry.mesh",
+                                  hint="export it as OBJ or ASCII STL") from None
+            geo["mesh_inline"] = text
+            geo["mesh_format"] = "stl" if path.lower().endswith(".stl") else "obj"
+            del geo["mesh"]
         prog = ((part or {}).get("source") or {}).get("program") if isinstance(part, dict) else None
         if isinstance(prog, dict) and isinstance(prog.get("file"), str):
             path = prog["file"] if os.path.isabs(prog["file"]) else os.path.join(base_dir, prog["file"])

@@ -299,6 +299,18 @@ class Uncertainty:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hold:
+    """How a fixture holds the part put on it (the unit's base): a clamp or a vacuum plate.
+
+    A held part does not move while the other parts are placed on it; the simulator models the hold
+    as a constraint limited to ``force``, released when the robot takes the finished unit away.
+    """
+
+    kind: Literal["none", "clamp", "vacuum"] = spec("none, clamp or vacuum", default="none")
+    force: float = spec("holding force, newtons", default=200.0, exclusive_minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Station:
     """A place in the cell: a feeder, an assembly fixture, an output or reject tray, an inspection station."""
 
@@ -311,8 +323,11 @@ class Station:
     capacity: int = spec("how many units it can hold (trays)", default=8, minimum=1)
     uncertainty: Uncertainty = spec("measurement uncertainty (inspection only)", default_factory=Uncertainty)
     rate_per_hour: float = spec("cost of one hour of this station (inspection)", default=0.0, minimum=0.0)
+    hold: Hold = spec("how a fixture holds the unit's base part (fixtures only)", default_factory=Hold)
 
     def check(self, path: PathKey, ctx: Context) -> None:
+        if self.hold.kind != "none" and self.kind != "fixture":
+            raise ctx.error(path + ("hold",), f"a {self.kind} does not hold parts", "only fixtures have 'hold'")
         if self.slots and self.kind != "feeder":
             raise ctx.error(path + ("slots",), f"a {self.kind} has no slots", "only feeders have slots")
         if self.kind == "feeder" and not self.slots:

@@ -1,12 +1,16 @@
-"""The assembly order of one unit, inferred from geometry where the spec gives none.
+"""The assembly order of one unit, inferred from the parts' real shapes where the spec gives none.
 
-Every part is placed top-down (the gripper comes from above). Comparing the
-parts' boxes in the product frame pairwise gives these rules, in this order:
+Every part is placed top-down (the tool comes from above). The parts' solids
+(convex pieces: exact for boxes and cylinders with holes, pockets and slots,
+V-HACD for meshes) are compared pairwise in the product frame:
 
-* **inside**: if two boxes interpenetrate and one's footprint contains the
-  other's, the contained part sits inside the container (a peg in a hole, a
-  part in a pocket), so it goes after it: "peg after block: peg sits inside block".
-* **rests on**: if the footprints overlap and one box's bottom touches the
+* **overlap**: two solids that interpenetrate (by more than ``OVERLAP``) cannot
+  both be where the spec puts them: refused, naming both parts and the depth
+  (a peg "inside" a block that has no hole, a clip inside a bracket's wall).
+* **inside**: if the bounding boxes interpenetrate but the solids do not, one
+  part sits in a hole, pocket or channel of the other (the one whose bottom is
+  lower), so it goes after it: "peg after block: peg sits inside block".
+* **rests on**: if the footprints overlap and one part's bottom touches the
   other's top (within ``CONTACT``), the upper part rests on the lower one and
   goes after it: "block after base: block rests on base".
 * **in the way**: if the footprints overlap and there is a vertical gap, the
@@ -35,6 +39,8 @@ from .graph import cycle_members, reachable, topological_order
 CONTACT = 0.0005
 #: Overlaps smaller than this (meters) are treated as touching, not overlapping.
 EPS = 1e-6
+#: Solids interpenetrating deeper than this (meters) overlap: a spec error, not a fit.
+OVERLAP = 0.0005
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return min(a1, b1) - max(a0, b0)
 
 
+def _area(box) -> float:  # noqa: ANN001
+    return (box[1][0] - box[0][0]) * (box[1][1] - box[0][1])
+
+
 def _contains_xy(outer: Tuple[List[float], List[float]], inner: Tuple[List[float], List[float]]) -> bool:
     return all(outer[0][i] - EPS <= inner[0][i] and inner[1][i] <= outer[1][i] + EPS for i in (0, 1))
 
@@ -80,27 +90,61 @@ def geometric_edges(job: JobSpec) -> List[Edge]:
     edges: List[Edge] = []
     for i, a in enumerate(ids):
         for b in ids[i + 1:]:
-            edge = _pair(a, boxes[a], b, boxes[b])
+            edge = _pair(job, a, boxes[a], b, boxes[b])
             if edge is not None:
                 edges.append(edge)
     return edges
 
 
-def _pair(a: str, ba, b: str, bb) -> Optional[Edge]:  # noqa: ANN001
+def solid_gap(job: JobSpec, a: str, b: str) -> float:
+    """The signed distance between two placed parts' solids (negative: they interpenetrate), meters.
+
+    Measured on the convex pieces in a private PyBullet world (the planners' world model), so it is
+    the distance the simulator's bodies have.
+    """
+    import pybullet as p
+
+    from anycell.sim.shapes import collision_shape, tune_body
+
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = p.connect(p.DIRECT)
+    bodies = []
+    try:
+        for pid in (a, b):
+            shape = job.part(pid).geometry
+            pose = job.placement(pid).pose
+            body = p.createMultiBody(0.0, collision_shape(_CLIENT, shape), -1, pose.position, pose.quaternion,
+                                     physicsClientId=_CLIENT)
+            tune_body(_CLIENT, body, shape)
+            bodies.append(body)
+        points = p.getClosestPoints(bodies[0], bodies[1], 0.05, physicsClientId=_CLIENT)
+        return min((float(c[8]) for c in points), default=0.05)
+    finally:
+        for body in bodies:
+            p.removeBody(body, physicsClientId=_CLIENT)
+
+
+_CLIENT: Optional[int] = None
+
+
+def _pair(job: JobSpec, a: str, ba, b: str, bb) -> Optional[Edge]:  # noqa: ANN001
     ox = _overlap(ba[0][0], ba[1][0], bb[0][0], bb[1][0])
     oy = _overlap(ba[0][1], ba[1][1], bb[0][1], bb[1][1])
     if ox <= EPS or oy <= EPS:
         return None  # footprints apart: top-down placements cannot interfere
     oz = _overlap(ba[0][2], ba[1][2], bb[0][2], bb[1][2])
     if oz > CONTACT:
-        # Interpenetrating boxes: one sits inside the other.
-        if _contains_xy(ba, bb) and not _contains_xy(bb, ba):
-            return Edge(a, b, f"{b} after {a}: {b} sits inside {a}")
-        if _contains_xy(bb, ba) and not _contains_xy(ba, bb):
-            return Edge(b, a, f"{a} after {b}: {a} sits inside {b}")
-        lower, upper = (a, b) if (ba[0][2], a) <= (bb[0][2], b) else (b, a)
-        return Edge(lower, upper, f"{upper} after {lower}: {upper} overlaps {lower} and reaches lower, "
-                                  f"so {lower} goes in first")
+        # The bounding boxes interpenetrate: either the solids do too (the spec is wrong), or one
+        # part sits in a hole, pocket or channel of the other.
+        gap = solid_gap(job, a, b)
+        if gap < -OVERLAP:
+            raise PlanningError(f"parts '{a}' and '{b}' overlap by {-gap * 1000:.1f} mm where the spec places them: "
+                                f"their solids cannot both be there", field="assembly.placements",
+                                hint="fix the poses, or give the receiving part the hole or pocket the other "
+                                     "goes into (geometry.features, or a mesh)")
+        outer, inner = (a, b) if (ba[0][2], -_area(ba), a) <= (bb[0][2], -_area(bb), b) else (b, a)
+        return Edge(outer, inner, f"{inner} after {outer}: {inner} sits inside {outer}")
     lower, upper = (a, b) if ba[1][2] <= bb[0][2] + CONTACT else (b, a)
     lo_box, up_box = (ba, bb) if lower == a else (bb, ba)
     if abs(up_box[0][2] - lo_box[1][2]) <= CONTACT:

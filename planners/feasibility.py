@@ -349,6 +349,12 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
         raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): {what} weighs {mass:g} kg, over the "
                               f"{robot.tool.payload:g} kg payload of robot '{robot.id}' tool",
                               field=f"robots[{robot.id}].tool.payload", hint="use a stronger tool or a lighter part")
+    if robot.tool.kind == "parallel_gripper" and op.kind in ("pick_place", "unload"):
+        why = _gripper_clear(robot, job, part.id)
+        if why is not None:
+            raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): {why}",
+                                  field=f"assembly.placements[{part.id}]",
+                                  hint="let the part stand higher out of the receiving part, or use a suction tool")
     if robot.tool.kind == "parallel_gripper":
         width = min(part.geometry.size[0], part.geometry.size[1])
         if width > robot.tool.max_opening:
@@ -358,32 +364,71 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
                                   hint="use a wider gripper or a suction tool")
 
 
+def _gripper_clear(robot: RobotConfig, job: JobSpec, part_id: str) -> Optional[str]:
+    """Why a gripper cannot hold ``part_id`` with its fingertips above the part it goes into, or None."""
+    from anycell.errors import PlanningError
+
+    from . import sites
+    from .tool import gripper_tcp_height, tool_figures
+
+    floor = sites.receiving_surface(job, part_id)
+    if floor is None:
+        return None
+    h = float(job.part(part_id).geometry.size[2])
+    reach, hand, _r, _w = tool_figures(robot)
+    try:
+        gripper_tcp_height(reach, hand, h, max(-h / 2, floor))
+    except PlanningError as exc:
+        return f"the fingers of '{robot.id}' would go into the receiving part: {exc.message}"
+    return None
+
+
 def carry_problem(robot: RobotConfig, job: JobSpec) -> Optional[str]:
     """Why ``robot``'s tool cannot carry a finished unit by its base part, or None when it can.
 
-    The unit is not bonded: it travels on its base part. A suction cup needs
-    the base's top face free where it would hold; a parallel gripper's hand
-    must clear every part standing on the base (``tool.finger_length``).
+    The unit is not bonded: it travels on its base part, so the tool holds the base with the other
+    parts standing on it. Both answers come from the real geometry, the same figures the
+    pick-and-place skill grasps with:
+
+    * a suction cup needs a free area of its radius on a face of the base that looks up: every
+      free area is tried (off holes and pockets, off the footprints of the parts standing on the
+      base), and the flange above the cup (from the robot model) must pass above those parts;
+    * a parallel gripper's fingers must close on the base, holding at least ``tool.GRIP`` of it,
+      with the hand (its links from the robot model, above the fingers) passing above every part
+      standing on the base.
     """
     from . import sites
+    from .tool import GRIP, cup_radius, gripper_tcp_height, tool_figures
+
+    from anycell.errors import PlanningError
 
     base = sites.base_part(job)
-    bpl = job.placement(base.id)
-    bx, by, bz = bpl.pose.xyz
-    others = [pl for pl in job.assembly.placements if pl.part != base.id]
+    others = [pl.part for pl in job.assembly.placements if pl.part != base.id]
+    top = sites.carried_top(job)
     if robot.tool.kind == "suction":
         r = robot.tool.cup_radius
-        for pl in others:
-            sx, sy, _sz = job.part(pl.part).geometry.size
-            if abs(pl.pose.xyz[0] - bx) < sx / 2 + r and abs(pl.pose.xyz[1] - by) < sy / 2 + r:
-                return (f"the suction cup of '{robot.id}' cannot hold base part '{base.id}': "
-                        f"'{pl.part}' covers the middle of its top face")
+        if sites.suction_spot(job, base.id, r, others, cup_radius(robot)) is None:
+            standing = ", ".join(f"'{o}'" for o in others) or "nothing"
+            return (f"the suction cup of '{robot.id}' cannot hold base part '{base.id}': no free area of "
+                    f"{r * 2000:.0f} mm across is left on its faces beside {standing} and its features")
+        _reach, hand, body, sideways = tool_figures(robot)
+        if sites.carry_suction_spot(job, r, body, hand, sideways) is None:
+            return (f"the flange of '{robot.id}' would hit the parts standing on base part '{base.id}' wherever "
+                    f"its cup holds it: the cup reaches {hand * 1000:.0f} mm below the flange, which spans "
+                    f"{sideways * 1000:.0f} mm around it")
         return None
-    top = max((pl.pose.xyz[2] + job.part(pl.part).geometry.size[2] / 2 for pl in others), default=bz)
-    rise = top - bz
-    if rise >= robot.tool.finger_length:
-        return (f"the hand of '{robot.id}' would hit the parts standing {rise * 1000:.0f} mm above the grasp on "
-                f"base part '{base.id}' (fingers reach {robot.tool.finger_length * 1000:.0f} mm)")
+    size = base.geometry.size
+    if min(size[0], size[1]) > robot.tool.max_opening - 0.004:
+        return (f"the gripper of '{robot.id}' ({robot.tool.max_opening * 1000:.0f} mm) cannot close on base part "
+                f"'{base.id}' ({min(size[0], size[1]) * 1000:.0f} mm)")
+    reach, hand, _r, _w = tool_figures(robot)
+    try:
+        gripper_tcp_height(reach, hand, float(size[2]), -float(size[2]) / 2, top)
+    except PlanningError:
+        rise = (top or 0.0) - float(size[2]) / 2
+        return (f"the hand of '{robot.id}' would hit the parts standing {rise * 1000:.0f} mm above base part "
+                f"'{base.id}': its hand starts {hand * 1000:.0f} mm above the fingertips' centre and the fingers "
+                f"must hold {GRIP * 1000:g} mm of the {size[2] * 1000:.0f} mm base")
     return None
 
 

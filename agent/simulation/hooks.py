@@ -27,16 +27,22 @@ log = logging.getLogger(__name__)
 class SimHooks(Protocol):
     """The simulated world's side of the executor (all poses are part centres, cell frame)."""
 
-    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def present(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                 pose: Pose) -> bool:
         """A feeder presents a part at ``pose`` if none is there yet; True when it appeared now."""
 
-    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def machine_made(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                      pose: Pose) -> None:
         """A machine finished a part: the stock (same uid) becomes the part, or a new part appears."""
 
     def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
         """True poses of the parts (None for a part not in the world)."""
+
+    def hold(self, uid: str, station: str) -> bool:
+        """The fixture ``station`` holds the part with its declared clamp or vacuum; False if it declares none."""
+
+    def release_hold(self, station: str) -> Optional[str]:
+        """The fixture lets go of what it holds; returns that part's uid, or None."""
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         """Write a PNG of the cell."""
@@ -49,24 +55,30 @@ class WorldHooks:
         self.world = world
         self.settle_seconds = settle_seconds
 
-    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def present(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                 pose: Pose) -> bool:
         if uid in self.world.parts:
             return False
-        self.world.add_part(uid, list(size), mass, pose, color)
+        self.world.add_part(uid, size, mass, pose, color)
         self.world.settle(self.settle_seconds)
         return True
 
-    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def machine_made(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                      pose: Pose) -> None:
         if uid in self.world.parts:
             log.info("sim: the machine turned the stock %s into the finished part", uid)
             self.world.remove_part(uid)
-        self.world.add_part(uid, list(size), mass, pose, color)
+        self.world.add_part(uid, size, mass, pose, color)
         self.world.settle(self.settle_seconds)
 
     def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
         return {u: (self.world.part_pose(u) if u in self.world.parts else None) for u in uids}
+
+    def hold(self, uid: str, station: str) -> bool:
+        return bool(self.world.hold(uid, station))
+
+    def release_hold(self, station: str) -> Optional[str]:
+        return self.world.release_hold(station)
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return self.world.snapshot(path, camera)
@@ -87,10 +99,18 @@ def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
     return None if data is None else Pose(xyz=list(data["xyz"]), rpy=list(data.get("rpy", [0.0, 0.0, 0.0])))
 
 
+def shape_to_json(shape: Any) -> Any:
+    """A part's shape for the wire: a Geometry as plain data (mesh path absolute), a box size as a list."""
+    to_dict = getattr(shape, "to_dict", None)
+    return to_dict() if callable(to_dict) else [float(v) for v in shape]
+
+
 def encode_call(op: str, **args: Any) -> Dict[str, Any]:
     """A hook call as a JSON-ready request (without request_id)."""
     body: Dict[str, Any] = {"op": op}
     for key, value in args.items():
+        if key == "size":
+            value = shape_to_json(value)
         body[key] = _pose_to_json(value) if isinstance(value, Pose) else value
     return body
 
@@ -113,6 +133,10 @@ def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
         if op == "measure":
             poses = hooks.measure(list(request["uids"]))
             return {"ok": True, "result": {k: _pose_to_json(v) for k, v in poses.items()}}
+        if op == "hold":
+            return {"ok": True, "result": bool(hooks.hold(request["uid"], request["station"]))}
+        if op == "release_hold":
+            return {"ok": True, "result": hooks.release_hold(request["station"])}
         if op == "snapshot":
             return {"ok": True, "result": hooks.snapshot(request["path"], request.get("camera"))}
         return {"ok": False, "error": {"error": "ConfigError", "message": f"unknown sim call '{op}'"}}

@@ -64,8 +64,10 @@ def test_stacked_assembly_order_is_inferred_from_geometry() -> None:
 
 def test_nested_part_goes_in_after_its_container() -> None:
     cell = load_cell(DEMO_CELL)
-    # A peg standing in a pocket of the block: their boxes interpenetrate.
-    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), _box("block", [0.04, 0.04, 0.02], "block")],
+    # A peg standing in a pocket of the block: their boxes interpenetrate, their solids do not.
+    block = _box("block", [0.04, 0.04, 0.02], "block")
+    block["geometry"]["features"] = [{"kind": "pocket", "size": [0.0126, 0.0126], "depth": 0.015}]
+    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), block],
                [_at("peg", [0.0, 0.0, 0.02], insert=True), _at("block", [0.0, 0.0, 0.01])])
     plan = plan_job(cell, job)
     assert _placed_order(plan) == ["block", "peg"]
