@@ -160,6 +160,7 @@ class ExchangeNode:
         if str(sample.kind).endswith("PUT"):
             with self._alive_lock:
                 self.alive.add(name)
+            log.info("cell %s is present", name)
             return
         with self._alive_lock:
             self.alive.discard(name)
@@ -201,20 +202,10 @@ class ExchangeNode:
         elif c["state"] == "verified":
             self.exchange.release(cid)
 
-    def _call_and_award(self, c: Dict[str, Any]) -> None:
-        cid = c["id"]
-        if time.time() - self.started_at < self.startup_grace and not self.alive_cells():
-            self.todo.put(cid)      # right after a (re)start: let the cells show up first
-            time.sleep(0.05)
-            return
-        self.bid_rounds += 1
-        round_id = f"{cid}/{c['attempt'] + 1}"
-        close = time.time() + self.bid_window
-        cfp = sign_message(self.ident, "cfp", {"contract": cid, "round": round_id, "spec": c["spec"],
-                                               "spec_digest": c["spec_digest"], "due": c["due"],
-                                               "budget": c["budget"], "close": close})
-        bids: List[Dict[str, Any]] = []
-        for reply in gather(self.session, self.keys.cfp(cid), encode(cfp), self.bid_window):
+    def _collect(self, cid: str, round_id: str, cfp: Dict[str, Any], close: float, bids: List[Dict[str, Any]]) -> int:
+        """Send one call for proposals and add the good proposals to ``bids``; return how many cells answered."""
+        answered = 0
+        for reply in gather(self.session, self.keys.cfp(cid), encode(cfp), max(0.05, close - time.time())):
             if reply.ok is None:
                 continue
             try:
@@ -227,8 +218,29 @@ class ExchangeNode:
             if time.time() > close or float(msg["ts"]) > close:
                 self.late_bids += 1
                 continue
-            if msg["kind"] == "propose":
+            answered += 1
+            if msg["kind"] == "propose" and all(b["cell"] != body["cell"] for b in bids):
                 bids.append(body)
+        return answered
+
+    def _call_and_award(self, c: Dict[str, Any]) -> None:
+        cid = c["id"]
+        if time.time() - self.started_at < self.startup_grace and not self.alive_cells():
+            self.todo.put(cid)      # right after a (re)start: let the cells show up first
+            time.sleep(0.05)
+            return
+        self.bid_rounds += 1
+        round_id = f"{cid}/{c['attempt'] + 1}"
+        close = time.time() + self.bid_window
+        bids: List[Dict[str, Any]] = []
+        for round_try in range(3):     # no reply at all from live cells: their queryables may not have reached us yet
+            cfp = sign_message(self.ident, "cfp", {"contract": cid, "round": round_id, "spec": c["spec"],
+                                                   "spec_digest": c["spec_digest"], "due": c["due"],
+                                                   "budget": c["budget"], "close": close})
+            answered = self._collect(cid, round_id, cfp, close, bids)
+            if answered or not self.alive_cells() or time.time() > close:
+                break
+            time.sleep(0.1 * (round_try + 1))
         log.debug("call for proposals %s: %d bid(s) in %.3f s", round_id, len(bids), time.time() - close + self.bid_window)
         tr = self.exchange.award(cid, bids, alive=self.alive_cells())
         if tr is None or tr.kind != "awarded":

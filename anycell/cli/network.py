@@ -173,6 +173,7 @@ def _network_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per planned second")
     c.add_argument("--builder", choices=["plan", "executive"], default="executive",
                    help="build through the agent's executive (dry run) or walk the plan")
+    c.add_argument("--records", metavar="DIR", help="also write each signed record as DIR/record-<n>.json")
     c.add_argument("--defect", type=float, default=0.0, help=argparse.SUPPRESS)   # tests: units off by this (m)
 
     k = sub.add_parser("keygen", help="create an Ed25519 identity (NAME.key) and publish NAME.pub.json")
@@ -262,8 +263,17 @@ def _cell(args: argparse.Namespace) -> int:
     ident = Identity.load_or_create(args.keys, name, "cell")
     builder = ExecutiveBuilder(cell, args.time_scale) if args.builder == "executive" and not args.defect \
         else PlanWalkBuilder(cell, time_scale=args.time_scale, defect=args.defect)
+    written = [0]
+
+    def keep(_cell: str, _contract: str, env: Any) -> None:
+        written[0] += 1
+        os.makedirs(args.records, exist_ok=True)
+        with open(os.path.join(args.records, f"record-{written[0]:04d}.json"), "w", encoding="utf-8") as handle:
+            json.dump(env, handle, indent=1, sort_keys=True)
+
     node = CellNode(ident, cell, builder, Keyring(args.keys), session=_session(args), keys=Keys(args.namespace),
-                    time_scale=args.time_scale, chain_path=os.path.join(args.keys, f"{name}.chain.json")).start()
+                    time_scale=args.time_scale, chain_path=os.path.join(args.keys, f"{name}.chain.json"),
+                    on_record=keep if args.records else None).start()
     print(f"cell {name} ready (key {ident.key_id}, config {node.cache.config_digest[:19]}...)", flush=True)
     try:
         _wait_for_signal()
