@@ -191,7 +191,35 @@ def _network(args: argparse.Namespace) -> int:
     return {"demo": _demo, "router": _router, "exchange": _exchange, "cell": _cell, "keygen": _keygen}[which](args)
 
 
+class _StdoutForResults:
+    """Keep the real stdout for the results and send fd 1 to stderr meanwhile: pybullet (and any C library)
+    prints banners on fd 1 from deep inside the planners, which would corrupt ``--json`` output."""
+
+    def __enter__(self) -> Any:
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        os.dup2(2, 1)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.stdout.flush()
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    with _StdoutForResults():
+        out = _run_demo(args)
+    return _print_demo(args, out)
+
+
+def _run_demo(args: argparse.Namespace) -> Dict[str, Any]:
     from anycell.network.demo import run_demo
     from anycell.resources import data_path
 
@@ -199,9 +227,12 @@ def _demo(args: argparse.Namespace) -> int:
         logging.getLogger(chatty).setLevel(max(logging.getLogger(chatty).getEffectiveLevel(), logging.ERROR))
     cell = args.cell or data_path(DEFAULT_CELL) or DEFAULT_CELL
     jobs = args.job or [data_path(j) or j for j in DEFAULT_JOBS]
-    out = run_demo(cell, jobs, cells=args.cells, jobs=args.jobs, builder_factory=_builders(args.executive),
-                   kill=not args.no_kill, report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout,
-                   rule={"rule": args.rule})
+    return run_demo(cell, jobs, cells=args.cells, jobs=args.jobs, builder_factory=_builders(args.executive),
+                    kill=not args.no_kill, report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout,
+                    rule={"rule": args.rule})
+
+
+def _print_demo(args: argparse.Namespace, out: Dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
@@ -216,6 +247,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {out['records']} signed records, chains verified: {out['chains_verified']}")
         if args.report:
             print(f"  records written under {out['report']}")
+    sys.stdout.flush()
     ok = out["lost"] == 0 and out["double_awarded"] == 0 and out["not_settled"] == 0
     return EXIT_OK if ok else EXIT_FAILED
 
