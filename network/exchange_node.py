@@ -241,7 +241,8 @@ class ExchangeNode:
             if answered or not self.alive_cells() or time.time() > close:
                 break
             time.sleep(0.1 * (round_try + 1))
-        log.debug("call for proposals %s: %d bid(s) in %.3f s", round_id, len(bids), time.time() - close + self.bid_window)
+        log.debug("call for proposals %s: %d bid(s) in %.3f s", round_id, len(bids),
+                  time.time() - close + self.bid_window)
         tr = self.exchange.award(cid, bids, alive=self.alive_cells())
         if tr is None or tr.kind != "awarded":
             return

@@ -129,7 +129,7 @@ class AwardRule:
         if self.rule != "quickest":
             ok = [b for b in ok if float(b["finish"]) <= due]
         if self.rule == "lowest_price":
-            key: Callable[[Dict[str, Any]], Any] = lambda b: (int(b["price"]), float(b["finish"]), b["cell"])
+            key: Callable[[Dict[str, Any]], Any] = lambda b: (int(b["price"]), float(b["finish"]), b["cell"])  # noqa: E731
         elif self.rule == "quickest":
             key = lambda b: (float(b["finish"]), int(b["price"]), b["cell"])   # noqa: E731
         else:

@@ -64,7 +64,8 @@ def session_config(*, mode: str = "peer", listen: Sequence[str] = (), connect: S
         conf.insert_json5("scouting/multicast/enabled", json.dumps(bool(multicast)))
         for key, value in (tls or {}).items():
             if key not in TLS_KEYS:
-                raise ConfigError(f"unknown TLS option '{key}'", field=f"tls.{key}", hint="one of " + ", ".join(TLS_KEYS))
+                raise ConfigError(f"unknown TLS option '{key}'", field=f"tls.{key}",
+                                  hint="one of " + ", ".join(TLS_KEYS))
             if value is not None:
                 conf.insert_json5(f"transport/link/tls/{key}", json.dumps(value))
     except ConfigError:

@@ -42,7 +42,7 @@ def _session_args(p: argparse.ArgumentParser, *, listen: bool = False) -> None:
 
 
 def _tls_args(g: Any) -> None:
-    g.add_argument("--tls-root-ca", metavar="PEM", help="CA certificate that signs the routers' and peers' certificates")
+    g.add_argument("--tls-root-ca", metavar="PEM", help="CA certificate that signs the nodes' certificates")
     g.add_argument("--tls-cert", metavar="PEM", help="this node's certificate (listen and connect)")
     g.add_argument("--tls-key", metavar="PEM", help="this node's private key (listen and connect)")
     g.add_argument("--mtls", action="store_true", help="mutual TLS: both ends present certificates")
