@@ -12,6 +12,7 @@ from the cell's queue each time.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -79,7 +80,9 @@ class PlanCache:
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
         if isinstance(found, AnycellError):
-            raise found
+            # a fresh copy each time: raising the cached object would pin the caller's frames (and a Zenoh
+            # query in them, whose final reply is sent only when it is freed) to its traceback
+            raise copy.copy(found).with_traceback(None)
         return found
 
     def warm(self) -> None:
@@ -102,7 +105,7 @@ class PlanCache:
             schedule_plan(plan, self.cell, time_limit=self.time_limit, solver="auto")
             q = quote(self.cell, job, plan)
         except AnycellError as exc:
-            return exc
+            return exc.with_traceback(None)
         return Planned(job, plan, int(round(q.total * 100)), float(q.makespan), q.currency, len(q.lines))
 
 

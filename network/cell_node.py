@@ -144,6 +144,7 @@ class CellNode:
         bid["contract"] = body["contract"]
         bid["round"] = body.get("round")
         kind = "refuse" if "declined" in bid else "propose"
+        log.debug("cell %s: %s for %s", self.name, kind, body["contract"])
         query.reply(query.key_expr, encode(sign_message(self.ident, kind, bid)))
 
     def _on_accept(self, query: Any) -> None:
