@@ -171,7 +171,17 @@ class ExchangeNode:
             log.exception("forfeiting the jobs of %s", name)
 
     # ------------------------------------------------------------ the worker
+    def _check_deadlines_and_presence(self) -> None:
+        """Forfeit overdue awards, and (after the start-up grace) awards held by cells not on the network."""
+        self.exchange.overdue()
+        if time.time() - self.started_at > self.startup_grace:
+            alive = self.alive_cells()
+            for cid, cell, _deadline in self.exchange.awarded():
+                if cell not in alive:
+                    self.exchange.forfeit(cid, cell, "the cell is not on the network")
+
     def _work(self) -> None:
+        last_check = 0.0
         while not self.stopping.is_set():
             try:
                 cid = self.todo.get(timeout=self.tick)
@@ -180,12 +190,9 @@ class ExchangeNode:
             if cid is None:
                 break
             try:
-                self.exchange.overdue()
-                if time.time() - self.started_at > self.startup_grace:
-                    alive = self.alive_cells()
-                    for c in self.exchange.contracts(("awarded",)):
-                        if c["cell"] not in alive:
-                            self.exchange.forfeit(c["id"], c["cell"], "the cell is not on the network")
+                if time.time() - last_check >= self.tick:
+                    last_check = time.time()
+                    self._check_deadlines_and_presence()
                 if cid:
                     self._step(cid)
             except AnycellError:

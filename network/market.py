@@ -230,10 +230,15 @@ class Exchange:
         return out
 
     def contracts(self, states: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """The contracts (in the given states), oldest first."""
         with self._lock:
-            ids = [r[0] for r in self.conn.execute("SELECT id FROM contracts ORDER BY posted_at, id")]
-        out = [self.contract(i) for i in ids]
-        return [c for c in out if states is None or c["state"] in states]
+            if states is None:
+                ids = [r[0] for r in self.conn.execute("SELECT id FROM contracts ORDER BY posted_at, id")]
+            else:
+                marks = ",".join("?" * len(states))
+                ids = [r[0] for r in self.conn.execute(
+                    f"SELECT id FROM contracts WHERE state IN ({marks}) ORDER BY posted_at, id", tuple(states))]
+        return [self.contract(i) for i in ids]
 
     # ------------------------------------------------------------ transitions
     def post(self, cid: str, buyer: str, spec: Dict[str, Any], spec_digest: str, budget: int, due: float,
@@ -433,22 +438,27 @@ class Exchange:
             return None
 
     # ------------------------------------------------------------ faults
+    def awarded(self) -> List[Tuple[str, str, float]]:
+        """(contract, cell, deadline) of every contract awarded and not yet built (cheap: no spec parsing)."""
+        with self._lock:
+            return [(r[0], r[1], float(r[2])) for r in self.conn.execute(
+                "SELECT id, cell, deadline FROM contracts WHERE state='awarded' ORDER BY posted_at, id")]
+
     def cell_lost(self, cell: str, *, now: Optional[float] = None) -> List[str]:
         """A cell lost its liveliness: it forfeits every contract awarded to it and not yet built."""
         out = []
-        for c in self.contracts(("awarded",)):
-            if c["cell"] == cell and self.forfeit(c["id"], cell, "the cell lost its liveliness", now=now):
-                out.append(c["id"])
+        for cid, holder, _deadline in self.awarded():
+            if holder == cell and self.forfeit(cid, cell, "the cell lost its liveliness", now=now):
+                out.append(cid)
         return out
 
     def overdue(self, now: Optional[float] = None) -> List[str]:
         """Forfeit awards whose deadline has passed; return their contracts."""
         at = time.time() if now is None else now
         out = []
-        for c in self.contracts(("awarded",)):
-            if c["deadline"] is not None and at > c["deadline"]:
-                if self.forfeit(c["id"], c["cell"], "missed its deadline", now=now):
-                    out.append(c["id"])
+        for cid, cell, deadline in self.awarded():
+            if at > deadline and self.forfeit(cid, cell, "missed its deadline", now=now):
+                out.append(cid)
         return out
 
     # ------------------------------------------------------------ figures
