@@ -121,3 +121,52 @@ class PlanWalkBuilder:
 
 def cancelled(cancel: Optional[threading.Event]) -> bool:
     return bool(cancel is not None and cancel.is_set())
+
+
+def units_from_report(job: JobSpec, report: Dict[str, Any], uncertainty: Dict[str, float],
+                      report_dir: Optional[str] = None) -> List[UnitBuild]:
+    """Per-unit builds from a cell's job report (``anycell sim``'s runner, or a cell agent's ``report.json``).
+
+    The report gives each part's measured deviation (position error, angle
+    error) rather than its pose, so the measured pose is written as the
+    nominal pose displaced by that deviation (along x, and about z): the
+    verifier re-decides exactly the same errors against the spec's tolerances.
+    Programs carry the lines the firmware acknowledged; snapshots their SHA-256.
+    """
+    import os
+
+    placements = {pl.part: pl for pl in job.assembly.placements}
+    steps: Dict[int, List[Dict[str, Any]]] = {}
+    acked: Dict[str, int] = {}
+    for s in report.get("steps", []):
+        steps.setdefault(int(s.get("unit") or 0), []).append(
+            {"op": s["op"], "kind": s["kind"], "resource": s["resource"], "start": s["start_s"], "end": s["end_s"]})
+        if s["kind"] == "run_program":
+            acked[s["op"]] = int((s.get("detail") or {}).get("lines_acknowledged", 0))
+    programs = program_digests(job)
+    for p in programs:
+        p["acknowledged"] = sum(n for op, n in acked.items() if op.endswith(f".{p['part']}"))
+    snapshots = []
+    for name in report.get("snapshots", []):
+        path = os.path.join(report_dir, name) if report_dir else None
+        if path and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                snapshots.append({"name": name, "sha256": hashlib.sha256(handle.read()).hexdigest()})
+    out = []
+    for u in report.get("units", []):
+        parts = {p["part"]: p for p in ((u.get("result") or {}).get("parts") or [])}
+        measurements = []
+        for part_id, pl in placements.items():
+            p = parts.get(part_id)
+            if p is None or not p.get("present") or p.get("position_error") is None:
+                measurements.append({"part": part_id, "found": False, "xyz": [0.0, 0.0, 0.0], "rpy": [0.0, 0.0, 0.0]})
+                continue
+            xyz = [float(v) for v in pl.pose.xyz]
+            rpy = [float(v) for v in pl.pose.rpy]
+            xyz[0] += float(p["position_error"])
+            rpy[2] += float(p.get("angle_error") or 0.0)
+            measurements.append({"part": part_id, "xyz": xyz, "rpy": rpy})
+        unit = int(u["unit"])
+        out.append(UnitBuild(unit=unit, measurements=measurements, uncertainty=dict(uncertainty),
+                             steps=steps.get(unit, []), programs=programs, snapshots=snapshots))
+    return out

@@ -92,12 +92,13 @@ class CellNode:
         log.info("cell %s is on the network (key %s)", self.name, self.ident.key_id)
         return self
 
-    def stop(self) -> None:
-        """Leave politely: finish nothing more, drop the token, close the session."""
+    def stop(self, timeout: float = 180.0) -> None:
+        """Leave politely: start nothing more, let the build in progress stop (a builder that cannot be
+        interrupted, like the full simulated cell, shuts its machines down first), close the session."""
         self.cancel.set()
         self.jobs.put(None)
         if self._worker is not None:
-            self._worker.join(timeout=10)
+            self._worker.join(timeout=timeout)
         self._close()
 
     def kill(self) -> None:

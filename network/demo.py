@@ -103,8 +103,12 @@ def run_demo(cell_path: str, job_paths: Sequence[str], *, cells: int = 6, jobs: 
     try:
         exchange.start()
         for i, ident in enumerate(cell_idents):
-            nodes.append(CellNode(ident, cell, factory(i, cell, time_scale), Keyring(keys_dir), session=spoke,
-                                  keys=keys, time_scale=time_scale,
+            builder = factory(i, cell, time_scale)
+            # a builder slower than the plan-walkers (the full simulated cell) says how it maps plan seconds to
+            # wall seconds, so its finish promises hold; it may also price differently
+            nodes.append(CellNode(ident, cell, builder, Keyring(keys_dir), session=spoke, keys=keys,
+                                  time_scale=float(getattr(builder, "bid_time_scale", time_scale)),
+                                  price_factor=float(getattr(builder, "price_factor", 1.0)),
                                   chain_path=os.path.join(work, f"{ident.name}.chain.json"),
                                   on_record=on_record).start())
         buyer = Buyer(buyer_ident, Keyring(keys_dir), session=spoke, keys=keys).start()
@@ -167,11 +171,12 @@ def write_records(report_dir: str, records: Dict[str, List[Dict[str, Any]]]) -> 
 
 
 def _kill_one_mid_job(nodes: List[CellNode], timeout: float) -> Optional[str]:
-    """Kill the first cell seen building a job (prefer the last cells: the first may run the full simulator)."""
+    """Kill the first cell seen building a job, among those whose builder can be stopped mid-job (the full
+    simulated cell runs machine processes that must be shut down in order, so it is never the victim)."""
     end = time.time() + timeout
     while time.time() < end:
         for n in reversed(nodes):
-            if n.building is not None and not n.killed:
+            if n.building is not None and not n.killed and getattr(n.builder, "killable", True):
                 log.warning("killing cell %s while it builds %s", n.name, n.building)
                 n.kill()
                 return n.name

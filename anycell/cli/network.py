@@ -129,11 +129,44 @@ class ExecutiveBuilder:
         return out
 
 
-def _builders(executive: int) -> Any:
+class SimBuilder:
+    """Builds a won job on the full simulated cell (``anycell sim``'s job runner: PyBullet robots, machines over
+    OPC UA and serial G-code on a pty, inspection), and reports the units from its report.
+
+    It cannot be hurried by the demo's time scale, so it bids with its own (``bid_time_scale``, measured wall
+    seconds per planned second with headroom), and a little cheaper, so that it wins a job when it can
+    meet the due time.
+    """
+
+    bid_time_scale = 0.4
+    price_factor = 0.95
+    killable = False
+
+    def __init__(self, cell: Any) -> None:
+        self.cell = cell
+
+    def build(self, job: Any, plan: Any, cancel: threading.Event, progress: Any) -> List[Any]:
+        import tempfile
+
+        from anycell.agent.simulation.job import run_job_in_sim
+        from anycell.errors import ExecutionError
+        from anycell.network.building import inspection_uncertainty, units_from_report
+
+        with tempfile.TemporaryDirectory(prefix="anycell-netsim-") as tmp:
+            report = run_job_in_sim(self.cell, job, tmp, time_limit=1.0, on_event=progress)
+            if report.get("outcome") != "complete":
+                raise ExecutionError(f"job '{job.id}' ended {report.get('outcome')} in the simulated cell",
+                                     hint=str((report.get("error") or {}).get("message", "")))
+            return units_from_report(job, report, inspection_uncertainty(self.cell), tmp)
+
+
+def _builders(executive: int, full: int = 0) -> Any:
     from anycell.network.building import PlanWalkBuilder
 
     def factory(index: int, cell: Any, time_scale: float) -> Any:
-        if index < executive:
+        if index < full:
+            return SimBuilder(cell)
+        if index < full + executive:
             return ExecutiveBuilder(cell, time_scale)
         return PlanWalkBuilder(cell, time_scale=time_scale)
 
@@ -148,8 +181,11 @@ def _network_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--jobs", type=int, default=20, help="how many jobs, posted in one burst (default 20)")
     d.add_argument("--cell", default=None, help=f"cell config of every cell (default {DEFAULT_CELL})")
     d.add_argument("--job", action="append", default=[], help="job spec(s) to cycle over (default the examples)")
+    d.add_argument("--full", type=int, default=1,
+                   help="how many cells run the full simulated cell (PyBullet, OPC UA, G-code on a pty) (default 1)")
     d.add_argument("--executive", type=int, default=2,
                    help="how many cells build through the agent's executive (dry run); the rest walk the plan")
+    d.add_argument("--due", type=float, default=90.0, help="each job's due time, seconds after the post (default 90)")
     d.add_argument("--time-scale", type=float, default=0.01, help="wall seconds per planned second (default 0.01)")
     d.add_argument("--no-kill", action="store_true", help="do not kill a cell mid-job")
     d.add_argument("--rule", choices=["lowest_price", "quickest", "weighted"], default="lowest_price")
@@ -227,9 +263,14 @@ def _run_demo(args: argparse.Namespace) -> Dict[str, Any]:
         logging.getLogger(chatty).setLevel(max(logging.getLogger(chatty).getEffectiveLevel(), logging.ERROR))
     cell = args.cell or data_path(DEFAULT_CELL) or DEFAULT_CELL
     jobs = args.job or [data_path(j) or j for j in DEFAULT_JOBS]
-    return run_demo(cell, jobs, cells=args.cells, jobs=args.jobs, builder_factory=_builders(args.executive),
-                    kill=not args.no_kill, report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout,
-                    rule={"rule": args.rule})
+    if args.full >= args.cells:
+        from anycell.errors import ConfigError
+
+        raise ConfigError("the full simulated cells must leave at least one fast cell", field="full",
+                          hint=f"--full {max(0, args.cells - 1)} or fewer")
+    return run_demo(cell, jobs, cells=args.cells, jobs=args.jobs,
+                    builder_factory=_builders(args.executive, args.full), kill=not args.no_kill, due_in=args.due,
+                    report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout, rule={"rule": args.rule})
 
 
 def _print_demo(args: argparse.Namespace, out: Dict[str, Any]) -> int:
