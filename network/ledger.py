@@ -1,9 +1,12 @@
 """The escrow ledger: double entries in integer cents, and the invariants checked after every transition.
 
-Accounts are ``buyer:<name>``, ``escrow:<contract>`` and ``cell:<name>``. A
-buyer's post moves the budget from the buyer to the contract's escrow; a
-release pays the agreed price to the cell and the change back to the buyer; a
-refund returns the whole budget. Each transaction's entries sum to zero, so
+Accounts are ``buyer:<name>``, ``escrow:<contract>``, ``bond:<contract>`` and
+``cell:<name>``. A buyer's post moves the budget from the buyer to the
+contract's escrow; a release pays the agreed price to the cell and the change
+back to the buyer; a refund returns the whole budget. When the award rule sets
+a bid bond, the awarded cell's bond is held in ``bond:<contract>`` until the
+contract settles: returned to the cell with its pay, or forfeited to the buyer
+when the cell loses the job. Each transaction's entries sum to zero, so
 the whole ledger does too: money is never created or lost. Amounts are
 integers (cents) so no rounding ever makes a cent appear.
 """
@@ -28,6 +31,8 @@ CREATE INDEX IF NOT EXISTS ledger_account ON ledger(account);
 
 #: States whose escrow holds the whole budget; in every other state it holds nothing.
 HOLDING = ("open", "awarded", "built", "verified")
+#: States in which the awarded cell's bond (if the rule sets one) is held.
+BONDED = ("awarded", "built", "verified")
 
 
 def cents(amount: float) -> int:
@@ -63,9 +68,13 @@ def check_invariants(conn: sqlite3.Connection) -> Dict[str, int]:
     if bad:
         raise StateError(f"unbalanced transactions: {bad}")
     bal = balances(conn)
-    for cid, state, budget in conn.execute("SELECT id, state, budget FROM contracts"):
+    for cid, state, budget, bond in conn.execute("SELECT id, state, budget, bond FROM contracts"):
         held = bal.get(f"escrow:{cid}", 0)
         want = budget if state in HOLDING else 0
         if held != want:
             raise StateError(f"contract {cid} ({state}) escrow holds {held} cents, expected {want}")
+        held = bal.get(f"bond:{cid}", 0)
+        want = bond if state in BONDED else 0
+        if held != want:
+            raise StateError(f"contract {cid} ({state}) bond holds {held} cents, expected {want}")
     return bal

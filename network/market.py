@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS contracts (
     job_id TEXT NOT NULL,
     quantity INTEGER NOT NULL,
     budget INTEGER NOT NULL,
+    bond INTEGER NOT NULL DEFAULT 0,
     due REAL NOT NULL,
     rule TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -97,7 +98,10 @@ class AwardRule:
       lead/(due - now)`` among bids that meet the due time.
 
     ``on_fail`` is ``rebuild`` (another cell makes it) or ``refund``;
-    ``max_attempts`` bounds the awards of one contract.
+    ``max_attempts`` bounds the awards of one contract; ``bond`` (cents) is
+    the bid bond the awarded cell puts up, returned with its pay or forfeited
+    to the buyer if it loses the job (dies, misses its deadline, fails
+    verification).
     """
 
     rule: str = "lowest_price"
@@ -105,12 +109,15 @@ class AwardRule:
     time_weight: float = 0.5
     on_fail: str = "rebuild"
     max_attempts: int = 4
+    bond: int = 0
 
     @classmethod
     def from_dict(cls, data: Optional[Dict[str, Any]]) -> "AwardRule":
         data = dict(data or {})
-        rule = cls(**{k: data[k] for k in ("rule", "price_weight", "time_weight", "on_fail", "max_attempts")
+        rule = cls(**{k: data[k] for k in ("rule", "price_weight", "time_weight", "on_fail", "max_attempts", "bond")
                       if k in data})
+        if rule.bond < 0:
+            raise ConfigError("the bid bond cannot be negative", field="bond")
         if rule.rule not in RULES:
             raise ConfigError(f"unknown award rule '{rule.rule}'", field="rule", hint="one of " + ", ".join(RULES))
         if rule.on_fail not in ("rebuild", "refund"):
@@ -121,7 +128,7 @@ class AwardRule:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"rule": self.rule, "price_weight": self.price_weight, "time_weight": self.time_weight,
-                "on_fail": self.on_fail, "max_attempts": self.max_attempts}
+                "on_fail": self.on_fail, "max_attempts": self.max_attempts, "bond": self.bond}
 
     def rank(self, bids: Sequence[Dict[str, Any]], budget: int, due: float, now: float) -> List[Dict[str, Any]]:
         """The acceptable bids, best first (within budget; meeting the due time unless the rule is quickest)."""
@@ -292,8 +299,10 @@ class Exchange:
                 raise StateError(f"contract {cid} already has an active award", hint="a bug in the exchange")
             deadline = float(best["finish"]) + self.grace
             conn.execute("UPDATE contracts SET state='awarded', cell=?, attempt=?, price=?, deadline=?, bids=?, "
-                         "awarded_at=COALESCE(awarded_at, ?) WHERE id=?",
-                         (best["cell"], attempt, int(best["price"]), deadline, json.dumps(rest), at, cid))
+                         "bond=?, awarded_at=COALESCE(awarded_at, ?) WHERE id=?",
+                         (best["cell"], attempt, int(best["price"]), deadline, json.dumps(rest), rule.bond, at, cid))
+            post_entries(conn, f"bond:{cid}:{attempt}", [(f"cell:{best['cell']}", -rule.bond),
+                                                          (f"bond:{cid}", rule.bond)], at)
             conn.execute("INSERT INTO awards(contract, attempt, cell, status, at) VALUES (?,?,?,?,?)",
                          (cid, attempt, best["cell"], "active", at))
             return {"cell": best["cell"], "attempt": attempt, "price": int(best["price"]), "deadline": deadline,
@@ -314,10 +323,12 @@ class Exchange:
             if cur[0] not in ("awarded", "built") or cur[1] != attempt or cur[2] != cell:
                 raise _Stale()
             excluded = sorted(set(c["excluded"]) | {cell})
+            post_entries(conn, f"forfeit:{cid}:{attempt}", [(f"bond:{cid}", -int(c["bond"])),
+                                                             (f"buyer:{c['buyer']}", int(c["bond"]))], at)
             conn.execute("UPDATE contracts SET state='open', cell=NULL, price=NULL, deadline=NULL, excluded=?, "
-                         "records='[]', reason=? WHERE id=?", (json.dumps(excluded), reason, cid))
+                         "records='[]', reason=?, bond=0 WHERE id=?", (json.dumps(excluded), reason, cid))
             conn.execute("UPDATE awards SET status='forfeited' WHERE contract=? AND attempt=?", (cid, attempt))
-            return {"cell": cell, "attempt": attempt, "reason": reason}
+            return {"cell": cell, "attempt": attempt, "reason": reason, "bond_forfeited": int(c["bond"])}
 
         return self._guarded(f"forfeit:{cid}:{attempt}", cid, "forfeited", change, now)
 
@@ -403,8 +414,10 @@ class Exchange:
             if conn.execute("SELECT state FROM contracts WHERE id=?", (cid,)).fetchone()[0] != "verified":
                 raise _Stale()
             price, budget = int(c["price"]), int(c["budget"])
-            post_entries(conn, f"release:{cid}", [(f"escrow:{cid}", -budget), (f"cell:{c['cell']}", price),
-                                                  (f"buyer:{c['buyer']}", budget - price)], at)
+            bond = int(c["bond"])
+            post_entries(conn, f"release:{cid}", [(f"escrow:{cid}", -budget), (f"cell:{c['cell']}", price + bond),
+                                                  (f"bond:{cid}", -bond), (f"buyer:{c['buyer']}", budget - price)],
+                         at)
             conn.execute("UPDATE contracts SET state='released', settled_at=? WHERE id=?", (at, cid))
             conn.execute("UPDATE awards SET status='completed' WHERE contract=? AND attempt=?", (cid, c["attempt"]))
             return {"cell": c["cell"], "price": price, "change": budget - price, "buyer": c["buyer"]}
@@ -421,8 +434,11 @@ class Exchange:
             if conn.execute("SELECT state FROM contracts WHERE id=?", (cid,)).fetchone()[0] in TERMINAL:
                 raise _Stale()
             budget = int(c["budget"])
-            post_entries(conn, f"refund:{cid}", [(f"escrow:{cid}", -budget), (f"buyer:{c['buyer']}", budget)], at)
-            conn.execute("UPDATE contracts SET state='refunded', reason=?, settled_at=? WHERE id=?", (reason, at, cid))
+            bond = int(c["bond"]) if c["state"] in ("awarded", "built", "verified") else 0
+            post_entries(conn, f"refund:{cid}", [(f"escrow:{cid}", -budget), (f"bond:{cid}", -bond),
+                                                 (f"buyer:{c['buyer']}", budget + bond)], at)
+            conn.execute("UPDATE contracts SET state='refunded', reason=?, settled_at=?, bond=0 WHERE id=?",
+                         (reason, at, cid))
             conn.execute("UPDATE awards SET status='forfeited' WHERE contract=? AND status IN ('active','built')",
                          (cid,))
             return {"buyer": c["buyer"], "amount": budget, "reason": reason, "cell": c["cell"]}

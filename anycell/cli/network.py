@@ -370,7 +370,11 @@ def _post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, required=True, help="most the buyer will pay (held in escrow)")
     p.add_argument("--due", type=float, required=True, help="seconds from now by which the job must be built")
     p.add_argument("--rule", choices=["lowest_price", "quickest", "weighted"], default="lowest_price")
-    p.add_argument("--on-fail", choices=["rebuild", "refund"], default="rebuild")
+    p.add_argument("--on-fail", choices=["rebuild", "refund"], default="rebuild",
+                   help="a unit that fails verification: another cell rebuilds it, or the buyer is refunded")
+    p.add_argument("--bond", type=float, default=0.0,
+                   help="bid bond the awarded cell puts up (returned with its pay, forfeited to the buyer if it "
+                        "loses the job)")
     p.add_argument("--name", default="buyer", help="buyer identity name (default buyer)")
     p.add_argument("--wait", action="store_true", help="follow the job until it is released or refunded")
     p.add_argument("--json", action="store_true")
@@ -388,7 +392,10 @@ def _post(args: argparse.Namespace) -> int:
     buyer = Buyer(ident, Keyring(args.keys), session=_session(args), keys=Keys(args.namespace)).start()
     try:
         time.sleep(0.3)   # let the subscription to the events reach the exchange before the post
-        cid = buyer.post(spec, budget=args.budget, due_in=args.due, rule={"rule": args.rule, "on_fail": args.on_fail})
+        from anycell.network.ledger import cents
+
+        rule = {"rule": args.rule, "on_fail": args.on_fail, "bond": cents(args.bond)}
+        cid = buyer.post(spec, budget=args.budget, due_in=args.due, rule=rule)
         out: Dict[str, Any] = {"contract": cid, "job": spec.get("id")}
         if args.wait:
             out["state"] = buyer.wait([cid], timeout=args.due + 60)[cid]

@@ -201,3 +201,26 @@ def test_the_books_refuse_a_transition_that_would_create_money(books, spec) -> N
     post(books, spec)
     with pytest.raises(StateError):
         post_entries(books.ex.conn, "forged", [("cell:a", 100)], NOW)
+
+
+def test_a_bid_bond_is_returned_with_the_pay_or_forfeited_to_the_buyer(books, spec, cells) -> None:
+    post(books, spec, rule={"bond": 100})
+    books.award("c1", [bid("a", 500, NOW + 100), bid("b", 600, NOW + 100)], now=NOW)
+    assert books.ex.balances()["cell:a"] == -100 and books.ex.balances()["bond:c1"] == 100
+    books.cell_lost("a", now=NOW + 1)                      # a loses the job: its bond compensates the buyer
+    assert books.ex.balances()["cell:a"] == -100 and books.ex.balances()["buyer:buyer"] == -900
+    books.award("c1", [bid("b", 600, NOW + 100)], now=NOW + 2)
+    deliver(books, cells, spec, "c1", "b", 2)
+    books.verify("c1", keyring=cells[1], now=NOW + 60)
+    books.release("c1", now=NOW + 61)
+    bal = books.ex.balances()
+    assert bal["cell:b"] == 600 and bal["bond:c1"] == 0 and bal["buyer:buyer"] == -500   # -600 + 100 bond
+
+
+def test_a_unit_refunded_after_failing_verification_forfeits_the_bond_to_the_buyer(books, spec, cells) -> None:
+    post(books, spec, rule={"bond": 100, "on_fail": "refund"})
+    books.award("c1", [bid("a", 500, NOW + 100)], now=NOW)
+    deliver(books, cells, spec, "c1", "a", 1, offset=0.01)
+    books.verify("c1", keyring=cells[1], now=NOW + 51)
+    bal = books.ex.balances()
+    assert books.ex.contract("c1")["state"] == "refunded" and bal["buyer:buyer"] == 100 and bal["cell:a"] == -100
