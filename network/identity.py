@@ -143,7 +143,8 @@ class Keyring:
     """The public keys this participant trusts: added in code, or read from a keys directory.
 
     A key id not found is looked up again in the directory (a participant
-    that joined later published its key there), at most once per second.
+    that joined later published its key there) when the directory changed,
+    or at most once per second otherwise.
     """
 
     def __init__(self, directory: Optional[str] = None) -> None:
@@ -151,6 +152,7 @@ class Keyring:
         self._keys: Dict[str, Tuple[Dict[str, str], Ed25519PublicKey]] = {}
         self._lock = threading.Lock()
         self._last_scan = 0.0
+        self._dir_stamp: Optional[int] = None
         if directory:
             self.rescan()
 
@@ -163,8 +165,15 @@ class Keyring:
     def add_identity(self, ident: Identity) -> None:
         self.add(ident.public_info())
 
+    def _stamp(self) -> Optional[int]:
+        try:
+            return os.stat(self.directory).st_mtime_ns if self.directory else None
+        except OSError:
+            return None
+
     def rescan(self) -> None:
         self._last_scan = time.monotonic()
+        self._dir_stamp = self._stamp()
         if not self.directory or not os.path.isdir(self.directory):
             return
         for name in sorted(os.listdir(self.directory)):
@@ -178,7 +187,8 @@ class Keyring:
     def get(self, kid: str) -> Optional[Tuple[Dict[str, str], Ed25519PublicKey]]:
         with self._lock:
             found = self._keys.get(kid)
-        if found is None and self.directory and time.monotonic() - self._last_scan > 1.0:
+        if found is None and self.directory and (time.monotonic() - self._last_scan > 1.0
+                                                 or self._stamp() != self._dir_stamp):
             self.rescan()
             with self._lock:
                 found = self._keys.get(kid)
