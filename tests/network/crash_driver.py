@@ -20,7 +20,17 @@ def main(db: str, keys: str, count: int) -> None:
 
     spec = portable_spec(JOB)
     spec["quantity"] = 1
-    ex = Exchange(db, grace=5.0)
+    import os
+
+    log = open(db + ".announced", "a", encoding="utf-8")
+
+    def announce(tr) -> None:   # the network, as far as this test is concerned: a durable log of announcements
+        log.write(tr.id + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+    ex = Exchange(db, grace=5.0, announce=announce)
+    ex.flush_announcements()    # what a crash left journaled but unannounced goes out first
     ring = Keyring(keys)
     cells = {n: Identity.load_or_create(keys, n, "cell") for n in ("a", "b")}
     ring.rescan()

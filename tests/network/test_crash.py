@@ -68,6 +68,12 @@ def test_kill_9_at_any_point_loses_and_duplicates_nothing(tmp_path) -> None:
         assert summary["double_awarded"] == 0 and summary["reawarded"] >= len(range(0, count, 3))
         ids = [t[0] for t in ex.transitions()]
         assert len(ids) == len(set(ids))
+        # every journaled transition was announced (at least once: a kill between announce and its mark
+        # repeats it), and nothing was announced that is not journaled
+        with open(db + ".announced", encoding="utf-8") as handle:
+            announced = handle.read().split()
+        assert set(announced) == set(ids) and len(announced) - len(ids) <= kills
+        assert ex.conn.execute("SELECT COUNT(*) FROM transitions WHERE announced=0").fetchone()[0] == 0
         paid = sum(c["price"] for c in ex.contracts())
         assert sum(v for k, v in books.items() if k.startswith("cell:")) == paid and books["buyer:buyer"] == -paid
         txns = [r[0] for r in ex.conn.execute("SELECT DISTINCT txn FROM ledger")]
