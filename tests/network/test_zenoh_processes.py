@@ -81,6 +81,13 @@ def test_a_job_is_bid_built_verified_and_paid_across_processes(tmp_path) -> None
         awarded = [e for e in out["events"] if e["kind"] == "awarded"]
         assert awarded[0]["data"]["cell"] == "cell-fast"        # quickest: the faster cell wins
         assert set(awarded[0]["data"]["rejected"]) == {"cell-slow"}
+        # the live view's summary comes from the exchange, signed
+        market = subprocess.run([sys.executable, "-m", "anycell", "market", "--once", "--connect", hub, *common],
+                                cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                                text=True, timeout=60)
+        assert market.returncode == 0, market.stdout + market.stderr
+        state = json.loads(market.stdout)
+        assert state["posted"] == 1 and state["released"] == 1 and set(state["alive"]) == {"cell-fast", "cell-slow"}
         # the winner's records verify offline against the published keys
         ver = subprocess.run([sys.executable, "-m", "anycell", "verify", str(tmp_path / "cell-fast"), "--keys",
                               str(tmp_path / "keys"), "--json"], cwd=str(tmp_path),
