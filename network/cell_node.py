@@ -65,6 +65,7 @@ class CellNode:
                              backlog=self.backlog)
         self.chain = RecordChain(chain_path)
         self.on_record = on_record
+        self.deliver_after_deadline = 30.0
         self.jobs: "queue.Queue[Optional[WonJob]]" = queue.Queue()
         self._pending_wall = 0.0
         self._current_end = 0.0
@@ -210,16 +211,20 @@ class CellNode:
         self.built_contracts.append(won.contract)
         self._publish({"event": "built", "contract": won.contract, "units": len(records)})
         body = {"contract": won.contract, "attempt": won.attempt, "records": records}
-        for delay in (0.0, 0.5, 1.0, 2.0, 4.0):
+        # deliver until acknowledged: the exchange may be restarting (its books survive); past the award's
+        # deadline it will have given the job to another cell, so the records no longer matter
+        delay = 0.0
+        while time.time() < won.deadline + self.deliver_after_deadline:
             if self.cancel.wait(delay) or self.session is None:
                 return
             msg = encode(sign_message(self.ident, "inform", body))
             try:
-                acks = reply_payloads(self.session.get(self.keys.inform(), payload=msg, timeout=10.0))
+                acks = reply_payloads(self.session.get(self.keys.inform(), payload=msg, timeout=5.0))
             except Exception:  # noqa: BLE001 - the session closed under us
                 return
             if acks:
                 return
+            delay = min(2.0, max(0.2, 2 * delay))
         log.warning("cell %s: the exchange never acknowledged the records of %s", self.name, won.contract)
 
     def _publish(self, info: Dict[str, Any]) -> None:

@@ -97,3 +97,63 @@ def test_a_job_is_bid_built_verified_and_paid_across_processes(tmp_path) -> None
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def _journal(db: str) -> List[str]:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            return [r[0] for r in conn.execute("SELECT kind FROM transitions ORDER BY seq")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.slow
+def test_the_exchange_killed_with_sigkill_mid_job_comes_back_and_settles_it(tmp_path) -> None:
+    """kill -9 of the exchange process while a cell builds; the restarted exchange (same books) takes the
+    records, verifies and pays; the buyer, still waiting, sees the job released; nothing done twice."""
+    port = free_port()
+    hub = f"tcp/127.0.0.1:{port}"
+    ns = f"anycell-restart-{os.getpid()}"
+    common = ["--keys", str(tmp_path / "keys"), "--namespace", ns]
+    db = str(tmp_path / "ex.db")
+    exchange_args = ["network", "exchange", "--listen", hub, "--db", db, "--bid-window", "20", *common]
+    procs: List[Proc] = []
+    buyer = None
+    try:
+        ex = Proc(exchange_args, str(tmp_path))
+        procs.append(ex)
+        ex.wait_for("exchange exchange ready")
+        cell = Proc(["network", "cell", CELL, "--name", "cell-a", "--connect", hub, "--time-scale", "0.1",
+                     "--builder", "plan", *common], str(tmp_path))
+        procs.append(cell)
+        cell.wait_for("cell cell-a ready")
+        ex.wait_for("cell cell-a is present")
+        buyer = subprocess.Popen([sys.executable, "-m", "anycell", "post", JOB, "--budget", "50", "--due", "300",
+                                  "--wait", "--json", "--connect", hub, *common], cwd=str(tmp_path),
+                                 env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        end = time.time() + 60
+        while "awarded" not in _journal(db):
+            assert time.time() < end and buyer.poll() is None, "".join(ex.lines)
+            time.sleep(0.02)
+        ex.stop(signal.SIGKILL)            # the cell is building now (about 12 s of work)
+        assert "built" not in _journal(db)
+        ex2 = Proc(exchange_args, str(tmp_path))
+        procs.append(ex2)
+        ex2.wait_for("exchange exchange ready")
+        out, err = buyer.communicate(timeout=180)
+        assert buyer.returncode == 0, out + err + "".join(ex2.lines)
+        assert json.loads(out)["state"] == "released"
+        kinds = _journal(db)
+        assert kinds == ["posted", "awarded", "built", "verified", "released"], kinds
+    finally:
+        if buyer is not None and buyer.poll() is None:
+            buyer.kill()
+            buyer.wait()
+        for p in reversed(procs):
+            p.stop()
