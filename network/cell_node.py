@@ -67,6 +67,7 @@ class CellNode:
         self.on_record = on_record
         self.deliver_after_deadline = 30.0
         self.jobs: "queue.Queue[Optional[WonJob]]" = queue.Queue()
+        self._inbox: "queue.Queue[Any]" = queue.Queue()
         self._pending_wall = 0.0
         self._current_end = 0.0
         self._lock = threading.Lock()
@@ -83,8 +84,13 @@ class CellNode:
         self.cache.warm()
         self.session = open_session(**self.session_options)
         s = self.session
-        self._decls.append(s.declare_queryable(self.keys.cfp("*"), self._on_cfp))
-        self._decls.append(s.declare_queryable(self.keys.accept(self.name), self._on_accept))
+        # the queries are answered on the node's own thread: a callback that plans for a second would hold
+        # one of Zenoh's few runtime threads, and with it every other participant in this process
+        self._decls.append(s.declare_queryable(self.keys.cfp("*"), lambda q: self._inbox.put((self._on_cfp, q))))
+        self._decls.append(s.declare_queryable(self.keys.accept(self.name),
+                                               lambda q: self._inbox.put((self._on_accept, q))))
+        self._answerer = threading.Thread(target=self._answer, name=f"cell-{self.name}-market", daemon=True)
+        self._answerer.start()
         self._progress = s.declare_publisher(self.keys.progress(self.name))
         self._decls.append(self._progress)
         self._token = s.liveliness().declare_token(self.keys.alive("cell", self.name))
@@ -98,6 +104,7 @@ class CellNode:
         interrupted, like the full simulated cell, shuts its machines down first), close the session."""
         self.cancel.set()
         self.jobs.put(None)
+        self._inbox.put(None)
         if self._worker is not None:
             self._worker.join(timeout=timeout)
         self._close()
@@ -107,6 +114,7 @@ class CellNode:
         self.killed = True
         self.cancel.set()
         self.jobs.put(None)
+        self._inbox.put(None)
         self._close()
 
     def _close(self) -> None:
@@ -128,13 +136,20 @@ class CellNode:
             return self._pending_wall + max(0.0, self._current_end - time.time())
 
     # ------------------------------------------------------------ market messages
-    def _on_cfp(self, query: Any) -> None:
-        try:
-            self._answer_cfp(query)
-        except Exception:  # noqa: BLE001 - a callback's exception would vanish inside Zenoh
-            log.exception("cell %s: answering a call for proposals failed", self.name)
+    def _answer(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None or self.session is None:
+                return
+            handler, query = item
+            try:
+                handler(query)
+            except Exception:  # noqa: BLE001 - one bad query never stops the cell answering
+                log.exception("cell %s: answering a query failed", self.name)
+            finally:
+                del query, item       # the query's final reply goes out when it is freed
 
-    def _answer_cfp(self, query: Any) -> None:
+    def _on_cfp(self, query: Any) -> None:
         try:
             msg = self.guard.check(query.payload.to_bytes() if query.payload else b"", "cfp")
             if msg["signer_role"] != "exchange":

@@ -100,3 +100,23 @@ def test_a_buyer_with_an_unknown_key_is_refused_and_counted(market) -> None:
         stranger.post(portable_spec(WIDGET), budget=50, due_in=120)
     assert market["ex"].guard.refused.get("unknown_key") == 1
     assert market["ex"].exchange.contracts() == []
+
+
+@pytest.mark.slow
+def test_a_late_bid_loses_to_a_bid_in_time(market) -> None:
+    """The cheaper cell answers after the call closed: its bid does not count, the cell in time wins."""
+    market["ex"].bid_window = 3.0
+    slow = market["cell"]("cheap-but-late", price_factor=0.5)
+    market["cell"]("in-time")
+    answer = slow.bidder.bid
+
+    def late(*args, **kwargs):
+        time.sleep(4.0)
+        return answer(*args, **kwargs)
+
+    slow.bidder.bid = late
+    buyer = market["buyer"]()
+    cid = buyer.post(portable_spec(WIDGET), budget=50, due_in=120)
+    assert buyer.wait([cid], timeout=60) == {cid: "released"}
+    hist = _history(market["ex"], cid)
+    assert hist["awarded"]["cell"] == "in-time" and hist["awarded"]["rejected"] == []
