@@ -50,6 +50,7 @@ class ExchangeNode:
         self.startup_grace = startup_grace
         self.exchange = Exchange(db_path, announce=self._announce, grace=grace)
         self.todo: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._inbox: "queue.Queue[Any]" = queue.Queue()
         self.alive: Set[str] = set()
         self._alive_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -67,9 +68,13 @@ class ExchangeNode:
         self.session = open_session(**self.session_options)
         s = self.session
         self._events = s.declare_publisher(self.keys.events())
+        # posts and deliveries write the books (an fsync each): answered on the node's own thread, so that
+        # Zenoh's runtime threads stay free to carry everyone else's messages
+        self._inbox_thread = threading.Thread(target=self._answer, name="exchange-inbox", daemon=True)
+        self._inbox_thread.start()
         self._decls += [
-            s.declare_queryable(self.keys.post(), self._on_post),
-            s.declare_queryable(self.keys.inform(), self._on_inform),
+            s.declare_queryable(self.keys.post(), lambda q: self._inbox.put((self._on_post, q))),
+            s.declare_queryable(self.keys.inform(), lambda q: self._inbox.put((self._on_inform, q))),
             s.declare_queryable(self.keys.query_ctl(), self._on_state),
             s.liveliness().declare_subscriber(self.keys.alive("cell", "*"), self._on_liveliness, history=True),
             self._events,
@@ -89,6 +94,7 @@ class ExchangeNode:
     def stop(self) -> None:
         self.stopping.set()
         self.todo.put(None)
+        self._inbox.put(None)
         if self._worker is not None:
             self._worker.join(timeout=10)
         if self.session is not None:
@@ -117,6 +123,19 @@ class ExchangeNode:
                 self.award_latency[tr.contract] = tr.at - posted
 
     # ------------------------------------------------------------ incoming
+    def _answer(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            handler, query = item
+            try:
+                handler(query)
+            except Exception:  # noqa: BLE001 - one bad query never stops the exchange
+                log.exception("answering a query failed")
+            finally:
+                del query, item       # the query's final reply goes out when it is freed
+
     def _on_post(self, query: Any) -> None:
         try:
             msg = self.guard.check(query.payload.to_bytes() if query.payload else b"", "post")

@@ -80,10 +80,13 @@ def test_a_job_no_cell_can_make_is_declined_at_once_and_refunded(market) -> None
 
 @pytest.mark.slow
 def test_a_defective_cell_is_caught_by_verification_and_another_cell_rebuilds(market) -> None:
-    market["cell"]("cheap-sloppy", defect=0.01, price_factor=0.5)     # cheapest: wins first, builds out of tolerance
-    market["cell"]("careful")
+    sloppy = market["cell"]("cheap-sloppy", defect=0.01, price_factor=0.5)   # cheapest: wins, builds out of tolerance
+    careful = market["cell"]("careful")
+    spec = portable_spec(WIDGET)
+    for node in (sloppy, careful):        # both have planned this product before: both bid well within the window
+        node.cache.get(spec)
     buyer = market["buyer"]()
-    cid = buyer.post(portable_spec(WIDGET), budget=50, due_in=120, rule={"on_fail": "rebuild"})
+    cid = buyer.post(spec, budget=50, due_in=120, rule={"on_fail": "rebuild"})
     assert buyer.wait([cid], timeout=60) == {cid: "released"}
     hist = _history(market["ex"], cid)
     assert hist["forfeited"]["cell"] == "cheap-sloppy" and "tolerance" in hist["forfeited"]["reason"]
@@ -107,7 +110,9 @@ def test_a_late_bid_loses_to_a_bid_in_time(market) -> None:
     """The cheaper cell answers after the call closed: its bid does not count, the cell in time wins."""
     market["ex"].bid_window = 3.0
     slow = market["cell"]("cheap-but-late", price_factor=0.5)
-    market["cell"]("in-time")
+    in_time = market["cell"]("in-time")
+    spec = portable_spec(WIDGET)
+    in_time.cache.get(spec)
     answer = slow.bidder.bid
 
     def late(*args, **kwargs):
@@ -116,7 +121,7 @@ def test_a_late_bid_loses_to_a_bid_in_time(market) -> None:
 
     slow.bidder.bid = late
     buyer = market["buyer"]()
-    cid = buyer.post(portable_spec(WIDGET), budget=50, due_in=120)
+    cid = buyer.post(spec, budget=50, due_in=120)
     assert buyer.wait([cid], timeout=60) == {cid: "released"}
     hist = _history(market["ex"], cid)
     assert hist["awarded"]["cell"] == "in-time" and hist["awarded"]["rejected"] == []
