@@ -50,7 +50,8 @@ class CellNode:
 
     def __init__(self, ident: Identity, cell: CellConfig, builder: Builder, keyring: Keyring, *,
                  session: Optional[Dict[str, Any]] = None, keys: Optional[Keys] = None, time_scale: float = 1.0,
-                 chain_path: Optional[str] = None, price_factor: float = 1.0, on_record: Any = None) -> None:
+                 chain_path: Optional[str] = None, price_factor: float = 1.0, on_record: Any = None,
+                 max_jobs: Optional[int] = None) -> None:
         self.ident = ident
         self.name = ident.name
         self.cell = cell
@@ -66,6 +67,8 @@ class CellNode:
         self.chain = RecordChain(chain_path)
         self.on_record = on_record
         self.deliver_after_deadline = 30.0
+        self.max_jobs = max_jobs          # jobs accepted and not finished; at the limit the cell does not bid
+        self._open_jobs = 0
         self.jobs: "queue.Queue[Optional[WonJob]]" = queue.Queue()
         self._inbox: "queue.Queue[Any]" = queue.Queue()
         self._pending_wall = 0.0
@@ -157,7 +160,13 @@ class CellNode:
         except Refused:
             return
         body = msg["body"]
-        bid = self.bidder.bid(body["spec"], body["spec_digest"])
+        with self._lock:
+            full = self.max_jobs is not None and self._open_jobs >= self.max_jobs
+        if full:
+            bid = {"cell": self.name, "declined": f"the queue is full ({self.max_jobs} job(s) in hand)",
+                   "spec_digest": body["spec_digest"]}
+        else:
+            bid = self.bidder.bid(body["spec"], body["spec_digest"])
         bid["contract"] = body["contract"]
         bid["round"] = body.get("round")
         kind = "refuse" if "declined" in bid else "propose"
@@ -183,6 +192,7 @@ class CellNode:
         wall = planned.makespan * self.time_scale
         with self._lock:
             self._pending_wall += wall
+            self._open_jobs += 1
         self.jobs.put(WonJob(body["contract"], int(body["attempt"]), body["spec"], body["spec_digest"],
                              float(body["deadline"]), wall))
         query.reply(query.key_expr, encode(sign_message(self.ident, "accept", {"contract": body["contract"],
@@ -209,6 +219,7 @@ class CellNode:
                 self.building = None
                 with self._lock:
                     self._current_end = 0.0
+                    self._open_jobs -= 1
 
     def _build(self, won: WonJob) -> None:
         planned = self.cache.get(won.spec, won.spec_digest)

@@ -109,6 +109,7 @@ def run_demo(cell_path: str, job_paths: Sequence[str], *, cells: int = 6, jobs: 
             nodes.append(CellNode(ident, cell, builder, Keyring(keys_dir), session=spoke, keys=keys,
                                   time_scale=float(getattr(builder, "bid_time_scale", time_scale)),
                                   price_factor=float(getattr(builder, "price_factor", 1.0)),
+                                  max_jobs=getattr(builder, "max_jobs", None),
                                   chain_path=os.path.join(work, f"{ident.name}.chain.json"),
                                   on_record=on_record).start())
         buyer = Buyer(buyer_ident, Keyring(keys_dir), session=spoke, keys=keys).start()
@@ -144,6 +145,8 @@ def run_demo(cell_path: str, job_paths: Sequence[str], *, cells: int = 6, jobs: 
             "ledger_sum_cents": sum(books.values()),
             "paid_to_cells": round(sum(v for k, v in books.items() if k.startswith("cell:")) / 100.0, 2),
             "jobs_by_cell": {n.name: len(n.built_contracts) for n in nodes},
+            "refund_reasons": _reasons(exchange, "refunded"),
+            "forfeit_reasons": _reasons(exchange, "forfeited"),
         }
         if report_dir:
             out["report"] = write_records(report_dir, records)
@@ -168,6 +171,16 @@ def write_records(report_dir: str, records: Dict[str, List[Dict[str, Any]]]) -> 
             with open(os.path.join(folder, f"record-{i:04d}.json"), "w", encoding="utf-8") as handle:
                 json.dump(env, handle, indent=1, sort_keys=True)
     return os.path.abspath(report_dir)
+
+
+def _reasons(exchange: ExchangeNode, kind: str) -> Dict[str, int]:
+    """How many transitions of ``kind`` gave each reason (why jobs were refunded or forfeited)."""
+    out: Dict[str, int] = {}
+    for _id, k, data in exchange.exchange.transitions():
+        if k == kind:
+            reason = str(data.get("reason", ""))[:120]
+            out[reason] = out.get(reason, 0) + 1
+    return out
 
 
 def _kill_one_mid_job(nodes: List[CellNode], timeout: float) -> Optional[str]:

@@ -12,7 +12,9 @@ queues as they are after the previous award):
 * ``built``: verify the records; ``verified``: release the escrow.
 
 Liveliness: when a cell's token disappears its awarded contracts are
-forfeited and called again. Deadlines: checked every ``tick`` seconds.
+forfeited and called again. Deadlines: checked every ``tick`` seconds. After a
+(re)start the exchange gives the cells ``startup_grace`` seconds to reconnect
+and show their tokens before it judges an awarded cell absent.
 Every transition is journaled, then published on ``market/events``.
 """
 
@@ -39,7 +41,7 @@ class ExchangeNode:
 
     def __init__(self, ident: Identity, db_path: str, keyring: Keyring, *, session: Optional[Dict[str, Any]] = None,
                  keys: Optional[Keys] = None, bid_window: float = 1.0, grace: float = 5.0, tick: float = 0.2,
-                 startup_grace: float = 3.0) -> None:
+                 startup_grace: float = 10.0) -> None:
         self.ident = ident
         self.keyring = keyring
         self.guard = MessageGuard(keyring)
@@ -257,18 +259,20 @@ class ExchangeNode:
             return
         self.bid_rounds += 1
         round_id = f"{cid}/{c['attempt'] + 1}"
-        close = time.time() + self.bid_window
         bids: List[Dict[str, Any]] = []
-        for round_try in range(3):     # no reply at all from live cells: their queryables may not have reached us yet
+        # no answer at all while cells are alive (their queryables have not reached us yet, or they were all
+        # too busy to answer in the window): call again, twice at most, before refunding for want of bids
+        for round_try in range(3):
+            close = time.time() + self.bid_window
             cfp = sign_message(self.ident, "cfp", {"contract": cid, "round": round_id, "spec": c["spec"],
                                                    "spec_digest": c["spec_digest"], "due": c["due"],
                                                    "budget": c["budget"], "close": close})
             answered = self._collect(cid, round_id, cfp, close, bids)
-            if answered or not self.alive_cells() or time.time() > close:
+            if answered or not self.alive_cells():
                 break
+            log.info("call for proposals %s: no cell answered; calling again", round_id)
             time.sleep(0.1 * (round_try + 1))
-        log.debug("call for proposals %s: %d bid(s) in %.3f s", round_id, len(bids),
-                  time.time() - close + self.bid_window)
+        log.debug("call for proposals %s: %d bid(s)", round_id, len(bids))
         tr = self.exchange.award(cid, bids, alive=self.alive_cells())
         if tr is None or tr.kind != "awarded":
             return

@@ -134,12 +134,13 @@ class SimBuilder:
     OPC UA and serial G-code on a pty, inspection), and reports the units from its report.
 
     It cannot be hurried by the demo's time scale, so it bids with its own (``bid_time_scale``, measured wall
-    seconds per planned second with headroom), and a little cheaper, so that it wins a job when it can
-    meet the due time.
+    seconds per planned second with headroom), a little cheaper, so that it wins a job when it can meet the
+    due time, and only while it has no job in hand (``max_jobs``), so the demo stays short.
     """
 
     bid_time_scale = 0.4
     price_factor = 0.95
+    max_jobs = 1
     killable = False
 
     def __init__(self, cell: Any) -> None:
@@ -185,7 +186,7 @@ def _network_args(p: argparse.ArgumentParser) -> None:
                    help="how many cells run the full simulated cell (PyBullet, OPC UA, G-code on a pty) (default 1)")
     d.add_argument("--executive", type=int, default=2,
                    help="how many cells build through the agent's executive (dry run); the rest walk the plan")
-    d.add_argument("--due", type=float, default=90.0, help="each job's due time, seconds after the post (default 90)")
+    d.add_argument("--due", type=float, default=60.0, help="each job's due time, seconds after the post (default 60)")
     d.add_argument("--time-scale", type=float, default=0.01, help="wall seconds per planned second (default 0.01)")
     d.add_argument("--no-kill", action="store_true", help="do not kill a cell mid-job")
     d.add_argument("--rule", choices=["lowest_price", "quickest", "weighted"], default="lowest_price")
@@ -270,7 +271,8 @@ def _run_demo(args: argparse.Namespace) -> Dict[str, Any]:
                           hint=f"--full {max(0, args.cells - 1)} or fewer")
     return run_demo(cell, jobs, cells=args.cells, jobs=args.jobs,
                     builder_factory=_builders(args.executive, args.full), kill=not args.no_kill, due_in=args.due,
-                    report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout, rule={"rule": args.rule})
+                    report_dir=args.report, time_scale=args.time_scale, timeout=args.timeout, rule={"rule": args.rule},
+                    bid_window=5.0)
 
 
 def _print_demo(args: argparse.Namespace, out: Dict[str, Any]) -> int:
