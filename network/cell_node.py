@@ -224,6 +224,7 @@ class CellNode:
     def _build(self, won: WonJob) -> None:
         planned = self.cache.get(won.spec, won.spec_digest)
         self._publish({"event": "started", "contract": won.contract})
+        log.info("cell %s: building %s", self.name, won.contract)
         units = self.builder.build(planned.job, planned.plan, self.cancel,
                                    lambda info: self._publish({**info, "contract": won.contract}))
         if self.cancel.is_set():
@@ -249,8 +250,11 @@ class CellNode:
             except Exception:  # noqa: BLE001 - the session closed under us
                 return
             if acks:
+                log.info("cell %s: records of %s delivered", self.name, won.contract)
                 return
             delay = min(2.0, max(0.2, 2 * delay))
+            log.info("cell %s: the exchange did not take the records of %s yet; retrying in %.1f s", self.name,
+                     won.contract, delay)
         log.warning("cell %s: the exchange never acknowledged the records of %s", self.name, won.contract)
 
     def _publish(self, info: Dict[str, Any]) -> None:

@@ -163,6 +163,7 @@ class ExchangeNode:
             query.reply_err(json.dumps({"error": exc.reason}))
             return
         b = msg["body"]
+        log.info("records of %s from %s (attempt %s)", b.get("contract"), msg["signer_name"], b.get("attempt"))
         try:
             self.exchange.built(b["contract"], msg["signer_name"], int(b["attempt"]), list(b["records"]))
         except AnycellError as exc:
@@ -193,9 +194,13 @@ class ExchangeNode:
 
     # ------------------------------------------------------------ the worker
     def _check_deadlines_and_presence(self) -> None:
-        """Forfeit overdue awards, and (after the start-up grace) awards held by cells not on the network."""
-        self.exchange.overdue()
+        """After the start-up grace: forfeit overdue awards, and awards held by cells not on the network.
+
+        Not before: while the exchange was down no cell could deliver, so a deadline that passed meanwhile
+        is judged only once the cells had a chance to reconnect and hand their records in.
+        """
         if time.time() - self.started_at > self.startup_grace:
+            self.exchange.overdue()
             alive = self.alive_cells()
             for cid, cell, _deadline in self.exchange.awarded():
                 if cell not in alive:

@@ -202,6 +202,8 @@ def _network_args(p: argparse.ArgumentParser) -> None:
     e.add_argument("--db", default="exchange.db", help="the books (SQLite, WAL) (default exchange.db)")
     e.add_argument("--name", default="exchange", help="identity name (its key is NAME.key in --keys)")
     e.add_argument("--bid-window", type=float, default=3.0, help="seconds a call for proposals stays open")
+    e.add_argument("--grace", type=float, default=30.0,
+                   help="seconds after a cell's promised finish before its award is forfeited (default 30)")
 
     c = sub.add_parser("cell", help="run a cell node: bid from the cell's quote, build won jobs, deliver records")
     c.add_argument("cell", help="cell config (YAML or JSON)")
@@ -317,7 +319,7 @@ def _exchange(args: argparse.Namespace) -> int:
 
     ident = Identity.load_or_create(args.keys, args.name, "exchange")
     node = ExchangeNode(ident, args.db, Keyring(args.keys), session=_session(args, ["tcp/127.0.0.1:7447"]),
-                        keys=Keys(args.namespace), bid_window=args.bid_window).start()
+                        keys=Keys(args.namespace), bid_window=args.bid_window, grace=args.grace).start()
     print(f"exchange {ident.name} ready (key {ident.key_id}, books {os.path.abspath(args.db)})", flush=True)
     try:
         _wait_for_signal()

@@ -147,7 +147,7 @@ def test_the_exchange_killed_with_sigkill_mid_job_comes_back_and_settles_it(tmp_
         procs.append(ex2)
         ex2.wait_for("exchange exchange ready")
         out, err = buyer.communicate(timeout=180)
-        assert buyer.returncode == 0, out + err + "".join(ex2.lines)
+        assert buyer.returncode == 0, out + err + "".join(ex2.lines) + "\n--- cell ---\n" + "".join(cell.lines)
         assert json.loads(out)["state"] == "released"
         kinds = _journal(db)
         assert kinds == ["posted", "awarded", "built", "verified", "released"], kinds
