@@ -6,6 +6,8 @@ Arguments:
   runner   the cell agent's step runner: auto, dry_run, or module:function (default auto)
   journal  the journal file (default ~/.local/state/anycell/<cell>/journal.db)
   startup  stopped (default), idle or execute: the PackML state to bring the cell to at launch
+  network  true: also start the network bridge (the cell on the manufacturing network); default false
+  network_keys, network_connect   the bridge's keys directory and Zenoh endpoint(s), comma-separated
 
 The node list comes from ``anycell.agent.supervision.nodes.launch_node_list`` (the same function
 ``anycell up`` uses, and the one the tests check); this file only turns it
@@ -33,6 +35,9 @@ def _cell_nodes(context, *args, **kwargs):
         journal=LaunchConfiguration("journal").perform(context),
         runner=LaunchConfiguration("runner").perform(context),
         startup=LaunchConfiguration("startup").perform(context),
+        network={"keys": LaunchConfiguration("network_keys").perform(context),
+                 "connect": LaunchConfiguration("network_connect").perform(context)}
+        if parse_bool(LaunchConfiguration("network").perform(context)) else None,
     )
     actions = []
     for spec in specs:
@@ -57,5 +62,8 @@ def generate_launch_description():
         DeclareLaunchArgument("runner", default_value="auto", description="auto, dry_run or module:function"),
         DeclareLaunchArgument("journal", default_value="", description="journal file (default per cell)"),
         DeclareLaunchArgument("startup", default_value="stopped", description="stopped, idle or execute"),
+        DeclareLaunchArgument("network", default_value="false", description="start the network bridge too"),
+        DeclareLaunchArgument("network_keys", default_value="keys", description="the bridge's keys directory"),
+        DeclareLaunchArgument("network_connect", default_value="", description="Zenoh endpoint(s) to connect to"),
         OpaqueFunction(function=_cell_nodes),
     ])

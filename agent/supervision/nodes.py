@@ -53,8 +53,10 @@ def _param_text(value: Any) -> str:
 
 
 def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str = "", runner: str = "auto",
-               dry_run_scale: float = 1.0, startup: str = "stopped") -> List[NodeSpec]:
-    """The nodes of one cell: the cell agent, and in sim mode the simulated cell.
+               dry_run_scale: float = 1.0, startup: str = "stopped",
+               network: Optional[Dict[str, Any]] = None) -> List[NodeSpec]:
+    """The nodes of one cell: the cell agent, in sim mode the simulated cell, and with ``network`` (the
+    bridge's parameters: keys, connect, ...) the bridge that puts the cell on the manufacturing network.
 
     ``cell_path`` must already be resolved (see :func:`resolve_cell_path`);
     ``cell_id`` is the cell's id from its config (the namespace).
@@ -72,6 +74,12 @@ def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str 
     if sim:
         nodes.append(NodeSpec(name="sim_cell", executable="sim_cell", module="anycell.agent.ros.sim_node",
                               namespace=ns, parameters={"cell": cell_path}))
+    if network is not None:   # not required: losing the bridge takes the cell off the market, not down
+        nodes.append(NodeSpec(name="network_bridge", executable="network_bridge",
+                              module="anycell.agent.ros.network_bridge", namespace=ns,
+                              parameters={"cell": cell_path,
+                                          **{k: v for k, v in network.items() if v not in ("", None)}},
+                              required=False))
     return nodes
 
 

@@ -135,7 +135,8 @@ def _load_command_modules() -> None:
 
 
 #: Modules under anycell/ that register further commands with @command.
-COMMAND_MODULES: List[str] = ["anycell.cli.planning", "anycell.cli.simulation", "anycell.cli.operations", "anycell.cli.machines", "anycell.cli.demo"]
+COMMAND_MODULES: List[str] = ["anycell.cli.planning", "anycell.cli.simulation", "anycell.cli.operations", "anycell.cli.machines", "anycell.cli.demo",
+                             "anycell.cli.network"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

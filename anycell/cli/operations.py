@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Dict
 
@@ -59,6 +60,12 @@ def _up_args(p: argparse.ArgumentParser) -> None:
                    help="PackML state to bring the cell to at launch (default: stopped, as after power-up)")
     p.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID for the cell's nodes")
     p.add_argument("--network", action="store_true", help="discover peers on the network (default: this host only)")
+    p.add_argument("--market", action="store_true",
+                   help="also start the network bridge: put the cell on the manufacturing network (see 'The "
+                        "manufacturing network' in the README)")
+    p.add_argument("--market-connect", default="", metavar="ENDPOINTS",
+                   help="with --market: Zenoh endpoint(s) of a router or the exchange, comma-separated")
+    p.add_argument("--market-keys", default="keys", metavar="DIR", help="with --market: the keys directory")
     p.add_argument("--no-color", action="store_true", help="plain output prefixes")
 
 
@@ -72,10 +79,15 @@ def _up(args: argparse.Namespace) -> int:
     path = resolve_cell_path(args.cell)
     cell = load_cell(path)
     specs = cell_nodes(path, cell.cell.id, sim=args.sim, journal=args.journal, runner=args.runner,
-                       dry_run_scale=args.dry_run_scale, startup=args.startup)
+                       dry_run_scale=args.dry_run_scale, startup=args.startup,
+                       network={"keys": os.path.abspath(args.market_keys), "connect": args.market_connect}
+                       if args.market else None)
     env = ros_environment(domain_id=args.domain, localhost=not args.network)
 
     def on_crash(spec, rc: int) -> bool:
+        if not spec.required:
+            sup.say("anycell", f"{spec.name} exited ({rc}); the cell goes on without it")
+            return True
         if spec.name == "cell_agent":
             return False   # nothing left to abort; its journal says what was interrupted
         import os
