@@ -157,7 +157,7 @@ def units_from_report(job: JobSpec, report: Dict[str, Any], uncertainty: Dict[st
         parts = {p["part"]: p for p in ((u.get("result") or {}).get("parts") or [])}
         measurements = []
         for part_id, pl in placements.items():
-            p = parts.get(part_id)
+            p = parts.get(part_id)  # type: ignore[assignment]
             if p is None or not p.get("present") or p.get("position_error") is None:
                 measurements.append({"part": part_id, "found": False, "xyz": [0.0, 0.0, 0.0], "rpy": [0.0, 0.0, 0.0]})
                 continue

@@ -370,7 +370,7 @@ class Exchange:
             chain = pred.get("chain") or {}
             if v.statement is not None and pred.get("cell", {}).get("id") != c["cell"]:
                 v.add("cell", False, f"record signed by {pred.get('cell', {}).get('id')}, awarded to {c['cell']}")
-            if head is not None and chain.get("sequence") == seq + 1:
+            if head is not None and seq is not None and chain.get("sequence") == seq + 1:
                 v.add("chain", chain.get("previous") == head, "links to the cell's last record")
             elif head is None and chain.get("sequence") == 1:
                 v.add("chain", chain.get("previous") == GENESIS, "the cell's first record starts at genesis")
