@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 #: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m).
 FK_TOLERANCE = 1e-6
 
+#: Bullet's collision margin on a URDF mesh's convex hull (``gUrdfDefaultCollisionMargin``): PyBullet's
+#: hulls are this much fatter than the mesh, so its distances are this much shorter per mesh in a pair.
+MESH_MARGIN = 0.001
+
 
 class Unsupported(Exception):
     """The scene holds something this backend cannot model (the caller falls back to PyBullet)."""
@@ -161,20 +165,20 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple) -> object:
-        """A coal geometry for one ``getCollisionShapeData`` entry."""
+    def _shape(self, data: Tuple) -> Tuple[object, float]:
+        """A coal geometry for one ``getCollisionShapeData`` entry, and Bullet's margin around it."""
         import coal
         import pybullet as p
 
         kind, dims, fname = data[2], data[3], data[4]
         if kind == p.GEOM_BOX:
-            return coal.Box(*(float(d) for d in dims))
+            return coal.Box(*(float(d) for d in dims)), 0.0
         if kind == p.GEOM_SPHERE:
-            return coal.Sphere(float(dims[0]))
+            return coal.Sphere(float(dims[0])), 0.0
         if kind == p.GEOM_CYLINDER:
-            return coal.Cylinder(float(dims[1]), float(dims[0]))
+            return coal.Cylinder(float(dims[1]), float(dims[0])), 0.0
         if kind == p.GEOM_CAPSULE:
-            return coal.Capsule(float(dims[1]), float(dims[0]))
+            return coal.Capsule(float(dims[1]), float(dims[0])), 0.0
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
             key = (path, tuple(float(d) for d in dims))
@@ -185,10 +189,10 @@ class FastCollision:
                     raise Unsupported(f"cannot load mesh '{path}': {exc}") from exc
                 bvh.buildConvexHull(True, "Qt")
                 self._mesh_cache[key] = bvh.convex
-            return self._mesh_cache[key]
+            return self._mesh_cache[key], MESH_MARGIN
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
-    def _shapes_world(self, body: int, link: int) -> List[Tuple[object, np.ndarray]]:
+    def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[object, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
         import pybullet as p
 
@@ -235,14 +239,16 @@ class FastCollision:
 
         gm = pin.GeometryModel()
         self._owner: List[Tuple[int, int]] = []   # (PyBullet body, link) of each geometry object
+        self._margin: List[float] = []            # Bullet's margin around each geometry object
         robot_objs: List[int] = []
         rb = self.world.robot
         for link, shape, in_link in self._robot_shapes:
             frame = self.model.frames[self._link_frame[link]]
             placement = frame.placement.homogeneous @ in_link
             gid = gm.addGeometryObject(pin.GeometryObject(f"r{len(self._owner)}", frame.parentJoint, _se3(placement),
-                                                          shape))
+                                                          shape[0]))
             self._owner.append((self.body, link))
+            self._margin.append(shape[1])
             robot_objs.append(gid)
         tool = set(rb.tool_links + [rb.flange_link])
         held_obj: Optional[int] = None
@@ -252,6 +258,7 @@ class FastCollision:
             held_obj = gm.addGeometryObject(pin.GeometryObject(
                 "held", flange.parentJoint, _se3(placement), coal.Box(*self._held_size)))
             self._owner.append((self.world._held_body if self.world._held_body is not None else -1, -1))
+            self._margin.append(0.0)
         statics: List[int] = []
         for body in self.world.bodies.static.values():
             statics += self._add_static(gm, body, cache=True)
@@ -301,8 +308,9 @@ class FastCollision:
                 self._static_cache[body] = shapes
         ids = []
         for link, placement, shape in shapes:
-            ids.append(gm.addGeometryObject(pin.GeometryObject(f"s{len(self._owner)}", 0, placement, shape)))
+            ids.append(gm.addGeometryObject(pin.GeometryObject(f"s{len(self._owner)}", 0, placement, shape[0])))
             self._owner.append((body, link))
+            self._margin.append(shape[1])
         return ids
 
     def _geometry_data(self, clearance: float, ignore: FrozenSet[str]):  # noqa: ANN202 - pinocchio.GeometryData
@@ -324,7 +332,7 @@ class FastCollision:
             skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
             for k, pair in enumerate(self.gm.collisionPairs):
                 req = gd.collisionRequests[k]
-                req.security_margin = clearance
+                req.security_margin = clearance + self._margin[pair.first] + self._margin[pair.second]
                 req.break_distance = 0.0
                 req.num_max_contacts = 1
                 if skip and (pair.first in skip or pair.second in skip):
@@ -380,6 +388,7 @@ class FastCollision:
                 continue
             pair = self.gm.collisionPairs[k]
             dist = float(pin.computeDistance(self.gm, gd, k).min_distance)
+            dist -= self._margin[pair.first] + self._margin[pair.second]
             (ba, la), (bb, lb) = self._owner[pair.first], self._owner[pair.second]
             out.append(Contact(self.world.name(ba, la), self.world.name(bb, lb), dist))
             if first:
