@@ -165,8 +165,12 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple) -> Tuple[object, float]:
-        """A coal geometry for one ``getCollisionShapeData`` entry, and Bullet's margin around it."""
+    def _shape(self, data: Tuple, index: int) -> Tuple[object, float]:
+        """A coal geometry for one ``getCollisionShapeData`` entry, and Bullet's margin around it.
+
+        A mesh is read from its file; a mesh PyBullet made itself (a URDF cylinder becomes a
+        hull, reported as ``unknown_file``) is rebuilt from the vertices ``getMeshData`` gives.
+        """
         import coal
         import pybullet as p
 
@@ -181,6 +185,8 @@ class FastCollision:
             return coal.Capsule(float(dims[1]), float(dims[0])), 0.0
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
+            if path == "unknown_file":
+                return self._hull_from_bullet(data[0], data[1], index), MESH_MARGIN
             key = (path, tuple(float(d) for d in dims))
             if key not in self._mesh_cache:
                 try:
@@ -192,6 +198,18 @@ class FastCollision:
             return self._mesh_cache[key], MESH_MARGIN
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
+    def _hull_from_bullet(self, body: int, link: int, index: int) -> object:
+        import coal
+        import pybullet as p
+
+        _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
+        if len(vertices) < 4:
+            raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")
+        points = coal.StdVec_Vec3s()
+        for v in vertices:
+            points.append(np.asarray(v, dtype=float))
+        return coal.Convex.convexHull(points, False, "Qt")
+
     def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[object, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
         import pybullet as p
@@ -202,8 +220,8 @@ class FastCollision:
             st = p.getLinkState(body, link, computeForwardKinematics=True, physicsClientId=self.client)
             com = _matrix(st[0], st[1])
         out = []
-        for d in p.getCollisionShapeData(body, link, physicsClientId=self.client):
-            out.append((self._shape(d), com @ _matrix(d[5], d[6])))
+        for k, d in enumerate(p.getCollisionShapeData(body, link, physicsClientId=self.client)):
+            out.append((self._shape(d, k), com @ _matrix(d[5], d[6])))
         return out
 
     def _read_robot_shapes(self) -> List[Tuple[int, object, np.ndarray]]:

@@ -125,7 +125,6 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
             assert d < c + HAIR + (BOX_BAND if box else 0.0), (q.tolist(), str(ct), d)
             # never farther than PyBullet says (Bullet rounds box edges a little: its distance may be longer)
             assert ct.distance <= d + 1e-4, (str(ct), d)
-            print("GAP", d - ct.distance, ct, c)
             stats["reference_missed"] += 1
         names = {(x.a, x.b) for x in got}
         rid = w.robot.config.id     # every pair holds the planning robot or its held part
@@ -147,8 +146,8 @@ def test_random_configurations_agree(world: CollisionWorld, c: float) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("c", [FREE_CLEARANCE, CONTACT_CLEARANCE])
 def test_near_contact_configurations_agree(world: CollisionWorld, c: float) -> None:
-    qs = _near_contact(world, _samples(world, 400, 2), None, c)
-    assert len(qs) > 200
+    qs = _near_contact(world, _samples(world, 800, 2), None, c)
+    assert len(qs) > 150
     # PyBullet's contact pass rarely reports a pair within microns of the clearance: there the
     # reference is its closest-points query for the pair the backend names (checked in _agree)
     stats = _agree(world, qs, None, c, capped=False)
