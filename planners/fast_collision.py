@@ -30,6 +30,7 @@ coal's GJK; the tests bound that band.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -42,6 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .collision import CollisionWorld, Contact, Held
 
 log = logging.getLogger(__name__)
+
+#: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging).
+BACKEND_ENV = "ANYCELL_COLLISION"
 
 #: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m).
 FK_TOLERANCE = 1e-6
@@ -122,6 +126,9 @@ class FastCollision:
             raise Unsupported("the arm's joints do not match pinocchio's model")
         # arm_idx in arm_joints order (the loop above visits joints in URDF order, the same order)
         self._arm_idx = [self._arm_idx[order[j]] for j in rb.arm_joints]
+        first = self._arm_idx[0]
+        contiguous = self._arm_idx == list(range(first, first + len(self._arm_idx)))
+        self._arm_sel = slice(first, first + len(self._arm_idx)) if contiguous else self._arm_idx
         root = p.getBodyInfo(self.body, physicsClientId=self.client)[0].decode()
         self._link_frame[-1] = self.model.getFrameId(root) if self.model.existFrame(root) else 0
         self._check_fk()
@@ -129,6 +136,7 @@ class FastCollision:
         self._filter = self._robot_filter()
         self._static_cache: Dict[int, List[Tuple[int, object, object]]] = {}
         self._held_key: Optional[Tuple] = None
+        self._held_obj: Optional["Held"] = None
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
         self._rebuild()
@@ -136,7 +144,7 @@ class FastCollision:
     # ------------------------------------------------------------------ reading the world
     def _q(self, q: JointVector) -> np.ndarray:
         out = self._q0.copy()
-        out[self._arm_idx] = q
+        out[self._arm_sel] = q
         return out
 
     def _link_world(self, link: int) -> np.ndarray:
@@ -361,18 +369,24 @@ class FastCollision:
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
-        """Attach a held part (a box in the TCP frame) to the flange, or drop it."""
-        if held is None:
-            key = None
-            size = pose = None
-        else:
-            size = tuple(float(s) for s in held.size)
-            pose = tuple((self.world.kin.tcp @ pose_to_matrix(held.in_tcp)).ravel().tolist())
-            key = (size, pose)
+        """Attach a held part (a box in the TCP frame) to the flange, or drop it (cheap when unchanged)."""
+        if held is self._held_obj and (held is None or self._held_key == self._key_of(held)):
+            return
+        key = None if held is None else self._key_of(held)
+        self._held_obj = held
         if key == self._held_key:
             return
-        self._held_key, self._held_size, self._held_pose = key, size, pose
+        self._held_key = key
+        if held is None:
+            self._held_size = self._held_pose = None
+        else:
+            self._held_size = tuple(float(s) for s in held.size)
+            self._held_pose = tuple((self.world.kin.tcp @ pose_to_matrix(held.in_tcp)).ravel().tolist())
         self._rebuild()
+
+    @staticmethod
+    def _key_of(held: "Held") -> Tuple:
+        return (tuple(held.size), tuple(held.in_tcp.xyz), tuple(held.in_tcp.rpy))
 
     def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:  # noqa: ARG002
         """Mirror an obstacle the world just added (its shape is read back from PyBullet)."""
@@ -440,6 +454,8 @@ class FastCollision:
 def build(world: "CollisionWorld") -> Optional[FastCollision]:
     """The backend for ``world``, or None (with a log line saying why) when it cannot model the scene."""
     why = available()
+    if os.environ.get(BACKEND_ENV, "").lower() == "pybullet":
+        why = f"{BACKEND_ENV}=pybullet"
     if why is None:
         try:
             return FastCollision(world)
