@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 #: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging).
 BACKEND_ENV = "ANYCELL_COLLISION"
 
-#: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m).
-FK_TOLERANCE = 1e-6
+#: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m;
+#: PyBullet rounds some URDF origins to about a micron).
+FK_TOLERANCE = 1e-5
 
 #: Bullet's collision margin on a URDF mesh's convex hull (``gUrdfDefaultCollisionMargin``): PyBullet's
 #: hulls are this much fatter than the mesh, so its distances are this much shorter per mesh in a pair.
@@ -74,6 +75,40 @@ def _matrix(pos: Sequence[float], quat: Sequence[float]) -> np.ndarray:
     t[:3, :3] = rotation_matrix(quat)
     t[:3, 3] = pos
     return t
+
+
+def _hull(points: np.ndarray):  # noqa: ANN202 - coal.ConvexBase
+    import coal
+
+    pts = coal.StdVec_Vec3s()
+    for v in points:
+        pts.append(np.asarray(v, dtype=float))
+    return coal.Convex.convexHull(pts, False, "Qt")
+
+
+def _obj_parts(path: str) -> List[np.ndarray]:
+    """The vertices each object (``o``/``g``) of a Wavefront file uses, in file order."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    verts: List[List[float]] = []
+    parts: List[set] = [set()]
+    for line in lines:
+        tok = line.split()
+        if not tok:
+            continue
+        if tok[0] == "v" and len(tok) >= 4:
+            verts.append([float(t) for t in tok[1:4]])
+        elif tok[0] in ("o", "g") and parts[-1]:
+            parts.append(set())
+        elif tok[0] == "f":
+            for t in tok[1:]:
+                i = int(t.split("/")[0])
+                parts[-1].add(i - 1 if i > 0 else len(verts) + i)
+    arr = np.asarray(verts, dtype=float)
+    return [arr[sorted(ix)] for ix in parts if len(ix) >= 4]
 
 
 def _se3(t: np.ndarray):  # noqa: ANN202 - pinocchio.SE3
@@ -173,50 +208,51 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple, index: int) -> Tuple[object, float]:
-        """A coal geometry for one ``getCollisionShapeData`` entry, and Bullet's margin around it.
+    def _shape(self, data: Tuple, index: int) -> List[Tuple[object, float]]:
+        """The coal geometries for one ``getCollisionShapeData`` entry, each with Bullet's margin around it.
 
-        A mesh is read from its file; a mesh PyBullet made itself (a URDF cylinder becomes a
-        hull, reported as ``unknown_file``) is rebuilt from the vertices ``getMeshData`` gives.
+        A mesh is read from its file, one convex hull per object of an ``.obj`` (as PyBullet
+        builds a compound of per-object hulls, e.g. for V-HACD decompositions); a mesh PyBullet
+        made itself (a URDF cylinder becomes a hull, reported as ``unknown_file``) is rebuilt
+        from the vertices ``getMeshData`` gives.
         """
         import coal
         import pybullet as p
 
         kind, dims, fname = data[2], data[3], data[4]
         if kind == p.GEOM_BOX:
-            return coal.Box(*(float(d) for d in dims)), 0.0
+            return [(coal.Box(*(float(d) for d in dims)), 0.0)]
         if kind == p.GEOM_SPHERE:
-            return coal.Sphere(float(dims[0])), 0.0
+            return [(coal.Sphere(float(dims[0])), 0.0)]
         if kind == p.GEOM_CYLINDER:
-            return coal.Cylinder(float(dims[1]), float(dims[0])), 0.0
+            return [(coal.Cylinder(float(dims[1]), float(dims[0])), 0.0)]
         if kind == p.GEOM_CAPSULE:
-            return coal.Capsule(float(dims[1]), float(dims[0])), 0.0
+            return [(coal.Capsule(float(dims[1]), float(dims[0])), 0.0)]
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
             if path == "unknown_file":
-                return self._hull_from_bullet(data[0], data[1], index), MESH_MARGIN
+                return [(self._hull_from_bullet(data[0], data[1], index), MESH_MARGIN)]
             key = (path, tuple(float(d) for d in dims))
+            parts = _obj_parts(path) if path.lower().endswith(".obj") and key not in self._mesh_cache else []
+            if len(parts) > 1:
+                self._mesh_cache[key] = [_hull(v * np.asarray(dims, dtype=float)) for v in parts]
             if key not in self._mesh_cache:
                 try:
                     bvh = coal.MeshLoader().load(path, np.asarray(dims, dtype=float))
                 except Exception as exc:  # noqa: BLE001 - any loader failure means "not supported"
                     raise Unsupported(f"cannot load mesh '{path}': {exc}") from exc
                 bvh.buildConvexHull(True, "Qt")
-                self._mesh_cache[key] = bvh.convex
-            return self._mesh_cache[key], MESH_MARGIN
+                self._mesh_cache[key] = [bvh.convex]
+            return [(hull, MESH_MARGIN) for hull in self._mesh_cache[key]]
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
     def _hull_from_bullet(self, body: int, link: int, index: int) -> object:
-        import coal
         import pybullet as p
 
         _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
         if len(vertices) < 4:
             raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")
-        points = coal.StdVec_Vec3s()
-        for v in vertices:
-            points.append(np.asarray(v, dtype=float))
-        return coal.Convex.convexHull(points, False, "Qt")
+        return _hull(np.asarray(vertices, dtype=float))
 
     def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[object, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
@@ -229,7 +265,8 @@ class FastCollision:
             com = _matrix(st[0], st[1])
         out = []
         for k, d in enumerate(p.getCollisionShapeData(body, link, physicsClientId=self.client)):
-            out.append((self._shape(d, k), com @ _matrix(d[5], d[6])))
+            pose = com @ _matrix(d[5], d[6])
+            out += [(part, pose) for part in self._shape(d, k)]
         return out
 
     def _read_robot_shapes(self) -> List[Tuple[int, object, np.ndarray]]:
