@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -133,7 +133,7 @@ class FastCollision:
         self.model = pin.buildModelFromUrdf(robot_urdf(rb.config))
         self.data = self.model.createData()
         self.base = _matrix(rb.config.base.position, rb.config.base.quaternion)
-        self._mesh_cache: Dict[Tuple[str, Tuple[float, ...]], object] = {}
+        self._mesh_cache: Dict[Tuple[str, Tuple[float, ...]], List[Any]] = {}
         # joint q indices: the arm's joints by name, the other movable joints where PyBullet holds them
         n = p.getNumJoints(self.body, physicsClientId=self.client)
         self._q0 = pin.neutral(self.model)
@@ -169,7 +169,7 @@ class FastCollision:
         self._check_fk()
         self._robot_shapes = self._read_robot_shapes()
         self._filter = self._robot_filter()
-        self._static_cache: Dict[int, List[Tuple[int, object, object]]] = {}
+        self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
         self._held_size: Optional[Tuple[float, ...]] = None
@@ -208,7 +208,7 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple, index: int) -> List[Tuple[object, float]]:
+    def _shape(self, data: Tuple, index: int) -> List[Tuple[Any, float]]:
         """The coal geometries for one ``getCollisionShapeData`` entry, each with Bullet's margin around it.
 
         A mesh is read from its file, one convex hull per object of an ``.obj`` (as PyBullet
@@ -246,7 +246,7 @@ class FastCollision:
             return [(hull, MESH_MARGIN) for hull in self._mesh_cache[key]]
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
-    def _hull_from_bullet(self, body: int, link: int, index: int) -> object:
+    def _hull_from_bullet(self, body: int, link: int, index: int) -> Any:
         import pybullet as p
 
         _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
@@ -254,7 +254,7 @@ class FastCollision:
             raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")
         return _hull(np.asarray(vertices, dtype=float))
 
-    def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[object, float], np.ndarray]]:
+    def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[Any, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
         import pybullet as p
 
@@ -269,7 +269,7 @@ class FastCollision:
             out += [(part, pose) for part in self._shape(d, k)]
         return out
 
-    def _read_robot_shapes(self) -> List[Tuple[int, object, np.ndarray]]:
+    def _read_robot_shapes(self) -> List[Tuple[int, Tuple[Any, float], np.ndarray]]:
         """(link, shape, pose in the link's URDF frame) for every collision shape of the planning robot."""
         import pinocchio as pin
         import pybullet as p
@@ -355,7 +355,7 @@ class FastCollision:
                 gm.addCollisionPair(pin.CollisionPair(held_obj, k))
         self.gm = gm
         self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
-        self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[object, object]] = {}
+        self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
         """Add one body's shapes, fixed in the world where PyBullet holds them now (read once when ``cache``)."""
@@ -380,7 +380,7 @@ class FastCollision:
         """One GeometryData per (clearance, ignored obstacles): the pair settings are made once, not per call."""
         return self._scene(clearance, ignore)[0]
 
-    def _scene(self, clearance: float, ignore: FrozenSet[str]) -> Tuple[object, object]:
+    def _scene(self, clearance: float, ignore: FrozenSet[str]) -> Tuple[Any, Any]:
         """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once.
 
         The manager is coal's naive AABB pass (fastest here: about 20 objects), which pinocchio
