@@ -63,7 +63,7 @@ def world(request, tmp_path_factory):
     w.close()
 
 
-def _names(w: CollisionWorld) -> Dict[str, Tuple[int, int]]:
+def _names(w: CollisionWorld) -> Dict[str, Tuple[int, Optional[int]]]:
     """Contact name -> (PyBullet body, link), to ask PyBullet about one pair."""
     import pybullet as p
 
@@ -73,6 +73,9 @@ def _names(w: CollisionWorld) -> Dict[str, Tuple[int, int]]:
             out[w.name(body, -1)] = (body, -1)
     for link in range(-1, p.getNumJoints(w.robot.body, physicsClientId=w.client)):
         out[w.name(w.robot.body, link)] = (w.robot.body, link)
+    for rb in w.bodies.robots.values():     # another robot is named as a whole
+        if rb.body != w.robot.body:
+            out[w.name(rb.body, -1)] = (rb.body, None)
     return out
 
 
@@ -81,16 +84,22 @@ def _pair_distance(w: CollisionWorld, a: str, b: str, reach: float) -> float:
 
     names = _names(w)
     (ba, la), (bb, lb) = names[a], names[b]
-    pts = p.getClosestPoints(ba, bb, reach, linkIndexA=la, linkIndexB=lb, physicsClientId=w.client)
+    links = {"linkIndexA": la} if la is not None else {}
+    if lb is not None:
+        links["linkIndexB"] = lb
+    pts = p.getClosestPoints(ba, bb, reach, physicsClientId=w.client, **links)
     return min((pt[8] for pt in pts), default=float("inf"))
 
 
 def _reference(w: CollisionWorld, q, held: Optional[Held], c: float, ignore=()) -> list:
+    """PyBullet's contacts that concern the planning robot (another robot's own contacts are not its business)."""
     fast, w.fast = w.fast, None
     try:
-        return w.contacts(q, held, clearance=c, ignore=ignore, first=False)
+        out = w.contacts(q, held, clearance=c, ignore=ignore, first=False)
     finally:
         w.fast = fast
+    rid = w.robot.config.id
+    return [x for x in out if any(n.split("/")[0] == rid or n.startswith("held:") for n in (x.a, x.b))]
 
 
 def _samples(w: CollisionWorld, n: int, seed: int) -> List[np.ndarray]:
@@ -216,3 +225,39 @@ def test_unsupported_scene_falls_back(world: CollisionWorld, caplog: pytest.LogC
     finally:
         del world.bodies.static["floor"]
         p.removeBody(body, physicsClientId=world.client)
+
+
+TWO_ROBOTS = """
+  - id: helper
+    model: kuka_iiwa
+    base: {xyz: [0.75, 0.0, 0.0], rpy: [0.0, 0.0, 3.14159]}
+    tool: {kind: suction, tcp: {xyz: [0.0, 0.0, 0.06]}, force: 30.0, payload: 1.0}
+    home: [0.0, 0.5, 0.0, -1.4, 0.0, 1.2, 0.0]
+machines:
+"""
+
+
+@pytest.mark.slow
+def test_other_robot_is_static_geometry_where_it_stands(tmp_path) -> None:
+    import pybullet as p
+
+    with open(KUKA_CELL, encoding="utf-8") as handle:
+        text = handle.read().replace("\nmachines:\n", TWO_ROBOTS, 1)
+    path = tmp_path / "two_robots.yaml"
+    path.write_text(text, encoding="utf-8")
+    cell = load_cell(str(path))
+    w = CollisionWorld(cell, "iiwa")
+    try:
+        assert w.fast is not None
+        helper = w.bodies.robots["helper"]
+        seen = set()
+        for k, qh in enumerate(([0.0, 0.9, 0.0, -0.6, 0.0, 0.6, 0.0], [0.6, 1.2, 0.0, -0.3, 0.0, 0.3, 0.0])):
+            p.resetJointStatesMultiDof(helper.body, helper.arm_joints, [[v] for v in qh], physicsClientId=w.client)
+            w.fast.refresh_robots()
+            qs = _samples(w, 600, 10 + k)
+            for c in (FREE_CLEARANCE, CONTACT_CLEARANCE):
+                _agree(w, qs, None, c)
+            seen |= {n for q in qs for x in w.contacts(q, first=False) for n in (x.a, x.b) if n.startswith("helper")}
+        assert seen, "the other robot never came near: the test proves nothing"
+    finally:
+        w.close()
