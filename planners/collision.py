@@ -225,11 +225,11 @@ class CollisionWorld:
         a, b = np.asarray(qa, float), np.asarray(qb, float)
         n = max(1, int(np.ceil(np.max(np.abs(b - a)) / resolution)))
         # check in bisection order so a collision in the middle is found early
-        order = _bisection_order(n)
         if self.fast is not None:  # fast backend hook
             self._set_held(held)
             self.fast.set_held(held)
-            return self.fast.segment_free(a, b, order, n, clearance=clearance, ignore=ignore)
+            return self.fast.segment_free(a, b, n, clearance=clearance, ignore=ignore)
+        order = _bisection_order(n)
         for k in order:
             if not self.free(a + (b - a) * (k / n), held, clearance=clearance, ignore=ignore):
                 return False

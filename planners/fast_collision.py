@@ -29,6 +29,7 @@ coal's GJK; the tests bound that band.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
@@ -111,6 +112,16 @@ def _obj_parts(path: str) -> List[np.ndarray]:
     return [arr[sorted(ix)] for ix in parts if len(ix) >= 4]
 
 
+@functools.lru_cache(maxsize=256)
+def _fractions(n: int) -> np.ndarray:
+    """k / n for k in :func:`anycell.planners.collision._bisection_order` (n), as a column."""
+    from .collision import _bisection_order
+
+    out = np.asarray(_bisection_order(n), float)[:, None] / n
+    out.flags.writeable = False
+    return out
+
+
 def _se3(t: np.ndarray):  # noqa: ANN202 - pinocchio.SE3
     import pinocchio as pin
 
@@ -172,6 +183,8 @@ class FastCollision:
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
+        self._last: Optional[Tuple[float, Any, Any, Any]] = None
+        self._qbuf = self._q0.copy()
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
         self._rebuild()
@@ -467,19 +480,30 @@ class FastCollision:
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
         import pinocchio as pin
 
-        manager = self._scene(float(clearance), frozenset(ignore))[1]
-        return not pin.computeCollisions(self.model, self.data, manager, self._q(q), True)
+        qq = self._qbuf
+        qq[self._arm_sel] = q          # a reused buffer: pinocchio reads it before this returns
+        return not pin.computeCollisions(self.model, self.data, self._manager(clearance, ignore), qq, True)
 
-    def segment_free(self, qa: JointVector, qb: JointVector, order: Sequence[int], n: int, *,
+    def _manager(self, clearance: float, ignore: Iterable[str]) -> Any:
+        """The broad-phase manager for these settings; the last one is kept (the planner repeats them)."""
+        last = self._last
+        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
+                and isinstance(ignore, (tuple, frozenset))):   # immutable: the same object means the same set
+            return last[3]
+        manager = self._scene(float(clearance), frozenset(ignore))[1]
+        self._last = (clearance, ignore, self.gm, manager)
+        return manager
+
+    def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
-        """Whether the configurations ``qa + (qb - qa) * k / n`` for ``k`` in ``order`` are all free."""
+        """Whether ``qa + (qb - qa) * k / n`` is free for k = 1..n, checked in bisection order (end first)."""
         import pinocchio as pin
 
-        manager = self._scene(float(clearance), frozenset(ignore))[1]
+        manager = self._manager(clearance, ignore)
         a = np.asarray(qa, float)
         d = np.asarray(qb, float) - a
-        ks = np.asarray(order, float)[:, None] / n
-        qs = np.repeat(self._q0[None, :], len(order), axis=0)
+        ks = _fractions(n)
+        qs = np.repeat(self._q0[None, :], len(ks), axis=0)
         qs[:, self._arm_idx] = a + d * ks
         model, data = self.model, self.data
         for q in qs:
