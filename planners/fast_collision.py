@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: The owner body recorded for the held part (named from the part held at query time).
+HELD_BODY = -2
+
 #: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging).
 BACKEND_ENV = "ANYCELL_COLLISION"
 
@@ -184,6 +187,7 @@ class FastCollision:
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
         self._last: Optional[Tuple[float, Any, Any, Any]] = None
+        self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
@@ -333,7 +337,7 @@ class FastCollision:
             placement = flange.placement.homogeneous @ np.asarray(self._held_pose).reshape(4, 4)
             held_obj = gm.addGeometryObject(pin.GeometryObject(
                 "held", flange.parentJoint, _se3(placement), coal.Box(*self._held_size)))
-            self._owner.append((self.world._held_body if self.world._held_body is not None else -1, -1))
+            self._owner.append((HELD_BODY, -1))
             self._margin.append(0.0)
         statics: List[int] = []
         for body in self.world.bodies.static.values():
@@ -369,6 +373,20 @@ class FastCollision:
         self.gm = gm
         self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
         self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
+        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata)
+
+    def _use(self) -> None:
+        """The scene for the current held part: built once per held part until the scene changes."""
+        variant = self._variants.get(self._held_key)
+        if variant is None:
+            self._rebuild()
+        else:
+            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata = variant
+
+    def _scene_changed(self) -> None:
+        self._variants.clear()
+        self._last = None
+        self._rebuild()
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
         """Add one body's shapes, fixed in the world where PyBullet holds them now (read once when ``cache``)."""
@@ -388,10 +406,6 @@ class FastCollision:
             self._owner.append((body, link))
             self._margin.append(shape[1])
         return ids
-
-    def _geometry_data(self, clearance: float, ignore: FrozenSet[str]):  # noqa: ANN202 - pinocchio.GeometryData
-        """One GeometryData per (clearance, ignored obstacles): the pair settings are made once, not per call."""
-        return self._scene(clearance, ignore)[0]
 
     def _scene(self, clearance: float, ignore: FrozenSet[str]) -> Tuple[Any, Any]:
         """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once.
@@ -432,7 +446,7 @@ class FastCollision:
         else:
             self._held_size = tuple(float(s) for s in held.size)
             self._held_pose = tuple((self.world.kin.tcp @ pose_to_matrix(held.in_tcp)).ravel().tolist())
-        self._rebuild()
+        self._use()
 
     @staticmethod
     def _key_of(held: "Held") -> Tuple:
@@ -440,15 +454,15 @@ class FastCollision:
 
     def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:  # noqa: ARG002
         """Mirror an obstacle the world just added (its shape is read back from PyBullet)."""
-        self._rebuild()
+        self._scene_changed()
 
     def remove_obstacle(self, name: str) -> None:  # noqa: ARG002
-        self._rebuild()
+        self._scene_changed()
 
     def refresh_robots(self) -> None:
         """Re-read the other robots' (and everything static's) poses after the planner moved them."""
         self._static_cache.clear()
-        self._rebuild()
+        self._scene_changed()
 
     # ------------------------------------------------------------------ queries
     def contacts(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = (),
@@ -472,10 +486,15 @@ class FastCollision:
             dist = float(pin.computeDistance(self.gm, gd, k).min_distance)
             dist -= self._margin[pair.first] + self._margin[pair.second]
             (ba, la), (bb, lb) = self._owner[pair.first], self._owner[pair.second]
-            out.append(Contact(self.world.name(ba, la), self.world.name(bb, lb), dist))
+            out.append(Contact(self._name(ba, la), self._name(bb, lb), dist))
             if first:
                 break
         return out
+
+    def _name(self, body: int, link: int) -> str:
+        if body == HELD_BODY:
+            return f"held:{self._held_obj.part_id if self._held_obj is not None else '?'}"
+        return self.world.name(body, link)
 
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
         import pinocchio as pin
