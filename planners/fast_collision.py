@@ -459,9 +459,17 @@ class FastCollision:
     def remove_obstacle(self, name: str) -> None:  # noqa: ARG002
         self._scene_changed()
 
-    def refresh_robots(self) -> None:
-        """Re-read the other robots' (and everything static's) poses after the planner moved them."""
-        self._static_cache.clear()
+    def refresh_robots(self, robot_ids: Optional[Iterable[str]] = None) -> None:
+        """Re-read other robots' poses from PyBullet after the planner set their joints (all when None).
+
+        Call it after ``resetJointState`` on another robot of the world: its links are static
+        geometry here, placed where PyBullet holds them when they were read.
+        """
+        if robot_ids is None:
+            self._static_cache.clear()
+        else:
+            for rid in robot_ids:
+                self._static_cache.pop(self.world.bodies.robots[rid].body, None)
         self._scene_changed()
 
     # ------------------------------------------------------------------ queries

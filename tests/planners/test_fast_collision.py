@@ -253,7 +253,7 @@ def test_other_robot_is_static_geometry_where_it_stands(tmp_path) -> None:
         seen = set()
         for k, qh in enumerate(([0.0, 0.9, 0.0, -0.6, 0.0, 0.6, 0.0], [0.6, 1.2, 0.0, -0.3, 0.0, 0.3, 0.0])):
             p.resetJointStatesMultiDof(helper.body, helper.arm_joints, [[v] for v in qh], physicsClientId=w.client)
-            w.fast.refresh_robots()
+            w.fast.refresh_robots(["helper"])
             qs = _samples(w, 600, 10 + k)
             for c in (FREE_CLEARANCE, CONTACT_CLEARANCE):
                 _agree(w, qs, None, c)
