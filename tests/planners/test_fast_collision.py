@@ -7,7 +7,7 @@ clearances the planner uses and two more.
 
 How they may differ, and the bound asserted:
 
-- every contact PyBullet reports, the backend reports too, unless its distance is
+- every contact PyBullet reports, the backend reports too, under the same names, unless its distance is
   within ``HAIR`` (50 um: two GJK implementations on the same hulls) of the clearance;
 - the backend may report a contact PyBullet's contact pass misses (its persistent
   contact manifolds and rounded box edges skip some near pairs): each such pair is
@@ -147,6 +147,11 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
             assert closest <= d + 1e-4, (str(ct), closest, d)
             stats["reference_missed"] += 1
         names = {(x.a, x.b) for x in got}
+        # the pairs PyBullet names, the backend names the same way (both orders allowed)
+        unordered = {frozenset(n) for n in names}
+        for x in ref:
+            if x.distance < c - HAIR:
+                assert frozenset((x.a, x.b)) in unordered, (str(x), sorted(names))
         rid = w.robot.config.id     # every pair holds the planning robot or its held part
         assert all(any(n.split("/")[0] == rid or n.startswith("held:") for n in pair) for pair in names), names
     # PyBullet's contact pass misses more near pairs as the clearance grows
