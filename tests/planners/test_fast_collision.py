@@ -1,6 +1,7 @@
 """The compiled collision backend agrees with the PyBullet reference check.
 
-Thousands of configurations per arm (Panda with its hand, iiwa with a suction cup),
+Thousands of configurations per arm (Panda with its hand, iiwa with a suction cup, xArm6;
+and a second robot standing in the cell),
 random ones and near-contact ones found by bisection onto the clearance surface,
 with and without a held part and an added (sometimes ignored) obstacle, at the
 clearances the planner uses and two more.
