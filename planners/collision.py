@@ -81,6 +81,9 @@ class CollisionWorld:
                     p.setCollisionFilterPair(rb.body, b, link, -1, 0, physicsClientId=self.client)
         self._fingers_open()
         self._disable_permanent_self_contacts()
+        # --- fast backend hook (planners/fast_collision.py): None = the PyBullet path below
+        from .fast_collision import build as _build_fast
+        self.fast = _build_fast(self)
 
     # ------------------------------------------------------------------ setup
     def _fingers_open(self) -> None:
@@ -149,6 +152,8 @@ class CollisionWorld:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         self.obstacles[name] = body
         self._names[body] = f"part:{name}"
+        if self.fast is not None:  # fast backend hook
+            self.fast.add_obstacle(name, size, pose)
 
     def remove_obstacle(self, name: str) -> None:
         import pybullet as p
@@ -157,6 +162,8 @@ class CollisionWorld:
         if body is not None:
             p.removeBody(body, physicsClientId=self.client)
             self._names.pop(body, None)
+            if self.fast is not None:  # fast backend hook
+                self.fast.remove_obstacle(name)
 
     def _set_held(self, held: Optional[Held]) -> None:
         import pybullet as p
@@ -202,6 +209,9 @@ class CollisionWorld:
         import pybullet as p
 
         self._set_held(held)
+        if self.fast is not None:  # fast backend hook
+            self.fast.set_held(held)
+            return self.fast.contacts(q, clearance=clearance, ignore=ignore, first=first)
         self.kin.set(q)
         if self._held_body is not None and held is not None:
             tcp = self.kin._flange() @ self.kin.tcp @ pose_to_matrix(held.in_tcp)
@@ -221,6 +231,10 @@ class CollisionWorld:
 
     def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
+        if self.fast is not None:  # fast backend hook
+            self._set_held(held)
+            self.fast.set_held(held)
+            return self.fast.free(q, clearance=clearance, ignore=ignore)
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
     def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
@@ -229,6 +243,10 @@ class CollisionWorld:
         a, b = np.asarray(qa, float), np.asarray(qb, float)
         n = max(1, int(np.ceil(np.max(np.abs(b - a)) / resolution)))
         # check in bisection order so a collision in the middle is found early
+        if self.fast is not None:  # fast backend hook
+            self._set_held(held)
+            self.fast.set_held(held)
+            return self.fast.segment_free(a, b, n, clearance=clearance, ignore=ignore)
         order = _bisection_order(n)
         for k in order:
             if not self.free(a + (b - a) * (k / n), held, clearance=clearance, ignore=ignore):
