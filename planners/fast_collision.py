@@ -452,7 +452,7 @@ class FastCollision:
     def _key_of(held: "Held") -> Tuple:
         return (tuple(held.size), tuple(held.in_tcp.xyz), tuple(held.in_tcp.rpy))
 
-    def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:  # noqa: ARG002
+    def add_obstacle(self, name: str, size: Any, pose: Pose) -> None:  # noqa: ARG002
         """Mirror an obstacle the world just added (its shape is read back from PyBullet)."""
         self._scene_changed()
 
