@@ -61,6 +61,7 @@ class CollisionWorld:
         self.client = p.connect(p.DIRECT)
         self.bodies = build_cell(self.client, cell, keep_out=True, self_collision=True)
         self.robot = self.bodies.robots[robot_id]
+        self.robot_id = robot_id
         self.kin = Kinematics(cell, robot_id, client=self.client, body=self.robot)
         self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
         for rid, rb in self.bodies.robots.items():
@@ -152,8 +153,27 @@ class CollisionWorld:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         self.obstacles[name] = body
         self._names[body] = f"part:{name}"
+        if self.fast is not None and not _plain_box(size):  # fast backend hook
+            self._drop_fast(f"obstacle '{name}' is not a plain box (holes, a cylinder or a mesh)")
         if self.fast is not None:  # fast backend hook
-            self.fast.add_obstacle(name, size, pose)
+            from .fast_collision import Unsupported
+
+            try:
+                self.fast.add_obstacle(name, size, pose)
+            except Unsupported as exc:
+                self._drop_fast(str(exc))
+
+    def _drop_fast(self, why: str) -> None:
+        """Go back to the PyBullet path for good: the fast backend cannot model this scene exactly."""
+        if self.fast is not None:
+            log.info("collision checks for robot '%s' use PyBullet from now on: %s", self.robot_id, why)
+            self.fast = None
+
+    def _fast_for(self, held: Optional[Held]) -> bool:
+        """Whether the fast backend answers this check (a held part of real shape sends it to PyBullet)."""
+        if self.fast is not None and held is not None and not _plain_box(held.shape):
+            self._drop_fast(f"held part '{held.part_id}' is not a plain box")
+        return self.fast is not None
 
     def remove_obstacle(self, name: str) -> None:
         import pybullet as p
@@ -209,9 +229,9 @@ class CollisionWorld:
         import pybullet as p
 
         self._set_held(held)
-        if self.fast is not None:  # fast backend hook
-            self.fast.set_held(held)
-            return self.fast.contacts(q, clearance=clearance, ignore=ignore, first=first)
+        if self._fast_for(held):  # fast backend hook
+            self.fast.set_held(held)  # type: ignore[union-attr]
+            return self.fast.contacts(q, clearance=clearance, ignore=ignore, first=first)  # type: ignore[union-attr]
         self.kin.set(q)
         if self._held_body is not None and held is not None:
             tcp = self.kin._flange() @ self.kin.tcp @ pose_to_matrix(held.in_tcp)
@@ -231,10 +251,10 @@ class CollisionWorld:
 
     def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
-        if self.fast is not None:  # fast backend hook
+        if self._fast_for(held):  # fast backend hook
             self._set_held(held)
-            self.fast.set_held(held)
-            return self.fast.free(q, clearance=clearance, ignore=ignore)
+            self.fast.set_held(held)  # type: ignore[union-attr]
+            return self.fast.free(q, clearance=clearance, ignore=ignore)  # type: ignore[union-attr]
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
     def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
@@ -243,10 +263,10 @@ class CollisionWorld:
         a, b = np.asarray(qa, float), np.asarray(qb, float)
         n = max(1, int(np.ceil(np.max(np.abs(b - a)) / resolution)))
         # check in bisection order so a collision in the middle is found early
-        if self.fast is not None:  # fast backend hook
+        if self._fast_for(held):  # fast backend hook
             self._set_held(held)
-            self.fast.set_held(held)
-            return self.fast.segment_free(a, b, n, clearance=clearance, ignore=ignore)
+            self.fast.set_held(held)  # type: ignore[union-attr]
+            return self.fast.segment_free(a, b, n, clearance=clearance, ignore=ignore)  # type: ignore[union-attr]
         order = _bisection_order(n)
         for k in order:
             if not self.free(a + (b - a) * (k / n), held, clearance=clearance, ignore=ignore):
@@ -274,3 +294,11 @@ def _bisection_order(n: int) -> List[int]:
             seen.add(mid)
         queue += [(lo, mid), (mid, hi)]
     return out
+
+
+def _plain_box(shape: Any) -> bool:
+    """A box the fast backend models exactly: a size, or a Geometry that is a box with no features."""
+    if shape is None or isinstance(shape, (list, tuple)):
+        return True
+    return (getattr(shape, "box", None) is not None and not getattr(shape, "features", None)
+            and getattr(shape, "mesh", None) is None and getattr(shape, "cylinder", None) is None)

@@ -266,6 +266,9 @@ class FastCollision:
     def _hull_from_bullet(self, body: int, link: int, index: int) -> Any:
         import pybullet as p
 
+        if body not in {rb.body for rb in self.world.bodies.robots.values()}:
+            # a compound of convex pieces (a part with holes): getMeshData can crash PyBullet on those
+            raise Unsupported(f"body {body} has a mesh without a file (a compound of convex pieces)")
         _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
         if len(vertices) < 4:
             raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")

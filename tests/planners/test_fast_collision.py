@@ -280,3 +280,22 @@ def test_switching_held_parts_keeps_verdicts_and_names(world: CollisionWorld) ->
         assert [(x.a.replace("held:other", "held:blank"), x.b.replace("held:other", "held:blank")) for x in again] \
             == [(x.a, x.b) for x in before]
     assert any(x.a == "held:blank" or x.b == "held:blank" for cs in first for x in cs)
+
+
+def test_shapes_the_backend_cannot_model_send_the_world_back_to_pybullet() -> None:
+    """A part with a hole (a compound of convex pieces) as obstacle or held part: the PyBullet path answers."""
+    from anycell.job import Feature, Geometry
+    from anycell.planners.motion import MotionPlanner
+
+    planner = MotionPlanner(load_cell(DEMO_CELL), "panda")
+    world = planner.world
+    if world.fast is None:
+        pytest.skip("the fast backend is not available here")
+    q = planner.kin.home
+    world.add_obstacle("plain", [0.05, 0.05, 0.05], Pose(xyz=[0.5, 0.3, 0.9]))
+    assert world.fast is not None, "a plain box stays with the fast backend"
+    holed = Geometry(box=[0.06, 0.06, 0.03], features=[Feature(kind="hole", diameter=0.02, depth=0.02)])
+    held = Held("pin", [0.06, 0.06, 0.03], Pose(xyz=[0, 0, 0.02]), holed)
+    world.free(q, held)
+    assert world.fast is None, "a held part with a hole is checked by PyBullet"
+    assert isinstance(world.free(q), bool)
