@@ -70,21 +70,28 @@ class CollisionWorld:
         for i, a in enumerate(statics):
             for b in statics[i + 1:]:
                 p.setCollisionFilterPair(a, b, -1, -1, 0, physicsClientId=self.client)
-        # a robot's base stands on the table or its pedestal: never a collision. Other robots of
-        # the cell stand at home in this model (sharing the space is the scheduler's job).
+        # a robot's base stands on the table or its pedestal: never a collision. The other robots of
+        # the cell stand where they were last told to be (home until then): see set_robot_position.
         for rb in self.bodies.robots.values():
             for b in statics:
                 for link in rb.base_links:
                     p.setCollisionFilterPair(rb.body, b, link, -1, 0, physicsClientId=self.client)
         self._fingers_open()
+        self.others: Dict[str, List[float]] = {}
+        from anycell.sim.builder import home_configuration
+
+        for rid, rb in self.bodies.robots.items():
+            if rid != robot_id:
+                self.set_robot_position(rid, home_configuration(rb))
         self._disable_permanent_self_contacts()
 
     # ------------------------------------------------------------------ setup
     def _fingers_open(self) -> None:
         import pybullet as p
 
-        for j, hi in zip(self.robot.finger_joints, self.robot.finger_max):
-            p.resetJointState(self.robot.body, j, hi, physicsClientId=self.client)
+        for rb in self.bodies.robots.values():
+            for j, q in zip(*rb.finger_targets(rb.finger_open)):
+                p.resetJointState(rb.body, j, q, physicsClientId=self.client)
 
     def _self_pairs(self) -> List[Tuple[int, int]]:
         import pybullet as p
@@ -119,6 +126,18 @@ class CollisionWorld:
         for a, b in always:
             p.setCollisionFilterPair(self.robot.body, self.robot.body, a, b, 0, physicsClientId=self.client)
         self.ignored_self_pairs = sorted(always)
+
+    def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
+        """Put another robot of the cell at joint positions ``q`` (where it is, or where it will stand)."""
+        import pybullet as p
+
+        rb = self.bodies.robots[robot_id]
+        if rb is self.robot:
+            raise ValueError("set_robot_position is for the other robots; this planner's robot moves with q")
+        if len(q) != len(rb.arm_joints):
+            raise ValueError(f"robot '{robot_id}' has {len(rb.arm_joints)} arm joints, got {len(q)} values")
+        p.resetJointStatesMultiDof(rb.body, rb.arm_joints, [[float(v)] for v in q], physicsClientId=self.client)
+        self.others[robot_id] = [float(v) for v in q]
 
     # ------------------------------------------------------------------ obstacles
     def _filter_new(self, body: int) -> None:
@@ -174,8 +193,10 @@ class CollisionWorld:
         import pybullet as p
 
         n = self._names.get(body, f"body{body}")
-        if body == self.robot.body and link >= 0:
-            n += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        robot_bodies = {rb.body for rb in self.bodies.robots.values()}
+        if body in robot_bodies:
+            n += "/" + (p.getJointInfo(body, link, physicsClientId=self.client)[12].decode() if link >= 0
+                        else p.getBodyInfo(body, physicsClientId=self.client)[0].decode())
         return n
 
     def contacts(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
@@ -193,9 +214,12 @@ class CollisionWorld:
         p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01), physicsClientId=self.client)
         p.performCollisionDetection(physicsClientId=self.client)
         out: List[Contact] = []
+        mine = {self.robot.body} | ({self._held_body} if self._held_body is not None and held is not None else set())
         for c in p.getContactPoints(physicsClientId=self.client):
             if c[8] >= clearance or c[1] in ignored or c[2] in ignored:
                 continue
+            if c[1] not in mine and c[2] not in mine:
+                continue    # between other bodies (another robot's own links, a part on a station): not ours
             out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), float(c[8])))
             if first:
                 break

@@ -37,6 +37,7 @@ PINCH_COS = 0.7         # a finger's contact normal within ~45 degrees of the cl
 CRASH_DEPTH = 0.004     # m: a held part pressed this deep into something is a crash
 CONTACT_EVERY = 3       # physics steps between contact checks (80 Hz at the default 240 Hz step)
 FINGER_SPEED = 0.03     # m/s per finger while closing: slow and even, so both fingers meet the part together
+HINGE_RADIUS = 0.05     # m: a hinged finger's tip is about this far from its axis (sets its turning speed)
 CLOSE_MARGIN = 0.5      # s beyond the fingers' full travel at FINGER_SPEED before a close counts as stuck
 
 
@@ -155,11 +156,18 @@ class SimRobot(Robot):
         p = self._p
         client = self.world.client
         held = self.world.parts.get(self._held) if self._held else None
+        parts = set(self.world.parts.values())
+        tool = set(self.rb.tool_links) | {self.rb.flange_link}
         for c in p.getContactPoints(bodyA=self.rb.body, physicsClientId=client):
             other = c[2]
             if other == self.rb.body or other == held or other == self._grasping or c[3] in self.rb.base_links:
                 continue
             if c[8] > 0.0:
+                continue
+            if c[3] in tool and other in parts and c[8] > -CRASH_DEPTH:
+                # the tool touching a part (the cup on the part it is about to pick, a finger beside a part
+                # it placed) is how picking works, whether or not the caller named the part in advance
+                # (over ROS the controller is not told); pressing into it is still a crash
                 continue
             self.stop()
             raise ExecutionError(f"unexpected contact between {self.world.body_name(self.rb.body, c[3])} and "
@@ -213,19 +221,22 @@ class SimRobot(Robot):
         self._grasping = cands[0][1] if len(cands) == 1 else None
         force = float(self.config.tool.force)
         closed = self._finger_min()
-        for joint, low in zip(self.rb.finger_joints, closed):
-            # slow and even, so both fingers meet the part together and do not shove it
-            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=low, force=force,
-                                    maxVelocity=FINGER_SPEED, physicsClientId=client)
-        for joint in self.rb.finger_joints:
-            p.changeDynamics(self.rb.body, joint, lateralFriction=1.2, physicsClientId=client)
+        speeds = self._finger_speeds()
+        joints, targets = self.rb.finger_targets(closed)
+        for joint, target, speed in zip(joints, targets, speeds):
+            # slow and even, so both fingers meet the part together and do not shove it; mimic joints
+            # move with their driven joint (PyBullet does not couple them itself)
+            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=target, force=force,
+                                    maxVelocity=speed, physicsClientId=client)
+        for link in self.rb.finger_links:
+            p.changeDynamics(self.rb.body, link, lateralFriction=1.2, physicsClientId=client)
         q_hold = self.joint_positions()
         fq = self._finger_positions()
         # A narrow part is only reached near the end of the fingers' travel: the close must be given
-        # the time of the whole travel at FINGER_SPEED (a fixed budget gave up on thin parts with the
+        # the time of the whole travel at the finger speed (a fixed budget gave up on thin parts with the
         # fingers still moving towards them). A close that stalls early ends sooner (below).
-        travel = max((f - low for f, low in zip(fq, closed)), default=0.0)
-        budget = max(0.0, travel) / FINGER_SPEED + CLOSE_MARGIN
+        travel = max((abs(f - low) / v for f, low, v in zip(fq, closed, speeds)), default=0.0)
+        budget = travel + CLOSE_MARGIN
         last = None
         for step in range(int(np.ceil(budget / self.world.time_step))):
             self._hold(q_hold)
@@ -236,9 +247,10 @@ class SimRobot(Robot):
                     # both fingers on the part's sides: attach, and let the constraint (not the fingers' push)
                     # carry it from now on; the fingers hold where they are
                     self._attach(pid, body, self.rb.flange_link)
-                    fq = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in self.rb.finger_joints]
-                    p.setJointMotorControlArray(self.rb.body, self.rb.finger_joints, p.POSITION_CONTROL,
-                                                targetPositions=fq, forces=[force] * len(fq), physicsClientId=client)
+                    held_at = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in joints]
+                    p.setJointMotorControlArray(self.rb.body, joints, p.POSITION_CONTROL,
+                                                targetPositions=held_at, forces=[force] * len(joints),
+                                                physicsClientId=client)
                     for link in self.rb.finger_links:
                         p.setCollisionFilterPair(self.rb.body, body, link, -1, 0, physicsClientId=client)
                     self._filtered = (body, list(self.rb.finger_links))
@@ -283,14 +295,21 @@ class SimRobot(Robot):
         return [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0] for j in self.rb.finger_joints]
 
     def _finger_min(self) -> List[float]:
-        """Each finger joint's closed position (its lower limit, 0 when the model gives none)."""
+        """Each driven finger joint's closed position (declared in the tool, or the joint's lower limit)."""
+        return list(self.rb.finger_closed)
+
+    def _finger_speeds(self) -> List[float]:
+        """Closing speed of each driven joint and then each mimic joint, so the fingertips move alike.
+
+        A sliding finger moves at FINGER_SPEED; a hinged one turns at the rate that moves a
+        fingertip HINGE_RADIUS from its axis about as fast. A mimic joint keeps its multiple.
+        """
         p = self._p
-        lows = []
+        base = []
         for j in self.rb.finger_joints:
-            info = p.getJointInfo(self.rb.body, j, physicsClientId=self.world.client)
-            lo, hi = float(info[8]), float(info[9])
-            lows.append(lo if lo < hi else 0.0)
-        return lows
+            prismatic = p.getJointInfo(self.rb.body, j, physicsClientId=self.world.client)[2] == p.JOINT_PRISMATIC
+            base.append(FINGER_SPEED if prismatic else FINGER_SPEED / HINGE_RADIUS)
+        return base + [max(1e-3, abs(mult) * base[k]) for _j, k, mult, _o in self.rb.mimic_joints]
 
     def _attach(self, pid: str, body: int, link: int) -> None:
         p = self._p
@@ -313,9 +332,9 @@ class SimRobot(Robot):
         p = self._p
         if not self.rb.finger_joints:
             return
-        p.setJointMotorControlArray(self.rb.body, self.rb.finger_joints, p.POSITION_CONTROL,
-                                    targetPositions=list(self.rb.finger_max),
-                                    forces=[float(self.config.tool.force)] * len(self.rb.finger_joints),
+        joints, targets = self.rb.finger_targets(self.rb.finger_open)
+        p.setJointMotorControlArray(self.rb.body, joints, p.POSITION_CONTROL, targetPositions=targets,
+                                    forces=[float(self.config.tool.force)] * len(joints),
                                     physicsClientId=self.world.client)
 
     def release(self) -> None:
@@ -332,7 +351,7 @@ class SimRobot(Robot):
                 self.world.step()
                 fq = [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0]
                       for j in self.rb.finger_joints]
-                if min(f - m for f, m in zip(fq, self.rb.finger_max)) > -0.001:
+                if max(abs(f - m) for f, m in zip(fq, self.rb.finger_open)) < 0.001:
                     break
         else:
             self.world.step(int(0.05 / self.world.time_step))

@@ -70,8 +70,8 @@ class SimWorld:
             self._names[rb.body] = rid
             for j, q in zip(rb.arm_joints, home_configuration(rb)):
                 p.resetJointState(rb.body, j, q, physicsClientId=self.client)
-            for j, hi in zip(rb.finger_joints, rb.finger_max):
-                p.resetJointState(rb.body, j, hi, physicsClientId=self.client)
+            for j, q in zip(*rb.finger_targets(rb.finger_open)):
+                p.resetJointState(rb.body, j, q, physicsClientId=self.client)
         for b in self.bodies.static.values():
             p.changeDynamics(b, -1, lateralFriction=PART_FRICTION, physicsClientId=self.client)
         self._steps = 0
@@ -174,6 +174,8 @@ class SimWorld:
         name = self._names.get(body, f"body{body}")
         if link >= 0 and any(rb.body == body for rb in self.robots.values()):
             name += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        elif link < 0 and any(rb.body == body for rb in self.robots.values()):
+            name += "/" + p.getBodyInfo(body, physicsClientId=self.client)[0].decode()
         return name
 
     # ------------------------------------------------------------------ pictures
