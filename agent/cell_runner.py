@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -90,6 +90,11 @@ class CellRunner:
         self.snapshots: List[str] = []
         self._rejects = 0
         self._world_lock = threading.RLock()   # one physics world: one thread at a time
+        self._reservations = None
+        if len(self.robots) > 1:
+            from anycell.planners.reservation import SpaceReservations
+
+            self._reservations = SpaceReservations(self.robots)
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
@@ -192,11 +197,28 @@ class CellRunner:
             self._present(op)
         size, _mass, _color = self._part_geometry(op.part)
         wid = uid(op.unit, op.part)
-        with self._world_lock:
+        if self._reservations is None:
+            with self._world_lock:
+                w0 = time.monotonic()
+                res = pick_place(robot, planner, wid, size, src, target, carried=carried)
+                moving_wall = time.monotonic() - w0 - res.planning_time
+                measured = self.sim.measure([wid]) if self.sim is not None else {}
+        else:
+            # several robots: move while the others move, in space reserved for this motion
             w0 = time.monotonic()
-            res = pick_place(robot, planner, wid, size, src, target, carried=carried)
+            before_plan, gate = self._share_space(op.resource, planner, size)
+            try:
+                res = pick_place(robot, planner, wid, size, src, target, carried=carried,
+                                 before_plan=before_plan, gate=gate, park=planner.kin.home.tolist())
+            finally:
+                self._reservations.release(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_time
-            measured = self.sim.measure([wid]) if self.sim is not None else {}
+            with self._world_lock:
+                measured = self.sim.measure([wid]) if self.sim is not None else {}
+        placed = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
+        for other_id, other in self.planners.items():
+            if other_id != op.resource:
+                other.add_obstacle(wid, size, placed)   # every robot's model: the part is where it was put
         if carried:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
@@ -215,6 +237,26 @@ class CellRunner:
                                         "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
         self._snap(op.id, close_up=target.kind == "fixture")
         return detail
+
+    def _share_space(self, rid: str, planner: Any, size: Sequence[float]) -> tuple:
+        """The two hooks :func:`pick_place` takes to move beside other robots (see planners.reservation)."""
+        from anycell.planners.reservation import swept_cells
+
+        table = self._reservations
+        assert table is not None
+        snap: Dict[str, Any] = {}
+
+        def before_plan() -> None:
+            snap["versions"] = table.snapshot()        # first: a robot that moves after this is noticed
+            for other_id, other in self.robots.items():
+                if other_id != rid:
+                    planner.set_robot_position(other_id, other.joint_positions())
+
+        def gate(segments: List[Any]) -> bool:
+            cells = swept_cells(planner, segments, margin=float(self.cell.safety.robot_margin), held_size=size)
+            return table.acquire(rid, cells, snap["versions"])
+
+        return before_plan, gate
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
         """The output tray, or the reject tray for a unit that failed inspection."""

@@ -323,6 +323,9 @@ class Safety:
     keep_out: List[KeepOut] = spec("zones no robot may enter", default_factory=list)
     max_speed_fraction: float = spec("fraction of each joint's velocity and acceleration limit used",
                                      default=0.5, exclusive_minimum=0.0, maximum=1.0)
+    robot_margin: float = spec("the closest two robots of the cell may come to each other, meters (their plans "
+                               "keep it, and so does the reservation of shared space when they move at once)",
+                               default=0.02, exclusive_minimum=0.0)
     estop: EStop = spec("emergency stop source", default_factory=EStop)
 
 

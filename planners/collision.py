@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FREE_CLEARANCE = 0.004     # m: free moves keep this far from everything
 CONTACT_CLEARANCE = -0.0015  # m: approach/retreat lines may touch (tiny penetration from float noise)
+ROBOT_SLACK = 0.02         # m: added to safety.robot_margin when planning near another robot
 
 
 @dataclass
@@ -78,6 +79,10 @@ class CollisionWorld:
                     p.setCollisionFilterPair(rb.body, b, link, -1, 0, physicsClientId=self.client)
         self._fingers_open()
         self.others: Dict[str, List[float]] = {}
+        self._other_robots = {rb.body for rb in self.bodies.robots.values() if rb is not self.robot}
+        # the plan keeps the margin at its samples; the extra RESOLUTION-sized slack covers a link's
+        # travel between two samples, so the executed motion keeps the margin too
+        self.robot_clearance = float(cell.safety.robot_margin) + ROBOT_SLACK
         from anycell.sim.builder import home_configuration
 
         for rid, rb in self.bodies.robots.items():
@@ -211,15 +216,20 @@ class CollisionWorld:
             p.resetBasePositionAndOrientation(self._held_body, tcp[:3, 3].tolist(), matrix_to_quat(tcp[:3, :3]),
                                               physicsClientId=self.client)
         ignored = {self.obstacles[n] for n in ignore if n in self.obstacles}
-        p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01), physicsClientId=self.client)
+        robot_clear = self.robot_clearance
+        p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01, robot_clear + 0.01),
+                                    physicsClientId=self.client)
         p.performCollisionDetection(physicsClientId=self.client)
         out: List[Contact] = []
         mine = {self.robot.body} | ({self._held_body} if self._held_body is not None and held is not None else set())
         for c in p.getContactPoints(physicsClientId=self.client):
-            if c[8] >= clearance or c[1] in ignored or c[2] in ignored:
+            if c[1] in ignored or c[2] in ignored:
                 continue
             if c[1] not in mine and c[2] not in mine:
                 continue    # between other bodies (another robot's own links, a part on a station): not ours
+            near_robot = c[1] in self._other_robots or c[2] in self._other_robots
+            if c[8] >= (max(clearance, robot_clear) if near_robot else clearance):
+                continue
             out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), float(c[8])))
             if first:
                 break

@@ -21,7 +21,7 @@ The world is passed in (duck-typed: ``client``, ``robots``, ``parts``, ``step``,
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, Generator, List, Optional, Sequence
 
 import numpy as np
 
@@ -103,8 +103,30 @@ class SimRobot(Robot):
         self._command(q)
 
     # ------------------------------------------------------------------ motion
+    def _drive(self, steps: Generator[None, None, Any]) -> Any:
+        """Run a step generator: through the world's stepper when it has one (several robots moving in
+        one world, one physics step for all at a time), else stepping the world for each yield."""
+        stepper = getattr(self.world, "stepper", None)
+        if stepper is not None:
+            return stepper.run(steps)
+        try:
+            while True:
+                next(steps)
+                self.world.step()
+        except StopIteration as done:
+            return done.value
+
     def execute(self, trajectory: TrajectoryLike) -> None:
         """Run ``trajectory`` step by step; settle at its end. Raises on tracking error or contact."""
+        self._drive(self.execute_steps(trajectory))
+
+    def execute_steps(self, trajectory: TrajectoryLike) -> Generator[None, None, None]:
+        """:meth:`execute` as a generator that yields whenever it needs one physics step.
+
+        Whoever owns the world's clock (the stepper, or the ``sim_cell`` node's physics thread)
+        advances every moving robot's generator and then steps the world once, so several
+        robots move at the same time in one world.
+        """
         check_joint_names(self, trajectory)
         q_now = np.asarray(self.joint_positions())
         start = np.asarray(trajectory.positions[0])
@@ -123,7 +145,7 @@ class SimRobot(Robot):
         qd_refs = np.stack([np.interp(ts, times, vel[:, j]) for j in range(pos.shape[1])], axis=1) if n_steps else pos[:0]
         for k in range(n_steps):
             self._command(q_refs[k], qd_refs[k])
-            self.world.step()
+            yield
             q = np.asarray(self.joint_positions())
             err = float(np.max(np.abs(q - q_refs[k])))
             if err > self.max_tracking_error:
@@ -137,16 +159,16 @@ class SimRobot(Robot):
                                      hint="lower safety.max_speed_fraction or check the payload")
             if self.check_contacts and k % CONTACT_EVERY == 0:
                 self._check_contacts()
-        self._settle(pos[-1])
+        yield from self._settle(pos[-1])
         self.executed_time += self.world.sim_time - t0
 
-    def _settle(self, q_goal: Sequence[float], timeout: float = 0.5) -> None:
+    def _settle(self, q_goal: Sequence[float], timeout: float = 0.5) -> Generator[None, None, None]:
         self._command(q_goal)
         steps = int(timeout / self.world.time_step)
         for _ in range(steps):
             if float(np.max(np.abs(np.asarray(self.joint_positions()) - q_goal))) < self.settle_tolerance:
                 return
-            self.world.step()
+            yield
         err = float(np.max(np.abs(np.asarray(self.joint_positions()) - q_goal)))
         if err > 5 * self.settle_tolerance:
             raise ExecutionError(f"robot '{self.robot_id}' did not reach the trajectory's end "
@@ -202,6 +224,10 @@ class SimRobot(Robot):
 
     def grasp(self, part_id: Optional[str] = None) -> bool:
         """Close the fingers (or switch suction on); attach only on real contact. True when held."""
+        return bool(self._drive(self.grasp_steps(part_id)))
+
+    def grasp_steps(self, part_id: Optional[str] = None) -> Generator[None, None, bool]:
+        """:meth:`grasp` as a step generator (see :meth:`execute_steps`); returns whether a part is held."""
         p = self._p
         client = self.world.client
         if self._constraint is not None:
@@ -240,7 +266,7 @@ class SimRobot(Robot):
         last = None
         for step in range(int(np.ceil(budget / self.world.time_step))):
             self._hold(q_hold)
-            self.world.step()
+            yield
             fq = self._finger_positions()
             for pid, body in cands:
                 if self._pinched(body):
@@ -339,6 +365,10 @@ class SimRobot(Robot):
 
     def release(self) -> None:
         """Remove the grasp constraint and open the fingers (or switch suction off); the part is left to physics."""
+        self._drive(self.release_steps())
+
+    def release_steps(self) -> Generator[None, None, None]:
+        """:meth:`release` as a step generator (see :meth:`execute_steps`)."""
         p = self._p
         if self._constraint is not None:
             p.removeConstraint(self._constraint, physicsClientId=self.world.client)
@@ -348,13 +378,14 @@ class SimRobot(Robot):
         if self.rb.finger_joints:
             for _ in range(int(0.4 / self.world.time_step)):
                 self._hold(q_hold)
-                self.world.step()
+                yield
                 fq = [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0]
                       for j in self.rb.finger_joints]
                 if max(abs(f - m) for f, m in zip(fq, self.rb.finger_open)) < 0.001:
                     break
         else:
-            self.world.step(int(0.05 / self.world.time_step))
+            for _ in range(int(0.05 / self.world.time_step)):
+                yield
         if self._filtered is not None:
             body, links = self._filtered
             for link in links:

@@ -20,6 +20,7 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec
 
 from .builder import CellBodies, RobotBody, build_cell, home_configuration
+from .stepper import ConcurrentStepper
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class SimWorld:
             p.changeDynamics(b, -1, lateralFriction=PART_FRICTION, physicsClientId=self.client)
         self._steps = 0
         self._wall0 = time.monotonic()
+        #: several robots moving at once share one physics clock (see anycell.sim.stepper)
+        self.stepper = ConcurrentStepper(self)
 
     # ------------------------------------------------------------------ time
     @property
@@ -88,8 +91,9 @@ class SimWorld:
         import pybullet as p
 
         for _ in range(int(n)):
-            p.stepSimulation(physicsClientId=self.client)
-            self._steps += 1
+            with self.stepper.lock:
+                p.stepSimulation(physicsClientId=self.client)
+                self._steps += 1
             if self.realtime:
                 ahead = self.sim_time - (time.monotonic() - self._wall0)
                 if ahead > 0:
