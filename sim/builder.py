@@ -83,7 +83,9 @@ _PREPARED: Dict[str, Tuple[str, UrdfTree]] = {}
 
 
 def _prepared(robot: RobotConfig) -> Tuple[str, UrdfTree]:
-    key = repr(robot)   # the config is frozen but holds lists: its repr is the cache key
+    src = source_urdf(robot)
+    # the config is frozen but holds lists: its repr (and the file's age) is the cache key
+    key = repr(robot) + (f"@{os.path.getmtime(src)}" if os.path.exists(src) else "")
     if key not in _PREPARED:
         _PREPARED[key] = _prepare(robot)
     return _PREPARED[key]
