@@ -178,3 +178,55 @@ def test_builtin_models_default_to_their_ready_pose() -> None:
     cell.robots[0].__dict__["home"] = None            # as if the config declared none
     report, = check_robots(cell)
     assert report.home == READY_POSES["franka_panda"]
+
+
+HINGED = UR + ("  xacro_args: {gripper: hinged}\n  tool: {kind: parallel_gripper, joints: [left_finger_joint], "
+               "open: [0.4], closed: [-0.3], tcp: {xyz: [0, 0, 0.085]}, force: 30.0}\n")
+SLIDING = """
+- id: panda
+  model: franka_panda
+  tool: {kind: parallel_gripper, joints: [panda_finger_joint1, panda_finger_joint2], open: [0.04, 0.04],
+         closed: [0.0, 0.0], tcp: {xyz: [0, 0, 0.1034]}}
+"""
+
+
+@pytest.mark.parametrize("robot_yaml,rid", [(HINGED, "ur"), (SLIDING, "panda")], ids=["hinged", "sliding"])
+def test_declared_gripper_grasps_and_lifts_a_part(tmp_path, robot_yaml, rid) -> None:
+    from anycell.geometry import Pose
+    from anycell.planners.kinematics import Kinematics
+    from anycell.planners.trajectory import Trajectory
+    from anycell.sim.robot import SimRobot
+    from anycell.sim.world import SimWorld
+
+    import pybullet as p
+
+    cell = _cell(tmp_path, robot_yaml)
+    kin = Kinematics(cell, rid)
+    world = SimWorld(cell)
+    try:
+        part = world.add_part("box", [0.04, 0.04, 0.04], 0.05, Pose(xyz=[0.45, 0.0, 0.02]))
+        world.settle(0.2)
+        grasp = kin.ik(Pose(xyz=[0.45, 0.0, 0.025], rpy=[3.14159265, 0.0, 0.0]))
+        above = kin.ik(Pose(xyz=[0.45, 0.0, 0.15], rpy=[3.14159265, 0.0, 0.0]), grasp)
+        rb = world.robots[rid]
+        for j, q in zip(rb.arm_joints, grasp):
+            p.resetJointState(rb.body, j, q, physicsClientId=world.client)
+        robot = SimRobot(world, rid)
+        robot.expect_contact("box")
+        assert robot.grasp("box"), "the fingers did not close on the part"
+        assert robot.holding() == "box"
+        if rb.mimic_joints:   # the mimic finger followed the driven one
+            (mj, _k, mult, _off), = rb.mimic_joints
+            left = p.getJointState(rb.body, rb.finger_joints[0], physicsClientId=world.client)[0]
+            right = p.getJointState(rb.body, mj, physicsClientId=world.client)[0]
+            assert right == pytest.approx(mult * left, abs=0.03)
+        path = [grasp + (np.asarray(above) - grasp) * s for s in np.linspace(0, 1, 11)]
+        robot.execute(Trajectory(joint_names=robot.joint_names, times=list(np.linspace(0, 2.0, 11)),
+                                 positions=[list(q) for q in path]))
+        assert world.part_pose("box").xyz[2] > 0.1
+        robot.release()
+        assert robot.holding() is None
+        assert part in world.parts.values()
+    finally:
+        world.close()
+        kin.close()
