@@ -206,10 +206,11 @@ class CellRunner:
         else:
             # several robots: move while the others move, in space reserved for this motion
             w0 = time.monotonic()
-            before_plan, gate = self._share_space(op.resource, planner, size)
+            before_plan, gate, blocked = self._share_space(op.resource, planner, size)
             try:
                 res = pick_place(robot, planner, wid, size, src, target, carried=carried,
-                                 before_plan=before_plan, gate=gate, park=planner.kin.home.tolist())
+                                 before_plan=before_plan, gate=gate, park=planner.kin.home.tolist(),
+                                 blocked=blocked)
             finally:
                 self._reservations.release(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_time
@@ -239,7 +240,7 @@ class CellRunner:
         return detail
 
     def _share_space(self, rid: str, planner: Any, size: Sequence[float]) -> tuple:
-        """The two hooks :func:`pick_place` takes to move beside other robots (see planners.reservation)."""
+        """The hooks :func:`pick_place` takes to move beside other robots (see planners.reservation)."""
         from anycell.planners.reservation import swept_cells
 
         table = self._reservations
@@ -256,7 +257,11 @@ class CellRunner:
             cells = swept_cells(planner, segments, margin=float(self.cell.safety.robot_margin), held_size=size)
             return table.acquire(rid, cells, snap["versions"])
 
-        return before_plan, gate
+        def blocked(exc: Exception) -> bool:
+            log.info("robot %s: %s; waiting for the other robots to move on", rid, exc)
+            return table.wait_for_change(rid, snap["versions"])
+
+        return before_plan, gate, blocked
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
         """The output tray, or the reject tray for a unit that failed inspection."""

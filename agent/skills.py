@@ -140,7 +140,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None,
                before_plan: Optional[Callable[[], None]] = None,
                gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
-               park: Optional[Sequence[float]] = None) -> PlaceResult:
+               park: Optional[Sequence[float]] = None,
+               blocked: Optional[Callable[[Exception], bool]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     Plans every segment first (refusing before any motion), then runs them on ``robot``. The
@@ -150,7 +151,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     With several robots moving at once, ``before_plan`` puts the other robots where they
     stand in the planner, and ``gate`` reserves the space the planned segments sweep: it
     returns False when the others moved meanwhile, and the motion is planned again; ``park``
-    (the robot's home) ends the motion out of the other robots' way.
+    (the robot's home) ends the motion out of the other robots' way; when planning fails with
+    the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
     """
     import time
 
@@ -159,8 +161,13 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     for _attempt in range(50):
         if before_plan is not None:
             before_plan()
-        segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
-                                    carried=carried, approach=approach, speed=speed)
+        try:
+            segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
+                                        carried=carried, approach=approach, speed=speed)
+        except PlanningError as exc:
+            if blocked is not None and blocked(exc):
+                continue
+            raise
         if park is not None:
             planner.add_obstacle(part_id, part_size, Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
             segs.append(("park", planner.plan_joint(segs[-1][1].end, park, ignore=(part_id,))))

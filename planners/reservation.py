@@ -92,6 +92,25 @@ class SpaceReservations:
                                         hint="a motion of the other robot did not end; check it")
                 self._cond.wait(min(left, 1.0))
 
+    def wait_for_change(self, robot_id: str, snapshot: Dict[str, int], *, timeout: float = 600.0) -> bool:
+        """After a plan failed with the others where they stood: wait until one of them moves on.
+
+        True when another robot started or finished a motion since ``snapshot`` (plan again);
+        False at once when none holds a reservation and none moved: the failure is not theirs.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if any(self.version[o] != v for o, v in snapshot.items() if o != robot_id):
+                    return True
+                if not any(o != robot_id for o in self.granted):
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.waits += 1
+                self._cond.wait(min(left, 1.0))
+
     def release(self, robot_id: str) -> None:
         """The motion ended (or failed): the robot stands still inside what it had reserved."""
         with self._cond:
