@@ -212,6 +212,9 @@ class CellRunner:
                                  before_plan=before_plan, gate=gate, park=planner.kin.home.tolist(),
                                  blocked=blocked)
             finally:
+                clock = self._sim_clock()
+                if clock is not None:
+                    clock.resume(op.resource)
                 self._reservations.release(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_time
             with self._world_lock:
@@ -246,8 +249,11 @@ class CellRunner:
         table = self._reservations
         assert table is not None
         snap: Dict[str, Any] = {}
+        clock = self._sim_clock()
 
         def before_plan() -> None:
+            if clock is not None:
+                clock.pause(rid)                       # in simulation, planning takes no simulated time
             snap["versions"] = table.snapshot()        # first: a robot that moves after this is noticed
             for other_id, other in self.robots.items():
                 if other_id != rid:
@@ -255,13 +261,21 @@ class CellRunner:
 
         def gate(segments: List[Any]) -> bool:
             cells = swept_cells(planner, segments, margin=float(self.cell.safety.robot_margin), held_size=size)
+            if clock is not None:
+                clock.resume(rid)
             return table.acquire(rid, cells, snap["versions"])
 
         def blocked(exc: Exception) -> bool:
             log.info("robot %s: %s; waiting for the other robots to move on", rid, exc)
+            if clock is not None:
+                clock.resume(rid)
             return table.wait_for_change(rid, snap["versions"])
 
         return before_plan, gate, blocked
+
+    def _sim_clock(self) -> Any:
+        """The simulated world's shared clock (its stepper), when the robots move in one in this process."""
+        return getattr(getattr(self.sim, "world", None), "stepper", None)
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
         """The output tray, or the reject tray for a unit that failed inspection."""

@@ -42,6 +42,24 @@ class ConcurrentStepper:
         self._next = 0
         self._driving = False
         self.max_concurrent = 0          # most generators ever advanced in one round (for tests and reports)
+        self._paused: set = set()
+
+    def pause(self, holder: str) -> None:
+        """Stop the clock while ``holder`` thinks (a robot planning its next motion).
+
+        In simulation, planning takes no simulated time: without this, a robot whose
+        motion runs while another plans would finish it in a burst of physics steps,
+        and the two would never move at once in simulated time. The holder must not
+        wait for anything that needs the clock while it holds it.
+        """
+        with self._cond:
+            self._paused.add(holder)
+
+    def resume(self, holder: str) -> None:
+        """Let the clock run again (idempotent)."""
+        with self._cond:
+            self._paused.discard(holder)
+            self._cond.notify_all()
 
     def run(self, gen: Generator[None, None, Any]) -> Any:
         """Run ``gen`` to its end alongside every other registered generator; return its value or raise."""
@@ -67,6 +85,9 @@ class ConcurrentStepper:
     def _drive(self, mine: _Entry) -> None:
         """Rounds until ``mine`` ends (called with the condition held; released while stepping)."""
         while not mine.done:
+            if self._paused:
+                self._cond.wait(0.05)
+                continue
             batch: List[tuple] = list(self._entries.items())
             self._cond.release()
             try:
