@@ -1,8 +1,9 @@
 """Benchmark: a job on the two-robot cell against the same job on its one-robot version, same run.
 
 Cell: ``cell_configs/two_robot_cell.yaml`` (two KUKA iiwa arms with suction cups, a shared
-feeder and fixture, a laser engraver on each side). Its one-robot version is the same cell
-with robot ``left`` alone. Job: ``bench/jobs/engraved_pair.yaml`` (two tags engraved from
+feeder and fixture, a laser engraver on each side that only its side's robot reaches). Its
+one-robot version is the same cell with a single iiwa standing between the two bases, where
+it reaches everything. Job: ``bench/jobs/engraved_pair.yaml`` (two tags engraved from
 blank stock, laid on a base plate): the two loads can run at once, the fixture takes one
 placement at a time.
 
@@ -36,6 +37,7 @@ from anycell.agent.executor import Executor  # noqa: E402
 from anycell.agent.journal import Journal  # noqa: E402
 from anycell.agent.simulation.runtime import SimulatedCell  # noqa: E402
 from anycell.cell import load_cell  # noqa: E402
+from anycell.geometry import Pose  # noqa: E402
 from anycell.job import load_job  # noqa: E402
 from anycell.planners.durations import MotionDurationModel  # noqa: E402
 from anycell.planners.process import plan_job  # noqa: E402
@@ -89,7 +91,10 @@ def run(cell: Any, job: Any, workdir: str) -> Dict[str, Any]:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     two = load_cell(CELL)
-    one = dataclasses.replace(two, robots=[two.robot("left")])
+    # the one-robot version: the same cell with one of its robots standing between the two bases,
+    # where it reaches every station and both machines
+    centre = dataclasses.replace(two.robot("left"), base=Pose(xyz=[0.0, 0.0, 0.0]))
+    one = dataclasses.replace(two, robots=[centre])
     job = load_job(JOB)
     margin = float(two.safety.robot_margin)
     with tempfile.TemporaryDirectory() as tmp:
