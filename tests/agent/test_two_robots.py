@@ -68,11 +68,15 @@ def _move_both(goals, margin_check):
 
     world.step = step
     errors = []
+    clock = world.stepper
+    both_planned = threading.Barrier(len(goals))
 
     def work(rid: str) -> None:
         try:
             planner, robot = planners[rid], robots[rid]
+            first = True
             while True:
+                clock.pause(rid)              # as the cell runner does: planning takes no simulated time
                 snap = table.snapshot()
                 for other in goals:
                     if other != rid:
@@ -80,6 +84,10 @@ def _move_both(goals, margin_check):
                 q0 = robot.joint_positions()
                 traj = planner.plan_to_pose(q0, goals[rid])
                 cells = swept_cells(planner, [("move", traj)], margin=cell.safety.robot_margin)
+                clock.resume(rid)
+                if first:
+                    both_planned.wait(60)     # both ask for their space at about the same time
+                    first = False
                 if table.acquire(rid, cells, snap):
                     break
             try:
