@@ -125,8 +125,7 @@ class RosRobot(Robot):
                 if self._halt_gen != gen:
                     raise ExecutionError(f"robot '{self.robot_id}': motion stopped", hint="halted by the cell")
                 if len(self._faults) > faults:
-                    raise ExecutionError(f"robot '{self.robot_id}': {self._faults[-1]}",
-                                         hint="the controller stopped the motion; the cause is above")
+                    raise ExecutionError(f"robot '{self.robot_id}': {self._faults[-1]}")   # carries its hint
                 q = self._latest.ordered(self._names) if self._latest else None  # type: ignore[arg-type]
                 err = max_abs_diff(q, goal) if q is not None else float("inf")
                 now = time.monotonic()
