@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -37,7 +37,13 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec, Program
 from anycell.plan import Operation, Plan, Site
 
+from anycell.drivers.machine import Machine
+from anycell.drivers.robot import Robot
+
 from anycell.agent.simulation.hooks import SimHooks
+
+if TYPE_CHECKING:  # the motion planner brings pybullet: the runner is handed planners, never imports them
+    from anycell.planners.motion import MotionPlanner
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,13 @@ MOTION_KINDS = ("pick_place", "load", "unload", "output")
 def uid(unit: int, part: str) -> str:
     """The id of one unit's part in the (simulated) world."""
     return f"u{unit}.{part}"
+
+
+def _part(op: Operation) -> str:
+    """The part an operation moves or makes (every part-handling operation names one)."""
+    if op.part is None:
+        raise ExecutionError(f"operation '{op.id}' ({op.kind}) names no part", field=f"operations.{op.id}.part")
+    return op.part
 
 
 def _pose(site: Site) -> Pose:
@@ -69,8 +82,8 @@ class StepRecord:
 class CellRunner:
     """Runs the operations of one job's plan on a cell's robots, machines and (optionally) simulator."""
 
-    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Dict[str, Any], planners: Dict[str, Any],
-                 machines: Dict[str, Any], sim: Optional[SimHooks] = None,
+    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Mapping[str, Robot],
+                 planners: Mapping[str, "MotionPlanner"], machines: Mapping[str, Machine], sim: Optional[SimHooks] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
                  program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
                  machine_time_scale: Optional[float] = None) -> None:
@@ -138,8 +151,8 @@ class CellRunner:
     def _present(self, op: Operation) -> None:
         """Make sure the op's feeder part is in its slot: in the planners' model (and in the simulated world)."""
         src = Site.from_dict(op.params["source"])
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
                 if not self.sim.present(wid, size, mass, color, _pose(src)):
@@ -195,8 +208,8 @@ class CellRunner:
             target = self._output_target(op, target)
         elif src.kind == "feeder":
             self._present(op)
-        size, _mass, _color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, _mass, _color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self._reservations is None:
             with self._world_lock:
                 w0 = time.monotonic()
@@ -236,7 +249,7 @@ class CellRunner:
             ang = quat_angle(got.quaternion, _pose(target).quaternion)
             detail.update(error_m=err, angle_error_rad=ang)
             if op.kind in ("pick_place", "unload"):
-                tol = self.job.placement(op.part).tolerance
+                tol = self.job.placement(_part(op)).tolerance
                 self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
                                         "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
         self._snap(op.id, close_up=target.kind == "fixture")
@@ -326,20 +339,21 @@ class CellRunner:
         if not result.completed:
             raise ExecutionError(f"machine '{op.resource}' did not complete {op.id}: {result.status}")
         machine_site = self._machine_site(op)
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        size, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
                 self.sim.machine_made(wid, size, mass, color, _pose(machine_site))
         for planner in self.planners.values():
             planner.add_obstacle(wid, size, _pose(machine_site))
         return {"machine": op.resource, "status": result.status, "lines_total": result.lines_total,
-                "lines_acknowledged": result.lines_acknowledged, "duration_s": round(result.duration, 3)}
+                "lines_acknowledged": result.lines_acknowledged, "lines_executed": result.lines_executed,
+                "lines_flushed": result.details.get("lines_flushed"), "duration_s": round(result.duration, 3)}
 
     def _machine_site(self, op: Operation) -> Site:
         from anycell.planners import sites
 
-        return sites.machine_site(self.cell.machine(op.resource), self.job.part(op.part))
+        return sites.machine_site(self.cell.machine(op.resource), self.job.part(_part(op)))
 
     # ------------------------------------------------------------------ inspection
     def _inspect(self, op: Operation) -> Dict[str, Any]:
@@ -368,11 +382,11 @@ class CellRunner:
             measured[part_id] = noisy
         # what the station saw is the best model of the unit now: the planners plan around it
         frame = sites.product_frame(self.cell)
-        for part_id, local in measured.items():
-            if local is not None:
+        for part_id, seen in measured.items():
+            if seen is not None:
                 size, _mass, _color = self._part_geometry(part_id)
                 for planner in self.planners.values():
-                    planner.add_obstacle(uids[part_id], size, frame.compose(local))
+                    planner.add_obstacle(uids[part_id], size, frame.compose(seen))
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
         self._snap(op.id, close_up=True)

@@ -8,9 +8,8 @@ tested without rclpy.
 How the cell runs work:
 
 * ``submit`` validates the job document (:func:`anycell.job.job_from_document`,
-  :func:`anycell.fit.check_job_fits_cell`), plans and schedules it
-  (``planners.process.plan_job``, ``planners.schedule.schedule_plan``) and
-  journals the job with its plan *before* it answers ``ok``. A job that was
+  :func:`anycell.planners.feasibility.check_resources`), plans and schedules it
+  (:func:`anycell.planners.pipeline.plan_and_schedule`) and journals the job with its plan *before* it answers ``ok``. A job that was
   answered ``ok`` is on disk.
 * One worker thread owns the acting states when no job runs, and runs jobs
   when the cell is in Execute: partly-done (resumed) jobs first, then by
@@ -32,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional
 from anycell.cell import CellConfig
 from anycell.documents import from_data
 from anycell.errors import AnycellError, ConfigError, StateError
+from anycell.job import JobSpec, job_from_document
 from anycell.plan import Plan
 
 from anycell.agent import api
@@ -45,21 +45,18 @@ log = logging.getLogger(__name__)
 MUTATING = ("submit", "cancel", "resume")
 
 #: (cell, job) -> a scheduled Plan
-Planner = Callable[[CellConfig, Any], Plan]
+Planner = Callable[[CellConfig, JobSpec], Plan]
 #: (plan, job spec) -> the StepRunner that executes it
-RunnerFactory = Callable[[Plan, Any], StepRunner]
+RunnerFactory = Callable[[Plan, JobSpec], StepRunner]
 
 
 def default_planner(time_limit: float = 2.0) -> Planner:
-    """plan_job then schedule_plan from planners/ (imported when first used)."""
+    """:func:`anycell.planners.pipeline.plan_and_schedule`, with a short scheduler search (a cell answers fast)."""
 
-    def plan(cell: CellConfig, job: Any) -> Plan:
-        from anycell.planners.process import plan_job
-        from anycell.planners.schedule import schedule_plan
+    def plan(cell: CellConfig, job: JobSpec) -> Plan:
+        from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
-        p = plan_job(cell, job)
-        schedule_plan(p, cell, time_limit=time_limit)
-        return p
+        return plan_and_schedule(cell, job, PlanOptions(time_limit=time_limit))
 
     return plan
 
@@ -160,9 +157,8 @@ class CellService:
             log.exception("request %s (%s) failed", req.request_id, req.op)
             return api.error(req.request_id, req.op, exc)
 
-    def _job_from(self, req: api.Request):
-        from anycell.fit import check_job_fits_cell
-        from anycell.job import job_from_document
+    def _job_from(self, req: api.Request) -> JobSpec:
+        from anycell.planners.feasibility import check_resources
 
         try:
             job = job_from_document(from_data(req.args["job"], file="<api:job>"))
@@ -173,7 +169,7 @@ class CellService:
             elif not exc.field.startswith("job"):
                 exc.field = "job." + exc.field
             raise
-        check_job_fits_cell(self.cell, job)
+        check_resources(self.cell, job)
         return job
 
     def _op_submit(self, req: api.Request) -> Dict[str, Any]:
@@ -463,16 +459,6 @@ def _is_dry_run(detail: Optional[str]) -> bool:
         return bool(detail) and bool(json.loads(detail).get("dry_run"))  # type: ignore[arg-type]
     except (ValueError, AttributeError):
         return False
-
-
-def open_service(cell_path: str, journal_path: Optional[str] = None, **kwargs: Any) -> CellService:
-    """Load a cell config and open (or create) its journal next to the user's state directory."""
-    from anycell.cell import load_cell
-
-    cell = load_cell(cell_path)
-    if journal_path is None:
-        journal_path = default_journal_path(cell.cell.id)
-    return CellService(cell, Journal(journal_path), **kwargs)
 
 
 def default_journal_path(cell_id: str) -> str:

@@ -13,14 +13,24 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from anycell.errors import AnycellError, ExecutionError, PlanningError
 from anycell.geometry import Pose
 from anycell.plan import Site
+from anycell.drivers.robot import Robot
 from anycell.planners.tool import finger_axis_yaw, tool_reach
+
+if TYPE_CHECKING:  # the motion planner brings pybullet: imported where it is used
+    from anycell.planners.motion import MotionPlanner
+    from anycell.planners.trajectory import Trajectory
+
+#: A site, or its dict form from a plan's params.
+SiteLike = Union[Site, Dict[str, Any]]
+#: A named step of a pick-and-place: a trajectory, or None for the grasp and the release.
+Segment = Tuple[str, Optional["Trajectory"]]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +49,11 @@ class PlaceResult:
     target: Site
     duration: float                       # sum of the trajectories' durations, seconds
     grasp_yaw: float
-    segments: List[Tuple[str, Any]] = field(default_factory=list)   # (name, Trajectory)
+    segments: List[Segment] = field(default_factory=list)
     planning_time: float = 0.0
 
 
-def _as_site(s: Any) -> Site:
+def _as_site(s: SiteLike) -> Site:
     return s if isinstance(s, Site) else Site.from_dict(dict(s))
 
 
@@ -55,7 +65,7 @@ def _lift(pose: Pose, dz: float) -> Pose:
     return Pose(xyz=[pose.xyz[0], pose.xyz[1], pose.xyz[2] + dz], rpy=list(pose.rpy))
 
 
-def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
+def grasp_offset(planner: "MotionPlanner", part_size: Sequence[float]) -> float:
     """Height of the TCP above the part's centre at the grasp."""
     h = float(part_size[2])
     if planner.cell.robot(planner.robot_id).tool.kind == "suction":
@@ -65,9 +75,9 @@ def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
     return min(max(0.0, reach + 0.002 - h / 2), h / 2 + reach - 0.004)
 
 
-def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
+def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, part_size: Sequence[float],
                     source: Site, target: Site, *, carried: Sequence[str] = (),
-                    approach: float = APPROACH, speed: Optional[float] = None) -> Tuple[List[Tuple[str, Any]], float]:
+                    approach: float = APPROACH, speed: Optional[float] = None) -> Tuple[List[Segment], float]:
     """Plan every segment of a pick-and-place from ``q_start``; returns (segments, grasp yaw).
 
     ``carried`` names parts stacked on the grasped one (an ``output`` of a finished unit); they
@@ -103,7 +113,7 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
             from anycell.planners.kinematics import matrix_to_pose
 
             held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp))
-            segs: List[Tuple[str, Any]] = []
+            segs: List[Segment] = []
             q = list(q_start)
             t = planner.plan_to_pose(q, pre_grasp, name=f"pre-grasp of '{part_id}'")
             segs.append(("to_pick", t))
@@ -136,7 +146,8 @@ def _mat(pose: Pose) -> np.ndarray:
     return pose_to_matrix(pose)
 
 
-def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Any, target: Any, *,
+def pick_place(robot: Robot, planner: "MotionPlanner", part_id: str, part_size: Sequence[float], source: SiteLike,
+               target: SiteLike, *,
                carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None,
                before_plan: Optional[Callable[[], None]] = None,
                gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
@@ -169,8 +180,10 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                 continue
             raise
         if park is not None:
+            last = segs[-1][1]
+            assert last is not None, "a pick-and-place ends with the retreat from the place"
             planner.add_obstacle(part_id, part_size, Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
-            segs.append(("park", planner.plan_joint(segs[-1][1].end, park, ignore=(part_id,))))
+            segs.append(("park", planner.plan_joint(last.end, park, ignore=(part_id,))))
         if gate is None or gate(segs):
             break
     else:
@@ -189,7 +202,7 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
         elif name == "release":
             robot.release()
             robot.expect_contact(part_id)   # the open tool leaves the part it just placed
-        else:
+        elif traj is not None:
             robot.execute(traj)
             duration += traj.duration
     robot.expect_contact(None)
@@ -199,8 +212,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning)
 
 
-def estimate_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
-                        source: Any, target: Any, *, carried: Sequence[str] = ()) -> float:
+def estimate_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id: str,
+                        part_size: Sequence[float], source: SiteLike, target: SiteLike, *, carried: Sequence[str] = ()) -> float:
     """Seconds a pick-and-place would take (its planned trajectories), without moving anything.
 
     For the scheduler: the same planning as :func:`pick_place`, so it refuses the same targets.

@@ -7,7 +7,7 @@ Arguments:
   journal  the journal file (default ~/.local/state/anycell/<cell>/journal.db)
   startup  stopped (default), idle or execute: the PackML state to bring the cell to at launch
 
-The node list comes from ``agent.nodes.launch_node_list`` (the same function
+The node list comes from ``anycell.agent.supervision.nodes.launch_node_list`` (the same function
 ``anycell up`` uses, and the one the tests check); this file only turns it
 into launch actions. When the simulated cell exits, the cell is sent to
 Aborted (the same rule as ``anycell up``); when the cell agent exits, the

@@ -22,13 +22,14 @@ each reason shown is a direct one.
 
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 from anycell.errors import PlanningError
 from anycell.geometry import quat_rotate
 from anycell.job import JobSpec
-from .graph import reachable
+from .graph import cycle_members, reachable, topological_order
 
 #: Two faces closer than this (meters) are in contact.
 CONTACT = 0.0005
@@ -113,34 +114,6 @@ def explicit_edges(job: JobSpec) -> List[Edge]:
             for pl in job.assembly.placements for dep in pl.after]
 
 
-def _find_cycle(nodes: List[str], succ: Dict[str, List[str]]) -> Optional[List[str]]:
-    """A cycle's members in order, or None (iterative DFS with colours)."""
-    colour = {n: 0 for n in nodes}
-    for root in nodes:
-        if colour[root]:
-            continue
-        stack: List[Tuple[str, int]] = [(root, 0)]
-        path: List[str] = [root]
-        colour[root] = 1
-        while stack:
-            node, k = stack[-1]
-            nxt = succ.get(node, [])
-            if k < len(nxt):
-                stack[-1] = (node, k + 1)
-                child = nxt[k]
-                if colour[child] == 1:
-                    return path[path.index(child):]
-                if colour[child] == 0:
-                    colour[child] = 1
-                    stack.append((child, 0))
-                    path.append(child)
-            else:
-                colour[node] = 2
-                stack.pop()
-                path.pop()
-    return None
-
-
 def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     """The placement order of one unit and, per part, the edges that put it after others.
 
@@ -152,13 +125,17 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     ids = [pl.part for pl in job.assembly.placements]
     all_edges = geometric_edges(job) + explicit_edges(job)
     succ: Dict[str, List[str]] = {n: [] for n in ids}
+    preds: Dict[str, List[str]] = {n: [] for n in ids}
     reason: Dict[Tuple[str, str], List[str]] = {}
     for e in all_edges:
         if e.after not in succ[e.before]:
             succ[e.before].append(e.after)
+            preds[e.after].append(e.before)
         reason.setdefault((e.before, e.after), []).append(e.reason)
-    cycle = _find_cycle(ids, succ)
-    if cycle is not None:
+    try:
+        order = topological_order(ids, preds)
+    except graphlib.CycleError as exc:
+        cycle = [str(n) for n in cycle_members(exc)]
         links = [f"{cycle[k]} -> {cycle[(k + 1) % len(cycle)]} ({'; '.join(reason[(cycle[k], cycle[(k + 1) % len(cycle)])])})"
                  for k in range(len(cycle))]
         raise PlanningError(f"the assembly order of job '{job.id}' has a cycle among parts "
@@ -175,27 +152,8 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     incoming: Dict[str, List[Edge]] = {n: [] for n in ids}
     for e in kept:
         incoming[e.after].append(e)
-    return _topo(ids, succ), incoming
+    return order, incoming
 
 
 def _reachability(ids: List[str], succ: Dict[str, List[str]]) -> Dict[str, Set[str]]:
-    return {n: reachable(n, succ) for n in ids}  # type: ignore[misc]
-
-
-def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:
-    indeg = {n: 0 for n in ids}
-    for n in ids:
-        for m in succ[n]:
-            indeg[m] += 1
-    rank = {n: i for i, n in enumerate(ids)}
-    ready = sorted([n for n in ids if indeg[n] == 0], key=rank.get)
-    order: List[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-        ready.sort(key=rank.get)
-    return order
+    return {n: reachable(n, succ) for n in ids}

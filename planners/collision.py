@@ -17,9 +17,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from anycell.cell import CellConfig
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat
 
-from .kinematics import Kinematics, matrix_to_quat, pose_to_matrix
+from .kinematics import JointVector, Kinematics, pose_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class CollisionWorld:
                         else p.getBodyInfo(body, physicsClientId=self.client)[0].decode())
         return n
 
-    def contacts(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+    def contacts(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
                  ignore: Iterable[str] = (), first: bool = True) -> List[Contact]:
         """The pairs closer than ``clearance`` at configuration ``q`` (just the first one when ``first``)."""
         import pybullet as p
@@ -235,11 +235,11 @@ class CollisionWorld:
                 break
         return out
 
-    def free(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+    def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
-    def segment_free(self, qa: Sequence[float], qb: Sequence[float], held: Optional[Held] = None, *,
+    def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
                      resolution: float = 0.02, clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> bool:
         """Whether the straight joint-space segment is free, checked every ``resolution`` rad (max-norm)."""
         a, b = np.asarray(qa, float), np.asarray(qb, float)

@@ -38,7 +38,7 @@ from anycell.plan import Operation, Plan, Site
 from . import sites
 from .assembly_order import assembly_order
 from .durations import DurationModel
-from .feasibility import carry_problem, check_operation, check_plan, check_resources
+from .feasibility import carry_problem, check_operation, check_plan, check_resources, program_machines
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _Builder:
 
     def machine_for(self, part: Part) -> MachineConfig:
         """The least-loaded machine offering the part's process (ties: config order)."""
-        cands = self.cell.machines_with(part.source.process or "")
+        cands = program_machines(self.cell, part) or self.cell.machines_with(part.source.process or "")
         best = min(cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
         return best
 

@@ -8,12 +8,15 @@ collision checks use, not from separate settings.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .motion import MotionPlanner
 
-def finger_axis_yaw(planner: Any) -> float:
+
+def finger_axis_yaw(planner: "MotionPlanner") -> float:
     """The yaw of the TCP at which the fingers close along the cell's x axis (0 for suction)."""
     import pybullet as p  # lazily: pybullet only where the world model is
 
@@ -30,7 +33,7 @@ def finger_axis_yaw(planner: Any) -> float:
     return math.atan2(d_tcp[1], d_tcp[0])
 
 
-def tool_reach(planner: Any) -> float:
+def tool_reach(planner: "MotionPlanner") -> float:
     """How far the tool reaches past the TCP along the approach direction (fingertips below the TCP)."""
     import pybullet as p  # lazily: pybullet only where the world model is
 

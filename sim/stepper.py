@@ -93,7 +93,7 @@ class ConcurrentStepper:
             try:
                 with self.lock:
                     stepped = 0
-                    for key, entry in batch:
+                    for _key, entry in batch:
                         try:
                             next(entry.gen)
                             stepped += 1

@@ -46,7 +46,7 @@ def write_png(path: str, rgb: Sequence[Sequence[Sequence[int]]] | bytes, width: 
 class SimWorld:
     """The PyBullet cell: static bodies, robots with their tools, and parts.
 
-    ``client`` is the PyBullet client id; drivers (``drivers.sim_robot``) work on it.
+    ``client`` is the PyBullet client id; the simulated robot (``anycell.sim.robot.SimRobot``) works on it.
     """
 
     def __init__(self, cell: CellConfig, *, gui: bool = False, realtime: bool = False,
@@ -140,13 +140,6 @@ class SimWorld:
 
         pos, orn = p.getBasePositionAndOrientation(self._part(part_id), physicsClientId=self.client)
         return Pose.from_pq(pos, orn)
-
-    def part_at(self, body: int) -> Optional[str]:
-        """The part id of a body id, or None."""
-        for pid, b in self.parts.items():
-            if b == body:
-                return pid
-        return None
 
     def populate_job(self, job: JobSpec, sites: Dict[Tuple[int, str], "object"], unit: int) -> Dict[str, str]:
         """Put one unit's feeder parts into their feeder slots.

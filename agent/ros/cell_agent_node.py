@@ -55,7 +55,7 @@ from anycell.agent.ros import conversions as cv
 from anycell.agent.cell_service import CellService, RunnerFactory, default_journal_path
 from anycell.agent.executor import DryRunRunner
 from anycell.agent.journal import Journal
-from anycell.agent.ros.node_main import init_with_cell, spin_until_shutdown
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
 from anycell.agent.packml import COMMANDS
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     journal = Journal(str(params["journal"]) or default_journal_path(cell.cell.id))
     service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]))
     node = CellAgentNode(service)
+    forward_logging(node)   # from here on the core's log records reach /rosout
     for name, value in params.items():
         node.declare_parameter(name, value)
     sim = bool(params["sim"])

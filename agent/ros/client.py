@@ -224,7 +224,7 @@ class CellClient:
         seen = -1
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: self._jobs_seq != seen, max(0.0, min(1.0, deadline - time.monotonic())))
+                self._lock.wait_for(lambda: self._jobs_seq != seen, max(0.0, min(1.0, deadline - time.monotonic())))  # noqa: B023
                 seen = self._jobs_seq
             p = self.progress(job_id)
             if p is not None:

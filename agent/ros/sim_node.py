@@ -46,10 +46,11 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from anycell.cell import CellConfig
 from anycell.errors import AnycellError
 
 from anycell.agent.ros import conversions as cv
-from anycell.agent.ros.node_main import init_with_cell, spin_until_shutdown
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class SimCellNode(Node):
     the world once, so two robots commanded together move together, as on the floor.
     """
 
-    def __init__(self, cell: Any, *, rate: float = 50.0, realtime: bool = True) -> None:
+    def __init__(self, cell: CellConfig, *, rate: float = 50.0, realtime: bool = True) -> None:
         super().__init__("sim_cell", namespace="/" + cell.cell.id)
         from anycell.sim.robot import SimRobot
         from anycell.sim.world import SimWorld
@@ -279,6 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     params, cell = started
     node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+    forward_logging(node)
     node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
     spin_until_shutdown(node, 2, node.close)
     return 0

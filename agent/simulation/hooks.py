@@ -5,7 +5,7 @@ measures them. In simulation the same three things must happen in the
 PyBullet world, or the robot would reach for nothing. :class:`SimHooks` is
 that small seam; :class:`WorldHooks` implements it on an in-process
 :class:`anycell.sim.world.SimWorld` (``anycell sim``), and the ROS sim node serves the
-same calls to a cell agent in another process (``agent.ros_sim``).
+same calls to a cell agent in another process (``anycell.agent.ros.sim_bridge``).
 
 Nothing here moves a held part: a part appears only where the cell says a
 feeder presents it or a machine made it.
@@ -14,9 +14,12 @@ feeder presents it or a machine made it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
 
 from anycell.geometry import Pose
+
+if TYPE_CHECKING:  # the world brings pybullet: the hooks are handed one
+    from anycell.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class SimHooks(Protocol):
 class WorldHooks:
     """:class:`SimHooks` on an in-process SimWorld."""
 
-    def __init__(self, world: Any, settle_seconds: float = 0.3) -> None:
+    def __init__(self, world: "SimWorld", settle_seconds: float = 0.3) -> None:
         self.world = world
         self.settle_seconds = settle_seconds
 
@@ -99,8 +102,10 @@ def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
     op = request.get("op")
     try:
         if op in ("present", "machine_made"):
-            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"),
-                    _pose_from_json(request["pose"]))
+            pose = _pose_from_json(request["pose"])
+            if pose is None:
+                raise ValueError(f"{op} needs a pose")
+            args = (request["uid"], request["size"], float(request["mass"]), request.get("color"), pose)
             if op == "present":
                 return {"ok": True, "result": bool(hooks.present(*args))}
             hooks.machine_made(*args)

@@ -18,6 +18,7 @@ def _run(args, timeout=300):
 
 
 @pytest.mark.parametrize("cell", [DEMO_CELL, KUKA_CELL], ids=["panda_gripper", "iiwa_suction"])
+@pytest.mark.slow
 def test_assembly_job_within_tolerance_with_pictures(tmp_path, cell) -> None:
     out = tmp_path / "report"
     proc = _run(["sim", cell, STACK_JOB, "--report", str(out)])
@@ -35,6 +36,7 @@ def test_assembly_job_within_tolerance_with_pictures(tmp_path, cell) -> None:
     assert "| 1 | peg |" in md and "every unit passed inspection: **yes**" in md
 
 
+@pytest.mark.slow
 def test_demo_job_runs_machines_over_their_protocols(tmp_path) -> None:
     """Printed cap over Marlin serial, milled block over OPC UA, feeder parts, inspection, output tray."""
     from anycell.cell import load_cell
