@@ -32,11 +32,11 @@ def _name(path: str) -> str:
 
 
 def _makeable(cell, job) -> None:
-    from anycell.fit import check_job_fits_cell
+    from anycell.planners.feasibility import check_resources
     from anycell.planners.process import plan_job
 
     try:
-        check_job_fits_cell(cell, job)
+        check_resources(cell, job)
         plan_job(cell, job)
     except (InfeasibleError, ConfigError) as exc:
         pytest.skip(f"{cell.cell.id} cannot make {job.id}: {exc}")
