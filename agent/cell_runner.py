@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -104,6 +104,11 @@ class CellRunner:
         self.snapshots: List[str] = []
         self._rejects = 0
         self._world_lock = threading.RLock()   # one physics world: one thread at a time
+        self._reservations = None
+        if len(self.robots) > 1:
+            from anycell.planners.reservation import SpaceReservations
+
+            self._reservations = SpaceReservations(self.robots)
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
@@ -215,31 +220,37 @@ class CellRunner:
         size = shape.size
         wid = uid(op.unit, _part(op))
         insert, hints = self._grasp_plan(op, target, carried)
-        with self._world_lock:
+        candidates = self._tray_candidates(target) if carried else [target]
+        if self._reservations is None:
+            with self._world_lock:
+                w0 = time.monotonic()
+                res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
+                                                     carried=carried, shape=shape, insert=insert, hints=hints)
+                moving_wall = time.monotonic() - w0 - res.planning_time
+                measured = self.sim.measure([wid]) if self.sim is not None else {}
+        else:
+            # several robots: move while the others move, in space reserved for this motion
             w0 = time.monotonic()
-            candidates = self._tray_candidates(target) if carried else [target]
-            for k, candidate in enumerate(candidates):
-                try:
-                    res = pick_place(robot, planner, wid, size, src, candidate, carried=carried, shape=shape,
-                                     insert=insert, hints=hints)
-                    target = candidate
-                    break
-                except PlanningError as exc:
-                    # a tray position the tool cannot reach clear of its surroundings: the next free one
-                    if k == 0:
-                        first = exc
-                    log.info("unit %d cannot go to %s position %s: %s", op.unit, candidate.ref, candidate.index, exc)
-            else:
-                if len(candidates) == 1:
-                    raise first
-                raise PlanningError(f"unit {op.unit} finds no free position on tray '{target.ref}' that robot "
-                                    f"'{op.resource}' reaches clear of the cell and of the units already there "
-                                    f"(tried {len(candidates)}); the planned one: {first.message}",
-                                    hint="empty the tray, or give the cell a larger tray")
-            if carried and target.index is not None:
-                self._tray_used.add((target.ref, target.index))
+            before_plan, gate, blocked = self._share_space(op.resource, planner, size)
+            try:
+                res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
+                                                     carried=carried, shape=shape, insert=insert, hints=hints,
+                                                     before_plan=before_plan, gate=gate,
+                                                     park=planner.kin.home.tolist(), blocked=blocked)
+            finally:
+                clock = self._sim_clock()
+                if clock is not None:
+                    clock.resume(op.resource)
+                self._reservations.release(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_time
-            measured = self.sim.measure([wid]) if self.sim is not None else {}
+            with self._world_lock:
+                measured = self.sim.measure([wid]) if self.sim is not None else {}
+        if carried and target.index is not None:
+            self._tray_used.add((target.ref, target.index))
+        placed = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
+        for other_id, other in self.planners.items():
+            if other_id != op.resource:
+                other.add_obstacle(wid, shape, placed)   # every robot's model: the part is where it was put
         if carried:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
@@ -265,6 +276,64 @@ class CellRunner:
         if got is not None and placing:
             self._confirm(op, got, detail)
         return detail
+
+    @staticmethod
+    def _pick_place_first(pick_place: Callable[..., Any], op: Operation, candidates: List[Site], *args: Any,
+                          **kwargs: Any) -> Any:
+        """Pick and place at the first candidate target the robot reaches (the next free tray position
+        when the planned one is blocked); returns (result, the target used)."""
+        first: Optional[PlanningError] = None
+        for k, candidate in enumerate(candidates):
+            try:
+                return pick_place(*args, candidate, **kwargs), candidate
+            except PlanningError as exc:
+                # a tray position the tool cannot reach clear of its surroundings: the next free one
+                if k == 0:
+                    first = exc
+                log.info("unit %d cannot go to %s position %s: %s", op.unit, candidate.ref, candidate.index, exc)
+        assert first is not None
+        if len(candidates) == 1:
+            raise first
+        target = candidates[0]
+        raise PlanningError(f"unit {op.unit} finds no free position on tray '{target.ref}' that robot "
+                            f"'{op.resource}' reaches clear of the cell and of the units already there "
+                            f"(tried {len(candidates)}); the planned one: {first.message}",
+                            hint="empty the tray, or give the cell a larger tray")
+
+    def _share_space(self, rid: str, planner: Any, size: Sequence[float]) -> tuple:
+        """The hooks :func:`pick_place` takes to move beside other robots (see planners.reservation)."""
+        from anycell.planners.reservation import swept_cells
+
+        table = self._reservations
+        assert table is not None
+        snap: Dict[str, Any] = {}
+        clock = self._sim_clock()
+
+        def before_plan() -> None:
+            if clock is not None:
+                clock.pause(rid)                       # in simulation, planning takes no simulated time
+            snap["versions"] = table.snapshot()        # first: a robot that moves after this is noticed
+            for other_id, other in self.robots.items():
+                if other_id != rid:
+                    planner.set_robot_position(other_id, other.joint_positions())
+
+        def gate(segments: List[Any]) -> bool:
+            cells = swept_cells(planner, segments, margin=float(self.cell.safety.robot_margin), held_size=size)
+            if clock is not None:
+                clock.resume(rid)
+            return table.acquire(rid, cells, snap["versions"])
+
+        def blocked(exc: Exception) -> bool:
+            log.info("robot %s: %s; waiting for the other robots to move on", rid, exc)
+            if clock is not None:
+                clock.resume(rid)
+            return table.wait_for_change(rid, snap["versions"])
+
+        return before_plan, gate, blocked
+
+    def _sim_clock(self) -> Any:
+        """The simulated world's shared clock (its stepper), when the robots move in one in this process."""
+        return getattr(getattr(self.sim, "world", None), "stepper", None)
 
     @staticmethod
     def _deviation(got: Pose, target: Site, insert: Any) -> Dict[str, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -222,20 +222,49 @@ def _mat(pose: Pose) -> np.ndarray:
 def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Any, target: Any, *,
                carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None,
                shape: Any = None, insert: Optional[Insert] = None,
-               hints: Optional[GraspHints] = None) -> PlaceResult:
+               hints: Optional[GraspHints] = None,
+               before_plan: Optional[Callable[[], None]] = None,
+               gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
+               park: Optional[Sequence[float]] = None,
+               blocked: Optional[Callable[[Exception], bool]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     Plans every segment first (refusing before any motion), then runs them on ``robot``. The
     planner's obstacle for the part moves to the target afterwards. Raises ``ExecutionError``
     when the grasp fails or the robot reports a tracking error or contact.
+
+    With several robots moving at once, ``before_plan`` puts the other robots where they
+    stand in the planner, and ``gate`` reserves the space the planned segments sweep: it
+    returns False when the others moved meanwhile, and the motion is planned again; ``park``
+    (the robot's home) ends the motion out of the other robots' way; when planning fails with
+    the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
     """
     import time
 
     source, target = _as_site(source), _as_site(target)
     t0 = time.perf_counter()
-    segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
-                                carried=carried, approach=approach, speed=speed, shape=shape, insert=insert,
-                                hints=hints)
+    for _attempt in range(50):
+        if before_plan is not None:
+            before_plan()
+        try:
+            segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
+                                        carried=carried, approach=approach, speed=speed, shape=shape,
+                                        insert=insert, hints=hints)
+        except PlanningError as exc:
+            if blocked is not None and blocked(exc):
+                continue
+            raise
+        if park is not None:
+            last = segs[-1][1]
+            assert last is not None, "a pick-and-place ends with the retreat from the place"
+            planner.add_obstacle(part_id, shape if shape is not None else part_size,
+                                 Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
+            segs.append(("park", planner.plan_joint(last.end, park, ignore=(part_id,))))
+        if gate is None or gate(segs):
+            break
+    else:
+        raise ExecutionError(f"the other robots kept moving while '{part_id}' was being planned",
+                             hint="the cell is too busy to share space; retry")
     planning = time.perf_counter() - t0
     duration = 0.0
     for name, traj in segs:

@@ -52,8 +52,26 @@ class Tool:
     finger_length: float = spec("how far the fingertips reach below the hand, meters: parts standing taller "
                                 "than this above a grasped part would hit the hand", default=0.05,
                                 exclusive_minimum=0.0)
-    cup_radius: float = spec("suction cup radius, meters: the cup needs this much free face", default=0.01,
-                             exclusive_minimum=0.0)
+    cup_radius: float = spec("suction cup radius, meters: the cup needs this much free face; the planner, "
+                             "collision model, feasibility checks and simulator all use this one figure",
+                             default=0.01, exclusive_minimum=0.0)
+    joints: List[str] = spec("the gripper's driven finger joints, by URDF joint name (sliding or hinged); joints "
+                             "that mimic them follow. Default for built-in models: their own fingers",
+                             default_factory=list)
+    open: List[float] = spec("positions of ``joints`` with the gripper open (m or rad; default: each joint's "
+                             "upper limit)", default_factory=list)
+    closed: List[float] = spec("positions of ``joints`` with the gripper closed on nothing (default: each joint's "
+                               "lower limit)", default_factory=list)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        for name in ("open", "closed"):
+            values = getattr(self, name)
+            if values and len(values) != len(self.joints):
+                raise ctx.error(path + (name,), f"{len(values)} value(s) for {len(self.joints)} finger joint(s)",
+                                "give one position per name in tool.joints")
+        if self.joints and self.kind == "suction":
+            raise ctx.error(path + ("joints",), "a suction tool has no finger joints",
+                            "remove tool.joints, or use kind: parallel_gripper")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,10 +103,19 @@ class RobotConfig:
 
     id: str = spec("robot id, unique in the cell", pattern=ID)
     model: Optional[str] = spec("built-in model: " + ", ".join(BUILTIN_ROBOTS), default=None)
-    urdf: Optional[FileRef] = spec("path to a URDF, relative to this file (instead of model)", default=None)
+    urdf: Optional[FileRef] = spec("path to a URDF or .urdf.xacro, relative to this file (instead of model)",
+                                   default=None)
+    xacro_args: Dict[str, str] = spec("arguments for a .urdf.xacro file (name -> value)", default_factory=dict)
+    package_paths: List[str] = spec("folders that hold the ROS packages named by package:// mesh URIs (relative to "
+                                    "this file); on a ROS machine the ament index is searched too",
+                                    default_factory=list)
+    flange: Optional[str] = spec("the link the tool is mounted on (the arm is the chain from the URDF's root to "
+                                 "it); default: the built-in model's flange, else 'tool0' when the URDF has it",
+                                 default=None)
     base: Pose = spec("the robot base in the cell frame", default_factory=Pose)
     tool: Tool = spec("the end effector", default_factory=lambda: Tool(kind="parallel_gripper"))
-    home: Optional[List[float]] = spec("home joint positions, radians (default: the middle of each joint's range)",
+    home: Optional[List[float]] = spec("home joint positions of the arm chain, radians (default for built-in "
+                                       "models: their documented ready pose; required for a urdf robot)",
                                        default=None)
     joint_limits: Dict[str, JointLimit] = spec("per-joint overrides, by joint name", default_factory=dict)
     accuracy: Accuracy = spec("what this robot can hold", default_factory=Accuracy)
@@ -106,6 +133,22 @@ class RobotConfig:
             close = difflib.get_close_matches(self.model, list(BUILTIN_ROBOTS), n=1)
             raise ctx.error(path + ("model",), f"unknown built-in model '{self.model}'",
                             f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(BUILTIN_ROBOTS))
+        if self.urdf is not None and self.home is None:
+            raise ctx.error(path, "a urdf robot needs a declared 'home' (one value per arm joint, radians)",
+                            "give the arm's ready pose, e.g. home: [0, -1.57, 1.57, -1.57, -1.57, 0]")
+        if self.xacro_args and (self.urdf is None or not str(self.urdf).endswith(".xacro")):
+            raise ctx.error(path + ("xacro_args",), "xacro_args need a .xacro urdf file",
+                            "remove xacro_args or point urdf at the .urdf.xacro file")
+        if self.package_paths:
+            base = ctx.base_dir or os.getcwd()
+            resolved = []
+            for i, folder in enumerate(self.package_paths):
+                full = os.path.realpath(os.path.join(base, os.path.expanduser(folder)))
+                if not os.path.isdir(full):
+                    raise ctx.error(path + ("package_paths", i), f"folder '{folder}' not found (looked for {full})",
+                                    "paths are relative to the cell config file")
+                resolved.append(full)
+            object.__setattr__(self, "package_paths", resolved)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -368,6 +411,9 @@ class Safety:
     keep_out: List[KeepOut] = spec("zones no robot may enter", default_factory=list)
     max_speed_fraction: float = spec("fraction of each joint's velocity and acceleration limit used",
                                      default=0.5, exclusive_minimum=0.0, maximum=1.0)
+    robot_margin: float = spec("the closest two robots of the cell may come to each other, meters (their plans "
+                               "keep it, and so does the reservation of shared space when they move at once)",
+                               default=0.02, exclusive_minimum=0.0)
     estop: EStop = spec("emergency stop source", default_factory=EStop)
 
 

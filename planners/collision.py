@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FREE_CLEARANCE = 0.004     # m: free moves keep this far from everything
 CONTACT_CLEARANCE = -0.0015  # m: approach/retreat lines may touch (tiny penetration from float noise)
+ROBOT_SLACK = 0.02         # m: added to safety.robot_margin when planning near another robot
 
 
 @dataclass
@@ -74,13 +75,23 @@ class CollisionWorld:
         for i, a in enumerate(statics):
             for b in statics[i + 1:]:
                 p.setCollisionFilterPair(a, b, -1, -1, 0, physicsClientId=self.client)
-        # a robot's base stands on the table or its pedestal: never a collision. Other robots of
-        # the cell stand at home in this model (sharing the space is the scheduler's job).
+        # a robot's base stands on the table or its pedestal: never a collision. The other robots of
+        # the cell stand where they were last told to be (home until then): see set_robot_position.
         for rb in self.bodies.robots.values():
             for b in statics:
                 for link in rb.base_links:
                     p.setCollisionFilterPair(rb.body, b, link, -1, 0, physicsClientId=self.client)
         self._fingers_open()
+        self.others: Dict[str, List[float]] = {}
+        self._other_robots = {rb.body for rb in self.bodies.robots.values() if rb is not self.robot}
+        # the plan keeps the margin at its samples; the extra RESOLUTION-sized slack covers a link's
+        # travel between two samples, so the executed motion keeps the margin too
+        self.robot_clearance = float(cell.safety.robot_margin) + ROBOT_SLACK
+        from anycell.sim.builder import home_configuration
+
+        for rid, rb in self.bodies.robots.items():
+            if rid != robot_id:
+                self.set_robot_position(rid, home_configuration(rb))
         self._disable_permanent_self_contacts()
         # --- fast backend hook (planners/fast_collision.py): None = the PyBullet path below
         from .fast_collision import build as _build_fast
@@ -90,8 +101,9 @@ class CollisionWorld:
     def _fingers_open(self) -> None:
         import pybullet as p
 
-        for j, hi in zip(self.robot.finger_joints, self.robot.finger_max):
-            p.resetJointState(self.robot.body, j, hi, physicsClientId=self.client)
+        for rb in self.bodies.robots.values():
+            for j, q in zip(*rb.finger_targets(rb.finger_open)):
+                p.resetJointState(rb.body, j, q, physicsClientId=self.client)
 
     def _self_pairs(self) -> List[Tuple[int, int]]:
         import pybullet as p
@@ -126,6 +138,18 @@ class CollisionWorld:
         for a, b in always:
             p.setCollisionFilterPair(self.robot.body, self.robot.body, a, b, 0, physicsClientId=self.client)
         self.ignored_self_pairs = sorted(always)
+
+    def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
+        """Put another robot of the cell at joint positions ``q`` (where it is, or where it will stand)."""
+        import pybullet as p
+
+        rb = self.bodies.robots[robot_id]
+        if rb is self.robot:
+            raise ValueError("set_robot_position is for the other robots; this planner's robot moves with q")
+        if len(q) != len(rb.arm_joints):
+            raise ValueError(f"robot '{robot_id}' has {len(rb.arm_joints)} arm joints, got {len(q)} values")
+        p.resetJointStatesMultiDof(rb.body, rb.arm_joints, [[float(v)] for v in q], physicsClientId=self.client)
+        self.others[robot_id] = [float(v) for v in q]
 
     # ------------------------------------------------------------------ obstacles
     def _filter_new(self, body: int) -> None:
@@ -219,8 +243,10 @@ class CollisionWorld:
         import pybullet as p
 
         n = self._names.get(body, f"body{body}")
-        if body == self.robot.body and link >= 0:
-            n += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        robot_bodies = {rb.body for rb in self.bodies.robots.values()}
+        if body in robot_bodies:
+            n += "/" + (p.getJointInfo(body, link, physicsClientId=self.client)[12].decode() if link >= 0
+                        else p.getBodyInfo(body, physicsClientId=self.client)[0].decode())
         return n
 
     def contacts(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
@@ -238,11 +264,19 @@ class CollisionWorld:
             p.resetBasePositionAndOrientation(self._held_body, tcp[:3, 3].tolist(), matrix_to_quat(tcp[:3, :3]),
                                               physicsClientId=self.client)
         ignored = {self.obstacles[n] for n in ignore if n in self.obstacles}
-        p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01), physicsClientId=self.client)
+        robot_clear = self.robot_clearance
+        p.setPhysicsEngineParameter(contactBreakingThreshold=max(0.02, clearance + 0.01, robot_clear + 0.01),
+                                    physicsClientId=self.client)
         p.performCollisionDetection(physicsClientId=self.client)
         out: List[Contact] = []
+        mine = {self.robot.body} | ({self._held_body} if self._held_body is not None and held is not None else set())
         for c in p.getContactPoints(physicsClientId=self.client):
-            if c[8] >= clearance or c[1] in ignored or c[2] in ignored:
+            if c[1] in ignored or c[2] in ignored:
+                continue
+            if c[1] not in mine and c[2] not in mine:
+                continue    # between other bodies (another robot's own links, a part on a station): not ours
+            near_robot = c[1] in self._other_robots or c[2] in self._other_robots
+            if c[8] >= (max(clearance, robot_clear) if near_robot else clearance):
                 continue
             out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), float(c[8])))
             if first:

@@ -80,8 +80,23 @@ class MotionPlanner:
         """A collision-free IK solution for a TCP pose, closest to ``q_near``."""
         self.check_target(pose, name)
         ign = tuple(ignore)
-        return self.kin.ik(pose, q_near, name=name,
-                           accept=lambda q: self.world.free(q, held, clearance=clearance, ignore=ign))
+        seen: List[str] = []
+
+        def accept(q: np.ndarray) -> bool:
+            bad = self.world.contacts(q, held, clearance=clearance, ignore=ign)
+            if bad and str(bad[0]) not in seen:
+                seen.append(str(bad[0]))
+            return not bad
+
+        try:
+            return self.kin.ik(pose, q_near, name=name, accept=accept)
+        except CollisionError as exc:
+            # name both bodies of every contact that ruled a solution out, not only "it collides"
+            raise CollisionError(f"{exc.message}: {'; '.join(seen[:3])}", hint=exc.hint) from None
+
+    def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
+        """Another robot of the cell stands at ``q`` (its measured position, or where it will stop)."""
+        self.world.set_robot_position(robot_id, q)
 
     def fk(self, q: Sequence[float]) -> Pose:
         return self.kin.fk(q)

@@ -12,16 +12,16 @@ in a generated copy of the URDF, so planner and simulator both see it.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from anycell.cell import BUILTIN_ROBOTS, CellConfig
 from anycell.cell import RobotConfig
 from anycell.errors import ConfigError
+
+from .urdf_model import (CUP_LINK, UrdfTree, add_missing_inertials, cache_file, read_source, resolve_uris,
+                         suction_cup)
 
 #: The flange link (where the tool's TCP offset is measured from) of each built-in model.
 FLANGE_LINKS: Dict[str, str] = {
@@ -30,9 +30,17 @@ FLANGE_LINKS: Dict[str, str] = {
     "xarm6": "link6",
 }
 
-#: Finger links of models whose URDF carries a parallel gripper.
-FINGER_LINKS: Dict[str, List[str]] = {
-    "franka_panda": ["panda_leftfinger", "panda_rightfinger"],
+#: The driven finger joints of models whose URDF carries a parallel gripper.
+TOOL_JOINTS: Dict[str, List[str]] = {
+    "franka_panda": ["panda_finger_joint1", "panda_finger_joint2"],
+}
+
+#: Each built-in model's ready pose (its maker's documented "ready"/home pose, TCP pointing down),
+#: used when a robot declares no ``home``.
+READY_POSES: Dict[str, List[float]] = {
+    "franka_panda": [0.0, -0.785398, 0.0, -2.356194, 0.0, 1.570796, 0.785398],   # franka_ros "ready"
+    "kuka_iiwa": [0.0, 0.5, 0.0, -1.4, 0.0, 1.2, 0.0],
+    "xarm6": [0.0, -0.3, -0.6, 0.0, 0.9, 0.0],
 }
 
 #: Acceleration limits (rad/s^2) from the makers' datasheets; URDFs carry none.
@@ -46,7 +54,6 @@ DEFAULT_VEL: Dict[str, List[float]] = {
     "kuka_iiwa": [1.71, 1.71, 1.75, 2.27, 2.44, 3.14, 3.14],
 }
 
-CUP_RADIUS = 0.015
 STATIC_COLOR = {
     "table": [0.75, 0.72, 0.66, 1.0],
     "feeder": [0.55, 0.55, 0.6, 1.0],
@@ -66,106 +73,152 @@ def _pybullet_data() -> str:
 
 
 def source_urdf(robot: RobotConfig) -> str:
-    """The robot's URDF file on disk (built-in model or the configured path)."""
+    """The robot's URDF (or xacro) file on disk (built-in model or the configured path)."""
     if robot.model is not None:
         return os.path.join(_pybullet_data(), BUILTIN_ROBOTS[robot.model])
     return str(robot.urdf)
 
 
-def robot_urdf(robot: RobotConfig) -> str:
-    """A URDF for the robot *with its tool*: the source file, or a generated copy with a suction cup.
+_PREPARED: Dict[str, Tuple[str, UrdfTree]] = {}
 
-    The copy lives in a cache directory keyed by its content; mesh paths are made absolute.
-    """
+
+def _prepared(robot: RobotConfig) -> Tuple[str, UrdfTree]:
     src = source_urdf(robot)
-    if robot.tool.kind != "suction":
-        return src
-    with open(src, "r", encoding="utf-8") as handle:
-        text = handle.read()
-    base = os.path.dirname(os.path.abspath(src))
-
-    def absolute(m: "re.Match[str]") -> str:
-        name = m.group(1)
-        if name.startswith("package://"):
-            # resolved like PyBullet does: the package folder beside the URDF (or one level up)
-            rest = name[len("package://"):]
-            for root in (base, os.path.dirname(base)):
-                if os.path.exists(os.path.join(root, rest)):
-                    return f'filename="{os.path.join(root, rest)}"'
-            return m.group(0)
-        if name.startswith(("/", "file://")) or not name.lower().endswith((".obj", ".stl", ".dae", ".urdf")):
-            return m.group(0)
-        return f'filename="{os.path.join(base, name)}"'
-
-    text = re.sub(r'filename="([^"]+)"', absolute, text)
-    flange = flange_link_name(robot, text)
-    tcp = robot.tool.tcp
-    length = max(0.005, float(tcp.xyz[2]))
-    cup = f"""
-  <link name="anycell_suction_cup">
-    <inertial><origin xyz="0 0 {length / 2}"/><mass value="0.05"/>
-      <inertia ixx="1e-5" ixy="0" ixz="0" iyy="1e-5" iyz="0" izz="1e-5"/></inertial>
-    <visual><origin xyz="0 0 {length / 2}"/><geometry><cylinder radius="{CUP_RADIUS}" length="{length}"/></geometry>
-      <material name="cup"><color rgba="0.15 0.15 0.15 1"/></material></visual>
-    <collision><origin xyz="0 0 {length / 2}"/><geometry><cylinder radius="{CUP_RADIUS}" length="{length}"/></geometry></collision>
-  </link>
-  <joint name="anycell_suction_joint" type="fixed">
-    <parent link="{flange}"/><child link="anycell_suction_cup"/>
-    <origin xyz="{tcp.xyz[0]} {tcp.xyz[1]} 0" rpy="0 0 0"/>
-  </joint>
-"""
-    text = text.replace("</robot>", cup + "</robot>")
-    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
-    out_dir = os.path.join(tempfile.gettempdir(), "anycell_urdf")
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, f"{robot.id}_{digest}.urdf")
-    if not os.path.exists(out):
-        tmp = out + f".{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, out)
-    return out
+    # the config is frozen but holds lists: its repr (and the file's age) is the cache key
+    key = repr(robot) + (f"@{os.path.getmtime(src)}" if os.path.exists(src) else "")
+    if key not in _PREPARED:
+        _PREPARED[key] = _prepare(robot)
+    return _PREPARED[key]
 
 
-def flange_link_name(robot: RobotConfig, urdf_text: Optional[str] = None) -> str:
-    """The flange link: the model's known flange, else the child link of the last movable joint."""
-    if robot.model in FLANGE_LINKS:
+def _prepare(robot: RobotConfig) -> Tuple[str, UrdfTree]:
+    src = source_urdf(robot)
+    if not os.path.exists(src):
+        raise ConfigError(f"robot '{robot.id}': URDF '{src}' not found", field=f"robots.{robot.id}.urdf")
+    if robot.model is not None and robot.tool.kind != "suction":
+        with open(src, "r", encoding="utf-8") as handle:
+            return src, UrdfTree.parse(handle.read(), src)
+    text = add_missing_inertials(resolve_uris(robot, read_source(robot, src), os.path.dirname(os.path.abspath(src))))
+    tree = UrdfTree.parse(text, src)
+    if robot.tool.kind == "suction":
+        text = text.replace("</robot>", suction_cup(flange_link_name(robot, tree), robot) + "</robot>")
+        tree = UrdfTree.parse(text, src)
+    return cache_file(robot, text), tree
+
+
+def robot_urdf(robot: RobotConfig) -> str:
+    """A URDF PyBullet can load for the robot *with its tool*.
+
+    Built-in models without a suction cup load as they are; anything else is a
+    generated copy (xacro expanded, mesh URIs absolute, suction cup added) in a
+    cache directory keyed by its content.
+    """
+    return _prepared(robot)[0]
+
+
+def robot_tree(robot: RobotConfig) -> UrdfTree:
+    """The kinematic tree of the robot with its tool (the same file :func:`robot_urdf` gives)."""
+    return _prepared(robot)[1]
+
+
+def flange_link_name(robot: RobotConfig, tree: Optional[UrdfTree] = None) -> str:
+    """The flange link: ``robot.flange``, the built-in model's flange, or ``tool0`` when the URDF has it.
+
+    Anything else is a :class:`ConfigError` listing the candidates: guessing (the
+    child of the last movable joint) put a UR arm's TCP 90 degrees and 82 mm off.
+    """
+    if robot.flange is None and robot.model in FLANGE_LINKS:
         return FLANGE_LINKS[robot.model]  # type: ignore[index]
-    if urdf_text is None:
-        with open(source_urdf(robot), "r", encoding="utf-8") as handle:
-            urdf_text = handle.read()
-    joints = re.findall(r'<joint[^>]*type="(revolute|continuous|prismatic)"[^>]*>(.*?)</joint>', urdf_text, re.S)
-    if not joints:
-        raise ConfigError(f"robot '{robot.id}': no movable joint in its URDF", field=f"robots.{robot.id}.urdf")
-    child = re.search(r'<child\s+link="([^"]+)"', joints[-1][1])
-    if child is None:
-        raise ConfigError(f"robot '{robot.id}': cannot find the flange link", field=f"robots.{robot.id}.urdf")
-    return child.group(1)
+    tree = tree or robot_tree(robot)
+    where = f"robots.{robot.id}.flange"
+    if robot.flange is not None:
+        if robot.flange not in tree.links:
+            raise ConfigError(f"robot '{robot.id}': flange link '{robot.flange}' is not in its URDF", field=where,
+                              hint="candidates: " + ", ".join(tree.flange_candidates()))
+        if not any(j.movable for j in tree.chain(robot.flange)):
+            raise ConfigError(f"robot '{robot.id}': no movable joint between the root link '{tree.root}' and "
+                              f"flange '{robot.flange}'", field=where,
+                              hint="candidates: " + ", ".join(tree.flange_candidates()))
+        return robot.flange
+    if "tool0" in tree.links:
+        return "tool0"
+    raise ConfigError(f"robot '{robot.id}': its URDF has no 'tool0' link; name the link the tool is mounted on",
+                      field=where, hint="set flange: to one of " + ", ".join(tree.flange_candidates()))
 
 
 @dataclass
 class RobotBody:
-    """A loaded robot: its body id and the indices anycell needs."""
+    """A loaded robot: its body id and the indices anycell needs.
+
+    The arm is the chain of movable joints from the URDF's root link to the
+    flange; the tool's driven joints are ``finger_joints`` (with their open and
+    closed positions), and ``mimic_joints`` follow them as the URDF says.
+    Every other joint is held where it is.
+    """
 
     body: int
     config: RobotConfig
-    arm_joints: List[int]               # movable joints of the arm, in URDF order
+    arm_joints: List[int]               # movable joints of the arm chain, root first
     joint_names: List[str]
-    finger_joints: List[int]            # prismatic finger joints (parallel gripper)
-    finger_links: List[int]
+    finger_joints: List[int]            # driven finger joints (sliding or hinged)
+    finger_links: List[int]             # the fingertip links (leaves of the finger branches)
     flange_link: int
-    tool_links: List[int]               # links that may touch a part being grasped
+    tool_links: List[int]               # links below the flange (hand, fingers, cup)
     lower: List[float]
     upper: List[float]
     velocity: List[float]
     acceleration: List[float]
-    finger_max: List[float] = field(default_factory=list)
+    finger_open: List[float] = field(default_factory=list)
+    finger_closed: List[float] = field(default_factory=list)
+    mimic_joints: List[Tuple[int, int, float, float]] = field(default_factory=list)  # (joint, finger k, mult, offset)
     cup_link: Optional[int] = None      # the suction cup link, for a suction tool
     base_links: List[int] = field(default_factory=lambda: [-1])   # links fixed to the base (-1 is the base)
+    flange_name: str = ""
+    chain_links: List[str] = field(default_factory=list)           # root link .. flange
+    tool_joint_names: List[str] = field(default_factory=list)      # driven, then mimic
+    link_names: Dict[int, str] = field(default_factory=dict)
+
+    @property
+    def finger_max(self) -> List[float]:
+        """The open finger positions (kept for callers written for sliding fingers)."""
+        return self.finger_open
+
+    def finger_targets(self, values: Sequence[float]) -> Tuple[List[int], List[float]]:
+        """Joint indices and positions for the driven finger joints at ``values`` and their mimic joints."""
+        joints, targets = list(self.finger_joints), [float(v) for v in values]
+        for j, k, mult, off in self.mimic_joints:
+            joints.append(j)
+            targets.append(mult * float(values[k]) + off)
+        return joints, targets
+
+
+def _tool_joints(robot: RobotConfig, tree: UrdfTree, arm: Sequence[str]) -> Tuple[List[str], List[float], List[float]]:
+    """The driven finger joints with their open and closed positions (declared, or the model's own)."""
+    tool = robot.tool
+    if tool.kind == "suction":
+        return [], [], []
+    names = list(tool.joints) or list(TOOL_JOINTS.get(robot.model or "", ()))
+    if not names:   # an undeclared gripper: sliding joints named like fingers, as before
+        names = [j.name for j in tree.joints.values()
+                 if j.type == "prismatic" and "finger" in j.name and j.name not in arm and not j.mimic]
+    where = f"robots.{robot.id}.tool.joints"
+    for name in names:
+        if name not in tree.joints:
+            outside = [j.name for j in tree.joints.values() if j.movable and j.name not in arm]
+            raise ConfigError(f"robot '{robot.id}': tool joint '{name}' is not in its URDF", field=where,
+                              hint="movable joints outside the arm: " + (", ".join(outside) or "none"))
+        if name in arm:
+            raise ConfigError(f"robot '{robot.id}': tool joint '{name}' is an arm joint (between the root and the "
+                              "flange)", field=where, hint="check flange: the fingers hang below the flange")
+        if not tree.joints[name].movable:
+            raise ConfigError(f"robot '{robot.id}': tool joint '{name}' is fixed", field=where)
+    opened = [float(v) for v in tool.open] or [tree.joints[n].upper for n in names]
+    closed = [float(v) for v in tool.closed] or [tree.joints[n].lower for n in names]
+    return names, opened, closed
 
 
 def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
-    """Load one robot (with its tool) at its base pose and read its joints and limits.
+    """Load one robot (with its tool) at its base pose and split its joints into arm, tool and fixed.
 
     ``self_collision`` makes PyBullet report contacts between the robot's own links
     (the planner wants them; the simulator's position-controlled arm does not need them).
@@ -173,29 +226,27 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     import pybullet as p
 
     path = robot_urdf(robot)
-    if not os.path.exists(path):
-        raise ConfigError(f"robot '{robot.id}': URDF '{path}' not found", field=f"robots.{robot.id}.urdf")
+    tree = robot_tree(robot)
+    flange_name = flange_link_name(robot, tree)
+    chain = tree.chain(flange_name)
+    arm_names = [j.name for j in chain if j.movable and not j.mimic]
+    finger_names, finger_open, finger_closed = _tool_joints(robot, tree, arm_names)
     body = p.loadURDF(path, robot.base.position, robot.base.quaternion, useFixedBase=True,
                       flags=p.URDF_USE_INERTIA_FROM_FILE | (
                           p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT if self_collision else 0),
                       physicsClientId=client)
-    arm, names, fingers, finger_links, lower, upper, vel = [], [], [], [], [], [], []
-    finger_max: List[float] = []
+    joint_index: Dict[str, int] = {}
     link_index: Dict[str, int] = {}
-    finger_names = set(FINGER_LINKS.get(robot.model or "", []))
+    infos = {}
     for j in range(p.getNumJoints(body, physicsClientId=client)):
         info = p.getJointInfo(body, j, physicsClientId=client)
-        jname, jtype, child = info[1].decode(), info[2], info[12].decode()
-        link_index[child] = j
-        if jtype == p.JOINT_FIXED:
-            continue
-        if child in finger_names or (jtype == p.JOINT_PRISMATIC and "finger" in jname):
-            fingers.append(j)
-            finger_links.append(j)
-            finger_max.append(float(info[9]))
-            continue
-        arm.append(j)
-        names.append(jname)
+        joint_index[info[1].decode()] = j
+        link_index[info[12].decode()] = j
+        infos[j] = info
+    arm = [joint_index[n] for n in arm_names]
+    lower, upper, vel = [], [], []
+    for j in arm:
+        info = infos[j]
         lo, hi = float(info[8]), float(info[9])
         if hi <= lo:  # continuous joint
             lo, hi = -2 * 3.141592653589793, 2 * 3.141592653589793
@@ -206,7 +257,7 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
         vel = list(DEFAULT_VEL[robot.model])  # type: ignore[index]
     acc = list(DEFAULT_ACCEL.get(robot.model or "", [10.0] * len(arm)))[: len(arm)]
     acc += [10.0] * (len(arm) - len(acc))
-    for i, name in enumerate(names):
+    for i, name in enumerate(arm_names):
         lim = robot.joint_limits.get(name)
         if lim is None:
             continue
@@ -216,24 +267,32 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
         acc[i] = lim.acceleration if lim.acceleration is not None else acc[i]
     base_links = [-1]
     for j in range(p.getNumJoints(body, physicsClientId=client)):
-        info = p.getJointInfo(body, j, physicsClientId=client)
-        if info[2] == p.JOINT_FIXED and info[16] in base_links:
+        if infos[j][2] == p.JOINT_FIXED and infos[j][16] in base_links:
             base_links.append(j)
-    flange_name = flange_link_name(robot)
-    if flange_name not in link_index:
-        raise ConfigError(f"robot '{robot.id}': flange link '{flange_name}' not in its URDF")
-    flange = link_index[flange_name]
-    tool_links = list(finger_links)
-    if "anycell_suction_cup" in link_index:
-        tool_links.append(link_index["anycell_suction_cup"])
-    # the links beyond the flange (hand, fingers, cup) are the tool
-    for idx in link_index.values():
-        if idx > flange and idx not in tool_links:
-            tool_links.append(idx)
-    return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=names, finger_joints=fingers,
-                     finger_links=finger_links, flange_link=flange, tool_links=sorted(tool_links),
-                     lower=lower, upper=upper, velocity=vel, acceleration=acc, finger_max=finger_max,
-                     cup_link=link_index.get("anycell_suction_cup"), base_links=base_links)
+    flange = link_index[flange_name] if flange_name in link_index else -1
+    below = set(tree.descendants(flange_name))
+    tool_links = sorted(link_index[n] for n in below if n in link_index)
+    mimic: List[Tuple[int, int, float, float]] = []
+    for follower in tree.followers(finger_names):
+        master, mult, off = tree.master_of(follower.name)
+        if master in finger_names:
+            mimic.append((joint_index[follower.name], finger_names.index(master), mult, off))
+    finger_branch: List[str] = []
+    for name in finger_names + [f.name for f in tree.followers(finger_names)]:
+        child = tree.joints[name].child
+        finger_branch += [child] + tree.descendants(child)
+    leaves = set(tree.leaves())
+    tips = [n for n in dict.fromkeys(finger_branch) if n in leaves and n in link_index]
+    # the two fingertips, in the order of their driven joints (each driven joint's branch first)
+    finger_links = [link_index[n] for n in tips]
+    return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=arm_names,
+                     finger_joints=[joint_index[n] for n in finger_names], finger_links=finger_links,
+                     flange_link=flange, tool_links=tool_links, lower=lower, upper=upper, velocity=vel,
+                     acceleration=acc, finger_open=finger_open, finger_closed=finger_closed, mimic_joints=mimic,
+                     cup_link=link_index.get(CUP_LINK), base_links=base_links, flange_name=flange_name,
+                     chain_links=[tree.root] + [j.child for j in chain],
+                     tool_joint_names=finger_names + [f.name for f in tree.followers(finger_names)],
+                     link_names={v: k for k, v in link_index.items()})
 
 
 def _box(client: int, center: List[float], half: List[float], color: List[float], yaw_quat=None,
@@ -283,7 +342,15 @@ def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_co
 
 
 def home_configuration(body: RobotBody) -> List[float]:
-    """The configured home pose, or the middle of each joint's range."""
-    if body.config.home is not None and len(body.config.home) == len(body.arm_joints):
-        return [float(v) for v in body.config.home]
-    return [(lo + hi) / 2 for lo, hi in zip(body.lower, body.upper)]
+    """The declared home, else the built-in model's ready pose. A home of the wrong length is an error."""
+    robot = body.config
+    home = robot.home if robot.home is not None else READY_POSES.get(robot.model or "")
+    where = f"robots.{robot.id}.home"
+    if home is None:
+        raise ConfigError(f"robot '{robot.id}' has no home", field=where,
+                          hint=f"declare home: one value per arm joint ({', '.join(body.joint_names)})")
+    if len(home) != len(body.arm_joints):
+        raise ConfigError(f"robot '{robot.id}': home has {len(home)} values for {len(body.arm_joints)} arm joints "
+                          f"({', '.join(body.joint_names)})", field=where,
+                          hint="one value per joint from the root link to the flange, radians")
+    return [float(v) for v in home]

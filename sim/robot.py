@@ -21,7 +21,7 @@ The world is passed in (duck-typed: ``client``, ``robots``, ``parts``, ``step``,
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Generator, List, Optional, Sequence
 
 import numpy as np
 
@@ -40,6 +40,7 @@ PINCH_COS = 0.7         # a finger's contact normal within ~45 degrees of the cl
 CRASH_DEPTH = 0.004     # m: a held part pressed this deep into something is a crash
 CONTACT_EVERY = 3       # physics steps between contact checks (80 Hz at the default 240 Hz step)
 FINGER_SPEED = 0.03     # m/s per finger while closing: slow and even, so both fingers meet the part together
+HINGE_RADIUS = 0.05     # m: a hinged finger's tip is about this far from its axis (sets its turning speed)
 CLOSE_MARGIN = 0.5      # s beyond the fingers' full travel at FINGER_SPEED before a close counts as stuck
 
 
@@ -105,8 +106,30 @@ class SimRobot(Robot):
         self._command(q)
 
     # ------------------------------------------------------------------ motion
+    def _drive(self, steps: Generator[None, None, Any]) -> Any:
+        """Run a step generator: through the world's stepper when it has one (several robots moving in
+        one world, one physics step for all at a time), else stepping the world for each yield."""
+        stepper = getattr(self.world, "stepper", None)
+        if stepper is not None:
+            return stepper.run(steps)
+        try:
+            while True:
+                next(steps)
+                self.world.step()
+        except StopIteration as done:
+            return done.value
+
     def execute(self, trajectory: TrajectoryLike) -> None:
         """Run ``trajectory`` step by step; settle at its end. Raises on tracking error or contact."""
+        self._drive(self.execute_steps(trajectory))
+
+    def execute_steps(self, trajectory: TrajectoryLike) -> Generator[None, None, None]:
+        """:meth:`execute` as a generator that yields whenever it needs one physics step.
+
+        Whoever owns the world's clock (the stepper, or the ``sim_cell`` node's physics thread)
+        advances every moving robot's generator and then steps the world once, so several
+        robots move at the same time in one world.
+        """
         check_joint_names(self, trajectory)
         q_now = np.asarray(self.joint_positions())
         start = np.asarray(trajectory.positions[0])
@@ -125,7 +148,7 @@ class SimRobot(Robot):
         qd_refs = np.stack([np.interp(ts, times, vel[:, j]) for j in range(pos.shape[1])], axis=1) if n_steps else pos[:0]
         for k in range(n_steps):
             self._command(q_refs[k], qd_refs[k])
-            self.world.step()
+            yield
             q = np.asarray(self.joint_positions())
             err = float(np.max(np.abs(q - q_refs[k])))
             if err > self.max_tracking_error:
@@ -139,16 +162,16 @@ class SimRobot(Robot):
                                      hint="lower safety.max_speed_fraction or check the payload")
             if self.check_contacts and k % CONTACT_EVERY == 0:
                 self._check_contacts()
-        self._settle(pos[-1])
+        yield from self._settle(pos[-1])
         self.executed_time += self.world.sim_time - t0
 
-    def _settle(self, q_goal: Sequence[float], timeout: float = 0.5) -> None:
+    def _settle(self, q_goal: Sequence[float], timeout: float = 0.5) -> Generator[None, None, None]:
         self._command(q_goal)
         steps = int(timeout / self.world.time_step)
         for _ in range(steps):
             if float(np.max(np.abs(np.asarray(self.joint_positions()) - q_goal))) < self.settle_tolerance:
                 return
-            self.world.step()
+            yield
         err = float(np.max(np.abs(np.asarray(self.joint_positions()) - q_goal)))
         if err > 5 * self.settle_tolerance:
             raise ExecutionError(f"robot '{self.robot_id}' did not reach the trajectory's end "
@@ -158,11 +181,18 @@ class SimRobot(Robot):
         p = self._p
         client = self.world.client
         held = self.world.parts.get(self._held) if self._held else None
+        parts = set(self.world.parts.values())
+        tool = set(self.rb.tool_links) | {self.rb.flange_link}
         for c in p.getContactPoints(bodyA=self.rb.body, physicsClientId=client):
             other = c[2]
             if other == self.rb.body or other == held or other == self._grasping or c[3] in self.rb.base_links:
                 continue
             if c[8] > 0.0:
+                continue
+            if c[3] in tool and other in parts and c[8] > -CRASH_DEPTH:
+                # the tool touching a part (the cup on the part it is about to pick, a finger beside a part
+                # it placed) is how picking works, whether or not the caller named the part in advance
+                # (over ROS the controller is not told); pressing into it is still a crash
                 continue
             self.stop()
             raise ExecutionError(f"unexpected contact between {self.world.body_name(self.rb.body, c[3])} and "
@@ -197,6 +227,10 @@ class SimRobot(Robot):
 
     def grasp(self, part_id: Optional[str] = None) -> bool:
         """Close the fingers (or switch suction on); attach only on real contact. True when held."""
+        return bool(self._drive(self.grasp_steps(part_id)))
+
+    def grasp_steps(self, part_id: Optional[str] = None) -> Generator[None, None, bool]:
+        """:meth:`grasp` as a step generator (see :meth:`execute_steps`); returns whether a part is held."""
         p = self._p
         client = self.world.client
         if self._constraint is not None:
@@ -216,32 +250,36 @@ class SimRobot(Robot):
         self._grasping = cands[0][1] if len(cands) == 1 else None
         force = float(self.config.tool.force)
         closed = self._finger_min()
-        for joint, low in zip(self.rb.finger_joints, closed):
-            # slow and even, so both fingers meet the part together and do not shove it
-            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=low, force=force,
-                                    maxVelocity=FINGER_SPEED, physicsClientId=client)
-        for joint in self.rb.finger_joints:
-            p.changeDynamics(self.rb.body, joint, lateralFriction=1.2, physicsClientId=client)
+        speeds = self._finger_speeds()
+        joints, targets = self.rb.finger_targets(closed)
+        for joint, target, speed in zip(joints, targets, speeds):
+            # slow and even, so both fingers meet the part together and do not shove it; mimic joints
+            # move with their driven joint (PyBullet does not couple them itself)
+            p.setJointMotorControl2(self.rb.body, joint, p.POSITION_CONTROL, targetPosition=target, force=force,
+                                    maxVelocity=speed, physicsClientId=client)
+        for link in self.rb.finger_links:
+            p.changeDynamics(self.rb.body, link, lateralFriction=1.2, physicsClientId=client)
         q_hold = self.joint_positions()
         fq = self._finger_positions()
         # A narrow part is only reached near the end of the fingers' travel: the close must be given
-        # the time of the whole travel at FINGER_SPEED (a fixed budget gave up on thin parts with the
+        # the time of the whole travel at the finger speed (a fixed budget gave up on thin parts with the
         # fingers still moving towards them). A close that stalls early ends sooner (below).
-        travel = max((f - low for f, low in zip(fq, closed)), default=0.0)
-        budget = max(0.0, travel) / FINGER_SPEED + CLOSE_MARGIN
+        travel = max((abs(f - low) / v for f, low, v in zip(fq, closed, speeds)), default=0.0)
+        budget = travel + CLOSE_MARGIN
         last = None
         for step in range(int(np.ceil(budget / self.world.time_step))):
             self._hold(q_hold)
-            self.world.step()
+            yield
             fq = self._finger_positions()
             for pid, body in cands:
                 if self._pinched(body):
                     # both fingers on the part's sides: attach, and let the constraint (not the fingers' push)
                     # carry it from now on; the fingers hold where they are
                     self._attach(pid, body, self.rb.flange_link)
-                    fq = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in self.rb.finger_joints]
-                    p.setJointMotorControlArray(self.rb.body, self.rb.finger_joints, p.POSITION_CONTROL,
-                                                targetPositions=fq, forces=[force] * len(fq), physicsClientId=client)
+                    held_at = [p.getJointState(self.rb.body, j, physicsClientId=client)[0] for j in joints]
+                    p.setJointMotorControlArray(self.rb.body, joints, p.POSITION_CONTROL,
+                                                targetPositions=held_at, forces=[force] * len(joints),
+                                                physicsClientId=client)
                     for link in self.rb.finger_links:
                         p.setCollisionFilterPair(self.rb.body, body, link, -1, 0, physicsClientId=client)
                     self._filtered = (body, list(self.rb.finger_links))
@@ -286,14 +324,21 @@ class SimRobot(Robot):
         return [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0] for j in self.rb.finger_joints]
 
     def _finger_min(self) -> List[float]:
-        """Each finger joint's closed position (its lower limit, 0 when the model gives none)."""
+        """Each driven finger joint's closed position (declared in the tool, or the joint's lower limit)."""
+        return list(self.rb.finger_closed)
+
+    def _finger_speeds(self) -> List[float]:
+        """Closing speed of each driven joint and then each mimic joint, so the fingertips move alike.
+
+        A sliding finger moves at FINGER_SPEED; a hinged one turns at the rate that moves a
+        fingertip HINGE_RADIUS from its axis about as fast. A mimic joint keeps its multiple.
+        """
         p = self._p
-        lows = []
+        base = []
         for j in self.rb.finger_joints:
-            info = p.getJointInfo(self.rb.body, j, physicsClientId=self.world.client)
-            lo, hi = float(info[8]), float(info[9])
-            lows.append(lo if lo < hi else 0.0)
-        return lows
+            prismatic = p.getJointInfo(self.rb.body, j, physicsClientId=self.world.client)[2] == p.JOINT_PRISMATIC
+            base.append(FINGER_SPEED if prismatic else FINGER_SPEED / HINGE_RADIUS)
+        return base + [max(1e-3, abs(mult) * base[k]) for _j, k, mult, _o in self.rb.mimic_joints]
 
     def _attach(self, pid: str, body: int, link: int) -> None:
         p = self._p
@@ -316,13 +361,17 @@ class SimRobot(Robot):
         p = self._p
         if not self.rb.finger_joints:
             return
-        p.setJointMotorControlArray(self.rb.body, self.rb.finger_joints, p.POSITION_CONTROL,
-                                    targetPositions=list(self.rb.finger_max),
-                                    forces=[float(self.config.tool.force)] * len(self.rb.finger_joints),
+        joints, targets = self.rb.finger_targets(self.rb.finger_open)
+        p.setJointMotorControlArray(self.rb.body, joints, p.POSITION_CONTROL, targetPositions=targets,
+                                    forces=[float(self.config.tool.force)] * len(joints),
                                     physicsClientId=self.world.client)
 
     def release(self) -> None:
         """Remove the grasp constraint and open the fingers (or switch suction off); the part is left to physics."""
+        self._drive(self.release_steps())
+
+    def release_steps(self) -> Generator[None, None, None]:
+        """:meth:`release` as a step generator (see :meth:`execute_steps`)."""
         p = self._p
         if self._constraint is not None:
             p.removeConstraint(self._constraint, physicsClientId=self.world.client)
@@ -332,13 +381,14 @@ class SimRobot(Robot):
         if self.rb.finger_joints:
             for _ in range(int(0.4 / self.world.time_step)):
                 self._hold(q_hold)
-                self.world.step()
+                yield
                 fq = [p.getJointState(self.rb.body, j, physicsClientId=self.world.client)[0]
                       for j in self.rb.finger_joints]
-                if min(f - m for f, m in zip(fq, self.rb.finger_max)) > -0.001:
+                if max(abs(f - m) for f, m in zip(fq, self.rb.finger_open)) < 0.001:
                     break
         else:
-            self.world.step(int(0.05 / self.world.time_step))
+            for _ in range(int(0.05 / self.world.time_step)):
+                yield
         if self._filtered is not None:
             body, links = self._filtered
             for link in links:

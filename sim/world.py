@@ -21,6 +21,7 @@ from anycell.job import JobSpec
 
 from .builder import CellBodies, RobotBody, build_cell, home_configuration
 from .shapes import GeometryLike
+from .stepper import ConcurrentStepper
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,14 @@ class SimWorld:
             self._names[rb.body] = rid
             for j, q in zip(rb.arm_joints, home_configuration(rb)):
                 p.resetJointState(rb.body, j, q, physicsClientId=self.client)
-            for j, hi in zip(rb.finger_joints, rb.finger_max):
-                p.resetJointState(rb.body, j, hi, physicsClientId=self.client)
+            for j, q in zip(*rb.finger_targets(rb.finger_open)):
+                p.resetJointState(rb.body, j, q, physicsClientId=self.client)
         for b in self.bodies.static.values():
             p.changeDynamics(b, -1, lateralFriction=PART_FRICTION, physicsClientId=self.client)
         self._steps = 0
         self._wall0 = time.monotonic()
+        #: several robots moving at once share one physics clock (see anycell.sim.stepper)
+        self.stepper = ConcurrentStepper(self)
 
     # ------------------------------------------------------------------ time
     @property
@@ -90,8 +93,9 @@ class SimWorld:
         import pybullet as p
 
         for _ in range(int(n)):
-            p.stepSimulation(physicsClientId=self.client)
-            self._steps += 1
+            with self.stepper.lock:
+                p.stepSimulation(physicsClientId=self.client)
+                self._steps += 1
             if self.realtime:
                 ahead = self.sim_time - (time.monotonic() - self._wall0)
                 if ahead > 0:
@@ -218,6 +222,8 @@ class SimWorld:
         name = self._names.get(body, f"body{body}")
         if link >= 0 and any(rb.body == body for rb in self.robots.values()):
             name += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
+        elif link < 0 and any(rb.body == body for rb in self.robots.values()):
+            name += "/" + p.getBodyInfo(body, physicsClientId=self.client)[0].decode()
         return name
 
     # ------------------------------------------------------------------ pictures

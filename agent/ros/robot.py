@@ -22,8 +22,9 @@ import time
 from typing import List, Optional
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -55,6 +56,15 @@ class RosRobot(Robot):
                                              QoSProfile(depth=10))
         self._gripper = node.create_client(SetBool, f"{prefix}{robot_id}/gripper")
         self._held: Optional[str] = None
+        # a controller that can say why a motion ended early (sim_cell does) publishes it here
+        self._faults: List[str] = []
+        self._fault_sub = node.create_subscription(String, f"{prefix}{robot_id}/fault", self._on_fault,
+                                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _on_fault(self, msg: String) -> None:
+        with self._cond:
+            self._faults.append(msg.data)
+            self._cond.notify_all()
 
     def _on_state(self, msg: JointState) -> None:
         sample = cv.joint_state_from_msg(msg)
@@ -106,6 +116,7 @@ class RosRobot(Robot):
         duration = float(trajectory.times[-1]) if trajectory.times else 0.0
         with self._cond:
             gen = self._halt_gen
+            faults = len(self._faults)
         self._pub.publish(cv.trajectory_to_msg(trajectory))
         start = time.monotonic()
         deadline = start + duration + self.margin
@@ -113,6 +124,8 @@ class RosRobot(Robot):
             while True:
                 if self._halt_gen != gen:
                     raise ExecutionError(f"robot '{self.robot_id}': motion stopped", hint="halted by the cell")
+                if len(self._faults) > faults:
+                    raise ExecutionError(f"robot '{self.robot_id}': {self._faults[-1]}")   # carries its hint
                 q = self._latest.ordered(self._names) if self._latest else None  # type: ignore[arg-type]
                 err = max_abs_diff(q, goal) if q is not None else float("inf")
                 now = time.monotonic()

@@ -10,7 +10,10 @@ Per robot ``<r>`` of the cell, under the cell's namespace:
   joint positions and velocities as measured in the simulation;
 * ``<r>/gripper`` (std_srvs/SetBool): ``true`` closes the gripper (or switches
   suction on) and answers ``success`` only when a part is really held;
-  ``false`` opens it.
+  ``false`` opens it;
+* ``<r>/fault`` (std_msgs/String, out): why a trajectory ended early (the two
+  bodies in contact, the tracking error), so the robot's driver reports the
+  real cause rather than "did not reach the trajectory's end".
 
 And once per cell: ``sim/request`` / ``sim/response`` (std_msgs/String JSON
 with ``request_id``), the simulation hooks the cell agent's runner uses to
@@ -19,9 +22,10 @@ inspection (:func:`anycell.agent.simulation.hooks.serve_call` on
 :class:`anycell.agent.simulation.hooks.WorldHooks`; the client is :class:`anycell.agent.ros.sim_bridge.RosSimHooks`).
 
 One physics thread owns the PyBullet world (PyBullet is not thread-safe): it
-runs trajectories with :class:`anycell.sim.robot.SimRobot` (the same driver
-``anycell sim`` uses), steps the world paced to the wall clock when idle, and
-publishes joint states between physics steps. ROS callbacks only hand it work.
+runs every robot's trajectory, grasp and release at the same time, as the step
+generators of :class:`anycell.sim.robot.SimRobot` (the same driver ``anycell
+sim`` uses), steps the world paced to the wall clock, and publishes joint
+states between physics steps. ROS callbacks only hand it work.
 """
 
 from __future__ import annotations
@@ -51,12 +55,8 @@ from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_un
 log = logging.getLogger(__name__)
 
 
-class _Preempted(Exception):
-    """Raised inside a running trajectory when a newer command (or a stop) replaces it."""
-
-
 class _StepHook:
-    """The world as SimRobot sees it, with a hook after every physics step (joint states, preemption)."""
+    """The world as the simulation hooks see it, with a hook after every physics step (joint states)."""
 
     def __init__(self, world: Any, after_step: Callable[[], None]) -> None:
         self._world = world
@@ -71,8 +71,22 @@ class _StepHook:
         return getattr(self._world, name)
 
 
+class _Activity:
+    """What one robot is doing now: a step generator (a trajectory, a grasp or a release)."""
+
+    def __init__(self, kind: str, steps: Any, reply: Optional[tuple] = None) -> None:
+        self.kind = kind
+        self.steps = steps
+        self.reply = reply          # (done event, answer box) of a gripper call
+
+
 class SimCellNode(Node):
-    """Owns a SimWorld and a SimRobot per robot; see the module docstring for the interface."""
+    """Owns a SimWorld and a SimRobot per robot; see the module docstring for the interface.
+
+    Every robot runs at the same time: each physics step, the physics thread advances what
+    every robot is doing (its trajectory, grasp or release, as a step generator) and then steps
+    the world once, so two robots commanded together move together, as on the floor.
+    """
 
     def __init__(self, cell: CellConfig, *, rate: float = 50.0, realtime: bool = True) -> None:
         super().__init__("sim_cell", namespace="/" + cell.cell.id)
@@ -85,10 +99,12 @@ class SimCellNode(Node):
         self._last_pub = 0.0
         self._jobs: "queue.Queue[tuple]" = queue.Queue()
         self._generation: Dict[str, int] = {}
-        self._running: Dict[str, int] = {}
+        self._active: Dict[str, _Activity] = {}
+        self._pending: Dict[str, List[tuple]] = {}
         self._stop = threading.Event()
+        self.max_concurrent = 0
         hooked = _StepHook(self.world, self._after_step)
-        self.robots = {r.id: SimRobot(hooked, r.id) for r in cell.robots}
+        self.robots = {r.id: SimRobot(self.world, r.id) for r in cell.robots}
         from anycell.agent.simulation.hooks import WorldHooks
 
         self.hooks = WorldHooks(hooked)
@@ -97,9 +113,11 @@ class SimCellNode(Node):
         self._sim_pub = self.create_publisher(String, "sim/response", reliable)
         self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
         self._state_pubs = {}
+        self._fault_pubs = {}
         for rid in self.robots:
             self._generation[rid] = 0
             self._state_pubs[rid] = self.create_publisher(JointState, f"{rid}/joint_states", QoSProfile(depth=10))
+            self._fault_pubs[rid] = self.create_publisher(String, f"{rid}/fault", reliable)
             self.create_subscription(JointTrajectory, f"{rid}/joint_trajectory",
                                      lambda msg, rid=rid: self._on_trajectory(rid, msg), QoSProfile(depth=10),
                                      callback_group=group)
@@ -132,9 +150,6 @@ class SimCellNode(Node):
         if now - self._last_pub >= self._period:
             self._last_pub = now
             self._publish_states()
-        for rid, gen in self._running.items():
-            if self._generation[rid] != gen:
-                raise _Preempted(rid)
 
     def _publish_states(self) -> None:
         stamp = self.get_clock().now().nanoseconds * 1e-9
@@ -144,53 +159,94 @@ class SimCellNode(Node):
             if rclpy.ok():
                 self._state_pubs[rid].publish(cv.joint_state_to_msg(sample))
 
+    def _fault(self, rid: str, text: str) -> None:
+        """Tell the robot's driver why its motion ended early (the controller's own log is not enough)."""
+        log.error("%s: %s", rid, text)
+        if rclpy.ok():
+            self._fault_pubs[rid].publish(String(data=text))
+
+    def _take(self, job: tuple) -> None:
+        """Start (or refuse) one piece of work handed over by a ROS callback."""
+        kind, rid, arg, extra = job
+        if kind == "hook":
+            self._serve_hook(arg)
+            return
+        robot = self.robots[rid]
+        if kind == "gripper":
+            if rid in self._active:
+                # the driver confirms a motion within tolerance while it still settles: the gripper
+                # acts when the arm has stopped, as a real controller's would
+                self._pending.setdefault(rid, []).append(job)
+                return
+            steps = robot.grasp_steps() if arg else robot.release_steps()
+            self._active[rid] = _Activity("grasp" if arg else "release", steps, extra)
+            return
+        if arg != self._generation[rid]:
+            return                           # a newer command replaced this one before it started
+        if rid in self._active and self._active[rid].kind != "trajectory":
+            self._pending.setdefault(rid, []).append(job)    # after the grasp or release that runs
+            return
+        old = self._active.pop(rid, None)
+        if old is not None:
+            old.steps.close()
+            robot.stop()
+            log.debug("%s: trajectory replaced or stopped mid-motion", rid)
+        msg: JointTrajectory = extra
+        if not msg.points:
+            robot.stop()
+            log.info("%s: stop (empty trajectory)", rid)
+            return
+        try:
+            traj = cv.trajectory_from_msg(msg)
+        except AnycellError as exc:
+            self._fault(rid, str(exc))
+            return
+        self._active[rid] = _Activity("trajectory", robot.execute_steps(traj))
+
+    def _advance(self) -> None:
+        """One step of what every robot is doing; finished and failed work is answered."""
+        for rid, act in list(self._active.items()):
+            try:
+                next(act.steps)
+                continue
+            except StopIteration as stop:
+                result, error = stop.value, None
+            except AnycellError as exc:
+                result, error = None, exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the physics thread
+                log.exception("%s: %s failed", rid, act.kind)
+                result, error = None, exc
+            del self._active[rid]
+            waiting = self._pending.get(rid)
+            if waiting:
+                self._take(waiting.pop(0))
+            if act.kind == "trajectory":
+                if error is not None:
+                    self.robots[rid].stop()
+                    self._fault(rid, str(error))
+                continue
+            done, box = act.reply  # type: ignore[misc]
+            robot = self.robots[rid]
+            if error is not None:
+                box.update(success=False, message=str(error))
+            elif act.kind == "grasp":
+                box.update(success=bool(result),
+                           message=f"holding {robot.holding()}" if result else "nothing grasped")
+            else:
+                box.update(success=True, message="released")
+            done.set()
+
     def _physics_loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                self.world.step(1)          # idle: gravity and the hold controllers keep acting
-                self._after_step()
-                continue
-            kind, rid, arg, extra = job
-            if kind == "hook":
-                self._serve_hook(arg)
-                continue
-            robot = self.robots[rid]
-            if kind == "gripper":
-                done, box = extra
+            while True:
                 try:
-                    if arg:
-                        held = robot.grasp()
-                        box.update(success=held, message=f"holding {robot.holding()}" if held else "nothing grasped")
-                    else:
-                        robot.release()
-                        box.update(success=True, message="released")
-                except AnycellError as exc:
-                    box.update(success=False, message=str(exc))
-                done.set()
-                continue
-            if arg != self._generation[rid]:
-                continue                     # a newer command replaced this one before it started
-            msg: JointTrajectory = extra
-            if not msg.points:
-                robot.stop()
-                log.info("%s: stop (empty trajectory)", rid)
-                continue
-            self._running[rid] = arg
-            try:
-                traj = cv.trajectory_from_msg(msg)
-                robot.execute(traj)
-            except _Preempted:
-                robot.stop()
-                log.debug("%s: trajectory replaced or stopped mid-motion", rid)
-            except AnycellError as exc:
-                log.error("%s: %s", rid, exc)
-            except Exception:
-                log.exception("%s: trajectory failed", rid)
-                robot.stop()
-            finally:
-                self._running.pop(rid, None)
+                    self._take(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            self.max_concurrent = max(self.max_concurrent, len(self._active))
+            self._advance()
+            self.world.step(1)          # gravity and the hold controllers act on the idle robots too
+            self._after_step()
 
     def _serve_hook(self, text: str) -> None:
         import json

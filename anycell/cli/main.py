@@ -66,8 +66,11 @@ def _validate(args: argparse.Namespace) -> int:
     job = load_job(args.job) if args.job else None
     if job is not None:
         check_resources(cell, job)
+    from anycell.planners.robot_check import check_robots
+
+    robots = check_robots(cell)    # each robot as it will move: chain, flange, tool, reach, home
     if args.json:
-        out = {"cell": cell_summary(cell)}
+        out = {"cell": cell_summary(cell), "robots": [r.to_dict() for r in robots]}
         if job is not None:
             out["job"] = job_summary(job)
         print(json.dumps(out, indent=2))
@@ -75,6 +78,8 @@ def _validate(args: argparse.Namespace) -> int:
     from anycell.cli.summary import format_cell, format_job
 
     print(format_cell(cell))
+    for report in robots:
+        print("\n".join(report.lines()))
     if job is not None:
         print()
         print(format_job(job))
