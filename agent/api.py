@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -69,7 +70,7 @@ def parse_request(raw: Any) -> Request:
     if not isinstance(data, dict):
         raise ConfigError("request must be a JSON object", hint='{"request_id": "r1", "op": "list"}')
     rid = data.get("request_id")
-    if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
+    if not isinstance(rid, str) or not rid.strip() or len(rid) > 200 or _has_control(rid):
         raise ConfigError("request_id is missing or not a non-empty string (at most 200 characters)",
                           field="request_id", hint="give every request a unique id, e.g. a UUID")
     op = data.get("op")
@@ -85,10 +86,33 @@ def parse_request(raw: Any) -> Request:
                               hint="fields: " + ", ".join(("request_id", "op") + tuple(required) + tuple(optional)))
     if "job" in data and not isinstance(data["job"], dict):
         raise ConfigError("'job' must be the job document as a JSON object", field="job")
-    if "job_id" in data and not isinstance(data["job_id"], str):
-        raise ConfigError("'job_id' must be a string", field="job_id")
+    if "job_id" in data:
+        check_job_id(data["job_id"], "job_id")
+    for name in ("retry", "all"):
+        if name in data and not isinstance(data[name], bool):
+            raise ConfigError(f"'{name}' must be true or false (a JSON boolean), not {data[name]!r}", field=name,
+                              hint=f'"{name}": true')
     args = {k: v for k, v in data.items() if k not in ("request_id", "op")}
     return Request(request_id=rid, op=op, args=args)
+
+
+#: what a job id may look like: a name, never a path (reports are written under the job id)
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def check_job_id(value: Any, field_name: str = "job_id") -> str:
+    """A job id is a name (letters, digits, ``_ . -``, at most 128), never a path; ConfigError otherwise."""
+    if not isinstance(value, str):
+        raise ConfigError(f"job id must be a string, not {type(value).__name__}", field=field_name,
+                          hint='"job_id": "widget-42"')
+    if not JOB_ID.fullmatch(value) or ".." in value:
+        raise ConfigError(f"job id {str(value)[:40]!r} is not a name", field=field_name,
+                          hint="letters, digits, '_', '.' and '-', starting with a letter or digit; no '/' or '..'")
+    return value
 
 
 def request_id_of(raw: Any) -> Optional[str]:

@@ -19,6 +19,13 @@ How the cell runs work:
   nothing else until the operator decides: ``resume`` (the unconfirmed steps
   count as done, or ``retry: true`` runs them again) or ``cancel``.
 * A failed step (a machine alarm, a failed grasp) sends the cell to Aborting.
+
+Safety (see :mod:`anycell.agent.safety`): :meth:`CellService.halt_now` is the one halt path
+(every robot stopped at once, then the machines), used by an e-stop trip
+(:meth:`CellService.emergency_stop`), a signal, a crash of the worker and a failed journal
+write. None of it needs ROS. Reset does not reach Idle while an e-stop is active or a
+configured machine is unreachable (``reset_checks``); Stop does not reach Stopped before the
+machines report a stopped state (``stop_hooks``).
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ from anycell.plan import Plan
 from anycell.agent import api
 from anycell.agent import packml as pm
 from anycell.agent.executor import Executor, StepRunner
-from anycell.agent.journal import ACTIVE, FINAL, Journal
+from anycell.agent.journal import ACTIVE, FINAL, Journal, JournalError
+from anycell.agent.safety import EStopWatch
 
 log = logging.getLogger(__name__)
 
 #: API ops that change the cell: serialised, and their responses kept by request_id
 MUTATING = ("submit", "cancel", "resume")
+#: the largest quantity one job may ask for unless the agent is configured otherwise
+DEFAULT_MAX_QUANTITY = 100
 
 #: (cell, job) -> a scheduled Plan
 Planner = Callable[[CellConfig, Any], Plan]
@@ -71,7 +81,8 @@ class CellService:
                  planner: Optional[Planner] = None, complete_when_empty: bool = False,
                  on_jobs: Optional[Callable[[Dict[str, Any]], None]] = None,
                  on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 health_sources: Optional[List[Callable[[], List[Dict[str, Any]]]]] = None) -> None:
+                 health_sources: Optional[List[Callable[[], List[Dict[str, Any]]]]] = None,
+                 max_quantity: int = DEFAULT_MAX_QUANTITY) -> None:
         self.cell = cell
         self.cell_id = cell.cell.id
         self.journal = journal
@@ -85,6 +96,19 @@ class CellService:
         #: called while the cell is Resetting (e.g. reset the machines to Idle); an error keeps the
         #: cell from reaching Idle: it aborts, with the reason logged and on /diagnostics
         self.reset_hooks: List[Callable[[], None]] = []
+        #: called before the reset hooks; raising AnycellError keeps the cell out of Idle (an active
+        #: e-stop, an unreachable machine)
+        self.reset_checks: List[Callable[[], None]] = []
+        #: called while the cell is Stopping, after the halt: return when the machines are stopped
+        self.stop_hooks: List[Callable[[], None]] = []
+        #: called first on every halt (e-stop, signal, worker crash): stop every robot and machine now
+        self.halt_hooks: List[Callable[[], None]] = []
+        #: the e-stop watches (started with the service)
+        self.estops: List[EStopWatch] = []
+        self.max_quantity = max_quantity
+        self.safety_faults: Dict[str, str] = {}
+        self._published_state: Optional[str] = None
+        journal.on_write_error = self._on_journal_failure
         self.packml = pm.PackML(pm.STOPPED)
         self._lock = threading.RLock()
         self._api_lock = threading.Lock()
@@ -108,13 +132,86 @@ class CellService:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"cell-{self.cell_id}", daemon=True)
+        self._thread = threading.Thread(target=self._guarded_loop, name=f"cell-{self.cell_id}", daemon=True)
         self._thread.start()
+        for watch in self.estops:
+            watch.start()
         self._publish_jobs()
+
+    # ------------------------------------------------------------ safety
+    def add_estop(self, name: str, read: Callable[[], Any], period: float = 0.01) -> EStopWatch:
+        """Watch an e-stop source (``read()`` truthy = tripped, raising = lost); trips call :meth:`emergency_stop`."""
+        watch = EStopWatch(name, read, self.emergency_stop, period=period)
+        self.estops.append(watch)
+        if self._thread is not None:
+            watch.start()
+        return watch
+
+    def halt_now(self, reason: str) -> None:
+        """Stop every robot and machine now, on the caller's thread; never raises, needs no ROS."""
+        for hook in list(self.halt_hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - halting must reach every device
+                log.exception("halt hook failed (%s)", reason)
+        runner = self._runner
+        if runner is not None:
+            try:
+                runner.halt()
+            except Exception:  # noqa: BLE001
+                log.exception("runner halt failed (%s)", reason)
+
+    def emergency_stop(self, reason: str) -> None:
+        """An e-stop trip (or a lost source): halt everything, Abort the cell, journal it."""
+        self.halt_now(reason)
+        self.safety_faults["estop"] = reason
+        try:
+            self.packml.command("abort")
+        except StateError:
+            pass   # already Aborting/Aborted
+        try:
+            self.journal.log_event("estop", {"reason": reason, "state": self.packml.state})
+        except Exception:  # noqa: BLE001 - a journal failure is reported by its own path
+            log.exception("could not journal the e-stop")
+        with self._wake:
+            self._wake.notify_all()
+
+    def _on_journal_failure(self, exc: BaseException) -> None:
+        """A journal write failed: halt the cell to Aborted (on another thread: the writer may hold locks)."""
+        if "journal" in self.safety_faults:
+            return
+        reason = f"journal write failed: {exc}"
+        self.safety_faults["journal"] = reason
+        log.error("%s; halting the cell", reason)
+
+        def halt() -> None:
+            self.halt_now(reason)
+            try:
+                self.packml.command("abort")
+            except StateError:
+                pass
+
+        threading.Thread(target=halt, name="journal-failure", daemon=True).start()
+
+    def _guarded_loop(self) -> None:
+        """The worker; if it crashes, the devices are halted and the cell aborts before the thread ends."""
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - a crashed worker must leave the cell safe
+            reason = f"cell worker crashed: {type(exc).__name__}: {exc}"
+            log.exception("%s", reason)
+            self.safety_faults["worker"] = reason
+            self.halt_now(reason)
+            try:
+                self.packml.command("abort")
+            except StateError:
+                pass
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Halt whatever runs (as Stop does: the job is left interrupted, to resume) and end the worker."""
         self._stop.set()
+        for watch in self.estops:
+            watch.close()
         with self._lock:
             ex = self._executor
             self._wake.notify_all()
@@ -148,8 +245,16 @@ class CellService:
         with self._api_lock:
             stored = self.journal.response_for(req.request_id)
             if stored is not None:
+                if stored.get("op") != req.op:
+                    return api.error(req.request_id, req.op, ConfigError(
+                        f"request_id '{req.request_id}' was already used for a '{stored.get('op')}' request",
+                        field="request_id", hint="give every request its own id"))
                 return stored
-            return self.journal.record_response(req.request_id, self._dispatch(req))
+            response = self._dispatch(req)
+            try:
+                return self.journal.record_response(req.request_id, response)
+            except JournalError as exc:
+                return api.error(req.request_id, req.op, exc)
 
     def _dispatch(self, req: api.Request) -> Dict[str, Any]:
         try:
@@ -173,12 +278,16 @@ class CellService:
             elif not exc.field.startswith("job"):
                 exc.field = "job." + exc.field
             raise
+        if job.quantity > self.max_quantity:
+            raise ConfigError(f"quantity {job.quantity} is more than this cell takes in one job ({self.max_quantity})",
+                              field="job.quantity", hint="split the order into several jobs")
         check_job_fits_cell(self.cell, job)
         return job
 
     def _op_submit(self, req: api.Request) -> Dict[str, Any]:
         job = self._job_from(req)
         job_id = req.args.get("job_id") or job.id
+        api.check_job_id(job_id, "job_id" if req.args.get("job_id") else "job.id")
         if self.journal.job(job_id) is not None:
             raise ConfigError(f"a job with id '{job_id}' was already submitted to this cell",
                               field="job.id", hint="give the job a new id, or pass job_id in the request")
@@ -221,7 +330,7 @@ class CellService:
         if rec.status != "interrupted":
             raise StateError(f"job '{job_id}' is {rec.status}, not interrupted", field="job_id",
                              hint="only an interrupted job is resumed")
-        retry = bool(req.args.get("retry", False))
+        retry = req.args.get("retry", False)
         steps = self.journal.resolve_unconfirmed(job_id, retry=retry)
         self.journal.set_status(job_id, "queued")
         log.info("operator resumed job %s (%s: %s)", job_id, "retry" if retry else "treated as done",
@@ -302,9 +411,19 @@ class CellService:
             out.append({"name": f"{self.cell_id}/journal", "level": 1,
                         "message": "interrupted job(s) wait for the operator: resume or cancel",
                         "values": {"jobs": ",".join(st["interrupted"])}})
+        elif "journal" in self.safety_faults:
+            out.append({"name": f"{self.cell_id}/journal", "level": 2, "message": self.safety_faults["journal"],
+                        "values": {"path": self.journal.path}})
         else:
             out.append({"name": f"{self.cell_id}/journal", "level": 0, "message": "ok",
                         "values": {"path": self.journal.path}})
+        for watch in self.estops:
+            h = watch.health()
+            out.append({"name": f"{self.cell_id}/safety/estop", "level": h["level"], "message": h["message"],
+                        "hardware_id": watch.name, "values": h["values"]})
+        for what, reason in self.safety_faults.items():
+            if what != "estop":
+                out.append({"name": f"{self.cell_id}/safety/{what}", "level": 2, "message": reason, "values": {}})
         sources = list(self.health_sources)
         runner = self._runner
         if runner is not None and hasattr(runner, "health"):
@@ -355,8 +474,13 @@ class CellService:
     def _loop(self) -> None:
         while not self._stop.is_set():
             state = self.packml.state
+            if state != self._published_state:
+                self._published_state = state
+                self._publish_jobs()    # the snapshot carries the state: never a stale one
             if state in (pm.STOPPING, pm.ABORTING):
                 self._halt_idle()
+                if state == pm.STOPPING:
+                    self._wait_machines_stopped()
                 self.packml.try_complete(state)
                 continue
             if state == pm.STARTING:
@@ -379,9 +503,35 @@ class CellService:
                 if self.packml.state == state and not self._stop.is_set():
                     self._wake.wait(timeout=1.0)
 
+    def _wait_machines_stopped(self) -> None:
+        for hook in self.stop_hooks:
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - Stopped is still declared, with the reason logged
+                log.error("a machine did not confirm its stop: %s", exc)
+
     def _reset_devices(self) -> bool:
         """Run the reset hooks; on an error the cell aborts instead of reaching Idle (returns False)."""
-        for hook in self.reset_hooks:
+        active = [w for w in self.estops if w.active]
+        if active:
+            log.error("reset refused: %s (release the e-stop, then Clear and Reset)", active[0].reason)
+            try:
+                self.packml.command("abort")
+            except StateError:
+                pass
+            return False
+        try:
+            self.journal.log_event("reset", {"faults": dict(self.safety_faults)})
+        except JournalError as exc:
+            log.error("reset refused: %s", exc)
+            try:
+                self.packml.command("abort")
+            except StateError:
+                pass
+            return False
+        self.safety_faults.pop("estop", None)
+        self.safety_faults.pop("journal", None)
+        for hook in list(self.reset_checks) + list(self.reset_hooks):
             try:
                 hook()
             except AnycellError as exc:

@@ -18,6 +18,13 @@ Three tables:
 ``requests``   request_id -> the response sent, so a repeated request (a
                client retrying after a lost response) gets the same answer and
                never makes a second job.
+``events``     safety and recovery events (an e-stop trip, a halt on a signal, an
+               operator's per-step decision), for the report and the audit.
+
+A journal that cannot be opened raises :class:`~anycell.errors.ConfigError` naming
+its path, with a hint. A write that fails (disk full, file gone read-only) raises
+:class:`JournalError` after calling ``on_write_error``: the cell service halts to
+Aborted then, and nothing is acknowledged that was not written.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+from anycell.errors import AnycellError
 
 #: Job statuses. ``queued`` waits, ``running`` executes, ``interrupted`` was
 #: cut short (crash or Stop) and waits for the operator's resume or cancel.
@@ -72,7 +81,16 @@ CREATE TABLE IF NOT EXISTS requests (
     response   TEXT NOT NULL,
     created    REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    at     REAL NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT
+);
 """
+
+
+class JournalError(AnycellError):
+    """The journal cannot be written; the cell cannot promise anything it does not record."""
 
 
 @dataclass
@@ -122,14 +140,26 @@ class Journal:
     """
 
     def __init__(self, path: str) -> None:
+        from anycell.errors import ConfigError, Location
+
         self.path = path
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        #: called with the error when a write fails (the cell service halts the cell)
+        self.on_write_error: Optional[Callable[[BaseException], None]] = None
+        self.failed: Optional[str] = None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("SELECT count(*) FROM jobs").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the journal: {exc}", location=Location(path), field="journal",
+                              hint="check that the directory is writable and the file is an anycell journal; "
+                                   "move a damaged file away (the agent starts a new one) or pass another "
+                                   "journal path") from None
 
     def close(self) -> None:
         with self._lock:
@@ -138,8 +168,31 @@ class Journal:
     # ------------------------------------------------------------ writing
     def _write(self, sql: str, args: tuple) -> int:
         with self._lock:
-            cur = self._db.execute(sql, args)
+            try:
+                cur = self._db.execute(sql, args)
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                raise JournalError(f"journal write failed ({self.path}): {exc}") from None
             return cur.rowcount
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failed = str(exc)
+        if self.on_write_error is not None:
+            try:
+                self.on_write_error(exc)
+            except Exception:  # noqa: BLE001 - the write error is raised to the caller anyway
+                pass
+
+    def log_event(self, kind: str, detail: Any = None) -> None:
+        """Record a safety or recovery event (e-stop trip, signal halt, operator decision)."""
+        self._write("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
+                    (time.time(), kind, json.dumps(detail) if detail is not None else None))
+
+    def events(self, kind: Optional[str] = None) -> List[Dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, kind, detail FROM events" + (" WHERE kind = ?" if kind else "")
+                                    + " ORDER BY at", (kind,) if kind else ()).fetchall()
+        return [{"at": r[0], "kind": r[1], "detail": json.loads(r[2]) if r[2] else None} for r in rows]
 
     def add_job(self, job_id: str, document: Dict[str, Any], *, priority: int = 0,
                 plan: Optional[Dict[str, Any]] = None, status: str = "queued") -> JobRecord:
@@ -155,6 +208,9 @@ class Journal:
                      status, now, now))
             except sqlite3.IntegrityError:
                 raise ValueError(f"job '{job_id}' is already in the journal") from None
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                raise JournalError(f"journal write failed ({self.path}): {exc}") from None
         rec = self.job(job_id)
         assert rec is not None
         return rec
@@ -205,8 +261,8 @@ class Journal:
             old = self.response_for(request_id)
             if old is not None:
                 return old
-            self._db.execute("INSERT INTO requests (request_id, response, created) VALUES (?, ?, ?)",
-                             (request_id, json.dumps(response), time.time()))
+            self._write("INSERT INTO requests (request_id, response, created) VALUES (?, ?, ?)",
+                        (request_id, json.dumps(response), time.time()))
             return response
 
     # ------------------------------------------------------------ reading
