@@ -41,6 +41,7 @@ OPS: Dict[str, tuple] = {
 }
 
 MAX_REQUEST_BYTES = 1_000_000
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -65,8 +66,14 @@ def parse_request(raw: Any) -> Request:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"request is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                               hint='send one JSON object like {"request_id": "r1", "op": "list"}') from None
+        except (RecursionError, ValueError) as exc:   # nesting too deep for the decoder, huge numbers
+            raise ConfigError(f"request cannot be read: {type(exc).__name__}",
+                              hint=f"nest at most {MAX_DEPTH} levels") from None
     else:
         data = raw
+    from anycell.documents import check_limits
+
+    check_limits(data, file="<api:request>")
     if not isinstance(data, dict):
         raise ConfigError("request must be a JSON object", hint='{"request_id": "r1", "op": "list"}')
     rid = data.get("request_id")

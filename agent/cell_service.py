@@ -235,10 +235,13 @@ class CellService:
 
         A repeated request_id gets the stored response of the first one.
         """
-        try:
-            req = api.parse_request(raw)
-        except AnycellError as exc:
-            return api.error(api.request_id_of(raw), None, exc)
+        if isinstance(raw, api.Request):
+            req = raw
+        else:
+            try:
+                req = api.parse_request(raw)
+            except AnycellError as exc:
+                return api.error(api.request_id_of(raw), None, exc)
         if req.op not in MUTATING:
             return self._dispatch(req)   # reads are answered fresh each time, concurrently
         # what changes the cell runs one request at a time and is remembered by request_id

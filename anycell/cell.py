@@ -80,6 +80,27 @@ class Accuracy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GripperCommand:
+    """How the agent works a real robot's gripper: a std_srvs/SetBool service, or a JointTrajectory
+    to the gripper joints (what ros2_control's joint trajectory controllers accept)."""
+
+    interface: Literal["set_bool", "joint_trajectory"] = spec("the gripper's command interface",
+                                                              default="set_bool")
+    name: str = spec("service (set_bool) or topic (joint_trajectory), relative to the cell namespace; "
+                     "default <robot>/gripper or <robot>/gripper_controller/joint_trajectory", default="")
+    joints: List[str] = spec("gripper joint names (joint_trajectory)", default_factory=list)
+    open: List[float] = spec("joint positions when open (joint_trajectory)", default_factory=list)
+    closed: List[float] = spec("joint positions when fully closed (joint_trajectory)", default_factory=list)
+    duration: float = spec("time to open or close, seconds", default=1.0, exclusive_minimum=0.0, maximum=60.0)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        if self.interface == "joint_trajectory":
+            if not self.joints or len(self.open) != len(self.joints) or len(self.closed) != len(self.joints):
+                raise ctx.error(path, "a joint_trajectory gripper needs joints, open and closed of one length",
+                                "joints: [finger_joint1], open: [0.04], closed: [0.0]")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RobotConfig:
     """An arm: a built-in model or a URDF, where it stands, its tool and its limits."""
 
@@ -94,6 +115,9 @@ class RobotConfig:
     accuracy: Accuracy = spec("what this robot can hold", default_factory=Accuracy)
     controller_topic: str = spec("JointTrajectory topic of the real controller, relative to the cell namespace",
                                  default="")
+    joint_states_topic: str = spec("JointState topic of the real robot, relative to the cell namespace "
+                                   "(default <robot>/joint_states)", default="")
+    gripper: GripperCommand = spec("how the gripper is commanded", default_factory=GripperCommand)
     rate_per_hour: float = spec("cost of one hour of this robot, in the cell's currency", default=0.0, minimum=0.0)
 
     def check(self, path: PathKey, ctx: Context) -> None:

@@ -76,10 +76,16 @@ class CellDevices:
                 except AnycellError as exc:
                     log.error("machine %s is not reachable: %s (jobs that need it will fail)", m.id, exc)
                 self.machines[m.id] = drv
+        from anycell.agent.safety import GuardedRobot, TrajectoryGuard
+
         ns = node.get_namespace()
-        self.robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic)
-                       for r in cell.robots}
+        self.ros_robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic,
+                                          joint_states_topic=r.joint_states_topic, gripper=r.gripper)
+                           for r in cell.robots}
         self.planners = {r.id: MotionPlanner(cell, r.id) for r in cell.robots}
+        # every trajectory is checked again at the last moment, whatever planned it
+        self.robots = {rid: GuardedRobot(robot, TrajectoryGuard.for_planner(cell, rid, self.planners[rid]))
+                       for rid, robot in self.ros_robots.items()}
         self.hooks = None
         if sim:
             from anycell.agent.ros.sim_bridge import RosSimHooks
@@ -87,9 +93,66 @@ class CellDevices:
             self.hooks = RosSimHooks(node)
         atexit.register(self.close)
 
-    def health(self) -> List[Dict[str, Any]]:
-        """One /diagnostics entry per machine driver."""
+    def halt_all(self) -> None:
+        """The halt path: every robot's stop now, every machine's stop on its own thread."""
+        from anycell.agent.safety import halt_devices
+
+        halt_devices(self.ros_robots, self.machines)
+
+    def wait_machines_stopped(self, timeout: float = 10.0) -> None:
+        """Return once no machine reports a moving or acting state (PackML Stopping waits on this)."""
+        import time
+
+        busy = ("Stopping", "Aborting", "Execute", "Starting", "Completing", "Holding", "Unholding", "Run",
+                "Resetting", "Clearing", "Jog", "Home", "Printing", "Busy")
+        end = time.monotonic() + timeout
+        for mid, drv in list(self.machines.items()):
+            while True:
+                try:
+                    st = str(drv.state())
+                except AnycellError:
+                    break   # unreachable: the reset check keeps the cell out of Idle
+                if not st.startswith(busy):
+                    break
+                if time.monotonic() > end:
+                    raise AnycellError(f"machine {mid} still {st} after {timeout:.0f} s")
+                time.sleep(0.05)
+
+    def check_reachable(self) -> None:
+        """Reset check: every configured machine answers (a vanished printer keeps the cell out of Idle)."""
+        from anycell.errors import ConnectionLost
+
+        for mid, drv in list(self.machines.items()):
+            try:
+                level = str(drv.health().get("level", "ok"))
+                drv.state()
+            except AnycellError as exc:
+                raise ConnectionLost(f"machine {mid} is unreachable: {exc}", field=f"machines.{mid}",
+                                     hint="reconnect the machine, then Clear and Reset") from None
+            if level == "error" and not self._connected(drv):
+                raise ConnectionLost(f"machine {mid} is unreachable", field=f"machines.{mid}",
+                                     hint="reconnect the machine, then Clear and Reset")
+
+    @staticmethod
+    def _connected(drv: Any) -> bool:
+        for attr in ("_connected", "connected"):
+            v = getattr(drv, attr, None)
+            if isinstance(v, bool):
+                return v
+        return True
+
+    def robot_health(self) -> List[Dict[str, Any]]:
+        """One /diagnostics entry per robot: controller connection and tracking."""
         out = []
+        for rid, robot in self.ros_robots.items():
+            h = robot.health()
+            out.append({"name": f"{self.cell.cell.id}/robot/{rid}", "level": h["level"], "message": h["message"],
+                        "hardware_id": f"robot:{rid}:{robot.trajectory_topic}", "values": h["values"]})
+        return out
+
+    def health(self) -> List[Dict[str, Any]]:
+        """One /diagnostics entry per machine driver and per robot; hardware ids name the device."""
+        out = self.robot_health()
         for mid, drv in self.machines.items():
             try:
                 h = dict(drv.health())
@@ -100,7 +163,8 @@ class CellDevices:
             level = h.pop("level", "ok")
             message = str(h.pop("message", ""))
             out.append({"name": f"{self.cell.cell.id}/machine/{mid}", "level": LEVELS.get(str(level), 2),
-                        "message": message, "values": {k: str(v) for k, v in h.items()}})
+                        "message": message, "hardware_id": _hardware_id(mid, drv),
+                        "values": {k: str(v) for k, v in h.items()}})
         return out
 
     def reset_machines(self) -> None:
@@ -142,6 +206,18 @@ def make_runner_factory(node: Any, cell: CellConfig, sim: bool) -> Callable[[Pla
     devices = CellDevices(node, cell, sim=sim, journal_path=node.service.journal.path, machine_faults=faults,
                           machine_time_scale=float(scale) if scale else None)
     node.service.health_sources.append(devices.health)
+    node.service.reset_checks.append(devices.check_reachable)
     node.service.reset_hooks.append(devices.reset_machines)
+    node.service.halt_hooks.append(devices.halt_all)
+    node.service.stop_hooks.append(devices.wait_machines_stopped)
     node.cell_devices = devices
     return devices.runner
+
+
+def _hardware_id(mid: str, drv: Any) -> str:
+    """The device behind a machine id: its OPC UA endpoint or serial port."""
+    for attr in ("endpoint", "port"):
+        v = getattr(drv, attr, None)
+        if isinstance(v, str) and v:
+            return f"{mid}@{v}"
+    return mid

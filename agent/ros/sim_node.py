@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
@@ -92,7 +92,9 @@ class SimCellNode(Node):
 
         self.hooks = WorldHooks(hooked)
         group = ReentrantCallbackGroup()
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        from anycell.agent.ros.json_topic import QOS as reliable
+
+        self._answered: Dict[str, Dict[str, Any]] = {}
         self._sim_pub = self.create_publisher(String, "sim/response", reliable)
         self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
         self._state_pubs = {}
@@ -204,8 +206,15 @@ class SimCellNode(Node):
             answer = {"request_id": None, "ok": False,
                       "error": {"error": "ConfigError", "message": f"sim request is not a JSON object: {exc}"}}
         else:
-            answer = serve_call(self.hooks, request)
-            answer["request_id"] = request.get("request_id")
+            rid = request.get("request_id")
+            answer = self._answered.get(rid) if isinstance(rid, str) else None
+            if answer is None:   # a resent request (same id) gets the first answer, never a second action
+                answer = serve_call(self.hooks, request)
+                answer["request_id"] = rid
+                if isinstance(rid, str):
+                    self._answered[rid] = answer
+                    while len(self._answered) > 1000:
+                        self._answered.pop(next(iter(self._answered)))
         if rclpy.ok():
             self._sim_pub.publish(String(data=json.dumps(answer)))
 
