@@ -206,6 +206,7 @@ class CellService:
                 self.packml.command("abort")
             except StateError:
                 pass
+            self.packml.try_complete(pm.ABORTING)   # no worker is left to complete it
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Halt whatever runs (as Stop does: the job is left interrupted, to resume) and end the worker."""
@@ -288,6 +289,9 @@ class CellService:
         return job
 
     def _op_submit(self, req: api.Request) -> Dict[str, Any]:
+        if "journal" in self.safety_faults:
+            raise StateError(f"the cell takes no job: {self.safety_faults['journal']}",
+                             hint="free disk space (or fix the journal file), then Clear and Reset")
         job = self._job_from(req)
         job_id = req.args.get("job_id") or job.id
         api.check_job_id(job_id, "job_id" if req.args.get("job_id") else "job.id")
@@ -410,13 +414,13 @@ class CellService:
         out = [{"name": f"{self.cell_id}/packml", "level": level, "message": state,
                 "values": {"queued": str(st["queued"]), "running": str(st["running"] or ""),
                            "interrupted": ",".join(st["interrupted"])}}]
-        if st["interrupted"]:
+        if "journal" in self.safety_faults:
+            out.append({"name": f"{self.cell_id}/journal", "level": 2, "message": self.safety_faults["journal"],
+                        "values": {"path": self.journal.path}})
+        elif st["interrupted"]:
             out.append({"name": f"{self.cell_id}/journal", "level": 1,
                         "message": "interrupted job(s) wait for the operator: resume or cancel",
                         "values": {"jobs": ",".join(st["interrupted"])}})
-        elif "journal" in self.safety_faults:
-            out.append({"name": f"{self.cell_id}/journal", "level": 2, "message": self.safety_faults["journal"],
-                        "values": {"path": self.journal.path}})
         else:
             out.append({"name": f"{self.cell_id}/journal", "level": 0, "message": "ok",
                         "values": {"path": self.journal.path}})
