@@ -193,7 +193,12 @@ def parse_text(text: str, file: Optional[str] = None) -> Document:
     if len(text) > MAX_TEXT:
         raise ConfigError(f"the document is {len(text)} characters, more than {MAX_TEXT}", location=Location(file),
                           hint="split it, or send a smaller document")
-    loader = _UniqueKeyLoader(text)
+    try:
+        loader = _UniqueKeyLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"the document holds a character YAML does not allow ({exc.reason}, "
+                          f"position {exc.position})", location=Location(file),
+                          hint="remove control characters; save the file as UTF-8 text") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -210,8 +215,9 @@ def parse_text(text: str, file: Optional[str] = None) -> Document:
         problem = exc.problem or exc.context or "syntax error"
         raise ConfigError(f"YAML/JSON syntax error: {problem}", location=loc,
                           hint="check indentation, colons and quotes around this position") from None
-    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text input
-        raise ConfigError(f"YAML/JSON syntax error: {exc}", location=Location(file)) from None
+    except yaml.YAMLError as exc:  # a reader error mid-stream (control characters) and the like
+        raise ConfigError(f"YAML/JSON syntax error: {str(exc)[:120]}", location=Location(file),
+                          hint="remove control characters; check the syntax") from None
     except (RecursionError, ValueError, OverflowError, TypeError) as exc:  # a value PyYAML cannot build
         raise ConfigError(f"the document cannot be read: {type(exc).__name__}: {str(exc)[:80]}",
                           location=Location(file), hint="check the values near the end of what was read") from None
