@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -45,13 +46,32 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durabil
 FINAL_JOB = ("complete", "failed", "aborted", "cancelled")
 
 
+def init_client_rclpy() -> None:
+    """rclpy.init for a client process, keeping Ctrl-C and SIGTERM as a KeyboardInterrupt in the main thread.
+
+    rclpy's own handlers would shut the context down under a waiting client (its spin thread
+    ends and the main thread waits forever). Without them, SIGINT raises KeyboardInterrupt as
+    usual, and SIGTERM does the same when nothing else handles it, so every CLI command ends
+    within a moment of either signal and tears its node down on the way out.
+    """
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:   # pragma: no cover - before Humble
+        rclpy.init()
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 class CellClient:
     """Talks to ``/<cell_id>/...``. Spins its own node on a background thread."""
 
     def __init__(self, cell_id: str, node_name: Optional[str] = None) -> None:
         self._own_context = False
         if not rclpy.ok():
-            rclpy.init()
+            init_client_rclpy()
             self._own_context = True
         self.cell_id = cell_id
         ns = "/" + cell_id
@@ -217,7 +237,7 @@ def find_cells(timeout: float = 3.0) -> List[str]:
     """Cell ids visible in this ROS domain: namespaces that have an ``api/request`` topic."""
     own = not rclpy.ok()
     if own:
-        rclpy.init()
+        init_client_rclpy()
     node = Node(f"anycell_probe_{uuid.uuid4().hex[:8]}")
     try:
         deadline = time.monotonic() + timeout
