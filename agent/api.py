@@ -153,15 +153,25 @@ def inline_program_files(job_data: Dict[str, Any], base_dir: str) -> Dict[str, A
     sent over the API carries its programs inline instead of naming local files.
     """
     data = copy.deepcopy(job_data)
+    base = os.path.realpath(base_dir)
     for i, part in enumerate(data.get("parts") or []):
-        prog = ((part or {}).get("source") or {}).get("program") if isinstance(part, dict) else None
+        src = (part or {}).get("source") if isinstance(part, dict) else None
+        prog = src.get("program") if isinstance(src, dict) else None
         if isinstance(prog, dict) and isinstance(prog.get("file"), str):
-            path = prog["file"] if os.path.isabs(prog["file"]) else os.path.join(base_dir, prog["file"])
+            field_name = f"parts[{i}].source.program.file"
+            name = prog["file"]
+            if "\0" in name or os.path.isabs(name):
+                raise ConfigError(f"program file '{name[:80]}' must be a path relative to the job's folder",
+                                  field=field_name, hint="keep programs beside the job file, or below it")
+            path = os.path.realpath(os.path.join(base, name))
+            if os.path.commonpath([base, path]) != base:
+                raise ConfigError(f"program file '{name[:80]}' lies outside the job's folder", field=field_name,
+                                  hint="keep programs beside the job file, or below it")
             try:
                 with open(path, "r", encoding="utf-8") as handle:
                     text = handle.read()
-            except OSError as exc:
-                raise ConfigError(f"cannot read program file '{prog['file']}': {exc.strerror}",
-                                  field=f"parts[{i}].source.program.file") from None
-            part["source"]["program"] = {"inline": text}
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read program file '{name}': {getattr(exc, 'strerror', None) or exc}",
+                                  field=field_name) from None
+            src["program"] = {"inline": text}
     return data

@@ -82,7 +82,7 @@ class CellService:
                  on_jobs: Optional[Callable[[Dict[str, Any]], None]] = None,
                  on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
                  health_sources: Optional[List[Callable[[], List[Dict[str, Any]]]]] = None,
-                 max_quantity: int = DEFAULT_MAX_QUANTITY) -> None:
+                 max_quantity: int = DEFAULT_MAX_QUANTITY, program_dir: Optional[str] = None) -> None:
         self.cell = cell
         self.cell_id = cell.cell.id
         self.journal = journal
@@ -106,6 +106,8 @@ class CellService:
         #: the e-stop watches (started with the service)
         self.estops: List[EStopWatch] = []
         self.max_quantity = max_quantity
+        #: the cell's program folder: API jobs may name files inside it (``program: {file: NAME}``)
+        self.program_dir = program_dir
         self.safety_faults: Dict[str, str] = {}
         self._published_state: Optional[str] = None
         journal.on_write_error = self._on_journal_failure
@@ -273,6 +275,7 @@ class CellService:
         from anycell.fit import check_job_fits_cell
         from anycell.job import job_from_document
 
+        req.args["job"] = self._inline_programs(req.args["job"])
         try:
             job = job_from_document(from_data(req.args["job"], file="<api:job>"))
         except AnycellError as exc:
@@ -287,6 +290,29 @@ class CellService:
                               field="job.quantity", hint="split the order into several jobs")
         check_job_fits_cell(self.cell, job)
         return job
+
+    def _inline_programs(self, doc: Any) -> Any:
+        """Programs named by file come from the cell's program folder only; the journal keeps their text.
+
+        Errors name the file as the client wrote it, never a path on this machine.
+        """
+        if not isinstance(doc, dict):
+            return doc
+        named = [i for i, p in enumerate(doc.get("parts") or [])
+                 if isinstance(p, dict) and isinstance(p.get("source"), dict)
+                 and isinstance(p["source"].get("program"), dict) and "file" in p["source"]["program"]]
+        if not named:
+            return doc
+        if not self.program_dir:
+            raise ConfigError("this cell takes programs inline only", field=f"job.parts[{named[0]}].source.program.file",
+                              hint="send program: {inline: ...} (anycell submit does this for you)")
+        try:
+            return api.inline_program_files(doc, self.program_dir)
+        except ConfigError as exc:
+            exc.message = exc.message.replace(os.path.realpath(self.program_dir), "<program folder>")
+            exc.args = (exc.message,)
+            exc.field = "job." + exc.field if exc.field else "job"
+            raise
 
     def _op_submit(self, req: api.Request) -> Dict[str, Any]:
         if "journal" in self.safety_faults:

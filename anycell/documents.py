@@ -98,7 +98,9 @@ class Document:
     @property
     def base_dir(self) -> Optional[str]:
         """The directory that relative file references in this document resolve against."""
-        return os.path.dirname(os.path.abspath(self.file)) if self.file else None
+        if not self.file or self.file.startswith("<"):   # "<api:job>", "<journal:...>": no folder of its own
+            return None
+        return os.path.dirname(os.path.abspath(self.file))
 
     def location(self, path: PathKey, *, key: bool = False) -> Location:
         """Where ``path`` is; the nearest enclosing value when the path itself is absent."""

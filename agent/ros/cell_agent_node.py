@@ -28,7 +28,9 @@ Parameters: ``cell`` (path to the cell config, required), ``sim`` (bool),
 ``module:function`` returning a runner factory), ``dry_run_scale`` (time
 scale of the dry run), ``complete_when_empty`` (Execute goes on to Complete when the
 queue runs dry; default false: Execute waits for more work), ``startup`` (``stopped``, the PackML power-up state; ``idle``:
-reset at launch; ``execute``: reset and start).
+reset at launch; ``execute``: reset and start), ``max_quantity`` (the most units one job may ask
+for, default 100), ``program_dir`` (a folder on this machine whose programs API jobs may name with
+``program: {file: NAME}``; default none: programs come inline).
 
 A runner module named by ``runner`` provides ``make_runner_factory(node, cell, sim)``
 returning ``(plan, job) -> StepRunner``; it may add health sources for
@@ -201,7 +203,7 @@ def _main(argv: Optional[List[str]]) -> int:
     started = init_with_cell("cell_agent", "cell_agent_params",
                              (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
                               ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False),
-                              ("max_quantity", 100)), argv)
+                              ("max_quantity", 100), ("program_dir", "")), argv)
     if started is None:
         return 2
     params, cell = started
@@ -217,7 +219,7 @@ def _main(argv: Optional[List[str]]) -> int:
         rclpy.shutdown()
         return 2
     service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]),
-                          max_quantity=int(params["max_quantity"]))
+                          max_quantity=int(params["max_quantity"]), program_dir=str(params["program_dir"]) or None)
     node = CellAgentNode(service)
     for name, value in params.items():
         node.declare_parameter(name, value)

@@ -290,3 +290,52 @@ def test_guard_with_the_real_kinematics_accepts_a_planned_motion(cell) -> None:
                            positions=traj.positions, velocities=[])
     with pytest.raises(ExecutionError):
         guard.check(fast)
+
+
+# ---------------------------------------------------------------------------- API jobs and programs
+def _with_file_program(job_doc, name: str):
+    import copy
+
+    doc = copy.deepcopy(job_doc)
+    for part in doc["parts"]:
+        prog = (part.get("source") or {}).get("program")
+        if isinstance(prog, dict):
+            part["source"]["program"] = {"file": name}
+            return doc
+    pytest.skip("the demo job has no machine program")
+
+
+def test_api_programs_inline_or_from_the_program_folder_only(cell, tmp_path, job_doc) -> None:
+    secret_dir = tmp_path / "server_side_secret_dir"
+    secret_dir.mkdir()
+    (secret_dir / "p.gcode").write_text("G28\n")
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), None)
+    r = svc.handle({"request_id": "a", "op": "submit", "job": _with_file_program(job_doc, "p.gcode")})
+    assert not r["ok"] and "inline" in r["error"]["message"] and r["error"]["field"].startswith("job.parts")
+    svc2 = CellService(cell, Journal(str(tmp_path / "j2.db")), None, program_dir=str(secret_dir))
+    r = svc2.handle({"request_id": "b", "op": "submit", "job": _with_file_program(job_doc, "../j.db")})
+    assert not r["ok"] and "outside" in r["error"]["message"]
+    assert str(tmp_path) not in json_text(r)
+    r = svc2.handle({"request_id": "c", "op": "submit", "job": _with_file_program(job_doc, "p.gcode")})
+    assert r["ok"], r
+    stored = svc2.journal.job(r["job_id"]).document
+    progs = [p["source"]["program"] for p in stored["parts"] if (p.get("source") or {}).get("program")]
+    assert {"inline": "G28\n"} in progs          # the journal keeps the program's text
+
+
+def json_text(obj) -> str:  # noqa: ANN001
+    import json
+
+    return json.dumps(obj)
+
+
+def test_request_id_reused_for_another_op_is_refused_and_quantity_is_bounded(cell, tmp_path, job_doc) -> None:
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), None, max_quantity=3)
+    r = svc.handle({"request_id": "x", "op": "submit", "job": dict(job_doc, quantity=4)})
+    assert not r["ok"] and r["error"]["field"] == "job.quantity"
+    assert svc.handle({"request_id": "s", "op": "submit", "job": job_doc})["ok"]
+    r = svc.handle({"request_id": "s", "op": "cancel", "job_id": job_doc["id"]})
+    assert not r["ok"] and r["error"]["field"] == "request_id"
+    assert svc.journal.job(job_doc["id"]).status == "queued"    # nothing cancelled
+    r = svc.handle({"request_id": "t", "op": "submit", "job": job_doc, "job_id": "../../etc/x"})
+    assert not r["ok"] and r["error"]["field"] == "job_id"
