@@ -34,7 +34,7 @@ OPS: Dict[str, tuple] = {
     "submit": (("job",), ("job_id",)),
     "quote": (("job",), ()),
     "cancel": (("job_id",), ()),
-    "resume": (("job_id",), ("retry",)),
+    "resume": (("job_id",), ("retry", "decisions")),
     "get": (("job_id",), ()),
     "list": ((), ("all",)),
     "status": ((), ()),
@@ -95,6 +95,8 @@ def parse_request(raw: Any) -> Request:
         raise ConfigError("'job' must be the job document as a JSON object", field="job")
     if "job_id" in data:
         check_job_id(data["job_id"], "job_id")
+    if "decisions" in data:
+        _check_decisions(data["decisions"])
     for name in ("retry", "all"):
         if name in data and not isinstance(data[name], bool):
             raise ConfigError(f"'{name}' must be true or false (a JSON boolean), not {data[name]!r}", field=name,
@@ -120,6 +122,25 @@ def check_job_id(value: Any, field_name: str = "job_id") -> str:
         raise ConfigError(f"job id {str(value)[:40]!r} is not a name", field=field_name,
                           hint="letters, digits, '_', '.' and '-', starting with a letter or digit; no '/' or '..'")
     return value
+
+
+def _check_decisions(value: Any) -> None:
+    """``decisions``: ``{op_id: {"action": "done"|"retry"|"skip", "reason": "..."}}``; skip needs a reason."""
+    if not isinstance(value, dict):
+        raise ConfigError("'decisions' must map step ids to {action, reason}", field="decisions",
+                          hint='{"u1.print": {"action": "retry"}, "u1.place.a": {"action": "skip", "reason": "..."}}')
+    for op_id, d in value.items():
+        where = f"decisions.{op_id}"
+        if not isinstance(d, dict) or set(d) - {"action", "reason"}:
+            raise ConfigError("a decision is {action, reason}", field=where, hint='{"action": "done"}')
+        if d.get("action") not in ("done", "retry", "skip"):
+            raise ConfigError(f"action {d.get('action')!r} is not done, retry or skip", field=where + ".action")
+        reason = d.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ConfigError("reason must be text (at most 500 characters)", field=where + ".reason")
+        if d["action"] == "skip" and not reason.strip():
+            raise ConfigError("skipping a step needs a reason", field=where + ".reason",
+                              hint='{"action": "skip", "reason": "placed by hand"}')
 
 
 def request_id_of(raw: Any) -> Optional[str]:

@@ -129,6 +129,8 @@ class CellService:
             journal.set_status(rec.job_id, "interrupted",
                                error=f"agent restarted; last completed step {intr.last_completed}, "
                                      f"unconfirmed {intr.unconfirmed}")
+            journal.log_event("crash", {"job_id": rec.job_id, "reason": "the agent stopped mid-job (crash or kill)",
+                                        "last_completed": intr.last_completed, "unconfirmed": intr.unconfirmed})
             log.warning("job %s was interrupted: last completed step %s, started but not confirmed: %s",
                         rec.job_id, intr.last_completed, ", ".join(intr.unconfirmed) or "none")
 
@@ -360,18 +362,35 @@ class CellService:
     def _op_resume(self, req: api.Request) -> Dict[str, Any]:
         job_id = req.args["job_id"]
         rec = self._record(job_id)
-        if rec.status != "interrupted":
+        if rec.status not in ("interrupted", "failed"):
             raise StateError(f"job '{job_id}' is {rec.status}, not interrupted", field="job_id",
-                             hint="only an interrupted job is resumed")
+                             hint="only an interrupted (or a failed, once its cause is fixed) job is resumed")
         retry = req.args.get("retry", False)
-        steps = self.journal.resolve_unconfirmed(job_id, retry=retry)
+        given = req.args.get("decisions") or {}
+        unconfirmed = self.journal.unconfirmed_steps(job_id)
+        failed = self.journal.failed_steps(job_id)
+        pending = unconfirmed + [op for op in failed if op not in unconfirmed]
+        for op_id in given:
+            if op_id not in pending:
+                raise ConfigError(f"step '{op_id}' waits for no decision (pending: {', '.join(pending) or 'none'})",
+                                  field=f"decisions.{op_id}")
+        decisions = {}
+        for op_id in pending:
+            if op_id in given:
+                decisions[op_id] = (given[op_id]["action"], given[op_id].get("reason", ""))
+            else:   # the default: the retry flag for unconfirmed steps; a failed step runs again
+                decisions[op_id] = ("retry" if retry or op_id in failed else "done", "")
+        self.journal.decide(job_id, decisions)
+        steps = list(decisions)
+        self.journal.log_event("resume", {"job_id": job_id, "from": rec.status, "error": rec.error})
         self.journal.set_status(job_id, "queued")
-        log.info("operator resumed job %s (%s: %s)", job_id, "retry" if retry else "treated as done",
-                 ", ".join(steps) or "no unconfirmed steps")
+        log.info("operator resumed job %s: %s", job_id,
+                 ", ".join(f"{k} {v[0]}" for k, v in decisions.items()) or "no pending steps")
         self._publish_jobs()
         with self._wake:
             self._wake.notify_all()
         return api.ok(req.request_id, req.op, job_id=job_id, resolved=steps, retry=retry,
+                      decisions={k: {"action": a, "reason": r} for k, (a, r) in decisions.items()},
                       state=self.packml.state)
 
     def _op_get(self, req: api.Request) -> Dict[str, Any]:
@@ -412,11 +431,26 @@ class CellService:
         report = report_summary(report_dir_for(self.journal.path, job_id))
         if report is not None:
             out["report"] = report
+        recovery = self.recovery(job_id)
+        if recovery:
+            out["recovery"] = recovery
         if steps:
             out["steps"] = [{"op": s.op_id, "status": s.status, "attempts": s.attempts}
                             for s in self.journal.steps(job_id)]
             sched = (rec.plan or {}).get("schedule")
             out["makespan"] = sched.get("makespan") if sched else None
+        return out
+
+    def recovery(self, job_id: str) -> List[Dict[str, Any]]:
+        """The job's crashes, resumes, per-step decisions and retried steps (for the report and ``get``)."""
+        out: List[Dict[str, Any]] = []
+        for ev in self.journal.events():
+            d = ev.get("detail") or {}
+            if d.get("job_id") == job_id:
+                out.append({"at": ev["at"], "event": ev["kind"], **{k: v for k, v in d.items() if k != "job_id"}})
+        retried = [{"op": s.op_id, "attempts": s.attempts} for s in self.journal.steps(job_id) if s.attempts > 1]
+        if retried:
+            out.append({"event": "retries", "steps": retried})
         return out
 
     def status(self) -> Dict[str, Any]:
@@ -616,6 +650,9 @@ class CellService:
         if result is not None and callable(finish):
             try:
                 finish(plan, result.outcome, result.error)
+                from anycell.agent.report import append_recovery, report_dir_for
+
+                append_recovery(report_dir_for(self.journal.path, job_id), self.recovery(job_id))
             except Exception:  # noqa: BLE001 - a report failure never changes the job's outcome
                 log.exception("job %s: writing the report failed", job_id)
         if result is not None:
@@ -627,6 +664,8 @@ class CellService:
             elif result.outcome == "failed":
                 err = result.error or {}
                 self.journal.set_status(job_id, "failed", error=f"step {err.get('op')}: {err.get('message')}")
+                self.journal.log_event("step_failed", {"job_id": job_id, "op": err.get("op"),
+                                                       "reason": err.get("message")})
                 try:
                     self.packml.command("abort")
                 except StateError:

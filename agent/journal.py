@@ -51,8 +51,11 @@ STEP_FAILED = "failed"
 STEP_HALTED = "halted"
 STEP_RESOLVED = "resolved"   # operator confirmed an unconfirmed step: treated as done
 STEP_RETRY = "retry"         # operator asked to run an unconfirmed step again
+STEP_SKIPPED = "skipped"     # operator skipped a step (with a reason): its dependents run
 #: Steps that count as finished when resuming.
-FINISHED_STEPS = (STEP_DONE, STEP_RESOLVED)
+FINISHED_STEPS = (STEP_DONE, STEP_RESOLVED, STEP_SKIPPED)
+#: the operator's per-step decisions on resume, and the step status each leads to
+DECISIONS = {"done": STEP_RESOLVED, "retry": STEP_RETRY, "skip": STEP_SKIPPED}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -248,12 +251,23 @@ class Journal:
 
     def resolve_unconfirmed(self, job_id: str, retry: bool = False) -> List[str]:
         """The operator's decision on unconfirmed steps: treat as done (resolved) or run again (retry)."""
+        ids = self.unconfirmed_steps(job_id)
+        self.decide(job_id, {op: ("retry" if retry else "done", "") for op in ids})
+        return ids
+
+    def failed_steps(self, job_id: str) -> List[str]:
         with self._lock:
-            ids = self.unconfirmed_steps(job_id)
-            for op_id in ids:
-                self._finish(job_id, op_id, STEP_RETRY if retry else STEP_RESOLVED,
-                             {"operator": "retry" if retry else "confirmed done"})
-            return ids
+            rows = self._db.execute("SELECT op_id FROM steps WHERE job_id = ? AND status = ? ORDER BY rowid",
+                                    (job_id, STEP_FAILED)).fetchall()
+        return [r[0] for r in rows]
+
+    def decide(self, job_id: str, decisions: Dict[str, tuple]) -> None:
+        """Per-step decisions ``{op_id: (done|retry|skip, reason)}``, each journaled as an event."""
+        with self._lock:
+            for op_id, (action, reason) in decisions.items():
+                self._finish(job_id, op_id, DECISIONS[action],
+                             {"operator": action, "reason": reason} if reason else {"operator": action})
+                self.log_event("decision", {"job_id": job_id, "op": op_id, "action": action, "reason": reason})
 
     def record_response(self, request_id: str, response: Dict[str, Any]) -> Dict[str, Any]:
         """Store the response for request_id; if one is already stored, return that one instead."""
@@ -302,7 +316,7 @@ class Journal:
         """Completed (done or operator-resolved) steps, in completion order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT op_id FROM steps WHERE job_id = ? AND status IN (?, ?) ORDER BY finished, rowid",
+                "SELECT op_id FROM steps WHERE job_id = ? AND status IN (?, ?, ?) ORDER BY finished, rowid",
                 (job_id,) + FINISHED_STEPS).fetchall()
         return [r[0] for r in rows]
 

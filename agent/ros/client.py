@@ -149,7 +149,11 @@ class CellClient:
     def cancel(self, job_id: str, **kw: Any) -> Dict[str, Any]:
         return self.request("cancel", job_id=job_id, **kw)
 
-    def resume(self, job_id: str, retry: bool = False, **kw: Any) -> Dict[str, Any]:
+    def resume(self, job_id: str, retry: bool = False, decisions: Optional[Dict[str, Dict[str, str]]] = None,
+               **kw: Any) -> Dict[str, Any]:
+        """Resume an interrupted or failed job; ``decisions``: ``{op: {"action": done|retry|skip, "reason": ...}}``."""
+        if decisions:
+            kw["decisions"] = decisions
         return self.request("resume", job_id=job_id, retry=retry, **kw)
 
     def get(self, job_id: str, **kw: Any) -> Dict[str, Any]:

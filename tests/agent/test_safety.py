@@ -339,3 +339,63 @@ def test_request_id_reused_for_another_op_is_refused_and_quantity_is_bounded(cel
     assert svc.journal.job(job_doc["id"]).status == "queued"    # nothing cancelled
     r = svc.handle({"request_id": "t", "op": "submit", "job": job_doc, "job_id": "../../etc/x"})
     assert not r["ok"] and r["error"]["field"] == "job_id"
+
+
+# ---------------------------------------------------------------------------- recovery by step
+def test_failed_job_resumes_with_per_step_decisions_and_the_summary_shows_them(cell, tmp_path, job_doc) -> None:
+    from .helpers import GateRunner as Gate
+
+    runner = Gate(auto=True)
+    plan_ops = []
+
+    def factory(plan, job):  # noqa: ANN001
+        plan_ops[:] = [o.id for o in plan.operations]
+        return runner
+
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), factory)
+    svc.start()
+    try:
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5)
+        # a step fails: the job is final-failed and the cell aborts
+        first = {"v": None}
+        original = runner.run
+
+        def failing(op, plan):  # noqa: ANN001
+            if first["v"] is None and op.kind == "run_program":
+                first["v"] = op.id
+                raise ExecutionError("machine alarm")
+            return original(op, plan)
+
+        runner.run = failing
+        assert svc.handle({"request_id": "s", "op": "submit", "job": job_doc})["ok"]
+        svc.command("start")
+        assert svc.packml.wait_for([pm.ABORTED], 30)
+        rec = svc.journal.job(job_doc["id"])
+        assert rec.status == "failed" and first["v"]
+        # bad decisions are refused with the field
+        r = svc.handle({"request_id": "r0", "op": "resume", "job_id": job_doc["id"],
+                        "decisions": {first["v"]: {"action": "skip"}}})
+        assert not r["ok"] and r["error"]["field"].endswith(".reason")
+        r = svc.handle({"request_id": "r1", "op": "resume", "job_id": job_doc["id"],
+                        "decisions": {"nope": {"action": "done"}}})
+        assert not r["ok"] and r["error"]["field"] == "decisions.nope"
+        # the cause is fixed: retry the failed step, with a reason
+        r = svc.handle({"request_id": "r2", "op": "resume", "job_id": job_doc["id"],
+                        "decisions": {first["v"]: {"action": "retry", "reason": "alarm cleared"}}})
+        assert r["ok"], r
+        svc.command("clear")
+        assert svc.packml.wait_for([pm.STOPPED], 5)
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5)
+        svc.command("start")
+        assert wait_until(lambda: svc.journal.job(job_doc["id"]).status == "complete", 60)
+        summary = svc.job_summary(job_doc["id"], steps=True)
+        events = [e["event"] for e in summary["recovery"]]
+        assert "step_failed" in events and "decision" in events and "resume" in events and "retries" in events
+        decision = [e for e in summary["recovery"] if e["event"] == "decision"][0]
+        assert decision["action"] == "retry" and decision["reason"] == "alarm cleared"
+        retried = [e for e in summary["recovery"] if e["event"] == "retries"][0]["steps"]
+        assert {"op": first["v"], "attempts": 2} in retried
+    finally:
+        svc.shutdown()
