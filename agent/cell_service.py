@@ -103,6 +103,8 @@ class CellService:
         self.stop_hooks: List[Callable[[], None]] = []
         #: called first on every halt (e-stop, signal, worker crash): stop every robot and machine now
         self.halt_hooks: List[Callable[[], None]] = []
+        #: called after every confirmed step with (job_id, op_id): e.g. save the simulated world
+        self.step_hooks: List[Callable[[str, str], None]] = []
         #: the e-stop watches (started with the service)
         self.estops: List[EStopWatch] = []
         self.max_quantity = max_quantity
@@ -512,6 +514,12 @@ class CellService:
 
     def _progress_cb(self, info: Dict[str, Any]) -> None:
         self._progress[info["job_id"]] = info
+        if info["event"] == "done" and info.get("op"):
+            for hook in list(self.step_hooks):
+                try:
+                    hook(info["job_id"], info["op"])
+                except Exception:  # noqa: BLE001 - a failed save is logged, the step stays done
+                    log.exception("step hook failed after %s", info["op"])
         if self.on_progress is not None:
             try:
                 self.on_progress(info)

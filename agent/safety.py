@@ -143,6 +143,10 @@ def halt_devices(robots: Dict[str, Robot], machines: Dict[str, Any], *, wait: fl
 
 
 # ---------------------------------------------------------------------------- trajectory guard
+#: rad: what a time-parameterised spline may overshoot a joint limit by (TOPP-RA's interpolation), no more
+LIMIT_SLACK = 2e-3
+
+
 class TrajectoryGuard:
     """The last check of a trajectory before it is sent: limits, speed, workspace, keep-outs.
 
@@ -198,7 +202,7 @@ class TrajectoryGuard:
             if len(q) != n or not all(math.isfinite(float(v)) for v in q):
                 self._fail(f"point {k} is not {n} finite numbers", "re-plan the motion")
             for j, v in enumerate(q):
-                if v < self.lower[j] - 1e-4 or v > self.upper[j] + 1e-4:
+                if v < self.lower[j] - LIMIT_SLACK or v > self.upper[j] + LIMIT_SLACK:
                     self._fail(f"point {k}: joint {self.joint_names[j]}={float(v):.4f} is outside its limits "
                                f"[{self.lower[j]:.4f}, {self.upper[j]:.4f}]", "re-plan inside the joint limits")
             if k and times[k] <= times[k - 1]:

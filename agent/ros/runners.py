@@ -87,6 +87,7 @@ class CellDevices:
         self.robots = {rid: GuardedRobot(robot, TrajectoryGuard.for_planner(cell, rid, self.planners[rid]))
                        for rid, robot in self.ros_robots.items()}
         self.hooks = None
+        self._restored = False
         if sim:
             from anycell.agent.ros.sim_bridge import RosSimHooks
 
@@ -173,10 +174,32 @@ class CellDevices:
             log.info("resetting machine %s", mid)
             drv.reset()
 
+    @property
+    def world_file(self) -> Optional[str]:
+        """Where the simulated world is saved: beside the journal (sim mode only)."""
+        if not self.sim or not self.journal_path:
+            return None
+        return os.path.join(os.path.dirname(os.path.abspath(self.journal_path)), "sim_world.json")
+
+    def save_world(self, job_id: str = "", op_id: str = "") -> None:
+        """After each confirmed step: the simulated parts where they lie, saved with the journal."""
+        if self.hooks is not None and self.world_file:
+            self.hooks.save(self.world_file)
+
+    def restore_world(self) -> None:
+        """Once, before the first job of this agent: put back the parts of the saved world."""
+        if self._restored or self.hooks is None or not self.world_file or not os.path.exists(self.world_file):
+            self._restored = True
+            return
+        self._restored = True
+        added = self.hooks.restore(self.world_file)
+        log.info("restored %d simulated part(s) from %s", added, self.world_file)
+
     def runner(self, plan: Plan, job: Any) -> CellRunner:
         """A step runner for one job; its report goes beside the journal (see anycell.agent.report.report_dir_for)."""
         from anycell.agent.report import report_dir_for
 
+        self.restore_world()
         report_dir = report_dir_for(self.journal_path, plan.job_id) if self.journal_path else None
         return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
                           sim=self.hooks, report_dir=report_dir, machine_time_scale=self.machine_time_scale)
@@ -210,6 +233,8 @@ def make_runner_factory(node: Any, cell: CellConfig, sim: bool) -> Callable[[Pla
     node.service.reset_hooks.append(devices.reset_machines)
     node.service.halt_hooks.append(devices.halt_all)
     node.service.stop_hooks.append(devices.wait_machines_stopped)
+    if sim:
+        node.service.step_hooks.append(devices.save_world)
     node.cell_devices = devices
     return devices.runner
 

@@ -62,3 +62,11 @@ class RosSimHooks:
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return str(self._call("snapshot", path=path, camera=camera))
+
+    def save(self, path: str) -> int:
+        """The sim node writes its parts (where they lie now) to ``path``."""
+        return int(self._call("save", path=path))
+
+    def restore(self, path: str) -> int:
+        """The sim node puts back the parts of a saved world (after a restart); returns how many."""
+        return int(self._call("restore", path=path))
