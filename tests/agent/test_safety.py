@@ -399,3 +399,42 @@ def test_failed_job_resumes_with_per_step_decisions_and_the_summary_shows_them(c
         assert {"op": first["v"], "attempts": 2} in retried
     finally:
         svc.shutdown()
+
+
+def test_stop_waits_for_the_machines_and_reset_needs_every_machine_reachable(cell, tmp_path) -> None:
+    from anycell.errors import ConnectionLost
+
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), None)
+    machine = {"state": "Stopping", "reachable": True}
+
+    def wait_stopped() -> None:
+        assert wait_until(lambda: machine["state"] == "Stopped", 5)
+
+    def reachable() -> None:
+        if not machine["reachable"]:
+            raise ConnectionLost("machine printer is unreachable", field="machines.printer")
+
+    svc.stop_hooks.append(wait_stopped)
+    svc.reset_checks.append(reachable)
+    svc.start()
+    try:
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5)
+        svc.command("stop")
+        assert not svc.packml.wait_for([pm.STOPPED], 0.5)     # the mill is still Stopping
+        machine["state"] = "Stopped"
+        assert svc.packml.wait_for([pm.STOPPED], 5)
+        svc.command("reset")                                  # Stop, then Reset works
+        assert svc.packml.wait_for([pm.IDLE], 5)
+        svc.command("stop")
+        assert svc.packml.wait_for([pm.STOPPED], 5)
+        machine["reachable"] = False                          # the printer vanished
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.ABORTED], 5)
+        svc.command("clear")
+        assert svc.packml.wait_for([pm.STOPPED], 5)
+        machine["reachable"] = True
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5)
+    finally:
+        svc.shutdown()

@@ -45,9 +45,12 @@ class Rig:
                                       lambda m: self.received.append((time.monotonic(), len(m.points))), 10)
         self.state_pub = self.ctrl.create_publisher(JointState, f"{NS}/panda/joint_states", 10)
 
+        self.frozen = False
+        self.q = [0.0, 0.0]
+
         def tick() -> None:
-            msg = JointState(name=["j1", "j2"], position=[0.0, 0.0])
-            self.state_pub.publish(msg)
+            if not self.frozen:
+                self.state_pub.publish(JointState(name=["j1", "j2"], position=list(self.q)))
 
         self.ctrl.create_timer(0.02, tick)
         self.button = Node("button", namespace=NS)
@@ -147,3 +150,32 @@ def test_sigterm_sends_the_stop_while_the_context_still_works(rig) -> None:
         node_main._signalled.clear()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def test_frozen_controller_is_detected_within_a_second_and_stops_the_arm(rig) -> None:
+    from types import SimpleNamespace
+
+    from anycell.errors import ExecutionError
+
+    assert rig.robot.health()["level"] == 0
+    traj = SimpleNamespace(joint_names=["j1", "j2"], times=[0.0, 5.0], positions=[[0.0, 0.0], [0.5, 0.5]],
+                           velocities=[[0.0, 0.0], [0.0, 0.0]])
+    errors = []
+
+    def run() -> None:
+        try:
+            rig.robot.execute(traj)
+        except ExecutionError as exc:
+            errors.append((time.monotonic(), str(exc)))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    rig.frozen = True                       # the controller stops answering mid-motion
+    t.join(5)
+    assert errors, "a frozen controller was not noticed"
+    assert errors[0][0] - t0 < 1.0 and "frozen" in errors[0][1]
+    assert wait_until(lambda: rig.stops_after(t0), 2.0), rig.received   # and the arm was told to stop
+    health = rig.robot.health()
+    assert health["level"] == 2 and "frozen" in health["message"]
