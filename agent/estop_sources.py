@@ -118,3 +118,32 @@ class OpcUaEStopSource:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(2.0)
+
+
+def serial_estop_read(cell: CellConfig, drv: Any) -> Any:
+    """The read function of a ``serial_state`` or ``serial_pin`` e-stop over the machine's own driver.
+
+    ``serial_state``: tripped while the machine reports Aborted (GRBL Alarm, Marlin kill) or
+    Suspended (GRBL's safety door). ``serial_pin``: tripped while the GRBL status report's ``Pn``
+    field lists the pin. A lost serial line raises (a lost source).
+    """
+    cfg = cell.safety.estop
+    _mid, _, pin = cfg.source.partition("/")
+    if cfg.kind == "serial_pin":
+        def read_pin() -> bool:
+            try:
+                st = drv.query_status(timeout=0.5)
+            except Exception as exc:  # noqa: BLE001
+                raise EStopLost(str(exc) or type(exc).__name__) from None
+            return pin in str(st.get("pins", "")) or (pin == "D" and st.get("state") == "Door")
+
+        return read_pin
+
+    def read_state() -> bool:
+        try:
+            state = str(drv.state())
+        except Exception as exc:  # noqa: BLE001
+            raise EStopLost(str(exc) or type(exc).__name__) from None
+        return state in ("Aborted", "Suspended")
+
+    return read_state

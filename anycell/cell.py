@@ -291,8 +291,11 @@ class KeepOut:
 class EStop:
     """Where the emergency stop signal comes from; anycell stops when it trips."""
 
-    kind: Literal["none", "opcua", "ros_topic"] = spec("signal source", default="none")
-    source: str = spec("the OPC UA node (machine_id/variable) or ROS topic that reads true when tripped",
+    kind: Literal["none", "opcua", "ros_topic", "serial_state", "serial_pin"] = spec(
+        "signal source: an OPC UA variable, a std_msgs/Bool topic, a serial machine's state (alarm, door, "
+        "kill), or a GRBL input pin", default="none")
+    source: str = spec("opcua: machine_id/variable; ros_topic: the topic; serial_state: machine_id; "
+                       "serial_pin: machine_id/pin letter of GRBL's Pn field (D door, H hold, R reset)",
                        default="")
 
 
@@ -365,12 +368,24 @@ class CellConfig:
                                     f"id '{item.id}' is already used by one of the {every[item.id]}",
                                     "robots, machines and stations share one id space", cls=UnresolvedReference)
                 every[item.id] = group
-        if self.safety.estop.kind == "opcua":
-            mid = self.safety.estop.source.split("/")[0]
-            if mid not in {m.id for m in self.machines}:
-                raise ctx.error(path + ("safety", "estop", "source"),
-                                f"e-stop source names machine '{mid}', which is not in this cell",
-                                "write it as <machine_id>/<variable>", cls=UnresolvedReference)
+        estop = self.safety.estop
+        if estop.kind in ("opcua", "serial_state", "serial_pin"):
+            where = path + ("safety", "estop", "source")
+            mid, _, rest = estop.source.partition("/")
+            machines = {m.id: m for m in self.machines}
+            if mid not in machines:
+                raise ctx.error(where, f"e-stop source names machine '{mid}', which is not in this cell",
+                                "write it as <machine_id>/<variable> (opcua), <machine_id> (serial_state) "
+                                "or <machine_id>/<pin> (serial_pin)", cls=UnresolvedReference)
+            drv = machines[mid].driver
+            proto = drv.dialect if drv.kind == "serial" else getattr(drv, "protocol", "opcua")
+            if estop.kind == "opcua" and proto != "opcua":
+                raise ctx.error(where, f"machine '{mid}' is not reached over OPC UA", "use serial_state or serial_pin")
+            if estop.kind.startswith("serial") and proto not in ("grbl", "marlin"):
+                raise ctx.error(where, f"machine '{mid}' is not a serial G-code machine", "use kind: opcua")
+            if estop.kind == "serial_pin" and (proto != "grbl" or len(rest) != 1 or rest not in "XYZPDHRS"):
+                raise ctx.error(where, "serial_pin needs a GRBL machine and one of its Pn pin letters "
+                                "(X Y Z P D H R S)", "e.g. router/D for the safety door input")
 
     # ---- lookups used by every layer
     def robot(self, rid: str) -> RobotConfig:

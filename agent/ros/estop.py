@@ -7,6 +7,8 @@ subscription callback at once. The source must publish at least every ``stale_af
 counts as a lost source, which trips the cell too.
 
 ``kind: opcua``: see :mod:`anycell.agent.estop_sources` (its own OPC UA session to the machine).
+``kind: serial_state`` / ``serial_pin``: a serial machine's alarm/door/kill state, or a GRBL input pin,
+read through the machine's driver at 20 Hz.
 """
 
 from __future__ import annotations
@@ -84,5 +86,16 @@ def attach_estop(node: Any, service: Any, devices: Any = None) -> Optional[Calla
         opc = OpcUaEStopSource(endpoint, path)
         service.add_estop(f"opcua:{endpoint}#{path}", opc.read)
         return opc.close
+    if cfg.kind in ("serial_state", "serial_pin"):
+        from anycell.agent.estop_sources import serial_estop_read
+
+        mid = cfg.source.split("/")[0]
+        drv = (getattr(devices, "machines", None) or {}).get(mid)
+        if drv is None:
+            raise ConfigError(f"e-stop kind {cfg.kind} reads machine '{mid}' through its driver, which this agent "
+                              "does not run", field="safety.estop.source",
+                              hint="run the agent with runner:=auto (the cell's own machine drivers)")
+        service.add_estop(f"{cfg.kind}:{cfg.source}", serial_estop_read(service.cell, drv), period=0.05)
+        return None
     raise ConfigError(f"e-stop kind '{cfg.kind}' is not supported by this agent", field="safety.estop.kind",
-                      hint="none, opcua or ros_topic")
+                      hint="none, opcua, ros_topic, serial_state or serial_pin")
