@@ -438,3 +438,17 @@ def test_stop_waits_for_the_machines_and_reset_needs_every_machine_reachable(cel
         assert svc.packml.wait_for([pm.IDLE], 5)
     finally:
         svc.shutdown()
+
+
+def test_jobs_snapshot_is_republished_with_every_state(cell, tmp_path) -> None:
+    seen = []
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), None, on_jobs=lambda snap: seen.append(snap["state"]))
+    svc.start()
+    try:
+        svc.command("reset")
+        assert svc.packml.wait_for([pm.IDLE], 5)
+        assert wait_until(lambda: seen and seen[-1] == pm.IDLE, 5), seen
+        svc.command("start")
+        assert wait_until(lambda: seen[-1] == pm.EXECUTE, 5), seen
+    finally:
+        svc.shutdown()

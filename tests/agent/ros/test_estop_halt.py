@@ -179,3 +179,10 @@ def test_frozen_controller_is_detected_within_a_second_and_stops_the_arm(rig) ->
     assert wait_until(lambda: rig.stops_after(t0), 2.0), rig.received   # and the arm was told to stop
     health = rig.robot.health()
     assert health["level"] == 2 and "frozen" in health["message"]
+
+
+def test_state_topic_keeps_the_transitions() -> None:
+    from anycell.agent.ros.cell_agent_node import API_QOS, STATE_QOS
+    from anycell.agent.ros.client import STATE_QOS as CLIENT_STATE_QOS
+
+    assert STATE_QOS.depth >= 10 and CLIENT_STATE_QOS.depth >= 10 and API_QOS.depth >= 1000
