@@ -227,11 +227,17 @@ class SimCellNode(Node):
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``sim_cell`` (``ros2 run anycell sim_cell --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)), argv)
-    if started is None:
-        return 2
-    params, cell = started
-    node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+    try:
+        started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)),
+                                 argv)
+        if started is None:
+            return 2
+        params, cell = started
+        node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+    except KeyboardInterrupt:   # Ctrl-C while starting: nothing to clean up yet, and no traceback
+        if rclpy.ok():
+            rclpy.shutdown()
+        return 0
     node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
     spin_until_shutdown(node, 2, node.close)
     return 0
