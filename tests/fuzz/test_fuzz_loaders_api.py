@@ -17,7 +17,7 @@ from anycell.agent import api  # noqa: E402
 from anycell.documents import parse_text  # noqa: E402
 from anycell.errors import AnycellError  # noqa: E402
 
-BUDGET = settings(max_examples=150, deadline=5000, derandomize=True,
+BUDGET = settings(max_examples=150, deadline=5000, derandomize=True, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
