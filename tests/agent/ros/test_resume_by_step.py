@@ -45,15 +45,15 @@ def test_kill_mid_step_then_resume_by_step_completes(processes, rclpy_context, t
         r = client.submit(job)
         assert r["ok"], r
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            p = client.progress(r["job_id"]) or {}
-            if any(x.get("op") == step for x in p.get("running", [])):
+        while time.monotonic() < deadline:   # until the journal says the step started (and is not done)
+            p = client.get(r["job_id"], timeout=10)["job"]
+            if any(x["op"] == step and x["status"] == "started" for x in p.get("steps", [])):
                 break
             assert p.get("status") not in ("complete", "failed"), p
             time.sleep(0.05)
         else:
             pytest.fail(f"{step} never ran: {processes.log(up)[-2000:]}")
-        time.sleep(0.5)                    # well inside the step
+        time.sleep(0.3)                    # well inside the step
     finally:
         client.destroy()
     processes.kill9(up)
