@@ -136,6 +136,9 @@ class CellDevices:
 
     @staticmethod
     def _connected(drv: Any) -> bool:
+        link = getattr(drv, "link", None)
+        if link is not None and getattr(link, "lost", None):
+            return False
         for attr in ("_connected", "connected"):
             v = getattr(drv, attr, None)
             if isinstance(v, bool):

@@ -97,3 +97,28 @@ def test_grbl_alarm_trips_and_a_vanished_line_trips(tmp_path) -> None:
 def test_demo_cell_still_validates() -> None:
     cell = load_cell(DEMO_CELL)
     assert dataclasses.asdict(cell.safety.estop)["kind"] == "none"
+
+
+def test_reset_check_refuses_a_vanished_printer(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from anycell.agent.ros.runners import CellDevices
+    from anycell.drivers.machine import open_machine
+    from anycell.sim.machines import launch_sim_machine
+
+    cell = load_cell(DEMO_CELL)
+    mcfg = cell.machine("printer")
+    sim = launch_sim_machine(mcfg, str(tmp_path / "printer"))
+    drv = open_machine(mcfg, sim.address)
+    try:
+        drv.connect()
+        devices = SimpleNamespace(machines={"printer": drv}, _connected=CellDevices._connected)
+        CellDevices.check_reachable(devices)          # reachable: no error
+        sim.stop()                                    # the printer's USB cable is pulled
+        assert wait_until(lambda: not CellDevices._connected(drv) or drv.health()["level"] == "error", 10)
+        with pytest.raises(AnycellError) as info:
+            CellDevices.check_reachable(devices)
+        assert info.value.field == "machines.printer"
+    finally:
+        drv.close()
+        sim.stop()
