@@ -121,8 +121,12 @@ class SimCellNode(Node):
         done = threading.Event()
         box: Dict[str, Any] = {}
         self._jobs.put(("gripper", rid, bool(req.data), (done, box)))
-        if not done.wait(10.0):
-            resp.success, resp.message = False, "the simulation did not answer within 10 s"
+        # wait in short slices: on Humble a blocked callback keeps the executor's pool (and the exit) waiting
+        end = time.monotonic() + 10.0
+        while not done.wait(0.05) and not self._stop.is_set() and time.monotonic() < end:
+            pass
+        if not done.is_set():
+            resp.success, resp.message = False, "the simulation did not answer within 10 s (or is shutting down)"
         else:
             resp.success, resp.message = box["success"], box["message"]
         return resp
