@@ -289,6 +289,7 @@ class CellService:
             elif not exc.field.startswith("job"):
                 exc.field = "job." + exc.field
             raise
+        _check_programs(job)
         if job.quantity > self.max_quantity:
             raise ConfigError(f"quantity {job.quantity} is more than this cell takes in one job ({self.max_quantity})",
                               field="job.quantity", hint="split the order into several jobs")
@@ -683,6 +684,24 @@ class CellService:
                 why = "the agent shut down" if self._stop.is_set() else f"{result.outcome} by the operator"
                 self.journal.set_status(job_id, "interrupted", error=f"{why}; unconfirmed: {intr.unconfirmed}")
         self._publish_jobs()
+
+
+def _check_programs(job: Any) -> None:
+    """Every G-code program is checked whole at submit (placeholders, characters, system commands),
+    so a job with ``{nope}`` in its program is refused now, not when its step runs."""
+    from anycell.drivers.gcode import prepare_program
+    from anycell.errors import ProgramRejected
+
+    for i, part in enumerate(job.parts):
+        src = part.source
+        prog = getattr(src, "program", None)
+        if prog is None or prog.inline is None:
+            continue   # a named program lives on the machine
+        try:
+            prepare_program(prog.inline, src.parameters, max_length=1000)
+        except ProgramRejected as exc:
+            raise ConfigError(f"program of part '{part.id}': {exc.message}", field=f"job.parts[{i}].source.program",
+                              hint=exc.hint or "fix the program or give the parameter a value") from None
 
 
 def _is_dry_run(detail: Optional[str]) -> bool:

@@ -452,3 +452,18 @@ def test_jobs_snapshot_is_republished_with_every_state(cell, tmp_path) -> None:
         assert wait_until(lambda: seen[-1] == pm.EXECUTE, 5), seen
     finally:
         svc.shutdown()
+
+
+def test_unknown_placeholder_is_refused_at_submit(cell, tmp_path, job_doc) -> None:
+    import copy
+
+    doc = copy.deepcopy(job_doc)
+    for part in doc["parts"]:
+        prog = (part.get("source") or {}).get("program")
+        if isinstance(prog, dict) and "inline" in prog:
+            prog["inline"] = prog["inline"] + "\nG1 X{nope}\n"
+            break
+    svc = CellService(cell, Journal(str(tmp_path / "j.db")), None)
+    r = svc.handle({"request_id": "p", "op": "submit", "job": doc})
+    assert not r["ok"] and "nope" in r["error"]["message"] and r["error"]["field"].startswith("job.parts[")
+    assert svc.handle({"request_id": "q", "op": "submit", "job": job_doc})["ok"]
