@@ -79,8 +79,8 @@ def test_opcua_estop_trips_and_a_lost_server_trips(tmp_path) -> None:
         assert wait_until(lambda: svc.packml.state == pm.STOPPED and not watch.active, 10), watch.reason
         svc.command("reset")
         assert svc.packml.wait_for([pm.IDLE], 5)
-        t0 = time.monotonic()
         server.set(True)
+        t0 = time.monotonic()              # the variable reads true from here on
         assert wait_until(lambda: robot.stopped_at, 2)
         assert robot.stopped_at[0] - t0 < 0.05
         assert svc.packml.wait_for([pm.ABORTED], 5)
