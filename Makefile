@@ -9,13 +9,24 @@ REPORT ?= reports/demo
 CELL ?= cell_configs/demo_cell.yaml
 JOB ?= examples/jobs/demo_widget.yaml
 
-.PHONY: demo test venv bench schemas clean
+.PHONY: demo test test-fast lint venv bench schemas clean
 
 demo: $(STAMP)
 	@$(VENV)/bin/anycell demo --cell $(CELL) --job $(JOB) --report $(REPORT)
 
-test: $(STAMP)
+# `make test` is what CI runs: the linter, the type checker, then every test
+# (the layer contract is tests/test_layout.py).
+test: lint
 	@$(PY) -m pytest -q
+
+# The quick loop while editing: no ROS nodes, nothing slow (under a minute).
+test-fast: $(STAMP)
+	@$(PY) -m pytest -q -m "not ros and not slow"
+
+# ruff (ruff.toml) and mypy (mypy.ini), both pinned in requirements.txt.
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check --quiet .
+	@$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -168,31 +168,56 @@ def error(request_id: Optional[str], op: Optional[str], exc: BaseException) -> D
 
 
 def inline_program_files(job_data: Dict[str, Any], base_dir: str) -> Dict[str, Any]:
-    """A copy of a job document with every ``program: {file: ...}`` replaced by its text.
+    """A copy of a job document with every ``program: {file: ...}`` and ``geometry: {mesh: ...}`` replaced by
+    its text (a mesh as ``mesh_inline``; OBJ and ASCII STL).
 
     The agent may run on another machine than the person submitting, so a job
-    sent over the API carries its programs inline instead of naming local files.
+    sent over the API carries its programs and meshes inline instead of naming local files.
     """
     data = copy.deepcopy(job_data)
     base = os.path.realpath(base_dir)
     for i, part in enumerate(data.get("parts") or []):
+        geo = part.get("geometry") if isinstance(part, dict) else None
+        if isinstance(geo, dict) and isinstance(geo.get("mesh"), str):
+            mesh_field = f"parts[{i}].geometry.mesh"
+            path = _inside(base, geo["mesh"], mesh_field, "mesh")
+            try:
+                with open(path, "rb") as handle:
+                    raw = handle.read()
+                text = raw.decode("utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot read mesh file '{geo['mesh']}': {exc.strerror}",
+                                  field=mesh_field) from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"mesh file '{geo['mesh']}' is binary and cannot travel in a job document",
+                                  field=mesh_field, hint="export it as OBJ or ASCII STL") from None
+            geo["mesh_inline"] = text
+            geo["mesh_format"] = "stl" if path.lower().endswith(".stl") else "obj"
+            del geo["mesh"]
         src = (part or {}).get("source") if isinstance(part, dict) else None
         prog = src.get("program") if isinstance(src, dict) else None
         if isinstance(prog, dict) and isinstance(prog.get("file"), str):
             field_name = f"parts[{i}].source.program.file"
             name = prog["file"]
-            if "\0" in name or os.path.isabs(name):
-                raise ConfigError(f"program file '{name[:80]}' must be a path relative to the job's folder",
-                                  field=field_name, hint="keep programs beside the job file, or below it")
-            path = os.path.realpath(os.path.join(base, name))
-            if os.path.commonpath([base, path]) != base:
-                raise ConfigError(f"program file '{name[:80]}' lies outside the job's folder", field=field_name,
-                                  hint="keep programs beside the job file, or below it")
+            path = _inside(base, name, field_name, "program")
             try:
                 with open(path, "r", encoding="utf-8") as handle:
                     text = handle.read()
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read program file '{name}': {getattr(exc, 'strerror', None) or exc}",
                                   field=field_name) from None
+            assert isinstance(src, dict)
             src["program"] = {"inline": text}
     return data
+
+
+def _inside(base: str, name: str, field_name: str, what: str) -> str:
+    """The real path of ``name`` under ``base``; ConfigError (no server path in it) when it is not there."""
+    if "\0" in name or os.path.isabs(name):
+        raise ConfigError(f"{what} file '{name[:80]}' must be a path relative to the job's folder",
+                          field=field_name, hint=f"keep {what} files beside the job file, or below it")
+    path = os.path.realpath(os.path.join(base, name))
+    if os.path.commonpath([base, path]) != base:
+        raise ConfigError(f"{what} file '{name[:80]}' lies outside the job's folder", field=field_name,
+                          hint=f"keep {what} files beside the job file, or below it")
+    return path

@@ -28,16 +28,23 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
-from anycell.errors import AnycellError, ConfigError, ExecutionError, InspectionFailed
+from anycell.errors import (AnycellError, ConfigError, ExecutionError, InspectionFailed, PlacementError,
+                            PlanningError)
 from anycell.geometry import Pose
 from anycell.job import JobSpec, Program
 from anycell.plan import Operation, Plan, Site
 
+from anycell.drivers.machine import Machine
+from anycell.drivers.robot import Robot
+
 from anycell.agent.simulation.hooks import SimHooks
+
+if TYPE_CHECKING:  # the motion planner brings pybullet: the runner is handed planners, never imports them
+    from anycell.planners.motion import MotionPlanner
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,13 @@ MOTION_KINDS = ("pick_place", "load", "unload", "output")
 def uid(unit: int, part: str) -> str:
     """The id of one unit's part in the (simulated) world."""
     return f"u{unit}.{part}"
+
+
+def _part(op: Operation) -> str:
+    """The part an operation moves or makes (every part-handling operation names one)."""
+    if op.part is None:
+        raise ExecutionError(f"operation '{op.id}' ({op.kind}) names no part", field=f"operations.{op.id}.part")
+    return op.part
 
 
 def _pose(site: Site) -> Pose:
@@ -69,8 +83,8 @@ class StepRecord:
 class CellRunner:
     """Runs the operations of one job's plan on a cell's robots, machines and (optionally) simulator."""
 
-    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Dict[str, Any], planners: Dict[str, Any],
-                 machines: Dict[str, Any], sim: Optional[SimHooks] = None,
+    def __init__(self, cell: CellConfig, job: JobSpec, *, robots: Mapping[str, Robot],
+                 planners: Mapping[str, "MotionPlanner"], machines: Mapping[str, Machine], sim: Optional[SimHooks] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
                  program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
                  machine_time_scale: Optional[float] = None) -> None:
@@ -94,6 +108,11 @@ class CellRunner:
         self._t0 = time.monotonic()
         self._prepared = False
         self._snap_count = 0
+        self._held_by: Dict[str, str] = {}      # fixture id -> the part its clamp or vacuum holds
+        self._tray_used: set = set()            # (tray id, position) taken by a unit this job
+        from anycell.planners import sites
+
+        self._base_id = sites.base_part(job).id
 
     # ------------------------------------------------------------------ set-up
     def prepare(self, plan: Plan) -> None:
@@ -120,27 +139,28 @@ class CellRunner:
             for (unit, part_id) in wanted:
                 pose = where.get(uid(unit, part_id))
                 if pose is not None:
-                    size, _mass, _color = self._part_geometry(part_id)
+                    shape, _mass, _color = self._part_geometry(part_id)
                     for planner in self.planners.values():
-                        planner.add_obstacle(uid(unit, part_id), size, pose)
+                        planner.add_obstacle(uid(unit, part_id), shape, pose)
         self._prepared = True
         self._snap("start")
 
     def _part_geometry(self, part_id: str) -> tuple:
+        """(shape, mass, colour) of a part: the shape is its Geometry, the real solid everyone uses."""
         part = self.job.part(part_id)
-        return part.geometry.size, part.mass, part.color
+        return part.geometry, part.mass, part.color
 
     def _present(self, op: Operation) -> None:
         """Make sure the op's feeder part is in its slot: in the planners' model (and in the simulated world)."""
         src = Site.from_dict(op.params["source"])
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        shape, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
-                if not self.sim.present(wid, size, mass, color, _pose(src)):
+                if not self.sim.present(wid, shape, mass, color, _pose(src)):
                     return   # already in the world (maybe moved on by an earlier step): prepare() measured it
         for planner in self.planners.values():
-            planner.add_obstacle(wid, size, _pose(src))
+            planner.add_obstacle(wid, shape, _pose(src))
 
     # ------------------------------------------------------------------ StepRunner
     def run(self, op: Operation, plan: Plan) -> Optional[Dict[str, Any]]:
@@ -188,13 +208,36 @@ class CellRunner:
         if op.kind == "output":
             carried = [uid(op.unit, pl.part) for pl in self.job.assembly.placements if pl.part != op.part]
             target = self._output_target(op, target)
+            self._release_fixture()
         elif src.kind == "feeder":
             self._present(op)
-        size, _mass, _color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        shape, _mass, _color = self._part_geometry(_part(op))
+        size = shape.size
+        wid = uid(op.unit, _part(op))
+        insert, hints = self._grasp_plan(op, target, carried)
         with self._world_lock:
             w0 = time.monotonic()
-            res = pick_place(robot, planner, wid, size, src, target, carried=carried)
+            candidates = self._tray_candidates(target) if carried else [target]
+            for k, candidate in enumerate(candidates):
+                try:
+                    res = pick_place(robot, planner, wid, size, src, candidate, carried=carried, shape=shape,
+                                     insert=insert, hints=hints)
+                    target = candidate
+                    break
+                except PlanningError as exc:
+                    # a tray position the tool cannot reach clear of its surroundings: the next free one
+                    if k == 0:
+                        first = exc
+                    log.info("unit %d cannot go to %s position %s: %s", op.unit, candidate.ref, candidate.index, exc)
+            else:
+                if len(candidates) == 1:
+                    raise first
+                raise PlanningError(f"unit {op.unit} finds no free position on tray '{target.ref}' that robot "
+                                    f"'{op.resource}' reaches clear of the cell and of the units already there "
+                                    f"(tried {len(candidates)}); the planned one: {first.message}",
+                                    hint="empty the tray, or give the cell a larger tray")
+            if carried and target.index is not None:
+                self._tray_used.add((target.ref, target.index))
             moving_wall = time.monotonic() - w0 - res.planning_time
             measured = self.sim.measure([wid]) if self.sim is not None else {}
         if carried:
@@ -202,19 +245,134 @@ class CellRunner:
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
                                   "motion_s": round(res.duration, 3), "planning_s": round(res.planning_time, 4),
                                   "moving_wall_s": round(moving_wall, 4)}
+        if insert is not None:
+            detail["insertion_depth_m"] = insert.depth
         got = measured.get(wid)
+        placing = op.kind in ("pick_place", "unload") and target.kind == "fixture"
         if got is not None:
-            from anycell.geometry import distance, quat_angle
-
-            err = distance(got.position, target.xyz)
-            ang = quat_angle(got.quaternion, _pose(target).quaternion)
-            detail.update(error_m=err, angle_error_rad=ang)
-            if op.kind in ("pick_place", "unload"):
-                tol = self.job.placement(op.part).tolerance
-                self.placements.append({"unit": op.unit, "part": op.part, "error_m": err, "angle_error_rad": ang,
-                                        "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle})
+            detail.update(self._deviation(got, target, insert))
+            if placing:
+                tol = self.job.placement(_part(op)).tolerance
+                self.placements.append({"unit": op.unit, "part": op.part, "error_m": detail["error_m"],
+                                        "angle_error_rad": detail["angle_error_rad"],
+                                        "tolerance_m": tol.position, "angle_tolerance_rad": tol.angle,
+                                        "robot": op.resource})
+                for pl in self.planners.values():
+                    pl.add_obstacle(wid, shape, got)   # plan around where the part really is
+        elif placing:
+            log.debug("no measurement of %s after its placement (no simulator and no measuring driver)", wid)
         self._snap(op.id, close_up=target.kind == "fixture")
+        if got is not None and placing:
+            self._confirm(op, got, detail)
         return detail
+
+    @staticmethod
+    def _deviation(got: Pose, target: Site, insert: Any) -> Dict[str, float]:
+        """How far a part is from its target: position, orientation, tilt of its z axis, and depth error."""
+        from anycell.geometry import distance, quat_angle, quat_rotate
+
+        goal = _pose(target)
+        out = {"error_m": distance(got.position, target.xyz),
+               "angle_error_rad": quat_angle(got.quaternion, goal.quaternion)}
+        z_got, z_goal = quat_rotate(got.quaternion, (0, 0, 1)), quat_rotate(goal.quaternion, (0, 0, 1))
+        dot = max(-1.0, min(1.0, sum(a * b for a, b in zip(z_got, z_goal))))
+        import math
+
+        out["tilt_rad"] = math.acos(dot)
+        if insert is not None:
+            # how much short of its depth the part stopped (positive: not in far enough)
+            out["depth_error_m"] = -sum((g - t) * a for g, t, a in zip(got.position, target.xyz, insert.axis))
+        return out
+
+    def _confirm(self, op: Operation, got: Pose, detail: Dict[str, Any]) -> None:
+        """A placement is done only when the world says so: out of tolerance fails the step with the deviation.
+
+        A part put on the fixture first (the unit's base) is then held by the fixture's clamp or vacuum.
+        """
+        tol = self.job.placement(_part(op)).tolerance
+        err, ang = detail["error_m"], detail["angle_error_rad"]
+        if err > tol.position or ang > tol.angle:
+            where = ", ".join(f"{v * 1000:+.2f}" for v in (got.xyz[i] - op.params["target"]["xyz"][i] for i in range(3)))
+            raise PlacementError(
+                f"step {op.id}: part '{op.part}' of unit {op.unit} was measured {err * 1000:.2f} mm "
+                f"(dx, dy, dz = {where} mm) and {ang:.3f} rad from its target; the tolerance is "
+                f"{tol.position * 1000:.2f} mm and {tol.angle:.3f} rad",
+                hint="the part did not seat: check the shapes, the insertion depth and the grasp",
+                deviation={"position_m": err, "angle_rad": ang, "tilt_rad": detail.get("tilt_rad"),
+                           "depth_error_m": detail.get("depth_error_m")})
+        fixture_id = op.params["target"].get("ref")
+        if self.sim is not None and op.part == self._base_id and fixture_id:
+            with self._world_lock:
+                if self.sim.hold(uid(op.unit, op.part), fixture_id):
+                    self._held_by[fixture_id] = uid(op.unit, op.part)
+                    detail["held_by"] = f"{self.cell.station(fixture_id).hold.kind}:{fixture_id}"
+
+    def _release_fixture(self) -> None:
+        """Open the fixture's clamp (vacuum) before the finished unit is taken away."""
+        if self.sim is None:
+            return
+        for fixture_id in list(self._held_by):
+            with self._world_lock:
+                self.sim.release_hold(fixture_id)
+            self._held_by.pop(fixture_id, None)
+
+    def _grasp_plan(self, op: Operation, target: Site, carried: List[str]) -> tuple:
+        """The insertion move (placements that name one) and where the tool holds the part, from the shapes."""
+        from anycell.agent.skills import GraspHints, Insert
+        from anycell.errors import PlanningError
+        from anycell.geometry import quat_rotate
+        from anycell.planners import sites
+        from anycell.planners.tool import cup_radius, tool_figures
+
+        tool = self.cell.robot(op.resource).tool
+        insert = None
+        clear = None
+        if op.kind in ("pick_place", "unload") and target.kind == "fixture":
+            move = self.job.placement(_part(op)).insertion_move()
+            if move is not None:
+                axis = quat_rotate(sites.product_frame(self.cell).quaternion, move.axis)
+                insert = Insert(tuple(axis), float(move.depth), float(move.speed))  # type: ignore[arg-type]
+            clear = sites.receiving_surface(self.job, _part(op))
+        spot: tuple = (0.0, 0.0, None)
+        hand_clear = sites.carried_top(self.job) if carried else None
+        if tool.kind == "suction":
+            blocked = [c.split(".", 1)[1] for c in carried]
+            radius = tool.cup_radius
+            robot_cfg = self.cell.robot(op.resource)
+            if carried:
+                _reach, hand, body, sideways = tool_figures(robot_cfg)
+                found = sites.carry_suction_spot(self.job, radius, body, hand, sideways)
+                hand_clear = None     # the spot was chosen with the flange clear of the standing parts
+            else:
+                found = sites.suction_spot(self.job, _part(op), radius, blocked, cup_radius(robot_cfg))
+            if found is None:
+                raise PlanningError(f"step {op.id}: the suction cup ({radius * 1000:g} mm radius) finds no "
+                                    f"free area on the top faces of part '{op.part}'",
+                                    hint="leave a free area on the part's top face, or use a gripper")
+            spot = found
+        return insert, GraspHints(clear_above=clear, suction_xy=(spot[0], spot[1]), top=spot[2],
+                                  hand_clear=hand_clear)
+
+    def _tray_candidates(self, planned: Site) -> List[Site]:
+        """The planned tray position first, then it turned a quarter, then the tray's other free positions.
+
+        A tray position next to a machine may be out of reach one way round: the hand of a gripper
+        spans far along its fingers. The first that plans end to end is used.
+        """
+        from anycell.planners import sites
+
+        out = [planned]
+        try:
+            tray = self.cell.station(planned.ref)
+        except AnycellError:
+            return out
+        free = [i for i in range(len(sites.tray_positions(tray, self.job)))
+                if i != planned.index and (tray.id, i) not in self._tray_used]
+        if planned.index is not None:
+            out.append(sites.tray_site(tray, self.job, planned.index, turn=1))
+        for i in free:
+            out += [sites.tray_site(tray, self.job, i), sites.tray_site(tray, self.job, i, turn=1)]
+        return out
 
     def _output_target(self, op: Operation, planned: Site) -> Site:
         """The output tray, or the reject tray for a unit that failed inspection."""
@@ -237,12 +395,12 @@ class CellRunner:
         moved = _pose(target).compose(_pose(src).inverse())
         for wid in carried:
             part_id = wid.split(".", 1)[1]
-            size, _mass, _color = self._part_geometry(part_id)
+            shape, _mass, _color = self._part_geometry(part_id)
             from anycell.planners import sites
 
             old = sites.placement_pose(self.cell, self.job, part_id)
             for planner in self.planners.values():
-                planner.add_obstacle(wid, size, moved.compose(old))
+                planner.add_obstacle(wid, shape, moved.compose(old))
 
     # ------------------------------------------------------------------ machines
     def _program(self, op: Operation) -> Dict[str, Any]:
@@ -265,20 +423,21 @@ class CellRunner:
         if not result.completed:
             raise ExecutionError(f"machine '{op.resource}' did not complete {op.id}: {result.status}")
         machine_site = self._machine_site(op)
-        size, mass, color = self._part_geometry(op.part)
-        wid = uid(op.unit, op.part)
+        shape, mass, color = self._part_geometry(_part(op))
+        wid = uid(op.unit, _part(op))
         if self.sim is not None:
             with self._world_lock:
-                self.sim.machine_made(wid, size, mass, color, _pose(machine_site))
+                self.sim.machine_made(wid, shape, mass, color, _pose(machine_site))
         for planner in self.planners.values():
-            planner.add_obstacle(wid, size, _pose(machine_site))
+            planner.add_obstacle(wid, shape, _pose(machine_site))
         return {"machine": op.resource, "status": result.status, "lines_total": result.lines_total,
-                "lines_acknowledged": result.lines_acknowledged, "duration_s": round(result.duration, 3)}
+                "lines_acknowledged": result.lines_acknowledged, "lines_executed": result.lines_executed,
+                "lines_flushed": result.details.get("lines_flushed"), "duration_s": round(result.duration, 3)}
 
     def _machine_site(self, op: Operation) -> Site:
         from anycell.planners import sites
 
-        return sites.machine_site(self.cell.machine(op.resource), self.job.part(op.part))
+        return sites.machine_site(self.cell.machine(op.resource), self.job.part(_part(op)))
 
     # ------------------------------------------------------------------ inspection
     def _inspect(self, op: Operation) -> Dict[str, Any]:
@@ -307,11 +466,11 @@ class CellRunner:
             measured[part_id] = noisy
         # what the station saw is the best model of the unit now: the planners plan around it
         frame = sites.product_frame(self.cell)
-        for part_id, local in measured.items():
-            if local is not None:
-                size, _mass, _color = self._part_geometry(part_id)
+        for part_id, seen in measured.items():
+            if seen is not None:
+                shape, _mass, _color = self._part_geometry(part_id)
                 for planner in self.planners.values():
-                    planner.add_obstacle(uids[part_id], size, frame.compose(local))
+                    planner.add_obstacle(uids[part_id], shape, frame.compose(seen))
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
         self._snap(op.id, close_up=True)

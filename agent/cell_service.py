@@ -8,9 +8,8 @@ tested without rclpy.
 How the cell runs work:
 
 * ``submit`` validates the job document (:func:`anycell.job.job_from_document`,
-  :func:`anycell.fit.check_job_fits_cell`), plans and schedules it
-  (``planners.process.plan_job``, ``planners.schedule.schedule_plan``) and
-  journals the job with its plan *before* it answers ``ok``. A job that was
+  :func:`anycell.planners.feasibility.check_resources`), plans and schedules it
+  (:func:`anycell.planners.pipeline.plan_and_schedule`) and journals the job with its plan *before* it answers ``ok``. A job that was
   answered ``ok`` is on disk.
 * One worker thread owns the acting states when no job runs, and runs jobs
   when the cell is in Execute: partly-done (resumed) jobs first, then by
@@ -39,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional
 from anycell.cell import CellConfig
 from anycell.documents import from_data
 from anycell.errors import AnycellError, ConfigError, StateError
+from anycell.job import JobSpec, job_from_document
 from anycell.plan import Plan
 
 from anycell.agent import api
@@ -55,21 +55,18 @@ MUTATING = ("submit", "cancel", "resume")
 DEFAULT_MAX_QUANTITY = 100
 
 #: (cell, job) -> a scheduled Plan
-Planner = Callable[[CellConfig, Any], Plan]
+Planner = Callable[[CellConfig, JobSpec], Plan]
 #: (plan, job spec) -> the StepRunner that executes it
-RunnerFactory = Callable[[Plan, Any], StepRunner]
+RunnerFactory = Callable[[Plan, JobSpec], StepRunner]
 
 
 def default_planner(time_limit: float = 2.0) -> Planner:
-    """plan_job then schedule_plan from planners/ (imported when first used)."""
+    """:func:`anycell.planners.pipeline.plan_and_schedule`, with a short scheduler search (a cell answers fast)."""
 
-    def plan(cell: CellConfig, job: Any) -> Plan:
-        from anycell.planners.process import plan_job
-        from anycell.planners.schedule import schedule_plan
+    def plan(cell: CellConfig, job: JobSpec) -> Plan:
+        from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
-        p = plan_job(cell, job)
-        schedule_plan(p, cell, time_limit=time_limit)
-        return p
+        return plan_and_schedule(cell, job, PlanOptions(time_limit=time_limit))
 
     return plan
 
@@ -275,9 +272,8 @@ class CellService:
             log.exception("request %s (%s) failed", req.request_id, req.op)
             return api.error(req.request_id, req.op, exc)
 
-    def _job_from(self, req: api.Request):
-        from anycell.fit import check_job_fits_cell
-        from anycell.job import job_from_document
+    def _job_from(self, req: api.Request) -> JobSpec:
+        from anycell.planners.feasibility import check_resources
 
         req.args["job"] = self._inline_programs(req.args["job"])
         try:
@@ -289,11 +285,15 @@ class CellService:
             elif not exc.field.startswith("job"):
                 exc.field = "job." + exc.field
             raise
-        _check_programs(job)
         if job.quantity > self.max_quantity:
             raise ConfigError(f"quantity {job.quantity} is more than this cell takes in one job ({self.max_quantity})",
                               field="job.quantity", hint="split the order into several jobs")
-        check_job_fits_cell(self.cell, job)
+        try:
+            check_resources(self.cell, job)   # programs (placeholders, allowed codes) included
+        except AnycellError as exc:           # the field in the request's terms
+            if exc.field and not exc.field.startswith("job"):
+                exc.field = "job." + exc.field
+            raise
         return job
 
     def _inline_programs(self, doc: Any) -> Any:
@@ -686,24 +686,6 @@ class CellService:
         self._publish_jobs()
 
 
-def _check_programs(job: Any) -> None:
-    """Every G-code program is checked whole at submit (placeholders, characters, system commands),
-    so a job with ``{nope}`` in its program is refused now, not when its step runs."""
-    from anycell.drivers.gcode import prepare_program
-    from anycell.errors import ProgramRejected
-
-    for i, part in enumerate(job.parts):
-        src = part.source
-        prog = getattr(src, "program", None)
-        if prog is None or prog.inline is None:
-            continue   # a named program lives on the machine
-        try:
-            prepare_program(prog.inline, src.parameters, max_length=1000)
-        except ProgramRejected as exc:
-            raise ConfigError(f"program of part '{part.id}': {exc.message}", field=f"job.parts[{i}].source.program",
-                              hint=exc.hint or "fix the program or give the parameter a value") from None
-
-
 def _is_dry_run(detail: Optional[str]) -> bool:
     """Whether a journaled step detail comes from the dry-run (rehearsal) runner."""
     import json
@@ -712,16 +694,6 @@ def _is_dry_run(detail: Optional[str]) -> bool:
         return bool(detail) and bool(json.loads(detail).get("dry_run"))  # type: ignore[arg-type]
     except (ValueError, AttributeError):
         return False
-
-
-def open_service(cell_path: str, journal_path: Optional[str] = None, **kwargs: Any) -> CellService:
-    """Load a cell config and open (or create) its journal next to the user's state directory."""
-    from anycell.cell import load_cell
-
-    cell = load_cell(cell_path)
-    if journal_path is None:
-        journal_path = default_journal_path(cell.cell.id)
-    return CellService(cell, Journal(journal_path), **kwargs)
 
 
 def default_journal_path(cell_id: str) -> str:

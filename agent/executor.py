@@ -24,6 +24,7 @@ inspect a unit) is done by a :class:`StepRunner`; the executor only decides
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import queue
 import threading
@@ -33,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from anycell.errors import AnycellError, ExecutionError, StateError
 from anycell.plan import Operation, Plan
+from anycell.planners.graph import cycle_members, topological_order
 
 from anycell.agent import packml as pm
 from anycell.agent.journal import Journal
@@ -94,20 +96,11 @@ def execution_order(plan: Plan) -> List[str]:
             raise ExecutionError(f"the schedule has no entry for {sorted(missing)}",
                                  hint="re-schedule the plan")
         return [o for o in order if o in known]
-    done: Set[str] = set()
-    order: List[str] = []
-    remaining = list(plan.operations)
-    while remaining:
-        for i, op in enumerate(remaining):
-            if all(d in done for d in op.after):
-                order.append(op.id)
-                done.add(op.id)
-                del remaining[i]
-                break
-        else:
-            raise ExecutionError("the plan's 'after' relations form a cycle",
-                                 hint="cycle among: " + ", ".join(o.id for o in remaining))
-    return order
+    try:
+        return topological_order(ids, {op.id: op.after for op in plan.operations})
+    except graphlib.CycleError as exc:
+        raise ExecutionError("the plan's 'after' relations form a cycle",
+                             hint="cycle among: " + ", ".join(str(n) for n in cycle_members(exc)))
 
 
 def _resources(op: Operation) -> List[str]:

@@ -23,89 +23,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional
 
 from anycell.errors import StateError
 
+from anycell.packml_model import (  # noqa: F401 - re-exported: the cell's vocabulary
+    ABORTED, ABORTING, ACTING, CLEARING, COMMANDS, COMPLETE, COMPLETING, EXECUTE, HELD, HOLDING, IDLE, RESETTING,
+    STARTING, STATES, STOPPED, STOPPING, SUSPENDED, SUSPENDING, UNHOLDING, UNSUSPENDING, target_of,
+)
+from anycell.packml_model import NEEDS as _PACKML_NEEDS
+
 log = logging.getLogger(__name__)
 
-STOPPED = "Stopped"
-IDLE = "Idle"
-STARTING = "Starting"
-EXECUTE = "Execute"
-COMPLETING = "Completing"
-COMPLETE = "Complete"
-HOLDING = "Holding"
-HELD = "Held"
-UNHOLDING = "Unholding"
-SUSPENDING = "Suspending"
-SUSPENDED = "Suspended"
-UNSUSPENDING = "Unsuspending"
-STOPPING = "Stopping"
-ABORTING = "Aborting"
-ABORTED = "Aborted"
-CLEARING = "Clearing"
-RESETTING = "Resetting"
-
-STATES: Tuple[str, ...] = (
-    STOPPED, IDLE, STARTING, EXECUTE, COMPLETING, COMPLETE, HOLDING, HELD, UNHOLDING,
-    SUSPENDING, SUSPENDED, UNSUSPENDING, STOPPING, ABORTING, ABORTED, CLEARING, RESETTING,
-)
-COMMANDS: Tuple[str, ...] = ("start", "stop", "hold", "unhold", "suspend", "unsuspend", "reset", "abort", "clear")
-
-#: Acting states and where ``state_complete()`` takes each.
-ACTING: Dict[str, str] = {
-    STARTING: EXECUTE,
-    EXECUTE: COMPLETING,
-    COMPLETING: COMPLETE,
-    HOLDING: HELD,
-    UNHOLDING: EXECUTE,
-    SUSPENDING: SUSPENDED,
-    UNSUSPENDING: EXECUTE,
-    STOPPING: STOPPED,
-    ABORTING: ABORTED,
-    CLEARING: STOPPED,
-    RESETTING: IDLE,
-}
-
-#: Commands other than stop/abort: (from state) -> target state.
-_TRANSITIONS: Dict[str, Dict[str, str]] = {
-    "start": {IDLE: STARTING},
-    "reset": {STOPPED: RESETTING, COMPLETE: RESETTING},
-    "hold": {EXECUTE: HOLDING},
-    "unhold": {HELD: UNHOLDING},
-    "suspend": {EXECUTE: SUSPENDING},
-    "unsuspend": {SUSPENDED: UNSUSPENDING},
-    "clear": {ABORTED: CLEARING},
-}
-# Stop is allowed from every state except the stopped/aborted group and the
-# states already on the way there; abort from every state but Aborting/Aborted.
-_NO_STOP = {STOPPED, STOPPING, ABORTING, ABORTED, CLEARING}
-_NO_ABORT = {ABORTING, ABORTED}
-
-#: Why a command is refused, by command, for the reason text.
-_NEEDS: Dict[str, str] = {
-    "start": "start needs Idle (reset the cell first)",
-    "reset": "reset needs Stopped or Complete",
-    "hold": "hold needs Execute",
-    "unhold": "unhold needs Held",
-    "suspend": "suspend needs Execute",
-    "unsuspend": "unsuspend needs Suspended",
-    "clear": "clear needs Aborted",
-    "stop": "the cell is already stopped or on its way to Stopped/Aborted",
-    "abort": "the cell is already aborting or aborted",
-}
+#: Why a command is refused, by command, for the reason text (the cell's wording).
+_NEEDS: Dict[str, str] = {**_PACKML_NEEDS, "start": "start needs Idle (reset the cell first)",
+                          "stop": "the cell is already stopped or on its way to Stopped/Aborted",
+                          "abort": "the cell is already aborting or aborted"}
 
 Listener = Callable[[str, str, str], None]
-
-
-def target_of(state: str, command: str) -> Optional[str]:
-    """The state ``command`` leads to from ``state``, or None when it is not allowed."""
-    if command == "stop":
-        return None if state in _NO_STOP else STOPPING
-    if command == "abort":
-        return None if state in _NO_ABORT else ABORTING
-    return _TRANSITIONS.get(command, {}).get(state)
 
 
 class PackML:

@@ -14,9 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+from anycell.cell import CellConfig
+from anycell.job import JobSpec
 from anycell.plan import Plan
+
+if TYPE_CHECKING:  # the runner writes reports: no import back at run time
+    from anycell.agent.cell_runner import CellRunner
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def unit_cycle_times(intervals: Dict[str, tuple], plan: Plan) -> Dict[int, float
     return {u: round(s[1] - s[0], 3) for u, s in sorted(out.items())}
 
 
-def build_report(*, cell: Any, job: Any, plan: Plan, runner: Any, outcome: str, wall_time: float,
+def build_report(*, cell: CellConfig, job: JobSpec, plan: Plan, runner: "CellRunner", outcome: str, wall_time: float,
                  machine_counters: Dict[str, Dict[str, Any]], error: Optional[Dict[str, Any]] = None,
                  time_scale: Optional[float] = None) -> Dict[str, Any]:
     """The report's figures as JSON-ready data."""
@@ -98,7 +103,7 @@ def build_report(*, cell: Any, job: Any, plan: Plan, runner: Any, outcome: str, 
     }
 
 
-def write_timeline(plan: Plan, runner: Any, path: str) -> str:
+def write_timeline(plan: Plan, runner: "CellRunner", path: str) -> str:
     """Planned (top) and executed (bottom) timelines, one row per resource."""
     import matplotlib
 

@@ -13,14 +13,23 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from anycell.errors import AnycellError, ExecutionError, PlanningError
 from anycell.geometry import Pose
 from anycell.plan import Site
-from anycell.planners.tool import finger_axis_yaw, tool_reach
+from anycell.planners.tool import HAND_MARGIN, finger_axis_yaw, gripper_tcp_height, hand_height, tool_reach
+
+if TYPE_CHECKING:  # the motion planner brings pybullet: imported where it is used
+    from anycell.planners.motion import MotionPlanner
+    from anycell.planners.trajectory import Trajectory
+
+#: A site, or its dict form from a plan's params.
+SiteLike = Union[Site, Dict[str, Any]]
+#: A named step of a pick-and-place: a trajectory, or None for the grasp and the release.
+Segment = Tuple[str, Optional["Trajectory"]]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +37,7 @@ APPROACH = 0.08         # m above the grasp/place pose where straight lines star
 PLACE_GAP = 0.001       # m: a part is released this far above its resting pose
 PRESS = 0.0005          # m: a suction cup presses this far into the face it picks
 CARRY_SPEED = 0.35      # fraction of the planner's limits while carrying a stack of loose parts
+INSERT_ENTRY = 0.005    # m: an insertion starts this far before the part enters the receiving part
 
 
 @dataclass
@@ -39,11 +49,11 @@ class PlaceResult:
     target: Site
     duration: float                       # sum of the trajectories' durations, seconds
     grasp_yaw: float
-    segments: List[Tuple[str, Any]] = field(default_factory=list)   # (name, Trajectory)
+    segments: List[Segment] = field(default_factory=list)
     planning_time: float = 0.0
 
 
-def _as_site(s: Any) -> Site:
+def _as_site(s: SiteLike) -> Site:
     return s if isinstance(s, Site) else Site.from_dict(dict(s))
 
 
@@ -55,31 +65,79 @@ def _lift(pose: Pose, dz: float) -> Pose:
     return Pose(xyz=[pose.xyz[0], pose.xyz[1], pose.xyz[2] + dz], rpy=list(pose.rpy))
 
 
-def grasp_offset(planner: Any, part_size: Sequence[float]) -> float:
-    """Height of the TCP above the part's centre at the grasp."""
+@dataclass(frozen=True)
+class Insert:
+    """A straight insertion at the target: along ``axis`` (cell frame, unit), for the last ``depth`` meters.
+
+    The part is carried to ``APPROACH`` beyond the entry, moved along the axis to the entry, then
+    pushed the ``depth`` at ``speed`` (a fraction of the planner's limits) and released at depth.
+    """
+
+    axis: Tuple[float, float, float] = (0.0, 0.0, -1.0)
+    depth: float = 0.01
+    speed: float = 0.2
+
+
+@dataclass(frozen=True)
+class GraspHints:
+    """What the part's real geometry says about where the tool may hold it.
+
+    ``clear_above``: height (m, from the part's centre) of the receiving part's surface around the
+    target: a gripper's fingertips must stay above it, so they never go into the pocket with the part.
+    ``suction_xy``: where on the top face (part frame x, y) the cup holds: a free area, off holes and
+    pockets. ``top``: the height of the face the cup holds above the part's centre (default: half the
+    height). ``hand_clear``: the top (from the part's centre) of the parts standing on it when it
+    carries a finished unit: the hand must pass above them.
+    """
+
+    clear_above: Optional[float] = None
+    suction_xy: Tuple[float, float] = (0.0, 0.0)
+    top: Optional[float] = None
+    hand_clear: Optional[float] = None
+
+
+def grasp_offset(planner: Any, part_size: Sequence[float], hints: Optional[GraspHints] = None) -> float:
+    """Height of the TCP above the part's centre at the grasp.
+
+    A gripper holds the part as low as the surface it rests on allows (fingertips 2 mm above it),
+    higher when the part goes into another one (the fingertips stay above the receiving part's
+    surface) and higher again when parts stand on it (the hand passes above them). A suction cup
+    holds the top face. Raises :class:`PlanningError` when the tool cannot hold the part that way.
+    """
     h = float(part_size[2])
+    hints = hints or GraspHints()
     if planner.cell.robot(planner.robot_id).tool.kind == "suction":
-        return h / 2 - PRESS
-    reach = tool_reach(planner)
-    # the fingertips stay 2 mm above the surface the part rests on, and grip at least 4 mm of the part
-    return min(max(0.0, reach + 0.002 - h / 2), h / 2 + reach - 0.004)
+        top = hints.top if hints.top is not None else h / 2
+        if hints.hand_clear is not None and hints.hand_clear + HAND_MARGIN > top + hand_height(planner):
+            raise PlanningError(f"the suction tool's flange would hit the parts standing "
+                                f"{(hints.hand_clear - top) * 1000:.1f} mm above the face the cup holds "
+                                f"(the cup is {hand_height(planner) * 1000:.0f} mm long)",
+                                hint="use a longer cup or carry the unit another way")
+        return top - PRESS
+    floor = -h / 2 if hints.clear_above is None else max(-h / 2, float(hints.clear_above))
+    return gripper_tcp_height(tool_reach(planner), hand_height(planner), h, floor, hints.hand_clear)
 
 
-def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
+def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, part_size: Sequence[float],
                     source: Site, target: Site, *, carried: Sequence[str] = (),
-                    approach: float = APPROACH, speed: Optional[float] = None) -> Tuple[List[Tuple[str, Any]], float]:
+                    approach: float = APPROACH, speed: Optional[float] = None, shape: Any = None,
+                    insert: Optional[Insert] = None,
+                    hints: Optional[GraspHints] = None) -> Tuple[List[Segment], float]:
     """Plan every segment of a pick-and-place from ``q_start``; returns (segments, grasp yaw).
 
     ``carried`` names parts stacked on the grasped one (an ``output`` of a finished unit); they
     move with it and are ignored as obstacles; the loaded moves then run at ``speed`` (default
     :data:`CARRY_SPEED` when carrying, else full speed) so friction keeps the stack together. Tries grasp yaws in quarter turns (half turns
-    for suction are equivalent) and keeps the first that plans end to end.
+    for suction are equivalent) and keeps the first that plans end to end. ``shape`` is the part's
+    Geometry (the planner checks the held part's real solid); ``insert`` makes the last move a
+    straight insertion; ``hints`` place the grasp on the part's real geometry (see :class:`GraspHints`).
     """
     from anycell.planners.collision import Held
 
     tool = planner.cell.robot(planner.robot_id).tool
+    hints = hints or GraspHints()
     yaw0 = finger_axis_yaw(planner)
-    dz = grasp_offset(planner, part_size)
+    dz = grasp_offset(planner, part_size, hints)
     ignore = tuple([part_id, *carried])
     loaded = float(speed if speed is not None else (CARRY_SPEED if carried else 1.0))
     errors: List[AnycellError] = []
@@ -93,17 +151,30 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
                                 f"{opening:.3f} m opening", hint="use a wider gripper or a suction tool")
     else:
         turns = [0, 1, 2, 3]
+    from anycell.planners.kinematics import matrix_to_pose
+
+    offset = Pose(xyz=[float(hints.suction_xy[0]), float(hints.suction_xy[1]), dz]) if tool.kind == "suction" \
+        else Pose(xyz=[0.0, 0.0, dz])
     for k in turns:
         yaw = yaw0 + k * math.pi / 2
         try:
-            grasp = _top_down([source.xyz[0], source.xyz[1], source.xyz[2] + dz], src_yaw + yaw)
-            place = _top_down([target.xyz[0], target.xyz[1], target.xyz[2] + dz + PLACE_GAP], dst_yaw + yaw)
-            pre_grasp, pre_place = _lift(grasp, approach), _lift(place, approach)
-            tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(Pose(xyz=list(source.xyz), rpy=list(source.rpy)))
-            from anycell.planners.kinematics import matrix_to_pose
-
-            held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp))
-            segs: List[Tuple[str, Any]] = []
+            src_pose = Pose(xyz=list(source.xyz), rpy=list(source.rpy))
+            dst_pose = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
+            gs = src_pose.compose(offset)
+            gd = dst_pose.compose(offset)
+            grasp = _top_down(gs.xyz, src_yaw + yaw)
+            gap = 0.0 if insert is not None else PLACE_GAP
+            place = _top_down([gd.xyz[0], gd.xyz[1], gd.xyz[2] + gap], dst_yaw + yaw)
+            pre_grasp = _lift(grasp, approach)
+            if insert is not None:
+                ax = insert.axis
+                entry = _shift(place, ax, -(insert.depth + INSERT_ENTRY))
+                pre_place = _shift(place, ax, -(insert.depth + INSERT_ENTRY + approach))
+            else:
+                entry, pre_place = None, _lift(place, approach)
+            tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(src_pose)
+            held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp), shape)
+            segs: List[Segment] = []
             q = list(q_start)
             t = planner.plan_to_pose(q, pre_grasp, name=f"pre-grasp of '{part_id}'")
             segs.append(("to_pick", t))
@@ -116,9 +187,17 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
             q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
             t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore, speed=loaded)
             segs.append(("transfer", t))
-            t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
-                                            speed=loaded)
-            segs.append(("approach_place", t))
+            if entry is not None and insert is not None:
+                t = planner.plan_cartesian_line(t.end, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
+                                                speed=loaded)
+                segs.append(("approach_place", t))
+                t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore,
+                                                name=f"insertion of '{part_id}'", speed=min(loaded, insert.speed))
+                segs.append(("insert", t))
+            else:
+                t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
+                                                speed=loaded)
+                segs.append(("approach_place", t))
             segs.append(("release", None))
             t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
             segs.append(("retreat_place", t))
@@ -130,6 +209,10 @@ def plan_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_s
     raise errors[0]
 
 
+def _shift(pose: Pose, axis: Sequence[float], dist: float) -> Pose:
+    return Pose(xyz=[pose.xyz[i] + float(axis[i]) * dist for i in range(3)], rpy=list(pose.rpy))
+
+
 def _mat(pose: Pose) -> np.ndarray:
     from anycell.planners.kinematics import pose_to_matrix
 
@@ -137,7 +220,9 @@ def _mat(pose: Pose) -> np.ndarray:
 
 
 def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Any, target: Any, *,
-               carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None) -> PlaceResult:
+               carried: Sequence[str] = (), approach: float = APPROACH, speed: Optional[float] = None,
+               shape: Any = None, insert: Optional[Insert] = None,
+               hints: Optional[GraspHints] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     Plans every segment first (refusing before any motion), then runs them on ``robot``. The
@@ -149,7 +234,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     source, target = _as_site(source), _as_site(target)
     t0 = time.perf_counter()
     segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
-                                carried=carried, approach=approach, speed=speed)
+                                carried=carried, approach=approach, speed=speed, shape=shape, insert=insert,
+                                hints=hints)
     planning = time.perf_counter() - t0
     duration = 0.0
     for name, traj in segs:
@@ -163,22 +249,24 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
         elif name == "release":
             robot.release()
             robot.expect_contact(part_id)   # the open tool leaves the part it just placed
-        else:
+        elif traj is not None:
             robot.execute(traj)
             duration += traj.duration
     robot.expect_contact(None)
-    planner.add_obstacle(part_id, part_size, Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
+    planner.add_obstacle(part_id, shape if shape is not None else part_size,
+                         Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
     for other in carried:
         planner.remove_obstacle(other)   # the carried parts' new poses are the caller's to register
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning)
 
 
 def estimate_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],
-                        source: Any, target: Any, *, carried: Sequence[str] = ()) -> float:
+                        source: Any, target: Any, *, carried: Sequence[str] = (), shape: Any = None,
+                        insert: Optional[Insert] = None, hints: Optional[GraspHints] = None) -> float:
     """Seconds a pick-and-place would take (its planned trajectories), without moving anything.
 
     For the scheduler: the same planning as :func:`pick_place`, so it refuses the same targets.
     """
     segs, _yaw = plan_pick_place(planner, q_start, part_id, part_size, _as_site(source), _as_site(target),
-                                 carried=carried)
+                                 carried=carried, shape=shape, insert=insert, hints=hints)
     return float(sum(t.duration for _n, t in segs if t is not None))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Union
 
 from .documents import Document, PathKey, load_file
 from .errors import UnresolvedReference
@@ -109,7 +109,7 @@ class RobotConfig:
     urdf: Optional[FileRef] = spec("path to a URDF, relative to this file (instead of model)", default=None)
     base: Pose = spec("the robot base in the cell frame", default_factory=Pose)
     tool: Tool = spec("the end effector", default_factory=lambda: Tool(kind="parallel_gripper"))
-    home: Optional[List[float]] = spec("home joint positions, radians (default: the model's ready pose)",
+    home: Optional[List[float]] = spec("home joint positions, radians (default: the middle of each joint's range)",
                                        default=None)
     joint_limits: Dict[str, JointLimit] = spec("per-joint overrides, by joint name", default_factory=dict)
     accuracy: Accuracy = spec("what this robot can hold", default_factory=Accuracy)
@@ -162,12 +162,53 @@ class OpcUaDriver:
     security: SecurityConfig = spec("transport security", default_factory=SecurityConfig)
     username: Optional[str] = spec("user name for login (password from the environment)", default=None)
     password_env: Optional[str] = spec("environment variable that holds the password", default=None)
+    user_certificate: Optional[FileRef] = spec("X.509 user identity: certificate (DER or PEM) to log in with",
+                                               default=None)
+    user_private_key: Optional[FileRef] = spec("X.509 user identity: its private key (PEM)", default=None)
+    profile: Literal["custom", "packml", "machinery_jobs"] = spec(
+        "how the machine is modelled: packml (OPC 30050), machinery_jobs (OPC 40001-3 job orders, as in OPC "
+        "40501 machine tools) - both need only 'object' - or custom (the node map)",
+        default="custom")
+    object: Optional[str] = spec(
+        "the machine instance: browse path or node id; relative node and method paths start here",
+        default=None, examples=["0:Objects/{urn:vendor:machine}:Filler", "nsu=urn:vendor:machine;s=Filler"])
     nodes: Dict[str, str] = spec(
-        "machine variables -> node ids ('ns=2;s=State') or browse paths ('0:Objects/2:Machine/2:State')",
+        "machine variables -> node ids ('ns=2;s=State', 'nsu=URI;s=State') or browse paths "
+        "('0:Objects/2:Machine/2:State', '{URI}:Name' segments; relative to 'object' unless from 0:Objects)",
         default_factory=dict)
-    methods: Dict[str, str] = spec("machine methods (start, stop, hold, ...) -> node id or browse path",
-                                   default_factory=dict)
+    methods: Dict[str, str] = spec(
+        "machine methods (start, stop, hold, ...) -> browse path (the method is called on the object of that "
+        "path) or node id (called on 'object')", default_factory=dict)
+    state_values: Dict[str, str] = spec(
+        "what the state node reports (text, or a number as text) -> PackML state name", default_factory=dict,
+        examples=[{"0": "Idle", "1": "Execute", "Running": "Execute"}])
+    products: Dict[str, int] = spec(
+        "profile packml: program name -> PackML ProductID (a program named by a number needs no entry)",
+        default_factory=dict, examples=[{"POCKET_01": 1}])
+    progress_scale: float = spec("progress node value x this = fraction 0..1 (0.01 for percent)", default=1.0,
+                                 exclusive_minimum=0.0)
     timeout: float = spec("timeout on every call, seconds", default=5.0, exclusive_minimum=0.0)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        from .packml_model import STATES
+
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ctx.error(path + ("user_certificate",), "an X.509 user identity needs both files",
+                            "give user_certificate and user_private_key")
+        if self.user_certificate is not None and self.username:
+            raise ctx.error(path + ("username",), "give a user name or a user certificate, not both",
+                            "remove one of them")
+        if self.profile != "custom" and not self.object:
+            raise ctx.error(path + ("object",), f"profile {self.profile} needs 'object', the machine instance",
+                            "e.g. object: 0:Objects/{urn:vendor:machine}:Filler")
+        for raw, name in self.state_values.items():
+            if name not in STATES:
+                raise ctx.error(path + ("state_values", raw), f"'{name}' is not a PackML state",
+                                "one of: " + ", ".join(STATES))
+
+
+#: One entry of allowed_gcodes/forbidden_gcodes: a G or M code with an optional sub-code, or a GRBL $ command.
+GCODE_ENTRY = r"^(?:[GMgm]\d{1,4}(?:\.\d{1,3})?|\$[A-Za-z0-9]*)$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +220,39 @@ class SerialDriver:
     baud: int = spec("baud rate", default=115200, minimum=300, maximum=4000000)
     dialect: Literal["grbl", "marlin"] = spec("firmware protocol")
     allowed_gcodes: List[str] = spec("if set, only these commands may be sent (e.g. G0, G1, M104)",
-                                     default_factory=list)
-    forbidden_gcodes: List[str] = spec("commands never sent (e.g. M502 factory reset)", default_factory=list)
+                                     default_factory=list, pattern=GCODE_ENTRY)
+    forbidden_gcodes: List[str] = spec("commands never sent (e.g. M502 factory reset); a decimal sub-code the "
+                                       "firmware does not have counts as its integer code (M502.9 is M502)",
+                                       default_factory=list, pattern=GCODE_ENTRY)
     timeout: float = spec("timeout for one reply, seconds (long waits like M109 are handled apart)",
                           default=10.0, exclusive_minimum=0.0)
+    streaming: Literal["character_counting", "send_response"] = spec(
+        "GRBL flow control: character_counting keeps GRBL's 128-byte buffer full (fast on short segments); "
+        "send_response sends one line per ok (nothing queued behind a refused line)",
+        default="character_counting")
+    work_offset: Optional[List[float]] = spec(
+        "GRBL G54 work offset: the machine coordinates of the work zero [x, y, z], meters (GRBL's machine "
+        "space is negative from the homed corner, so these are usually negative); set with G10 L2 P1 on "
+        "connect when the controller's differs", default=None, length=3)
+    unknown_command: Literal["fail", "warn"] = spec(
+        "Marlin 'echo:Unknown command': fail the program (as GRBL's error:20 does) or only warn",
+        default="fail")
+    autoreport_interval: int = spec("Marlin temperature auto-report period, seconds (M155 S<n>); 0 turns it off",
+                                    default=1, minimum=0, maximum=60)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        for name in ("allowed_gcodes", "forbidden_gcodes"):
+            for i, code in enumerate(getattr(self, name)):
+                if code.startswith("$") and self.dialect != "grbl":
+                    raise ctx.error(path + (name, i), f"'{code}' is a GRBL system command, not {self.dialect} G-code",
+                                    "list G and M codes, e.g. M502")
+        both = {c.upper() for c in self.allowed_gcodes} & {c.upper() for c in self.forbidden_gcodes}
+        if both:
+            raise ctx.error(path + ("forbidden_gcodes",), f"{', '.join(sorted(both))} both allowed and forbidden",
+                            "list each code in one of the two")
+        if self.work_offset is not None and self.dialect != "grbl":
+            raise ctx.error(path + ("work_offset",), "work_offset is a GRBL setting",
+                            "set a Marlin printer's origin with its own homing (G28) and M206")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,12 +263,15 @@ class SimDriver:
     protocol: Literal["grbl", "marlin", "opcua"] = spec("the wire protocol the simulated machine speaks")
 
 
-class Driver:
-    """How a machine is reached: ``kind`` is opcua, serial or sim."""
+if TYPE_CHECKING:  # what a type checker sees: one of the three, told apart by ``kind``
+    Driver = Union[OpcUaDriver, SerialDriver, SimDriver]
+else:
+    class Driver:
+        """How a machine is reached: ``kind`` is opcua, serial or sim."""
 
-    @classmethod
-    def VARIANTS(cls) -> Dict[str, type]:  # noqa: N802 - read by anycell.typed
-        return {"opcua": OpcUaDriver, "serial": SerialDriver, "sim": SimDriver}
+        @classmethod
+        def VARIANTS(cls) -> Dict[str, type]:  # noqa: N802 - read by anycell.typed
+            return {"opcua": OpcUaDriver, "serial": SerialDriver, "sim": SimDriver}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +323,18 @@ class Uncertainty:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hold:
+    """How a fixture holds the part put on it (the unit's base): a clamp or a vacuum plate.
+
+    A held part does not move while the other parts are placed on it; the simulator models the hold
+    as a constraint limited to ``force``, released when the robot takes the finished unit away.
+    """
+
+    kind: Literal["none", "clamp", "vacuum"] = spec("none, clamp or vacuum", default="none")
+    force: float = spec("holding force, newtons", default=200.0, exclusive_minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Station:
     """A place in the cell: a feeder, an assembly fixture, an output or reject tray, an inspection station."""
 
@@ -262,8 +347,11 @@ class Station:
     capacity: int = spec("how many units it can hold (trays)", default=8, minimum=1)
     uncertainty: Uncertainty = spec("measurement uncertainty (inspection only)", default_factory=Uncertainty)
     rate_per_hour: float = spec("cost of one hour of this station (inspection)", default=0.0, minimum=0.0)
+    hold: Hold = spec("how a fixture holds the unit's base part (fixtures only)", default_factory=Hold)
 
     def check(self, path: PathKey, ctx: Context) -> None:
+        if self.hold.kind != "none" and self.kind != "fixture":
+            raise ctx.error(path + ("hold",), f"a {self.kind} does not hold parts", "only fixtures have 'hold'")
         if self.slots and self.kind != "feeder":
             raise ctx.error(path + ("slots",), f"a {self.kind} has no slots", "only feeders have slots")
         if self.kind == "feeder" and not self.slots:

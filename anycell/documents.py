@@ -3,9 +3,13 @@
 The typed layer (:mod:`anycell.typed`) turns plain data into dataclasses and
 needs the line and column of every key and value to point a person at the
 exact spot of a mistake. PyYAML's node tree has those marks, so we compose the
-node tree and convert it ourselves. JSON is read through the same path (YAML
-1.2 is a superset of JSON for the documents we accept), so both formats get
-identical positions in their errors.
+node tree and convert it ourselves.
+
+A ``.json`` document is JSON, not YAML 1.1 (which would read ``5e-05`` as
+text): it is parsed by :mod:`json` (syntax errors carry JSON's line and
+column), then composed as YAML only to learn where each value is (JSON is
+YAML 1.2), with every scalar read back from its source text as JSON. So both
+formats get the same positions in their errors.
 
 Limits (:func:`check_limits`), so no document can hang or crash a loader: at most
 ``MAX_DEPTH`` levels of nesting, ``MAX_NODES`` values after aliases are expanded (no
@@ -15,10 +19,11 @@ within ``MAX_NUMBER``; no control characters in text. Each refusal names the fie
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -47,7 +52,7 @@ def check_limits(data: Any, file: Optional[str] = None) -> None:
 
     Iterative (no recursion), so it is safe on any input; raises :class:`ConfigError` with the field.
     """
-    stack = [(data, (), 0)]
+    stack: List[Tuple[Any, PathKey, int]] = [(data, (), 0)]
     count = 0
     while stack:
         value, path, depth = stack.pop()
@@ -154,7 +159,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-def _convert(node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoader) -> Any:
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader, json_source: Optional[str]) -> Any:
+    """A scalar's value: YAML's reading, or for a JSON document, JSON's reading of its source text."""
+    if json_source is not None and isinstance(node, yaml.ScalarNode):
+        return json.loads(json_source[node.start_mark.index:node.end_mark.index])
+    return loader.construct_object(node, deep=True)
+
+
+def _convert(node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoader,
+             json_source: Optional[str] = None) -> Any:
     seen = getattr(loader, "converted", 0) + 1
     loader.converted = seen   # type: ignore[attr-defined]
     if seen > MAX_NODES:
@@ -162,10 +175,11 @@ def _convert(node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoa
                           location=Location(doc.file), hint="write the values out, or use fewer aliases")
     doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        if json_source is None:
+            loader.flatten_mapping(node)
         out: Dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(key_node, loader, json_source)
             if not isinstance(key, str):
                 raise ConfigError(
                     f"keys must be text, found {key!r}",
@@ -182,15 +196,25 @@ def _convert(node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoa
                     hint="each key may appear once in a mapping; remove or merge the repeat",
                 )
             doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _convert(value_node, child, doc, loader)
+            out[key] = _convert(value_node, child, doc, loader, json_source)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, path + (i,), doc, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_convert(item, path + (i,), doc, loader, json_source) for i, item in enumerate(node.value)]
+    return _scalar(node, loader, json_source)
 
 
-def parse_text(text: str, file: Optional[str] = None) -> Document:
-    """Parse YAML or JSON text into a :class:`Document`; syntax errors carry their position."""
+def is_json(file: Optional[str]) -> bool:
+    """Whether a document of this file name is read as JSON (``.json``), else as YAML."""
+    return bool(file) and str(file).lower().endswith(".json")
+
+
+def parse_text(text: str, file: Optional[str] = None, *, fmt: Optional[str] = None) -> Document:
+    """Parse YAML or JSON text into a :class:`Document`; syntax errors carry their position.
+
+    ``fmt`` is ``json`` or ``yaml``; by default ``.json`` files are JSON and everything else YAML.
+    """
+    if (fmt or ("json" if is_json(file) else "yaml")) == "json":
+        return _parse_json(text, file)
     doc = Document(data=None, file=file)
     if len(text) > MAX_TEXT:
         raise ConfigError(f"the document is {len(text)} characters, more than {MAX_TEXT}", location=Location(file),
@@ -226,6 +250,39 @@ def parse_text(text: str, file: Optional[str] = None) -> Document:
     finally:
         loader.dispose()
     check_limits(doc.data, file)
+    return doc
+
+
+def _parse_json(text: str, file: Optional[str]) -> Document:
+    """JSON text into a :class:`Document`: JSON's values, positions from the text's YAML node tree."""
+    doc = Document(data=None, file=file)
+    if not text.strip():
+        raise ConfigError("the document is empty", location=Location(file, 1, 1),
+                          hint="start from an example in cell_configs/ or examples/jobs/")
+    if len(text) > MAX_TEXT:
+        raise ConfigError(f"the document is {len(text)} characters, more than {MAX_TEXT}", location=Location(file),
+                          hint="split it, or send a smaller document")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"JSON syntax error: {exc.msg}", location=Location(file, exc.lineno, exc.colno),
+                          hint="check commas, quotes and brackets around this position") from None
+    except (RecursionError, ValueError) as exc:   # nesting too deep for the decoder, numbers too long
+        raise ConfigError(f"the document cannot be read: {type(exc).__name__}", location=Location(file),
+                          hint=f"nest at most {MAX_DEPTH} levels") from None
+    check_limits(data, file)
+    # Valid JSON has tabs only between tokens (never raw inside a string): as spaces they keep
+    # every index and column, and PyYAML, which refuses tabs there, composes the same tree.
+    loader = _UniqueKeyLoader(text.replace("\t", " "))
+    try:
+        node = loader.get_single_node()
+        doc.data = _convert(node, (), doc, loader, json_source=text) if node is not None else data
+    except (yaml.YAMLError, ConfigError, RecursionError):  # the values without positions
+        doc.positions.clear()
+        doc.key_positions.clear()
+        doc.data = data
+    finally:
+        loader.dispose()
     return doc
 
 

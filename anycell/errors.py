@@ -10,7 +10,7 @@ that only want to report catch ``AnycellError``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,19 @@ class ProgramRejected(DriverError):
 
 class ExecutionError(AnycellError):
     """Executing a plan step failed (tracking error, unexpected contact, a failed grasp)."""
+
+
+class PlacementError(ExecutionError):
+    """A placed part was measured outside its tolerance: the step is not done. ``deviation`` holds the figures."""
+
+    def __init__(self, message: str, *, deviation: Optional[dict] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.deviation = dict(deviation or {})
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["deviation"] = self.deviation
+        return out
 
 
 class StateError(AnycellError):

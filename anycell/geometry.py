@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
 
 from .typed import spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Vec3 = Tuple[float, float, float]
 Quat = Tuple[float, float, float, float]  # x, y, z, w (PyBullet and ROS order)
@@ -95,6 +98,55 @@ def quat_angle(a: Quat, b: Quat) -> float:
     """The rotation angle (radians, 0..pi) between two orientations."""
     dot = abs(sum(x * y for x, y in zip(a, b)))
     return 2.0 * math.acos(max(-1.0, min(1.0, dot)))
+
+
+def quat_to_matrix(q: Sequence[float]) -> List[List[float]]:
+    """The 3x3 rotation matrix (rows) of a unit quaternion (x, y, z, w)."""
+    x, y, z, w = (float(v) for v in q)
+    return [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+
+
+def matrix_to_quat(m: Union[Sequence[Sequence[float]], "np.ndarray"]) -> Quat:
+    """The unit quaternion (x, y, z, w) of a 3x3 rotation matrix (rows; a numpy array works too).
+
+    Shepperd's method: it divides by the largest of the four candidates, so it
+    stays accurate near 180-degree turns.
+    """
+    r = [[float(m[i][j]) for j in range(3)] for i in range(3)]
+    t = r[0][0] + r[1][1] + r[2][2]
+    if t > 0:
+        s = math.sqrt(t + 1.0) * 2
+        return ((r[2][1] - r[1][2]) / s, (r[0][2] - r[2][0]) / s, (r[1][0] - r[0][1]) / s, 0.25 * s)
+    diag = [r[0][0], r[1][1], r[2][2]]
+    i = diag.index(max(diag))
+    if i == 0:
+        s = math.sqrt(1.0 + r[0][0] - r[1][1] - r[2][2]) * 2
+        return (0.25 * s, (r[0][1] + r[1][0]) / s, (r[0][2] + r[2][0]) / s, (r[2][1] - r[1][2]) / s)
+    if i == 1:
+        s = math.sqrt(1.0 + r[1][1] - r[0][0] - r[2][2]) * 2
+        return ((r[0][1] + r[1][0]) / s, 0.25 * s, (r[1][2] + r[2][1]) / s, (r[0][2] - r[2][0]) / s)
+    s = math.sqrt(1.0 + r[2][2] - r[0][0] - r[1][1]) * 2
+    return ((r[0][2] + r[2][0]) / s, (r[1][2] + r[2][1]) / s, 0.25 * s, (r[1][0] - r[0][1]) / s)
+
+
+def quat_slerp(a: Sequence[float], b: Sequence[float], s: float) -> Quat:
+    """The orientation a fraction ``s`` (0..1) of the way from ``a`` to ``b``, along the shorter arc."""
+    qa = [float(v) for v in a]
+    qb = [float(v) for v in b]
+    dot = sum(x * y for x, y in zip(qa, qb))
+    if dot < 0:
+        qb, dot = [-v for v in qb], -dot
+    if dot > 0.9995:  # nearly the same: interpolate linearly and normalise
+        r = [x + (y - x) * s for x, y in zip(qa, qb)]
+        n = math.sqrt(sum(v * v for v in r))
+        return (r[0] / n, r[1] / n, r[2] / n, r[3] / n)
+    th = math.acos(dot)
+    wa, wb = math.sin((1 - s) * th) / math.sin(th), math.sin(s * th) / math.sin(th)
+    return (wa * qa[0] + wb * qb[0], wa * qa[1] + wb * qb[1], wa * qa[2] + wb * qb[2], wa * qa[3] + wb * qb[3])
 
 
 def vec_add(a: Sequence[float], b: Sequence[float]) -> Vec3:

@@ -23,7 +23,7 @@ import os
 import sys
 import typing
 from dataclasses import MISSING
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Type, TypeVar, Union
 
 from .documents import Document, PathKey, format_path
 from .errors import ConfigError
@@ -83,27 +83,6 @@ class Context:
 def _type_hints(cls: type) -> Dict[str, Any]:
     module = sys.modules[cls.__module__]
     return typing.get_type_hints(cls, vars(module))
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if tp is str or tp is FileRef:
-        return "text"
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "a whole number"
-    if tp is float:
-        return "a number"
-    if origin in (list, List):
-        return "a list"
-    if origin in (dict, Dict):
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return str(tp)
 
 
 def _check_number(value: float, meta: Dict[str, Any], path: PathKey, ctx: Context) -> None:
@@ -242,7 +221,7 @@ def convert_dataclass(cls: Type[T], value: Any, path: PathKey, ctx: Context) -> 
             raise ctx.error(path + ("kind",), f"unknown kind '{kind}'", hint)
         cls = variants[kind]  # type: ignore[assignment]
     hints = _type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in value:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
@@ -373,11 +352,6 @@ def _dataclass_def(cls: type, defs: Dict[str, Any]) -> str:
 
 def _json_ready(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
-
-
-def fields_of(cls: type) -> Tuple[str, ...]:
-    """The names a document may use for ``cls`` (used by error hints and tests)."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 Checker = Callable[[PathKey, Context], None]

@@ -1,7 +1,8 @@
 """Benchmark: the cell agent's start-up and API latency on loopback, against bare rclpy in the same run.
 
-1. ``anycell up`` to Idle: wall time from starting ``anycell up demo_cell --startup idle`` until a
-   client sees the latched ``state`` say Idle. Reference: a bare rclpy process (init, one node, one
+1. ``anycell up`` to Idle: wall time from starting ``anycell up demo_cell --sim --startup idle`` (the
+   whole simulated cell: the agent, the PyBullet sim node and each simulated machine on its real
+   transport) until a client sees the latched ``state`` say Idle. Reference: a bare rclpy process (init, one node, one
    latched String publisher) from start until the same kind of client receives its message.
    Goal: < 3 s.
 2. API latency: request-to-response time of ``status`` requests (JSON over api/request ->
@@ -127,7 +128,7 @@ class Probe:
             t0 = time.perf_counter()
             pub.publish(String(data=text))
             with self.cond:
-                if not self.cond.wait_for(lambda: k in self.replies, 5.0):
+                if not self.cond.wait_for(lambda: k in self.replies, 5.0):  # noqa: B023 (waited on here)
                     raise RuntimeError(f"no reply to {k}")
                 times.append(self.replies.pop(k) - t0)
         return times
@@ -179,7 +180,7 @@ def main() -> int:
                 probe.latest.pop("/bare/state", None)
                 probe.latest.pop("/demo_cell/state", None)
             t0 = time.perf_counter()
-            up = start(anycell + ["up", "demo_cell", "--startup", "idle", "--runner", "dry_run",
+            up = start(anycell + ["up", "demo_cell", "--sim", "--startup", "idle",
                                   "--journal", os.path.join(tmp, f"j{i}.db"), "--no-color"])
             assert probe.wait_value("/demo_cell/state", "Idle", 60), "cell never reached Idle"
             up_times.append(time.perf_counter() - t0)
@@ -206,7 +207,7 @@ def main() -> int:
     up_med, bare_med = statistics.median(up_times), statistics.median(bare_times)
     a50, a99 = pct(api_times, 0.5) * 1e3, pct(api_times, 0.99) * 1e3
     e50, e99 = pct(echo_times, 0.5) * 1e3, pct(echo_times, 0.99) * 1e3
-    print(f"anycell up -> Idle (median of {N_STARTS}): {up_med:.2f} s   "
+    print(f"anycell up --sim -> Idle (median of {N_STARTS}): {up_med:.2f} s   "
           f"[bare rclpy node start -> seen: {bare_med:.2f} s]   ratio {up_med / bare_med:.1f}x   goal < 3 s: "
           f"{'met' if up_med < 3 else 'NOT met'}")
     print(f"API status request->response ({N_REQUESTS}): p50 {a50:.2f} ms, p99 {a99:.2f} ms   "

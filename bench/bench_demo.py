@@ -29,9 +29,7 @@ sys.path.insert(0, ROOT)
 from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE  # noqa: E402
 from anycell.cell import load_cell  # noqa: E402
 from anycell.job import load_job  # noqa: E402
-from anycell.planners.durations import MotionDurationModel  # noqa: E402
-from anycell.planners.process import plan_job  # noqa: E402
-from anycell.planners.schedule import schedule_plan  # noqa: E402
+from anycell.planners.pipeline import PlanOptions, plan_and_schedule  # noqa: E402
 
 CELL = os.path.join(ROOT, "cell_configs", "demo_cell.yaml")
 JOB = os.path.join(ROOT, "examples", "jobs", "demo_widget.yaml")
@@ -39,11 +37,10 @@ JOB = os.path.join(ROOT, "examples", "jobs", "demo_widget.yaml")
 
 def reference_makespan() -> float:
     cell, job = load_cell(CELL), load_job(JOB)
-    plan = plan_job(cell, job, durations=MotionDurationModel(cell))
-    for op in plan.operations:
-        if op.kind == "run_program":
-            op.duration *= DEFAULT_MACHINE_TIME_SCALE
-    return schedule_plan(plan, cell, time_limit=10.0).makespan
+    plan = plan_and_schedule(cell, job, PlanOptions(durations="motion", time_limit=10.0,
+                                                    machine_time_scale=DEFAULT_MACHINE_TIME_SCALE))
+    assert plan.schedule is not None
+    return plan.schedule.makespan
 
 
 def main() -> None:

@@ -8,9 +8,11 @@
 2. The stack assembly job runs headless through ``anycell sim`` (the executor,
    the step runner, the simulated machines) on both example cells. Real-time
    factor = simulated robot-motion seconds / wall seconds spent moving the
-   simulated robot (physics + driver); end to end (planning, simulator start-up
-   and PNG rendering included) is printed too. Reference: the wall clock (1x).
-   Goal >= 20x.
+   simulated robot (physics + driver). The headline is the END-TO-END factor:
+   simulated robot-motion seconds / the job's whole wall time (planning,
+   simulator start-up, machines and PNG rendering included), which is what an
+   engineer waits for; the simulating-only factor is printed beside it.
+   Reference: the wall clock (1x). Goal >= 20x simulating.
 
 Run: .venv/bin/python bench/bench_sim.py
 """
@@ -86,9 +88,9 @@ def real_time_factor() -> None:
         with tempfile.TemporaryDirectory() as out:
             r = run_job_in_sim(cell, job, out)
         print(f"{name}: stack assembly {r['outcome']}, {r['robot_motion_s']:.1f} s of robot motion simulated; "
-              f"real-time factor {r['robot_real_time_factor']:.1f}x simulating, "
-              f"{r['robot_motion_s'] / r['executed_wall_time_s']:.1f}x end to end (planning {r['planning_s']:.2f} s, "
-              f"wall {r['executed_wall_time_s']:.2f} s)  (reference: wall clock 1x; goal >= 20x)")
+              f"END-TO-END real-time factor {r['robot_motion_s'] / r['executed_wall_time_s']:.1f}x "
+              f"(planning {r['planning_s']:.2f} s, wall {r['executed_wall_time_s']:.2f} s); "
+              f"{r['robot_real_time_factor']:.1f}x while simulating  (reference: wall clock 1x)")
 
 
 if __name__ == "__main__":

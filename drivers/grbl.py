@@ -1,15 +1,28 @@
-"""GRBL 1.1 over a serial port: character-counting streaming, real-time commands, status reports.
+"""GRBL 1.1 over a serial port: streaming, real-time commands, status reports, alarm recovery.
 
-Flow control follows the GRBL wiki's "streaming protocol": by default the driver counts the
-characters in flight and keeps GRBL's 128-byte receive buffer as full as possible without
-overflowing it (``character_counting``); ``send-response`` (one line, wait for ``ok``) is the
-simple option. Every ``ok``/``error:N`` answers the oldest line in flight, so the driver always
-knows which lines the controller accepted.
+Flow control follows the GRBL wiki's "streaming protocol", chosen per machine (``streaming`` in
+the cell config, ``anycell machine --streaming``): ``character_counting`` keeps GRBL's 128-byte
+receive buffer as full as possible without overflowing it (fast on many short segments), and
+``send_response`` sends one line per ``ok`` (slower over the link, but nothing is queued behind a
+line GRBL refuses). Every ``ok``/``error:N`` answers the oldest line in flight.
 
-``error:N`` stops the stream: the driver sends a soft reset so nothing after the bad line runs,
-and raises :class:`MachineFault` naming the line and GRBL's meaning of the code. ``ALARM:N``
-(limits, soft limits) does the same; GRBL then sits in ``Alarm`` until ``reset()`` (``$X``) or
-``home()`` (``$H``). At the end of a program the driver waits for ``Idle`` in the status reports.
+Before streaming, the controller must be Idle with an empty receive buffer: lines another
+client left behind are flushed (feed hold, soft reset), never run as part of this program and
+never counted for it. ``error:N`` stops the stream with a feed hold and a soft reset, and raises
+:class:`MachineFault` naming the line. An ``ok`` means GRBL put the line into its planner, not
+that it ran: the driver counts *executed* lines from GRBL's planner fill (``Bf:``), and a
+result or an error says how many acknowledged lines a reset flushed.
+
+Critical alarms (hard and soft limits) are handled as GRBL 1.1h does them: ``ALARM:N``, then
+after ~0.5 s ``[MSG:Reset to continue]``; a reset sent before that message is lost, and GRBL
+answers nothing (not even ``?``) until a new one. The driver waits for the message, sends the
+soft reset, and GRBL sits in ``Alarm``; :meth:`GrblMachine.reset` (PackML Reset) unlocks it with
+``$X`` (``home()`` re-homes with ``$H``). Status queries are re-sent every ``status_interval``
+until a report comes, since GRBL drops a pending one across a reset.
+
+GRBL's machine space is negative (homing at the positive end); a ``work_offset`` in the cell
+config (meters) is written to G54 with ``G10 L2 P1`` on connect when the controller's differs,
+so a CAM program with its zero on the stock top runs where it should.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from anycell.errors import ConnectionLost, DriverError, DriverTimeout, MachineFault, ProgramRejected
 from anycell.job import Program
 
-from .gcode import GcodeLine
+from .gcode import WORD, GcodeLine, format_number
 from .machine import ProgramResult, Progress, ProgressCallback
 from .serial_stream import Deadline, SerialGcodeMachine
 
@@ -87,6 +100,17 @@ ALARMS: Dict[int, str] = {
 GRBL_TO_PACKML = {"Idle": "Idle", "Run": "Execute", "Jog": "Execute", "Home": "Execute", "Hold": "Held",
                   "Door": "Suspended", "Alarm": "Aborted", "Check": "Idle", "Sleep": "Stopped"}
 STATUS_RE = re.compile(r"^<(.*)>$")
+OFFSET_RE = re.compile(r"^\[(G5[4-9]|G28|G30|G92):([-\d.]+),([-\d.]+),([-\d.]+)")
+#: Alarms after which GRBL waits in a loop for a reset ("[MSG:Reset to continue]").
+CRITICAL_ALARMS = {1, 2}
+
+
+def makes_block(text: str) -> bool:
+    """Whether a program line puts a motion block into GRBL's planner (axis words or an arc)."""
+    words = WORD.findall(text)
+    if any(k in "XYZABC" for k, _ in words):
+        return not any(k == "G" and float(v) in (10.0, 92.0, 28.1, 30.1) for k, v in words)
+    return False
 
 
 def parse_status(line: str) -> Optional[Dict[str, Any]]:
@@ -145,22 +169,32 @@ class GrblMachine(SerialGcodeMachine):
     protocol = "grbl"
     dialect = "GRBL"
 
-    def __init__(self, machine_cfg: Any, port: str, *, streaming: str = "character_counting",
-                 status_interval: float = 0.2, boot_timeout: float = 5.0) -> None:
+    def __init__(self, machine_cfg: Any, port: str, *, streaming: Optional[str] = None,
+                 status_interval: float = 0.2, boot_timeout: float = 5.0,
+                 alarm_message_timeout: float = 2.0) -> None:
+        super().__init__(machine_cfg, port, boot_timeout=boot_timeout)
+        streaming = streaming or self.settings_cfg["streaming"]
         if streaming not in ("character_counting", "send_response"):
             raise DriverError(f"unknown streaming mode '{streaming}'", hint="character_counting or send_response")
-        super().__init__(machine_cfg, port, boot_timeout=boot_timeout)
         self.streaming = streaming
         self.status_interval = status_interval
+        self.alarm_message_timeout = alarm_message_timeout
         self._status_cv = threading.Condition()
         self.status: Dict[str, Any] = {}
         self._status_seq = 0
         self._welcome = threading.Event()
+        self._reset_to_continue = threading.Event()
+        self.locked = False          # in GRBL's critical-alarm loop: only a reset is taken
         self.settings: Dict[int, str] = {}
+        self.offsets: Dict[str, List[float]] = {}
         self.alarm: Optional[str] = None
         self.last_error: Optional[str] = None
         self._program_state = "Idle"
         self._wco: Optional[List[float]] = None
+        self.planner_blocks = 15     # learnt from the Idle status report (Bf: at rest)
+        self._offset_applied = False
+        self.lines_executed = 0
+        self.flushes = 0
 
     # -- the reader thread -----------------------------------------------------------------------
     def _on_line(self, line: str) -> None:
@@ -180,14 +214,26 @@ class GrblMachine(SerialGcodeMachine):
             self._replies.put(("reply", line))
         elif line.startswith("ALARM:"):
             self.alarm = explain(line)
+            code = line.split(":", 1)[1]
+            if code.isdigit() and int(code) in CRITICAL_ALARMS:
+                self.locked = True
+                self._reset_to_continue.clear()
             self._replies.put(("alarm", line))
+        elif line.startswith("[MSG:Reset to continue]"):
+            self.locked = True
+            self._reset_to_continue.set()
         elif line.startswith("Grbl "):
+            self.locked = False
             self._welcome.set()
             self._replies.put(("welcome", line))
         elif line.startswith("$") and "=" in line:
             key, _, val = line[1:].partition("=")
             if key.isdigit():
                 self.settings[int(key)] = val
+        elif OFFSET_RE.match(line):
+            m = OFFSET_RE.match(line)
+            assert m is not None
+            self.offsets[m.group(1)] = [float(m.group(i)) for i in (2, 3, 4)]
         else:
             self.messages.append(line)
             log.debug("%s: %s", self.machine_id, line)
@@ -200,7 +246,7 @@ class GrblMachine(SerialGcodeMachine):
 
     # -- connection -------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Open the port and make sure a GRBL answers.
+        """Open the port, make sure a GRBL answers, and set the configured work offset.
 
         Most boards reset when the port opens and greet with ``Grbl 1.1x`` after their boot
         loader (1-2 s). A board that does not reset stays silent, so every 0.5 s the driver also
@@ -225,24 +271,63 @@ class GrblMachine(SerialGcodeMachine):
             self._welcome.wait(0.5)
         self._drain()
         self._connected = True
-        self.query_status()
+        st = self.query_status()
+        if st.get("state") == "Idle" and "buffer" in st:
+            self.planner_blocks = st["buffer"]["planner"]
+        if st.get("state") != "Alarm":  # locked (homing lock at boot): set it before the first program
+            self._apply_work_offset()
+
+    def _apply_work_offset(self) -> None:
+        offset = self.settings_cfg.get("work_offset")
+        if offset is not None and not self._offset_applied:
+            self.set_work_offset(offset)
+        self._offset_applied = True
+
+    def set_work_offset(self, offset_m: List[float], system: int = 1) -> None:
+        """Write G54 (``system`` 1) .. G59 with ``G10 L2`` if the controller's differs; select it.
+
+        ``offset_m`` is the machine position of the work zero in meters (the cell config's unit).
+        GRBL keeps work offsets in EEPROM, so an unchanged offset is not written again.
+        """
+        want = [v * 1000.0 for v in offset_m]
+        name = f"G{53 + system}"
+        self.offsets.clear()
+        self.command("$#")
+        have = self.offsets.get(name)
+        if have is None or any(abs(a - b) > 0.0005 for a, b in zip(have, want)):
+            self.command(f"G10 L2 P{system} " + " ".join(f"{a}{format_number(round(v, 3))}"
+                                                       for a, v in zip("XYZ", want)))
+            log.info("%s: %s set to %s mm", self.machine_id, name, want)
+        self.command(name)
 
     # -- real-time commands ----------------------------------------------------------------------
     def query_status(self, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Send ``?`` and wait for the next status report."""
+        """Send ``?`` (again every ``status_interval``) and return the next status report.
+
+        GRBL drops a pending status request across a reset, so one ``?`` is never waited on for
+        the whole timeout.
+        """
+        limit = timeout or self.timeout
+        deadline = time.monotonic() + limit
         with self._status_cv:
             seq = self._status_seq
-        self.link.write(b"?")
-        deadline = time.monotonic() + (timeout or self.timeout)
-        with self._status_cv:
-            while self._status_seq == seq:
-                if self.link.lost:
-                    raise ConnectionLost(self.link.lost)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DriverTimeout(f"{self.machine_id}: no status report within {timeout or self.timeout} s")
-                self._status_cv.wait(left)
-            return dict(self.status)
+        while True:
+            self.link.write(b"?")
+            resend_at = time.monotonic() + max(self.status_interval, 0.05)
+            with self._status_cv:
+                while self._status_seq == seq:
+                    if self.link.lost:
+                        raise ConnectionLost(self.link.lost)
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise DriverTimeout(f"{self.machine_id}: no status report within {limit:g} s",
+                                            hint="GRBL answers nothing while locked after a critical alarm; "
+                                                 "reset() recovers it")
+                    if now >= resend_at:
+                        break
+                    self._status_cv.wait(min(resend_at, deadline) - now)
+                else:
+                    return dict(self.status)
 
     def hold(self) -> None:
         self.link.write(b"!")
@@ -254,11 +339,23 @@ class GrblMachine(SerialGcodeMachine):
             self._program_state = "Execute"
 
     def soft_reset(self, wait: bool = True) -> None:
-        """0x18: stop everything now and flush GRBL's buffers."""
+        """0x18: stop everything now and flush GRBL's buffers.
+
+        In the critical-alarm loop a reset is only taken after ``[MSG:Reset to continue]``, so
+        the driver waits for that message first (a reset sent earlier is lost).
+        """
+        if self.locked:
+            self.wait_reset_to_continue()
         self._welcome.clear()
         self.link.write(b"\x18")
         if wait and not self._welcome.wait(self.timeout):
             raise DriverTimeout(f"{self.machine_id}: GRBL did not restart after a soft reset")
+
+    def wait_reset_to_continue(self) -> None:
+        """Wait (bounded) for GRBL's ``[MSG:Reset to continue]`` after a critical alarm."""
+        if not self._reset_to_continue.wait(self.alarm_message_timeout):
+            log.warning("%s: no '[MSG:Reset to continue]' within %g s; resetting anyway", self.machine_id,
+                        self.alarm_message_timeout)
 
     def stop(self) -> None:
         """Feed hold, then soft reset: motion stops under control, the buffers are flushed."""
@@ -272,6 +369,9 @@ class GrblMachine(SerialGcodeMachine):
         self._drain()
         self.link.write(line.encode("ascii") + b"\n")
         kind, reply = self._next_reply(Deadline(timeout or self.timeout), what=line)
+        if kind == "alarm":
+            raise MachineFault(f"{self.machine_id}: '{line}' raised {explain(reply)}",
+                               hint="reset() recovers the controller")
         if reply != "ok":
             raise MachineFault(f"{self.machine_id}: '{line}' answered {explain(reply)}")
         return reply
@@ -282,10 +382,14 @@ class GrblMachine(SerialGcodeMachine):
         self.command("$$")
         return dict(self.settings)
 
+    def read_offsets(self) -> Dict[str, List[float]]:
+        """``$#``: work offsets G54-G59, G28, G30, G92 in millimetres."""
+        self.offsets.clear()
+        self.command("$#")
+        return dict(self.offsets)
+
     def write_setting(self, number: int, value: float) -> None:
         """``$N=V`` with a typed number."""
-        from .gcode import format_number
-
         self.command(f"${int(number)}={format_number(value)}")
 
     def unlock(self) -> None:
@@ -295,22 +399,36 @@ class GrblMachine(SerialGcodeMachine):
 
     def home(self, timeout: float = 120.0) -> None:
         """``$H``: run the homing cycle (long; its own timeout)."""
+        if self.locked:
+            self.soft_reset()
         self.command("$H", timeout=timeout)
         self.alarm = None
 
     def reset(self) -> None:
+        """PackML Reset: recover from an alarm (wait, soft reset, ``$X``) or a hold, back to Idle."""
+        if self.locked:
+            self.soft_reset()
+            self._drain()
         st = self.query_status()
         if st.get("state") == "Alarm":
             self.unlock()
-        elif st.get("state") == "Hold":
+        elif st.get("state") in ("Hold", "Door"):
             self.soft_reset()
+            self._drain()
+        st = self.query_status()
+        if st.get("state") == "Alarm":
+            raise MachineFault(f"{self.machine_id}: still in Alarm after $X ({self.alarm or 'unknown cause'})",
+                               hint="clear the cause (a pressed limit switch?) and home() the machine")
+        self.alarm = None
         self._program_state = "Idle"
 
     def state(self) -> str:
+        if self.locked:
+            return "Aborted"
         st = self.query_status()
         grbl = st.get("state", "Idle")
-        if grbl == "Idle" and self._program_state == "Complete":
-            return "Complete"
+        if grbl == "Idle" and self._program_state in ("Complete", "Stopped"):
+            return self._program_state
         return GRBL_TO_PACKML.get(grbl, "Idle")
 
     # -- streaming -------------------------------------------------------------------------------
@@ -328,7 +446,8 @@ class GrblMachine(SerialGcodeMachine):
                     with self._status_cv:
                         busy = self.status.get("state") in ("Run", "Hold", "Home", "Jog")
                         fresh = self._status_seq
-                    self.link.write(b"?")
+                    if not self.locked:
+                        self.link.write(b"?")
                     if busy and fresh:
                         deadline.extend()
                 if deadline.expired:
@@ -341,40 +460,98 @@ class GrblMachine(SerialGcodeMachine):
                                    hint="power or a reset button; re-home before continuing")
             return kind, line
 
+    def ensure_ready(self) -> None:
+        """Make sure GRBL is Idle with empty buffers before a program: flush what another client left.
+
+        Lines left in GRBL's receive buffer or planner would run as part of our program and their
+        ``ok`` replies would be counted for our lines. So: two clean reports (Idle, receive buffer
+        empty) in a row, or a feed hold and a soft reset that flushes them.
+        """
+        if self.locked:
+            raise MachineFault(f"{self.machine_id} is locked after {self.alarm or 'an alarm'}",
+                               hint="reset() recovers it ($X after a soft reset); home() re-homes")
+        clean = 0
+        for _ in range(3):
+            st = self.query_status()
+            state = st.get("state")
+            if state == "Alarm":
+                raise MachineFault(f"{self.machine_id} is in Alarm ({self.alarm or 'after reset'})",
+                                   hint="reset() unlocks ($X); home() re-homes ($H)")
+            rx_free = st.get("buffer", {}).get("rx", RX_BUFFER_SIZE)
+            if state == "Idle" and rx_free >= RX_BUFFER_SIZE - 1:
+                clean += 1
+                if clean == 2:
+                    self._apply_work_offset()
+                    self._drain()
+                    return
+                time.sleep(self.status_interval / 2)
+                continue
+            break
+        log.warning("%s: controller busy before the program (state %s, %s); flushing it", self.machine_id,
+                    self.status.get("state"), self.status.get("buffer"))
+        self.flushes += 1
+        self._stop.set()  # _abort_motion clears it
+        self._abort_motion()
+        self._drain()
+        st = self.query_status()
+        if st.get("state") != "Idle":
+            raise MachineFault(f"{self.machine_id}: not Idle after flushing another client's lines "
+                               f"(state {st.get('state')})", hint="reset() or home() the controller")
+        self._apply_work_offset()
+
     def run_program(self, program: Program, parameters: Dict[str, float],
                     progress: Optional[ProgressCallback] = None, timeout: Optional[float] = None) -> ProgramResult:
         lines = self._program_lines(program, parameters)
         return self.stream(lines, progress=progress, timeout=timeout)
 
+    def _executed(self, blocks: List[bool], acked: int, in_planner: int) -> int:
+        """Acknowledged lines that ran, when ``in_planner`` blocks are still queued (and get flushed)."""
+        i = acked
+        left = in_planner
+        while left > 0 and i > 0:
+            i -= 1
+            if blocks[i]:
+                left -= 1
+        return i if in_planner > 0 else acked
+
+    def _in_planner(self) -> int:
+        buf = self.status.get("buffer")
+        if not buf or self.status.get("state") == "Idle":
+            return 0
+        return max(0, self.planner_blocks - int(buf.get("planner", self.planner_blocks)))
+
     def stream(self, lines: List[GcodeLine], progress: Optional[ProgressCallback] = None,
                timeout: Optional[float] = None) -> ProgramResult:
         """Stream prepared lines; see the module docstring for the protocol."""
         self._require_connected()
-        st = self.query_status()
-        if st.get("state") == "Alarm":
-            raise MachineFault(f"{self.machine_id} is in Alarm ({self.alarm or 'after reset'})",
-                               hint="reset() unlocks ($X); home() re-homes ($H)")
+        self.ensure_ready()
         self._stop.clear()
-        self._drain()
         t0 = time.monotonic()
         total = len(lines)
         payload = [(g.text + "\n").encode("ascii") for g in lines]
+        blocks = [makes_block(g.text) for g in lines]
         in_flight: Deque[int] = collections.deque()
         used = 0
         sent = acked = 0
-        self.lines_sent = self.lines_acknowledged = 0
+        self.lines_sent = self.lines_acknowledged = self.lines_executed = 0
         self._program_state = "Execute"
         whole = Deadline(timeout) if timeout else None
         limit = RX_BUFFER_SIZE if self.streaming == "character_counting" else 0
         last_report = 0.0
 
         def report(force: bool = False) -> None:
+            """Progress in executed lines: acknowledged minus the blocks still in GRBL's planner."""
             nonlocal last_report
             if progress is not None:
                 now = time.monotonic()
                 if force or now - last_report > 0.05:
                     last_report = now
-                    progress(Progress(acked, total, "lines", self._program_state))
+                    done = acked if force else self._executed(blocks, acked, self._in_planner())
+                    progress(Progress(done, total, "lines", self._program_state))
+
+        def executed_now(flushed_in_planner: int) -> int:
+            self.lines_executed = self._executed(blocks, acked, flushed_in_planner)
+            return self.lines_executed
 
         try:
             while acked < total:
@@ -393,26 +570,34 @@ class GrblMachine(SerialGcodeMachine):
                 kind, reply = self._next_reply(Deadline(self.timeout),
                                                what=lines[in_flight[0]].text if in_flight else "")
                 if kind == "stop":
-                    self._abort_motion()
+                    queued = self._abort_motion()
                     self._program_state = "Stopped"
+                    done = executed_now(queued)
                     return ProgramResult("stopped", total, sent, acked, time.monotonic() - t0,
-                                         {"stopped_before_line": lines[acked].source_line if acked < total else None})
+                                         {"stopped_before_line": lines[done].source_line if done < total else None,
+                                          "lines_flushed": acked - done, "streaming": self.streaming},
+                                         lines_executed=done)
                 if kind == "alarm":
                     bad = lines[in_flight[0]] if in_flight else None
+                    queued = self._in_planner()
                     self._after_fault()
+                    done = executed_now(queued)
                     where = f" at line {bad.source_line} '{bad.text}'" if bad else ""
                     raise MachineFault(f"{self.machine_id}: {explain(reply)}{where}; {acked}/{total} lines "
-                                       "acknowledged; GRBL is in Alarm",
-                                       hint="fix the cause, then reset() ($X) or home() ($H)")
+                                       f"acknowledged, about {done} executed (the rest was flushed); GRBL is in "
+                                       "Alarm", hint="fix the cause, then reset() ($X) or home() ($H)")
                 idx = in_flight.popleft()
                 used -= len(payload[idx])
                 if reply != "ok":
                     bad = lines[idx]
                     self.last_error = explain(reply)
-                    self._after_fault()
+                    queued = self._after_fault()
+                    done = executed_now(queued)
                     raise MachineFault(f"{self.machine_id}: line {bad.source_line} '{bad.text}' was refused: "
-                                       f"{explain(reply)}; {acked}/{total} lines acknowledged, the rest was "
-                                       "flushed by a soft reset", hint="fix the program line")
+                                       f"{explain(reply)}; {acked}/{total} lines acknowledged, {done} executed, "
+                                       f"{acked - done} flushed with the rest by a soft reset",
+                                       hint="fix the program line; streaming: send_response queues nothing "
+                                            "behind a line")
                 acked += 1
                 self.lines_acknowledged = acked
                 report()
@@ -423,10 +608,16 @@ class GrblMachine(SerialGcodeMachine):
                                  f"{total} lines (up to source line "
                                  f"{lines[acked - 1].source_line if acked else 0})",
                                  hint="reconnect the controller; re-home before resuming") from exc
+        if self._program_state == "Stopped":
+            done = executed_now(0)
+            return ProgramResult("stopped", total, sent, acked, time.monotonic() - t0,
+                                 {"streaming": self.streaming, "lines_flushed": 0}, lines_executed=done)
         self._program_state = "Complete"
+        self.lines_executed = acked
         report(force=True)
         return ProgramResult("complete", total, sent, acked, time.monotonic() - t0,
-                             {"streaming": self.streaming, "final_status": self.status})
+                             {"streaming": self.streaming, "final_status": self.status, "lines_flushed": 0},
+                             lines_executed=acked)
 
     def _wait_idle(self, whole: Optional[Deadline]) -> None:
         """Poll ``?`` until GRBL reports Idle (the planner has run out)."""
@@ -434,7 +625,18 @@ class GrblMachine(SerialGcodeMachine):
         while True:
             if self._stop.is_set():
                 self._abort_motion()
+                self._program_state = "Stopped"
                 return
+            try:
+                kind, line = self._replies.get_nowait()
+                if kind == "alarm":
+                    self._after_fault()
+                    raise MachineFault(f"{self.machine_id}: {explain(line)} after the last line",
+                                       hint="reset() ($X) or home() ($H)")
+                if kind == "lost":
+                    raise ConnectionLost(line)
+            except queue.Empty:
+                pass
             st = self.query_status()
             state = st.get("state")
             if state == "Idle":
@@ -446,23 +648,20 @@ class GrblMachine(SerialGcodeMachine):
                 quiet.extend()
             if quiet.expired or (whole is not None and whole.expired):
                 raise DriverTimeout(f"{self.machine_id}: did not become Idle (last state {state})")
-            try:
-                kind, line = self._replies.get(timeout=self.status_interval)
-                if kind == "alarm":
-                    raise MachineFault(f"{self.machine_id}: {explain(line)} after the last line",
-                                       hint="reset() ($X) or home() ($H)")
-                if kind == "lost":
-                    raise ConnectionLost(line)
-            except queue.Empty:
-                pass
+            self._stop.wait(self.status_interval)
 
-    def _abort_motion(self) -> None:
-        """Feed hold, let it decelerate, then a soft reset flushes the buffers (no lost position)."""
+    def _abort_motion(self) -> int:
+        """Feed hold, let it decelerate, then a soft reset flushes the buffers (no lost position).
+
+        Returns how many planner blocks were still queued when the reset flushed them.
+        """
+        queued = 0
         try:
             self.link.write(b"!")
             deadline = time.monotonic() + self.timeout
             while time.monotonic() < deadline:
                 st = self.query_status()
+                queued = self._in_planner()
                 if st.get("state") == "Idle" or (st.get("state") == "Hold" and st.get("substate") == 0):
                     break
                 time.sleep(0.02)
@@ -470,22 +669,30 @@ class GrblMachine(SerialGcodeMachine):
             self._drain()
         finally:
             self._stop.clear()
+        return queued
 
-    def _after_fault(self) -> None:
-        """Flush what is still buffered so nothing after the fault runs; leave a known state."""
+    def _after_fault(self) -> int:
+        """Flush what is still buffered so nothing after the fault runs; leave a known state.
+
+        After a critical alarm GRBL takes a reset only after ``[MSG:Reset to continue]``.
+        Returns the planner blocks flushed (as far as known).
+        """
         self._program_state = "Aborted"
+        queued = self._in_planner()
         try:
             if self.alarm is None:
-                self._abort_motion()
+                queued = self._abort_motion()
             else:
                 self.soft_reset()
         except DriverError as exc:
             log.warning("%s: soft reset after a fault failed: %s", self.machine_id, exc)
         self._drain()
+        return queued
 
     # -- reports ---------------------------------------------------------------------------------
     def counters(self) -> Dict[str, int]:
         return {"lines_sent": self.lines_sent, "lines_acknowledged": self.lines_acknowledged,
+                "lines_executed": self.lines_executed, "flushes": self.flushes,
                 "bytes_written": self.link.bytes_written}
 
     def health(self) -> Dict[str, Any]:
@@ -495,8 +702,9 @@ class GrblMachine(SerialGcodeMachine):
         if down is not None:
             return down
         st = dict(self.status)
-        details.update({"grbl_state": st.get("state"), "mpos": st.get("mpos"), "wpos": st.get("wpos")})
-        if self.alarm or st.get("state") == "Alarm":
+        details.update({"grbl_state": st.get("state"), "mpos": st.get("mpos"), "wpos": st.get("wpos"),
+                        "locked": self.locked})
+        if self.alarm or self.locked or st.get("state") == "Alarm":
             return {"level": "error", "message": self.alarm or "Alarm", **details}
         if self.last_error:
             return {"level": "warn", "message": f"last error: {self.last_error}", **details}

@@ -18,16 +18,19 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConfigError
 from anycell.job import Program
+from anycell.packml_model import STATES
 
 
 @dataclass(frozen=True)
 class Progress:
     """How far a running program is.
 
-    ``done``/``total`` count G-code lines acknowledged by the firmware (serial), or are a
-    cycle fraction scaled to 0..1000 (OPC UA, ``unit='permille'``). ``fraction`` is 0..1.
+    ``done``/``total`` count G-code lines the firmware confirmed (serial: Marlin's executed lines,
+    GRBL's lines accepted into its planner), or are a cycle fraction scaled to 0..1000 (OPC UA,
+    ``unit='permille'``). ``fraction`` is 0..1.
     """
 
     done: int
@@ -45,7 +48,10 @@ class ProgramResult:
     """What happened to a program.
 
     ``status`` is ``complete`` or ``stopped`` (a ``stop()`` from the operator); failures are
-    raised, not returned. ``lines_acknowledged`` is exact for serial machines.
+    raised, not returned. For serial machines ``lines_acknowledged`` counts the firmware's
+    ``ok`` replies and ``lines_executed`` the lines that really ran: GRBL acknowledges a line when it
+    enters the planner, so lines flushed by a stop or a reset were acknowledged but never ran
+    (``details["lines_flushed"]``). A complete program has every line executed.
     """
 
     status: str
@@ -54,6 +60,7 @@ class ProgramResult:
     lines_acknowledged: int = 0
     duration: float = 0.0
     details: Dict[str, Any] = field(default_factory=dict)
+    lines_executed: Optional[int] = None
 
     @property
     def completed(self) -> bool:
@@ -126,18 +133,18 @@ class Machine(abc.ABC):
         self.close()
 
 
-def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
+def open_machine(machine_cfg: MachineConfig, address: Optional[str] = None) -> Machine:
     """The driver for one configured machine (not yet connected; call ``connect()``).
 
-    ``machine_cfg`` is an :class:`anycell.cell.Machine`. ``address`` overrides the serial port
+    ``machine_cfg`` is an :class:`anycell.cell.MachineConfig`. ``address`` overrides the serial port
     or the OPC UA endpoint, which is how a config is pointed at a simulated machine. A machine
     with ``driver.kind: sim`` needs ``address`` (from :func:`anycell.sim.machines.launch_sim_machine`).
     """
     drv = machine_cfg.driver
     kind = drv.kind
-    if kind == "serial" or (kind == "sim" and drv.protocol in ("grbl", "marlin")):
-        dialect = drv.dialect if kind == "serial" else drv.protocol
-        port = address or (drv.port if kind == "serial" else None)
+    if drv.kind == "serial" or (drv.kind == "sim" and drv.protocol in ("grbl", "marlin")):
+        dialect = drv.dialect if drv.kind == "serial" else drv.protocol
+        port = address or (drv.port if drv.kind == "serial" else None)
         if not port:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's address",
                               field=f"machines.{machine_cfg.id}.driver",
@@ -149,25 +156,37 @@ def open_machine(machine_cfg: Any, address: Optional[str] = None) -> Machine:
         from .marlin import MarlinMachine
 
         return MarlinMachine(machine_cfg, port)
-    if kind == "opcua" or (kind == "sim" and drv.protocol == "opcua"):
-        endpoint = address or (drv.endpoint if kind == "opcua" else None)
+    if drv.kind == "opcua" or (drv.kind == "sim" and drv.protocol == "opcua"):
+        endpoint = address or (drv.endpoint if drv.kind == "opcua" else None)
         if not endpoint:
             raise ConfigError(f"machine '{machine_cfg.id}' is simulated; give the simulator's endpoint",
                               field=f"machines.{machine_cfg.id}.driver",
                               hint="start it with anycell.sim.machines.launch_sim_machine and pass .address")
-        from .opcua_client import OpcUaMachine
+        from .opcua import OpcUaMachine
 
         return OpcUaMachine(machine_cfg, endpoint)
     raise ConfigError(f"unknown driver kind '{kind}'", field=f"machines.{machine_cfg.id}.driver.kind")
 
 
-def serial_settings(machine_cfg: Any) -> Dict[str, Any]:
-    """Baud, timeout and the G-code allow/deny lists, with defaults for ``kind: sim`` machines."""
+#: Serial settings of a ``kind: sim`` GRBL/Marlin machine (the simulator's defaults).
+SIM_SERIAL_SETTINGS: Dict[str, Any] = {
+    "baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": [], "streaming": "character_counting",
+    "work_offset": None, "unknown_command": "fail", "autoreport_interval": 1,
+}
+
+
+def serial_settings(machine_cfg: MachineConfig) -> Dict[str, Any]:
+    """Baud, timeouts, allow/deny lists, streaming mode, work offset (meters) and Marlin policies.
+
+    ``kind: sim`` machines get :data:`SIM_SERIAL_SETTINGS`.
+    """
     drv = machine_cfg.driver
     if drv.kind == "serial":
         return {"baud": drv.baud, "timeout": drv.timeout, "allowed": list(drv.allowed_gcodes),
-                "forbidden": list(drv.forbidden_gcodes)}
-    return {"baud": 115200, "timeout": 10.0, "allowed": [], "forbidden": []}
+                "forbidden": list(drv.forbidden_gcodes), "streaming": drv.streaming,
+                "work_offset": list(drv.work_offset) if drv.work_offset is not None else None,
+                "unknown_command": drv.unknown_command, "autoreport_interval": drv.autoreport_interval}
+    return dict(SIM_SERIAL_SETTINGS)
 
 
 def program_source(program: Program) -> Optional[str]:
@@ -175,6 +194,8 @@ def program_source(program: Program) -> Optional[str]:
     return str(program.file) if program.file is not None else None
 
 
+#: The default OPC UA node map (profile ``custom``), shared by the driver and the simulated machines:
+#: a config's ``nodes``/``methods`` entries replace these key by key.
 DEFAULT_NODES: Dict[str, str] = {
     "state": "0:Objects/2:Machine/2:State",
     "program": "0:Objects/2:Machine/2:Program",
@@ -183,11 +204,10 @@ DEFAULT_NODES: Dict[str, str] = {
     "alarm": "0:Objects/2:Machine/2:Alarm",
     "parameters": "0:Objects/2:Machine/2:Parameters",
 }
+#: PackML commands as methods of the machine object, and ``SetParameter(name, value)``.
 DEFAULT_METHODS: Dict[str, str] = {
-    name.lower(): f"0:Objects/2:Machine/2:{name}"
-    for name in ("Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset", "Abort", "Clear")
+    **{name.lower(): f"0:Objects/2:Machine/2:{name}"
+       for name in ("Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset", "Abort", "Clear")},
+    "set_parameter": "0:Objects/2:Machine/2:SetParameter",
 }
-PACKML_STATES: List[str] = [
-    "Stopped", "Idle", "Starting", "Execute", "Completing", "Complete", "Holding", "Held", "Unholding",
-    "Suspending", "Suspended", "Unsuspending", "Stopping", "Aborting", "Aborted", "Clearing", "Resetting",
-]
+PACKML_STATES: List[str] = list(STATES)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import serial
 
+from anycell.cell import MachineConfig
 from anycell.errors import ConnectionLost, DriverError, ProgramRejected
 from anycell.job import Program
 
@@ -41,7 +42,7 @@ class SerialLink:
         self.baud = baud
         self._on_line = on_line
         self._on_lost = on_lost
-        self._ser: Optional[serial.SerialBase] = None
+        self._ser: Optional[serial.Serial] = None
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._closing = False
@@ -146,7 +147,7 @@ class SerialGcodeMachine(Machine):
 
     dialect: str = ""
 
-    def __init__(self, machine_cfg: Any, port: str, *, boot_timeout: float) -> None:
+    def __init__(self, machine_cfg: MachineConfig, port: str, *, boot_timeout: float) -> None:
         self.cfg = machine_cfg
         self.machine_id = machine_cfg.id
         self.port = port
@@ -210,7 +211,8 @@ class SerialGcodeMachine(Machine):
             raise ProgramRejected(f"{self.machine_id} is a {self.dialect} machine and has no stored program "
                                   f"'{program.name}'", hint="give the program as file: or inline: G-code")
         return prepare_program(text, parameters, allowed=self.settings_cfg["allowed"],
-                               forbidden=self.settings_cfg["forbidden"], source=program_source(program))
+                               forbidden=self.settings_cfg["forbidden"], source=program_source(program),
+                               dialect=self.protocol)
 
     def _link_health(self, details: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The health report when the link itself is down (lost or never connected), else None."""

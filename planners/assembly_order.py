@@ -1,12 +1,16 @@
-"""The assembly order of one unit, inferred from geometry where the spec gives none.
+"""The assembly order of one unit, inferred from the parts' real shapes where the spec gives none.
 
-Every part is placed top-down (the gripper comes from above). Comparing the
-parts' boxes in the product frame pairwise gives these rules, in this order:
+Every part is placed top-down (the tool comes from above). The parts' solids
+(convex pieces: exact for boxes and cylinders with holes, pockets and slots,
+V-HACD for meshes) are compared pairwise in the product frame:
 
-* **inside**: if two boxes interpenetrate and one's footprint contains the
-  other's, the contained part sits inside the container (a peg in a hole, a
-  part in a pocket), so it goes after it: "peg after block: peg sits inside block".
-* **rests on**: if the footprints overlap and one box's bottom touches the
+* **overlap**: two solids that interpenetrate (by more than ``OVERLAP``) cannot
+  both be where the spec puts them: refused, naming both parts and the depth
+  (a peg "inside" a block that has no hole, a clip inside a bracket's wall).
+* **inside**: if the bounding boxes interpenetrate but the solids do not, one
+  part sits in a hole, pocket or channel of the other (the one whose bottom is
+  lower), so it goes after it: "peg after block: peg sits inside block".
+* **rests on**: if the footprints overlap and one part's bottom touches the
   other's top (within ``CONTACT``), the upper part rests on the lower one and
   goes after it: "block after base: block rests on base".
 * **in the way**: if the footprints overlap and there is a vertical gap, the
@@ -22,18 +26,21 @@ each reason shown is a direct one.
 
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 from anycell.errors import PlanningError
 from anycell.geometry import quat_rotate
 from anycell.job import JobSpec
-from .graph import reachable
+from .graph import cycle_members, reachable, topological_order
 
 #: Two faces closer than this (meters) are in contact.
 CONTACT = 0.0005
 #: Overlaps smaller than this (meters) are treated as touching, not overlapping.
 EPS = 1e-6
+#: Solids interpenetrating deeper than this (meters) overlap: a spec error, not a fit.
+OVERLAP = 0.0005
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return min(a1, b1) - max(a0, b0)
 
 
+def _area(box) -> float:  # noqa: ANN001
+    return (box[1][0] - box[0][0]) * (box[1][1] - box[0][1])
+
+
 def _contains_xy(outer: Tuple[List[float], List[float]], inner: Tuple[List[float], List[float]]) -> bool:
     return all(outer[0][i] - EPS <= inner[0][i] and inner[1][i] <= outer[1][i] + EPS for i in (0, 1))
 
@@ -79,27 +90,61 @@ def geometric_edges(job: JobSpec) -> List[Edge]:
     edges: List[Edge] = []
     for i, a in enumerate(ids):
         for b in ids[i + 1:]:
-            edge = _pair(a, boxes[a], b, boxes[b])
+            edge = _pair(job, a, boxes[a], b, boxes[b])
             if edge is not None:
                 edges.append(edge)
     return edges
 
 
-def _pair(a: str, ba, b: str, bb) -> Optional[Edge]:  # noqa: ANN001
+def solid_gap(job: JobSpec, a: str, b: str) -> float:
+    """The signed distance between two placed parts' solids (negative: they interpenetrate), meters.
+
+    Measured on the convex pieces in a private PyBullet world (the planners' world model), so it is
+    the distance the simulator's bodies have.
+    """
+    import pybullet as p
+
+    from anycell.sim.shapes import collision_shape, tune_body
+
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = p.connect(p.DIRECT)
+    bodies = []
+    try:
+        for pid in (a, b):
+            shape = job.part(pid).geometry
+            pose = job.placement(pid).pose
+            body = p.createMultiBody(0.0, collision_shape(_CLIENT, shape), -1, pose.position, pose.quaternion,
+                                     physicsClientId=_CLIENT)
+            tune_body(_CLIENT, body, shape)
+            bodies.append(body)
+        points = p.getClosestPoints(bodies[0], bodies[1], 0.05, physicsClientId=_CLIENT)
+        return min((float(c[8]) for c in points), default=0.05)
+    finally:
+        for body in bodies:
+            p.removeBody(body, physicsClientId=_CLIENT)
+
+
+_CLIENT: Optional[int] = None
+
+
+def _pair(job: JobSpec, a: str, ba, b: str, bb) -> Optional[Edge]:  # noqa: ANN001
     ox = _overlap(ba[0][0], ba[1][0], bb[0][0], bb[1][0])
     oy = _overlap(ba[0][1], ba[1][1], bb[0][1], bb[1][1])
     if ox <= EPS or oy <= EPS:
         return None  # footprints apart: top-down placements cannot interfere
     oz = _overlap(ba[0][2], ba[1][2], bb[0][2], bb[1][2])
     if oz > CONTACT:
-        # Interpenetrating boxes: one sits inside the other.
-        if _contains_xy(ba, bb) and not _contains_xy(bb, ba):
-            return Edge(a, b, f"{b} after {a}: {b} sits inside {a}")
-        if _contains_xy(bb, ba) and not _contains_xy(ba, bb):
-            return Edge(b, a, f"{a} after {b}: {a} sits inside {b}")
-        lower, upper = (a, b) if (ba[0][2], a) <= (bb[0][2], b) else (b, a)
-        return Edge(lower, upper, f"{upper} after {lower}: {upper} overlaps {lower} and reaches lower, "
-                                  f"so {lower} goes in first")
+        # The bounding boxes interpenetrate: either the solids do too (the spec is wrong), or one
+        # part sits in a hole, pocket or channel of the other.
+        gap = solid_gap(job, a, b)
+        if gap < -OVERLAP:
+            raise PlanningError(f"parts '{a}' and '{b}' overlap by {-gap * 1000:.1f} mm where the spec places them: "
+                                f"their solids cannot both be there", field="assembly.placements",
+                                hint="fix the poses, or give the receiving part the hole or pocket the other "
+                                     "goes into (geometry.features, or a mesh)")
+        outer, inner = (a, b) if (ba[0][2], -_area(ba), a) <= (bb[0][2], -_area(bb), b) else (b, a)
+        return Edge(outer, inner, f"{inner} after {outer}: {inner} sits inside {outer}")
     lower, upper = (a, b) if ba[1][2] <= bb[0][2] + CONTACT else (b, a)
     lo_box, up_box = (ba, bb) if lower == a else (bb, ba)
     if abs(up_box[0][2] - lo_box[1][2]) <= CONTACT:
@@ -113,34 +158,6 @@ def explicit_edges(job: JobSpec) -> List[Edge]:
             for pl in job.assembly.placements for dep in pl.after]
 
 
-def _find_cycle(nodes: List[str], succ: Dict[str, List[str]]) -> Optional[List[str]]:
-    """A cycle's members in order, or None (iterative DFS with colours)."""
-    colour = {n: 0 for n in nodes}
-    for root in nodes:
-        if colour[root]:
-            continue
-        stack: List[Tuple[str, int]] = [(root, 0)]
-        path: List[str] = [root]
-        colour[root] = 1
-        while stack:
-            node, k = stack[-1]
-            nxt = succ.get(node, [])
-            if k < len(nxt):
-                stack[-1] = (node, k + 1)
-                child = nxt[k]
-                if colour[child] == 1:
-                    return path[path.index(child):]
-                if colour[child] == 0:
-                    colour[child] = 1
-                    stack.append((child, 0))
-                    path.append(child)
-            else:
-                colour[node] = 2
-                stack.pop()
-                path.pop()
-    return None
-
-
 def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     """The placement order of one unit and, per part, the edges that put it after others.
 
@@ -152,13 +169,17 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     ids = [pl.part for pl in job.assembly.placements]
     all_edges = geometric_edges(job) + explicit_edges(job)
     succ: Dict[str, List[str]] = {n: [] for n in ids}
+    preds: Dict[str, List[str]] = {n: [] for n in ids}
     reason: Dict[Tuple[str, str], List[str]] = {}
     for e in all_edges:
         if e.after not in succ[e.before]:
             succ[e.before].append(e.after)
+            preds[e.after].append(e.before)
         reason.setdefault((e.before, e.after), []).append(e.reason)
-    cycle = _find_cycle(ids, succ)
-    if cycle is not None:
+    try:
+        order = topological_order(ids, preds)
+    except graphlib.CycleError as exc:
+        cycle = [str(n) for n in cycle_members(exc)]
         links = [f"{cycle[k]} -> {cycle[(k + 1) % len(cycle)]} ({'; '.join(reason[(cycle[k], cycle[(k + 1) % len(cycle)])])})"
                  for k in range(len(cycle))]
         raise PlanningError(f"the assembly order of job '{job.id}' has a cycle among parts "
@@ -175,27 +196,8 @@ def assembly_order(job: JobSpec) -> Tuple[List[str], Dict[str, List[Edge]]]:
     incoming: Dict[str, List[Edge]] = {n: [] for n in ids}
     for e in kept:
         incoming[e.after].append(e)
-    return _topo(ids, succ), incoming
+    return order, incoming
 
 
 def _reachability(ids: List[str], succ: Dict[str, List[str]]) -> Dict[str, Set[str]]:
-    return {n: reachable(n, succ) for n in ids}  # type: ignore[misc]
-
-
-def _topo(ids: List[str], succ: Dict[str, List[str]]) -> List[str]:
-    indeg = {n: 0 for n in ids}
-    for n in ids:
-        for m in succ[n]:
-            indeg[m] += 1
-    rank = {n: i for i, n in enumerate(ids)}
-    ready = sorted([n for n in ids if indeg[n] == 0], key=rank.get)
-    order: List[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-        ready.sort(key=rank.get)
-    return order
+    return {n: reachable(n, succ) for n in ids}

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from anycell.cell import CellConfig
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat
 
-from .kinematics import Kinematics, matrix_to_quat, pose_to_matrix
+from anycell.sim.shapes import collision_shape, tune_body
+
+from .kinematics import JointVector, Kinematics, pose_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Held:
     part_id: str
     size: List[float]
     in_tcp: Pose
+    shape: Optional[Any] = None     # the part's anycell.job.Geometry (its real solid); None: the box ``size``
 
 
 @dataclass
@@ -128,14 +131,22 @@ class CollisionWorld:
             if b != body:
                 p.setCollisionFilterPair(body, b, -1, -1, 0, physicsClientId=self.client)
 
-    def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:
-        """A box (a part lying in the cell) the robot must avoid; replaces one of the same name."""
+    def add_obstacle(self, name: str, size: "Sequence[float] | object", pose: Pose) -> None:
+        """A part lying in the cell the robot must avoid; replaces one of the same name.
+
+        ``size`` is the part's Geometry (its real solid, see :mod:`anycell.sim.shapes`) or a box size.
+        """
         import pybullet as p
 
         self.remove_obstacle(name)
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in size], physicsClientId=self.client)
+        col = collision_shape(self.client, size)  # type: ignore[arg-type]
         body = p.createMultiBody(0.0, col, -1, pose.position, pose.quaternion, physicsClientId=self.client)
+        tune_body(self.client, body, size)  # type: ignore[arg-type]
         self._filter_new(body)
+        # PyBullet reuses the ids of removed bodies, and a pair filter set on the old body (a held part
+        # exempt from the fingers) would silently carry over: the robot must collide with every obstacle
+        for link in range(-1, p.getNumJoints(self.robot.body, physicsClientId=self.client)):
+            p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         self.obstacles[name] = body
         self._names[body] = f"part:{name}"
 
@@ -150,7 +161,9 @@ class CollisionWorld:
     def _set_held(self, held: Optional[Held]) -> None:
         import pybullet as p
 
-        key = None if held is None else (held.part_id, tuple(held.size))
+        if held is not None and held is self._held:
+            return
+        key = None if held is None else (held.part_id, tuple(held.size), repr(held.shape))
         if key == self._held_key:
             self._held = held
             return
@@ -161,9 +174,14 @@ class CollisionWorld:
         self._held, self._held_key = held, key
         if held is None:
             return
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[float(s) / 2 for s in held.size],
-                                     physicsClientId=self.client)
+        col = collision_shape(self.client, held.shape if held.shape is not None else held.size)
         body = p.createMultiBody(0.0, col, -1, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
+        tune_body(self.client, body, held.shape if held.shape is not None else held.size)
+        # a reused body id may carry the pair filters of a removed obstacle: collide with everything again
+        for other in list(self.bodies.static.values()) + list(self.obstacles.values()):
+            p.setCollisionFilterPair(body, other, -1, -1, 1, physicsClientId=self.client)
+        for link in range(-1, p.getNumJoints(self.robot.body, physicsClientId=self.client)):
+            p.setCollisionFilterPair(body, self.robot.body, -1, link, 1, physicsClientId=self.client)
         for link in self.robot.tool_links + [self.robot.flange_link]:
             p.setCollisionFilterPair(body, self.robot.body, -1, link, 0, physicsClientId=self.client)
         self._held_body = body
@@ -178,7 +196,7 @@ class CollisionWorld:
             n += "/" + p.getJointInfo(body, link, physicsClientId=self.client)[12].decode()
         return n
 
-    def contacts(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+    def contacts(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
                  ignore: Iterable[str] = (), first: bool = True) -> List[Contact]:
         """The pairs closer than ``clearance`` at configuration ``q`` (just the first one when ``first``)."""
         import pybullet as p
@@ -201,11 +219,11 @@ class CollisionWorld:
                 break
         return out
 
-    def free(self, q: Sequence[float], held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
+    def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
-    def segment_free(self, qa: Sequence[float], qb: Sequence[float], held: Optional[Held] = None, *,
+    def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
                      resolution: float = 0.02, clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> bool:
         """Whether the straight joint-space segment is free, checked every ``resolution`` rad (max-norm)."""
         a, b = np.asarray(qa, float), np.asarray(qb, float)

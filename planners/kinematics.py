@@ -12,43 +12,26 @@ configuration wins.
 from __future__ import annotations
 
 import logging
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from anycell.cell import CellConfig
 from anycell.errors import UnreachableError
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat, quat_to_matrix
 
 log = logging.getLogger(__name__)
+
+#: Joint values: a list from a document or a numpy array from the solvers.
+JointVector = Union[Sequence[float], np.ndarray]
 
 POS_TOL = 0.0005        # m: IK is asked for half the 1 mm it promises
 ANG_TOL = np.radians(0.25)
 
 
-def quat_to_matrix(q: Sequence[float]) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def matrix_to_quat(m: np.ndarray) -> Tuple[float, float, float, float]:
-    t = np.trace(m)
-    if t > 0:
-        s = np.sqrt(t + 1.0) * 2
-        return ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    i = int(np.argmax(np.diag(m)))
-    if i == 0:
-        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        return (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    if i == 1:
-        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        return ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
-    s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-    return ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
+def rotation_matrix(q: Sequence[float]) -> np.ndarray:
+    """:func:`anycell.geometry.quat_to_matrix` as a numpy array (for the solvers' matrix products)."""
+    return np.array(quat_to_matrix(q))
 
 
 def rotation_error(r_target: np.ndarray, r_now: np.ndarray) -> np.ndarray:
@@ -68,7 +51,7 @@ def rotation_error(r_target: np.ndarray, r_now: np.ndarray) -> np.ndarray:
 
 def pose_to_matrix(pose: Pose) -> np.ndarray:
     t = np.eye(4)
-    t[:3, :3] = quat_to_matrix(pose.quaternion)
+    t[:3, :3] = rotation_matrix(pose.quaternion)
     t[:3, 3] = pose.position
     return t
 
@@ -104,7 +87,7 @@ class Kinematics:
         self.tcp = pose_to_matrix(self.config.tool.tcp)
         st = p.getLinkState(body.body, body.flange_link, physicsClientId=client)
         inertial = np.eye(4)
-        inertial[:3, :3] = quat_to_matrix(st[3])
+        inertial[:3, :3] = rotation_matrix(st[3])
         inertial[:3, 3] = st[2]
         self._tcp_in_com = np.linalg.inv(inertial) @ self.tcp   # calculateJacobian wants the COM frame
         infos = [p.getJointInfo(body.body, j, physicsClientId=client) for j in body.arm_joints]
@@ -114,7 +97,7 @@ class Kinematics:
         self._seeds = [self.lower + (self.upper - self.lower) * rng.random(self.dof) for _ in range(24)]
 
     # ------------------------------------------------------------------ FK
-    def set(self, q: Sequence[float]) -> None:
+    def set(self, q: JointVector) -> None:
         import pybullet as p
 
         p.resetJointStatesMultiDof(self.body.body, self.body.arm_joints, [[float(v)] for v in q],
@@ -126,20 +109,20 @@ class Kinematics:
         st = p.getLinkState(self.body.body, self.body.flange_link, computeForwardKinematics=True,
                             physicsClientId=self.client)
         t = np.eye(4)
-        t[:3, :3] = quat_to_matrix(st[5])
+        t[:3, :3] = rotation_matrix(st[5])
         t[:3, 3] = st[4]
         return t
 
-    def fk_matrix(self, q: Sequence[float]) -> np.ndarray:
+    def fk_matrix(self, q: JointVector) -> np.ndarray:
         """The TCP as a 4x4 transform in the cell frame."""
         self.set(q)
         return self._flange() @ self.tcp
 
-    def fk(self, q: Sequence[float]) -> Pose:
+    def fk(self, q: JointVector) -> Pose:
         """The TCP pose in the cell frame for joint positions ``q``."""
         return matrix_to_pose(self.fk_matrix(q))
 
-    def jacobian(self, q: Sequence[float]) -> np.ndarray:
+    def jacobian(self, q: JointVector) -> np.ndarray:
         """The 6 x dof geometric Jacobian of the TCP (linear rows first), cell frame, from the joint axes."""
         import pybullet as p
 
@@ -148,12 +131,12 @@ class Kinematics:
         states = p.getLinkStates(self.body.body, links, computeForwardKinematics=True, physicsClientId=self.client)
         fl = states[-1]
         flange = np.eye(4)
-        flange[:3, :3] = quat_to_matrix(fl[5])
+        flange[:3, :3] = rotation_matrix(fl[5])
         flange[:3, 3] = fl[4]
         tip = (flange @ self.tcp)[:3, 3]
         jac = np.zeros((6, self.dof))
         for i, st in enumerate(states[:-1]):
-            axis = quat_to_matrix(st[5]) @ self._axes[i]
+            axis = rotation_matrix(st[5]) @ self._axes[i]
             origin = np.asarray(st[4])
             if self._prismatic[i]:
                 jac[:3, i] = axis
@@ -184,7 +167,7 @@ class Kinematics:
             q = np.clip(q + dq, self.lower, self.upper)
         return None
 
-    def ik(self, target: Pose, q_current: Optional[Sequence[float]] = None, *,
+    def ik(self, target: Pose, q_current: Optional[JointVector] = None, *,
            accept: Optional[Callable[[np.ndarray], bool]] = None, max_solutions: int = 1,
            name: Optional[str] = None) -> List[float]:
         """Joint positions that put the TCP at ``target`` (cell frame), closest to ``q_current``.

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from anycell.cell import CellConfig
 from anycell.errors import CollisionError, PlanningError, UnreachableError
-from anycell.geometry import Pose
+from anycell.geometry import Pose, matrix_to_quat, quat_slerp, quat_to_matrix
 
 from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
-from .kinematics import matrix_to_quat, pose_to_matrix, quat_to_matrix
+from .kinematics import JointVector, pose_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
 
@@ -86,17 +86,17 @@ class MotionPlanner:
     def fk(self, q: Sequence[float]) -> Pose:
         return self.kin.fk(q)
 
-    def _require_free(self, q: Sequence[float], held: Optional[Held], clearance: float, ignore: Iterable[str],
+    def _require_free(self, q: JointVector, held: Optional[Held], clearance: float, ignore: Iterable[str],
                       what: str) -> None:
         bad = self.world.contacts(q, held, clearance=clearance, ignore=ignore)
         if bad:
             raise CollisionError(f"{what} configuration is in collision: {bad[0]}",
                                  hint="choose another target or clear the obstacle")
 
-    def _check_limits(self, q: Sequence[float], what: str) -> None:
-        q = np.asarray(q)
-        if np.any(q < self.lower - 1e-6) or np.any(q > self.upper + 1e-6):
-            raise UnreachableError(f"{what} configuration {np.round(q, 3).tolist()} is outside the joint limits")
+    def _check_limits(self, q: JointVector, what: str) -> None:
+        qa = np.asarray(q)
+        if np.any(qa < self.lower - 1e-6) or np.any(qa > self.upper + 1e-6):
+            raise UnreachableError(f"{what} configuration {np.round(qa, 3).tolist()} is outside the joint limits")
 
     # ------------------------------------------------------------------ joint moves
     def plan_joint_path(self, q_start: Sequence[float], q_goal: Sequence[float], held: Optional[Held] = None, *,
@@ -164,7 +164,7 @@ class MotionPlanner:
             s = k / n
             m = np.eye(4)
             m[:3, 3] = t0[:3, 3] + (t1[:3, 3] - t0[:3, 3]) * s
-            m[:3, :3] = quat_to_matrix(_slerp(q0, q1, s))
+            m[:3, :3] = quat_to_matrix(quat_slerp(q0, q1, s))
             sol = self.kin._solve(m, q, iters=60)
             if sol is None:
                 raise UnreachableError(f"robot '{self.robot_id}' cannot follow the straight line to {name} "
@@ -189,7 +189,7 @@ class MotionPlanner:
                                  speed=speed)
 
     # ------------------------------------------------------------------ timing
-    def parameterize(self, path: Sequence[Sequence[float]], held: Optional[Held] = None, *,
+    def parameterize(self, path: Sequence[JointVector], held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), clearance: float = FREE_CLEARANCE,
                      start_clearance: Optional[float] = None, max_step: float = 0.1,
                      speed: float = 1.0) -> Trajectory:
@@ -211,8 +211,9 @@ class MotionPlanner:
 
     def trajectory_collisions(self, traj: Trajectory, held: Optional[Held] = None, *,
                               clearance: float = CONTACT_CLEARANCE, ignore: Iterable[str] = (),
-                              start_clearance: Optional[float] = None, resolution: float = 0.01) -> list:
-        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad).
+                              start_clearance: Optional[float] = None, resolution: float = RESOLUTION) -> list:
+        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad: the
+        collision model's own spacing, :data:`RESOLUTION`; a finer check finds nothing the planner did not).
 
         With ``start_clearance``, a trajectory that starts in contact (just after a grasp or a
         place) is held to that looser clearance until it first reaches the normal one.
@@ -247,19 +248,6 @@ class MotionPlanner:
 
     def close(self) -> None:
         self.world.close()
-
-
-def _slerp(a: Sequence[float], b: Sequence[float], s: float) -> Tuple[float, ...]:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    dot = float(np.dot(a, b))
-    if dot < 0:
-        b, dot = -b, -dot
-    if dot > 0.9995:
-        r = a + (b - a) * s
-        return tuple(r / np.linalg.norm(r))
-    th = math.acos(dot)
-    r = (math.sin((1 - s) * th) * a + math.sin(s * th) * b) / math.sin(th)
-    return tuple(r)
 
 
 def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callable, lower: np.ndarray,

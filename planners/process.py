@@ -38,7 +38,7 @@ from anycell.plan import Operation, Plan, Site
 from . import sites
 from .assembly_order import assembly_order
 from .durations import DurationModel
-from .feasibility import carry_problem, check_operation, check_plan, check_resources
+from .feasibility import carry_problem, check_operation, check_plan, check_resources, program_machines
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _Builder:
 
     def machine_for(self, part: Part) -> MachineConfig:
         """The least-loaded machine offering the part's process (ties: config order)."""
-        cands = self.cell.machines_with(part.source.process or "")
+        cands = program_machines(self.cell, part) or self.cell.machines_with(part.source.process or "")
         best = min(cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
         return best
 
@@ -152,8 +152,10 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
             for e in incoming[pid]:
                 after.append(placed[e.before])
                 reasons.append(e.reason)
-            if job.placement(pid).insert:
-                reasons.append(f"{pid} is inserted: a straight move down into place (params.insert)")
+            move = job.placement(pid).insertion_move()
+            if move is not None:
+                reasons.append(f"{pid} is inserted: a straight move along {list(move.axis)} for the last "
+                               f"{move.depth * 1000:g} mm (params.insertion)")
             if prev_output is not None and not incoming[pid]:
                 after.append(prev_output)
                 reasons.append(f"fixture: unit {u - 1} leaves the fixture first")
@@ -161,8 +163,7 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                 src = b.slots[(u, pid)]
                 op = b.robot_op(f"u{u}.place.{pid}", "pick_place", u, part, src, target, [b.fixture], after,
                                 reasons or ["no part must be placed before it"])
-                if job.placement(pid).insert:
-                    op.params["insert"] = True
+                _mark_insertion(op, job, pid)
                 placed[pid] = op.id
                 continue
             machine = b.machine_for(part)
@@ -190,8 +191,7 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                             [machine.id, b.fixture], [run_id] + after,
                             ["tending: run before unload"] + reasons
                             + [f"the machine holds {pid} until this unload"])
-            if job.placement(pid).insert:
-                op.params["insert"] = True
+            _mark_insertion(op, job, pid)
             placed[pid] = op.id
         sinks = [placed[p] for p in order if not any(e.before == p for q in order for e in incoming[q])]
         last = sinks
@@ -216,3 +216,11 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
     check_plan(cell, job, plan)
     log.debug("planned job %s: %d operations", job.id, len(b.ops))
     return plan
+
+
+def _mark_insertion(op: Operation, job: JobSpec, part_id: str) -> None:
+    """An inserted placement carries its insertion move in its params (axis in the product frame)."""
+    move = job.placement(part_id).insertion_move()
+    if move is not None:
+        op.params["insert"] = True
+        op.params["insertion"] = {"axis": list(move.axis), "depth": move.depth, "speed": move.speed}

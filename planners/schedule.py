@@ -30,6 +30,7 @@ a heavily loaded one) may two runs differ; both are valid schedules.
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from anycell.cell import CellConfig
 from anycell.errors import PlanningError
 from anycell.plan import Plan, Schedule, ScheduledOp
-from .graph import reachable
+from .graph import cycle_members, reachable, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,14 @@ CPSAT_WORKERS = 8
 #: about 0.25 deterministic s per wall s), so a search normally ends on the deterministic limit.
 DETERMINISTIC_PER_SECOND = 0.25
 INF = 1 << 60
+#: Above this many operations CP-SAT runs without its LP relaxation: loading the LP into each of the
+#: eight workers takes seconds of wall time at 500 operations on a loaded 2-core machine, time in
+#: which CP-SAT cannot be stopped, for bounds that :func:`lower_bound` already gives.
+LP_MAX_OPS = 200
+#: CP-SAT stops once its schedule is within this fraction of the lower bound.
+RELATIVE_GAP = 1e-3
+#: The share of the remaining wall time given to CP-SAT's own clock; a timer stops it at the cap itself.
+STOP_MARGIN = 0.85
 
 
 @dataclass
@@ -84,7 +93,7 @@ def build_model(plan: Plan) -> Model:
             if index[a] not in preds[i]:
                 preds[i].append(index[a])
                 succs[index[a]].append(i)
-    topo = _topological(n, preds, succs, ids)
+    topo = _topological(preds, ids)
     pos = {v: k for k, v in enumerate(topo)}
     dur = [max(1, int(round(op.duration * SCALE))) for op in plan.operations]
     m = Model(ids=ids, dur=dur, preds=preds, succs=succs)
@@ -112,21 +121,12 @@ def build_model(plan: Plan) -> Model:
     return m
 
 
-def _topological(n: int, preds: List[List[int]], succs: List[List[int]], ids: List[str]) -> List[int]:
-    indeg = [len(p) for p in preds]
-    ready = [i for i in range(n) if indeg[i] == 0]
-    out: List[int] = []
-    while ready:
-        i = ready.pop()
-        out.append(i)
-        for j in succs[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                ready.append(j)
-    if len(out) != n:
-        stuck = sorted(ids[i] for i in range(n) if indeg[i] > 0)
+def _topological(preds: List[List[int]], ids: List[str]) -> List[int]:
+    try:
+        return topological_order(range(len(ids)), preds)
+    except graphlib.CycleError as exc:
+        stuck = [ids[int(i)] for i in cycle_members(exc)]  # type: ignore[call-overload]
         raise PlanningError("the plan's precedences have a cycle among: " + ", ".join(stuck[:12]))
-    return out
 
 
 def _descendants(i: int, succs: List[List[int]]) -> Set[int]:
@@ -137,10 +137,49 @@ def _ancestors(i: int, preds: List[List[int]]) -> Set[int]:
     return _descendants(i, preds)
 
 
-def _heads_tails(m: Model) -> Tuple[List[int], List[int]]:
-    """Earliest start (head) and the longest path after an op's end (tail), ignoring resources."""
+def forced_orders(m: Model) -> List[Tuple[int, int]]:
+    """Precedences the resources force: (close of x, open of y) for occupations x, y of one resource.
+
+    When x's closing op is an ancestor of y's closing op, x ends before y ends;
+    as both occupy the same resource they cannot overlap, so y cannot start
+    before x ends. These edges are implied by the model (valid in every
+    schedule), and they chain a machine's holds across units, which the plain
+    critical path misses.
+    """
     n = len(m.ids)
-    order = _topological(n, m.preds, m.succs, m.ids)
+    order = _topological(m.preds, m.ids)
+    anc = [0] * n  # bitset of ancestors of each op
+    for i in order:
+        bits = 0
+        for p in m.preds[i]:
+            bits |= anc[p] | (1 << p)
+        anc[i] = bits
+    edges: List[Tuple[int, int]] = []
+    for r in set(m.plain) | set(m.spans):
+        occ = [(i, i) for i in m.plain.get(r, [])] + list(m.spans.get(r, []))
+        for ox, cx in occ:
+            for oy, cy in occ:
+                if (ox, cx) == (oy, cy) or cx == oy:
+                    continue
+                if (anc[cy] >> cx) & 1 and not (anc[oy] >> cx) & 1:
+                    edges.append((cx, oy))
+    return edges
+
+
+def _heads_tails(m: Model, extra: Optional[List[Tuple[int, int]]] = None) -> Tuple[List[int], List[int]]:
+    """Earliest start (head) and the longest path after an op's end (tail), ignoring resources.
+
+    ``extra`` adds precedences (e.g. :func:`forced_orders`) to the plan's own.
+    """
+    n = len(m.ids)
+    if extra:
+        preds = [list(p) for p in m.preds]
+        succs = [list(q) for q in m.succs]
+        for a, b in extra:
+            preds[b].append(a)
+            succs[a].append(b)
+        m = Model(ids=m.ids, dur=m.dur, preds=preds, succs=succs, plain=m.plain, spans=m.spans, choices=m.choices)
+    order = _topological(m.preds, m.ids)
     head = [0] * n
     for i in order:
         for j in m.succs[i]:
@@ -153,20 +192,72 @@ def _heads_tails(m: Model) -> Tuple[List[int], List[int]]:
 
 
 def lower_bound(m: Model) -> int:
-    """max(critical path, per resource: earliest head + total occupation + shortest tail)."""
-    head, tail = _heads_tails(m)
+    """The best of three valid bounds on the makespan (ticks).
+
+    * the critical path, with the orders the resources force (:func:`forced_orders`);
+    * per resource, the one-machine relaxation with heads and tails solved by
+      Jackson's preemptive schedule (every occupation of the resource, each
+      released at its head and followed by its tail): at least as strong as
+      "earliest head + total occupation + shortest tail", and much stronger
+      when the occupations' heads and tails are spread along a long job;
+    * the pooled robots: ops that may go to several resources share them, so
+      their total shortest work divided among the pool, plus the smallest head
+      and tail, bounds the makespan too.
+    """
+    try:
+        head, tail = _heads_tails(m, forced_orders(m))
+    except PlanningError:  # the forced orders close a cycle: the plan cannot be scheduled; stay plain
+        head, tail = _heads_tails(m)
     n = len(m.ids)
     best = max((head[i] + m.dur[i] + tail[i] for i in range(n)), default=0)
     for r in set(m.plain) | set(m.spans):
         items: List[Tuple[int, int, int]] = []  # (head, length, tail)
-        for i in m.plain.get(r, []):
+        for i in m.plain.get(r, []):  # (an op that may move to another robot is not in its plain list)
             items.append((head[i], m.dur[i], tail[i]))
         for i, j in m.spans.get(r, []):
             length = _longest_path(m, i, j)  # the hold lasts at least its own chain
             items.append((head[i], length, tail[j]))
-        if items:
-            best = max(best, min(h for h, _, _ in items) + sum(ln for _, ln, _ in items)
-                       + min(t for _, _, t in items))
+        best = max(best, jackson_preemptive_bound(items))
+    pools: Dict[Tuple[str, ...], List[int]] = {}
+    for i, opts in m.choices.items():
+        pools.setdefault(tuple(sorted(r for r, _ in opts)), []).append(i)
+    for pool, ops in pools.items():
+        fixed = [i for r in pool for i in m.plain.get(r, []) if i not in m.choices]
+        work = sum(m.dur[i] for i in ops) + sum(m.dur[i] for i in fixed)
+        everyone = ops + fixed
+        best = max(best, min(head[i] for i in everyone) + -(-work // len(pool)) + min(tail[i] for i in everyone))
+    return best
+
+
+def jackson_preemptive_bound(items: List[Tuple[int, int, int]]) -> int:
+    """Optimal makespan of one resource with heads, lengths and tails when work may be preempted.
+
+    Jackson's preemptive schedule: whenever the resource is free, run the
+    released item with the longest tail. Its value is a lower bound for the
+    non-preemptive problem (Carlier 1982), computed in O(n log n).
+    """
+    import heapq
+
+    if not items:
+        return 0
+    order = sorted(items)
+    ready: List[Tuple[int, int]] = []  # (-tail, remaining)
+    t, k, best = 0, 0, 0
+    while k < len(order) or ready:
+        if not ready and t < order[k][0]:
+            t = order[k][0]
+        while k < len(order) and order[k][0] <= t:
+            h, ln, tl = order[k]
+            heapq.heappush(ready, (-tl, ln))
+            k += 1
+        neg_tail, left = heapq.heappop(ready)
+        next_release = order[k][0] if k < len(order) else None
+        run = left if next_release is None else min(left, next_release - t)  # next_release > t here
+        t += run
+        if run < left:
+            heapq.heappush(ready, (neg_tail, left - run))
+        else:
+            best = max(best, t - neg_tail)
     return best
 
 
@@ -181,15 +272,9 @@ def _longest_path(m: Model, i: int, j: int) -> int:
             continue
         seen.add(k)
         todo.extend(m.succs[k])
-    indeg = {k: sum(1 for p in m.preds[k] if p in seen) for k in seen}
-    ready = [i]
-    while ready:
-        k = ready.pop()
+    for k in topological_order(sorted(seen), m.preds):  # every op of the subgraph comes after i
         for q in m.succs[k]:
             best[q] = max(best.get(q, 0), best[k] + m.dur[q])
-            indeg[q] -= 1
-            if indeg[q] == 0:
-                ready.append(q)
     return best.get(j, m.dur[i])
 
 
@@ -225,8 +310,8 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             plain_of.setdefault(i, []).append(r)
     opens: Dict[int, List[str]] = {}
     closes: Dict[int, List[Tuple[str, int]]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             opens.setdefault(i, []).append(r)
             closes.setdefault(j, []).append((r, i))
     busy: Dict[str, List[Tuple[int, int]]] = {r: [] for r in set(m.plain) | set(m.spans)}
@@ -239,10 +324,10 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
     # A hold (i, j) on r must not open before a hold (k, l) on r whose closer l precedes j:
     # j could never run while (i, j) keeps r from k (two parts of one unit on one machine).
     blockers: Dict[int, Set[int]] = {}
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for pairs in m.spans.values():
+        for i, j in pairs:
             anc = _ancestors(j, m.preds)
-            blockers.setdefault(i, set()).update(k for k, l in lst if l != j and l in anc and k != i)
+            blockers.setdefault(i, set()).update(k for k, l in pairs if l != j and l in anc and k != i)
     start = [-1] * n
     done = 0
     npred = [len(p) for p in m.preds]
@@ -284,9 +369,9 @@ def list_schedule(m: Model, rule: str = "tail") -> Solution:
             held[r] = i
             _insert(busy[r], (t, INF))
         for r, opener in closes.get(i, []):
-            lst = busy[r]
-            k = lst.index((start[opener], INF))
-            lst[k] = (start[opener], t + dur[i])
+            spans = busy[r]
+            k = spans.index((start[opener], INF))
+            spans[k] = (start[opener], t + dur[i])
             held.pop(r, None)
         eligible.discard(i)
         done += 1
@@ -306,7 +391,7 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
     """The earliest t >= est with [t, t+d) free on every plain resource and [t, inf) free on opened ones."""
     t = est
     for lst in opened:
-        for s, e in lst:
+        for _s, e in lst:
             t = max(t, e)
     changed = True
     while changed:
@@ -322,8 +407,19 @@ def _earliest(est: int, d: int, plain: List[List[Tuple[int, int]]], opened: List
 # ------------------------------------------------------------------ CP-SAT
 
 
-def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
-           time_limit: float) -> Optional[Tuple[Solution, int, str, bool]]:
+def _cpsat(m: Model, hint: Optional[Solution], horizon: int, time_limit: float,
+           deterministic_limit: float, bound: int = 0) -> Optional[Tuple[Solution, int, str, bool]]:
+    """Minimise the makespan with CP-SAT, warm-started with ``hint``; None when it finds nothing.
+
+    ``deterministic_limit`` is the search budget (CP-SAT's deterministic time,
+    the same on a loaded and an idle machine, so the same input gives the same
+    schedule); ``time_limit`` is a hard wall-clock cap: a timer stops the
+    search when it expires, whatever phase CP-SAT is in, so the call never
+    overruns it by more than the time to stop.
+    """
+    import threading
+
+    deadline = time.perf_counter() + time_limit
     try:
         from ortools.sat.python import cp_model
     except ImportError:  # pragma: no cover - ortools is pinned in requirements.txt
@@ -335,12 +431,14 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
     ends = [model.NewIntVar(0, horizon, f"e{i}") for i in range(n)]
     ivs = []
     lits: Dict[int, List[Tuple[str, int, object]]] = {}  # op -> [(resource, duration, presence)]
+    sizes: Dict[int, object] = {}  # op with a choice of resource -> its duration variable
     for i in range(n):
         if i not in m.choices:
             ivs.append(model.NewIntervalVar(starts[i], m.dur[i], ends[i], f"iv{i}"))
             continue
         ds = [d for _, d in m.choices[i]]
         size = model.NewIntVar(min(ds), max(ds), f"d{i}")
+        sizes[i] = size
         ivs.append(model.NewIntervalVar(starts[i], size, ends[i], f"iv{i}"))
         lits[i] = []
         for r, d in m.choices[i]:
@@ -351,6 +449,8 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
     for i in range(n):
         for p in m.preds[i]:
             model.Add(starts[i] >= ends[p])
+    for a, b in forced_orders(m):  # implied by the resources; stated, they prune the search
+        model.Add(starts[b] >= ends[a])
     hold_sizes = []
     optional: Dict[str, list] = {}
     for i, opts in lits.items():
@@ -367,14 +467,22 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
             model.AddNoOverlap(group)
     mk = model.NewIntVar(0, horizon, "makespan")
     model.AddMaxEquality(mk, ends)
+    model.Add(mk >= bound)  # a valid bound (lower_bound): CP-SAT can stop as soon as it meets it
     model.Minimize(mk)
+    holds = [(i, j) for r in sorted(set(m.plain) | set(m.spans) | set(optional)) for i, j in m.spans.get(r, [])]
+
     def add_hints(sol: Solution) -> None:
+        """A complete hint: every start, end, choice, hold length and the makespan."""
         for i in range(n):
             model.AddHint(starts[i], sol.starts[i])
             model.AddHint(ends[i], sol.starts[i] + sol.durs[i])
         for i, opts in lits.items():
             for r, _, lit in opts:
                 model.AddHint(lit, r == sol.chosen.get(i))
+            model.AddHint(sizes[i], sol.durs[i])
+        for size, (i, j) in zip(hold_sizes, holds):
+            model.AddHint(size, sol.starts[j] + sol.durs[j] - sol.starts[i])
+        model.AddHint(mk, sol.makespan)
 
     def read() -> Solution:
         chosen = {i: next(r for r, _, lit in opts if solver.Value(lit)) for i, opts in lits.items()}
@@ -384,15 +492,30 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
     if hint is not None:
         add_hints(hint)
     solver = cp_model.CpSolver()
+    cap = threading.Timer(max(0.0, deadline - time.perf_counter()), solver.stop_search)
+    cap.daemon = True
+    cap.start()
+    try:
+        return _solve(cp_model, model, solver, mk, hold_sizes, add_hints, read, deadline, deterministic_limit)
+    finally:
+        cap.cancel()
+
+
+def _solve(cp_model, model, solver, mk, hold_sizes, add_hints, read, deadline: float,  # noqa: ANN001
+           deterministic_limit: float) -> Optional[Tuple[Solution, int, str, bool]]:
+    """Run the search (and the hold-shortening pass when time is left) under ``_cpsat``'s wall cap."""
     solver.parameters.num_workers = CPSAT_WORKERS
     solver.parameters.interleave_search = True   # the portfolio, run in a deterministic order
     solver.parameters.random_seed = 0
     # CP-SAT's own SIGINT handler replaces Python's and leaves SIG_DFL behind, so a later Ctrl-C
     # would kill the cell agent without its clean halt; keep Python's handler.
     solver.parameters.catch_sigint_signal = False
-    solver.parameters.max_time_in_seconds = max(0.05, float(time_limit))
-    solver.parameters.max_deterministic_time = max(0.02, DETERMINISTIC_PER_SECOND * float(time_limit))
-    t0 = time.perf_counter()
+    solver.parameters.relative_gap_limit = RELATIVE_GAP
+    if len(model.Proto().variables) > 4 * LP_MAX_OPS:
+        solver.parameters.linearization_level = 0
+    # CP-SAT's own clock stops a little early: stopping takes time, and the cap must not be overrun
+    solver.parameters.max_time_in_seconds = max(0.01, STOP_MARGIN * (deadline - time.perf_counter()))
+    solver.parameters.max_deterministic_time = max(0.02, float(deterministic_limit))
     status = solver.Solve(model)
     name = solver.StatusName(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -400,7 +523,7 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
         return None
     found = read()
     best, bound = int(solver.Value(mk)), int(solver.BestObjectiveBound())
-    left = float(time_limit) - (time.perf_counter() - t0)
+    left = deadline - time.perf_counter()
     if status == cp_model.OPTIMAL and hold_sizes and left > 0.05:
         # Second pass at the optimal makespan: the shortest machine holds (a machine does not
         # start a part long before the robot can take it out), so the quote charges no idle hold.
@@ -408,20 +531,27 @@ def _cpsat(m: Model, hint: Optional[Solution], horizon: int,
         model.Minimize(sum(hold_sizes))
         model.ClearHints()
         add_hints(found)
-        solver.parameters.max_time_in_seconds = min(left, max(0.05, 0.25 * float(time_limit)))
-        solver.parameters.max_deterministic_time = max(0.02, DETERMINISTIC_PER_SECOND * 0.25 * float(time_limit))
+        solver.parameters.max_time_in_seconds = STOP_MARGIN * left
+        solver.parameters.max_deterministic_time = max(0.02, 0.25 * float(deterministic_limit))
         if solver.Solve(model) in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             found = read()
-    return (found, bound, name, status == cp_model.OPTIMAL)
+    # relative_gap_limit makes CP-SAT answer OPTIMAL within the gap: proven only when it meets its bound
+    proven = status == cp_model.OPTIMAL and best <= bound
+    return (found, bound, "OPTIMAL" if proven else "FEASIBLE", proven)
 
 
 def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: float = 10.0,
-                  solver: str = "auto") -> Schedule:
+                  solver: str = "auto", deterministic_limit: Optional[float] = None) -> Schedule:
     """Schedule ``plan`` (also stored in ``plan.schedule``) and return the schedule.
 
     ``solver`` is ``auto`` (CP-SAT warm-started by the list schedule, falling
-    back to the list schedule), ``cp-sat`` or ``list``. ``cell`` is accepted
-    for future use (resource calendars); the plan already names every resource.
+    back to the list schedule), ``cp-sat`` or ``list``. ``time_limit`` is a
+    hard wall-clock cap on the whole call (the list schedule is computed first
+    and is the answer whenever CP-SAT finds nothing better in time);
+    ``deterministic_limit`` is CP-SAT's search budget in deterministic seconds,
+    which does not shrink on a loaded machine (default
+    ``DETERMINISTIC_PER_SECOND * time_limit``). ``cell`` is accepted for future
+    use (resource calendars); the plan already names every resource.
     """
     if solver not in ("auto", "cp-sat", "list"):
         raise PlanningError(f"unknown solver '{solver}'", hint="auto, cp-sat or list")
@@ -445,7 +575,8 @@ def schedule_plan(plan: Plan, cell: Optional[CellConfig] = None, time_limit: flo
         best_mk = best.makespan
     final, used, status, optimal = best, "list", "FEASIBLE", best_mk <= lb
     if solver != "list" and best_mk > lb and m.ids:
-        res = _cpsat(m, best, best_mk, max(0.05, time_limit - (time.perf_counter() - t0)))
+        det = DETERMINISTIC_PER_SECOND * time_limit if deterministic_limit is None else deterministic_limit
+        res = _cpsat(m, best, best_mk, max(0.01, time_limit - (time.perf_counter() - t0)), det, lb)
         if res is not None:
             sol, bound, status, optimal = res
             lb = max(lb, bound)
@@ -507,8 +638,8 @@ def resource_intervals(plan: Plan) -> Dict[str, List[Tuple[float, float, str]]]:
     for i in m.choices:  # the resource the scheduler picked is the op's resource now
         op = plan.operations[i]
         out.setdefault(op.resource, []).append((when[op.id][0], when[op.id][1], op.id))
-    for r, lst in m.spans.items():
-        for i, j in lst:
+    for r, pairs in m.spans.items():
+        for i, j in pairs:
             out.setdefault(r, []).append((when[m.ids[i]][0], when[m.ids[j]][1], f"hold:{m.ids[i]}..{m.ids[j]}"))
     for r in out:
         out[r].sort()

@@ -15,7 +15,7 @@ whose origin is the fixture's top-surface centre.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from anycell.cell import CellConfig, MachineConfig, Station
 from anycell.errors import InfeasibleError
@@ -91,7 +91,11 @@ def unit_footprint(job: JobSpec) -> Tuple[float, float]:
     return (max(xs) - min(xs), max(ys) - min(ys))
 
 
-def tray_positions(tray: Station, job: JobSpec, gap: float = 0.01) -> List[Pose]:
+#: m between units on a tray: room for a gripper's fingers beside a unit (they close outside its footprint).
+TRAY_GAP = 0.03
+
+
+def tray_positions(tray: Station, job: JobSpec, gap: float = TRAY_GAP) -> List[Pose]:
     """Where units go on a tray (product-frame origins, cell frame), row by row, within its footprint."""
     fx, fy = unit_footprint(job)
     nx = max(1, int(math.floor((tray.size[0] + gap) / (fx + gap))))
@@ -104,14 +108,19 @@ def tray_positions(tray: Station, job: JobSpec, gap: float = 0.01) -> List[Pose]
     return out[: tray.capacity]
 
 
-def tray_site(tray: Station, job: JobSpec, index: int) -> Site:
-    """Where the unit's base part goes when the unit is put at position ``index`` of a tray."""
+def tray_site(tray: Station, job: JobSpec, index: int, turn: int = 0) -> Site:
+    """Where the unit's base part goes when the unit is put at position ``index`` of a tray.
+
+    ``turn`` quarter turns the unit about the position's centre (a tool that cannot reach a position
+    clear of the cell's machines one way may reach it the other way).
+    """
     positions = tray_positions(tray, job)
     if index >= len(positions):
         raise InfeasibleError(f"tray '{tray.id}' holds {len(positions)} unit(s) of '{job.product}', "
                               f"unit {index + 1} does not fit", hint="use a larger tray or a smaller quantity")
     base = base_part(job)
-    return _site(tray.kind, tray.id, positions[index].compose(job.placement(base.id).pose), index)
+    origin = positions[index].compose(Pose(rpy=[0.0, 0.0, turn * math.pi / 2]))
+    return _site(tray.kind, tray.id, origin.compose(job.placement(base.id).pose), index)
 
 
 def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str], Site]:
@@ -138,3 +147,171 @@ def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str
             station, index, _slot = slots[k % len(slots)]
             out[(unit, part.id)] = slot_site(station, index, part)
     return out
+
+
+# ---------------------------------------------------------------------- where the tool may hold a part
+#: m: how far beside a part the fingers (and the receiving part's surface they must clear) reach.
+FINGER_MARGIN = 0.012
+
+
+def _footprint(job: JobSpec, part_id: str, frame: Pose) -> List[Tuple[float, float]]:
+    """The part's footprint in the x/y of ``frame`` (a pose in the product frame): its outline for a box or
+    cylinder, its bounding rectangle for a mesh."""
+    import math
+
+    from anycell.shapes import outline, rect
+
+    pl = job.placement(part_id)
+    geometry = job.part(part_id).geometry
+    local = frame.inverse().compose(pl.pose)
+    if geometry.mesh is not None:
+        size = geometry.size
+        return rect(local.xyz[0], local.xyz[1], size[0], size[1], local.rpy[2])
+    c, s = math.cos(local.rpy[2]), math.sin(local.rpy[2])
+    return [(local.xyz[0] + c * x - s * y, local.xyz[1] + s * x + c * y) for x, y in outline(geometry)]
+
+
+def piece_boxes(job: JobSpec, part_id: str) -> List[Tuple[List[float], List[float]]]:
+    """The bounds (min, max) of each convex piece of a placed part's solid, in the product frame."""
+    from anycell.geometry import quat_rotate
+    from anycell.sim.shapes import part_pieces
+
+    pl = job.placement(part_id)
+    q = pl.pose.quaternion
+    out: List[Tuple[List[float], List[float]]] = []
+    for piece in part_pieces(job.part(part_id).geometry):
+        plo, phi = piece.bounds()
+        lo = [float("inf")] * 3
+        hi = [float("-inf")] * 3
+        for cx in (plo[0], phi[0]):
+            for cy in (plo[1], phi[1]):
+                for cz in (plo[2], phi[2]):
+                    v = quat_rotate(q, (cx, cy, cz))
+                    for i in range(3):
+                        lo[i] = min(lo[i], pl.pose.xyz[i] + v[i])
+                        hi[i] = max(hi[i], pl.pose.xyz[i] + v[i])
+        out.append((lo, hi))
+    return out
+
+
+def receiving_surface(job: JobSpec, part_id: str, margin: float = FINGER_MARGIN) -> Optional[float]:
+    """The highest surface (m above the part's centre) of another part around it, below its top; None if none.
+
+    A gripper's fingertips must stay above it when the part goes down: the tray a peg goes into,
+    the walls of a pocket. The other parts' real solids count (their convex pieces), not their
+    bounding boxes; pieces standing higher than the part's top are things placed on it later, or
+    walls the planner steers the fingers around.
+    """
+    from .assembly_order import assembly_order, part_box
+    from .graph import reachable
+
+    _order, incoming = assembly_order(job)
+    succ: Dict[str, List[str]] = {pl.part: [] for pl in job.assembly.placements}
+    for edges in incoming.values():
+        for e in edges:
+            succ.setdefault(e.before, []).append(e.after)
+    later = reachable(part_id, succ)          # placed after this part: not there yet when it goes in
+    pl = job.placement(part_id)
+    lo, hi = part_box(job, part_id)
+    zc = pl.pose.xyz[2]
+    best: Optional[float] = None
+    for other in job.assembly.placements:
+        if other.part == part_id or other.part in later:
+            continue
+        for olo, ohi in piece_boxes(job, other.part):
+            if olo[0] > hi[0] + margin or ohi[0] < lo[0] - margin or olo[1] > hi[1] + margin \
+                    or ohi[1] < lo[1] - margin:
+                continue
+            if ohi[2] >= hi[2] - 1e-6 or ohi[2] <= lo[2] + 1e-6:
+                continue
+            top = ohi[2] - zc
+            best = top if best is None else max(best, top)
+    return best
+
+
+#: m the cup's body keeps from the parts standing around the face it holds (their measured poses vary).
+CUP_CLEARANCE = 0.002
+
+
+def suction_spot(job: JobSpec, part_id: str, radius: float, blocked: Sequence[str] = (),
+                 body: Optional[float] = None) -> Optional[Tuple[float, float, float]]:
+    """Where (part frame x, y, z) a suction cup holds the part, or None when no free area fits.
+
+    The cup's seal (``radius``) must lie on a flat face looking up and off the face's holes and
+    pockets; the cup's body (``body``, from the robot model) must keep clear of the part's higher
+    faces and of the footprints of the ``blocked`` parts (those standing on it). Every free area of
+    every upward face is tried (a grid over the face), highest face first, nearest its middle.
+    """
+    for spot in suction_spots(job, part_id, radius, blocked, body):
+        return spot
+    return None
+
+
+def suction_spots(job: JobSpec, part_id: str, radius: float, blocked: Sequence[str] = (),
+                  body: Optional[float] = None) -> Iterator[Tuple[float, float, float]]:
+    """Every spot :func:`suction_spot` would accept, best first."""
+    from anycell.shapes import cavities, free_spots, up_faces
+
+    geometry = job.part(part_id).geometry
+    faces = up_faces(geometry)
+    holes = [list(c.polygon) for c in cavities(geometry)]
+    frame = job.placement(part_id).pose
+    others = [_footprint(job, other, frame) for other in blocked]
+    above: List[List[Tuple[float, float]]] = []
+    clear = (body if body is not None else radius) + CUP_CLEARANCE
+    for z, polys in faces:
+        for x, y in free_spots(polys, holes, radius, others + above, clear):
+            yield (x, y, z)
+        above += polys
+
+
+def carry_suction_spot(job: JobSpec, radius: float, body: float, hand: float,
+                       hand_reach: float) -> Optional[Tuple[float, float, float]]:
+    """Where a cup holds a finished unit's base so that the flange passes above the parts standing on it.
+
+    ``hand``: how far below the flange the cup holds (the flange starts this far above the face);
+    ``hand_reach``: the flange's radius about the cup. A part counts when its footprint comes within
+    that radius of the spot and its top stands higher than the flange would start (less a margin).
+    """
+    from anycell.shapes import inside
+
+    from .assembly_order import part_box
+    from .tool import HAND_MARGIN
+
+    base = base_part(job)
+    frame = job.placement(base.id).pose
+    others = [pl.part for pl in job.assembly.placements if pl.part != base.id]
+    tall = []
+    for other in others:
+        top = part_box(job, other)[1][2] - frame.xyz[2]
+        tall.append((top, _footprint(job, other, frame)))
+    for spot in suction_spots(job, base.id, radius, others, body):
+        ok = True
+        for top, poly in tall:
+            if top + HAND_MARGIN <= spot[2] + hand:
+                continue
+            near = inside(poly, spot[:2]) or any(
+                math.hypot(v[0] - spot[0], v[1] - spot[1]) < hand_reach for v in poly) or _edge_within(
+                poly, spot[:2], hand_reach)
+            if near:
+                ok = False
+                break
+        if ok:
+            return spot
+    return None
+
+
+def _edge_within(poly: Sequence[Tuple[float, float]], c: Sequence[float], r: float) -> bool:
+    from anycell.shapes import segment_near
+
+    return segment_near(poly, (float(c[0]), float(c[1])), r)
+
+
+def carried_top(job: JobSpec) -> Optional[float]:
+    """The top of the parts standing on a finished unit's base, from the base's centre (None: base only)."""
+    from .assembly_order import part_box
+
+    base = base_part(job)
+    zc = job.placement(base.id).pose.xyz[2]
+    tops = [part_box(job, pl.part)[1][2] - zc for pl in job.assembly.placements if pl.part != base.id]
+    return max(tops) if tops else None

@@ -17,6 +17,7 @@ import numpy as np
 
 from anycell.errors import PlanningError
 
+from .kinematics import JointVector
 from .trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,15 @@ log = logging.getLogger(__name__)
 #: TOPP-RA is asked for slightly lower limits than the true ones, so the spline
 #: between its grid points never exceeds the true limits (checked by tests).
 HEADROOM = 0.995
+#: toppra's grid proposal: the largest interpolation error between grid points (path units), the
+#: longest grid segment (the path parameter runs 0..1) and the fewest points. A fixed dense grid of
+#: 500-1000 points cost most of each motion's planning for no shorter motions (bench/bench_timing.py).
+GRID_ERROR = 1e-4
+GRID_MAX_SEGMENT = 0.05
+GRID_MIN_POINTS = 100
 
 
-def densify(waypoints: Sequence[Sequence[float]], max_step: float) -> np.ndarray:
+def densify(waypoints: Sequence[JointVector], max_step: float) -> np.ndarray:
     """Insert points on each straight joint-space segment so no step exceeds ``max_step`` (rad)."""
     pts = np.asarray(waypoints, dtype=float)
     out = [pts[0]]
@@ -45,7 +52,7 @@ def _dedupe(pts: np.ndarray) -> np.ndarray:
     return pts[keep]
 
 
-def time_optimal(joint_names: Sequence[str], waypoints: Sequence[Sequence[float]], vmax: Sequence[float],
+def time_optimal(joint_names: Sequence[str], waypoints: Sequence[JointVector], vmax: Sequence[float],
                  amax: Sequence[float], *, dt: float = 0.01, max_step: float = 0.15,
                  headroom: float = HEADROOM, gridpoints: Optional[int] = None) -> Trajectory:
     """The TOPP-RA time-optimal trajectory along the spline through ``waypoints``, sampled every ``dt``.
@@ -72,7 +79,14 @@ def time_optimal(joint_names: Sequence[str], waypoints: Sequence[Sequence[float]
     a = np.asarray(amax, dtype=float) * headroom
     pc_vel = constraint.JointVelocityConstraint(np.stack([-v, v], axis=1))
     pc_acc = constraint.JointAccelerationConstraint(np.stack([-a, a], axis=1))
-    grid = np.linspace(0.0, 1.0, gridpoints or min(1000, max(500, 20 * len(pts))))
+    if gridpoints:
+        grid = np.linspace(0.0, 1.0, gridpoints)
+    else:  # toppra's own proposal (points where the spline needs them), plus every knot
+        from toppra.interpolator import propose_gridpoints
+
+        grid = propose_gridpoints(path, max_err_threshold=GRID_ERROR, max_seg_length=GRID_MAX_SEGMENT,
+                                  min_nb_points=GRID_MIN_POINTS)
+        grid = np.union1d(grid, ss)  # the spline bends hardest at its knots
     instance = algo.TOPPRA([pc_vel, pc_acc], path, gridpoints=grid, parametrizer="ParametrizeConstAccel")
     jt = instance.compute_trajectory(0.0, 0.0)
     if jt is None:

@@ -227,7 +227,7 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     if "anycell_suction_cup" in link_index:
         tool_links.append(link_index["anycell_suction_cup"])
     # the links beyond the flange (hand, fingers, cup) are the tool
-    for name, idx in link_index.items():
+    for idx in link_index.values():
         if idx > flange and idx not in tool_links:
             tool_links.append(idx)
     return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=names, finger_joints=fingers,

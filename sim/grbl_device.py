@@ -13,9 +13,18 @@ What it models, because the driver depends on it:
   real board; motion takes distance / feed, times ``--time-scale``;
 * status reports ``<Idle|MPos:x,y,z|Bf:blocks,bytes|FS:feed,speed|WCO:x,y,z>`` (WCO every 10th
   report, as GRBL does), ``$$`` settings, ``$N=V``, ``$X``, ``$H``, ``$I``, ``$G``;
-* soft limits (``$20=1``; machine travel 0..``$130``/``$131``/``$132`` mm): a target outside
-  raises ``ALARM:2``, then nothing moves until a soft reset, after which the controller sits in
-  ``Alarm`` until ``$X`` or ``$H``, like GRBL;
+* GRBL's machine space: homing (``$H``) runs to the positive end of each axis and sets the
+  machine position to ``-$27`` (the pull-off), so the travel is ``[-$130, 0]`` (``$131``,
+  ``$132``); with soft limits (``$20=1``) a target outside it raises ``ALARM:2``. The
+  position at power-up is 0 (the top corner, as if homed), or with ``--boot-alarm`` the
+  controller starts in Alarm until ``$H``/``$X`` (HOMING_INIT_LOCK);
+* work coordinate systems G54-G59 (``G10 L2 P<n>`` and ``G10 L20 P<n>`` set them, kept across
+  resets as GRBL keeps them in EEPROM), ``G92`` offsets, ``$#`` prints them; WCO in the status
+  report is the active system's offset plus G92;
+* a critical alarm (hard limit, soft limit) as GRBL 1.1h handles it: ``ALARM:N``, then for
+  ``--alarm-msg-delay`` (0.5 s) a reset is not taken, then ``[MSG:Reset to continue]``, and
+  nothing at all is answered (not even ``?``) until a new 0x18; after it the controller greets
+  and sits in ``Alarm`` until ``$X`` or ``$H``;
 * G-code errors answered ``error:N`` with GRBL's codes.
 
 Every program line it parses is logged as ``RX <line>`` in ``--log``.
@@ -64,7 +73,10 @@ class GrblDevice:
         self.locked_until_reset = False
         self.pos = [0.0, 0.0, 0.0]
         self.target_pos = [0.0, 0.0, 0.0]
-        self.wco = [0.0, 0.0, 0.0]
+        self.wcs = {n: [0.0, 0.0, 0.0] for n in range(1, 7)}  # G54..G59, millimetres (EEPROM)
+        self.active_wcs = 1
+        self.g92 = [0.0, 0.0, 0.0]
+        self.alarm_window = False   # ALARM printed, "[MSG:Reset to continue]" not yet: resets are lost
         self.moving: Optional[Tuple[List[float], List[float], float, float]] = None
         self.feed = 0.0
         self.spindle = 0.0
@@ -75,11 +87,18 @@ class GrblDevice:
         self.program_lines = 0
         self.reset_gen = 0
 
+    @property
+    def wco(self) -> List[float]:
+        """The work coordinate offset: the active G54-G59 system plus G92."""
+        return [a + b for a, b in zip(self.wcs[self.active_wcs], self.g92)]
+
     # -- receive (the serial ISR) -----------------------------------------------------------------
     def receive_loop(self) -> None:
         for data in self.dev.chunks():
             for b in data:
                 if b == ord("?"):
+                    if self.locked_until_reset:
+                        continue  # GRBL answers nothing in the critical-alarm loop
                     self.report_status()
                 elif b == ord("!"):
                     with self.lock:
@@ -94,6 +113,9 @@ class GrblDevice:
                             self.dev.record("CYCLE_START")
                             self.cv.notify_all()
                 elif b == 0x18:
+                    if self.alarm_window:
+                        self.dev.record("RESET_SWALLOWED")
+                        continue  # GRBL clears a pending reset before "Reset to continue"
                     self.soft_reset()
                 else:
                     with self.lock:
@@ -145,6 +167,7 @@ class GrblDevice:
                      f"FS:{self.feed:.0f},{self.spindle:.0f}"]
             if self.status_count % 10 == 1:
                 parts.append("WCO:" + ",".join(f"{v:.3f}" for v in self.wco))
+
         self.dev.send("<" + "|".join(parts) + ">")
 
     # -- parse (the protocol loop) ------------------------------------------------------------------
@@ -216,13 +239,23 @@ class GrblDevice:
         with self.lock:
             self.planner.clear()
             self.moving = None
+            self.reset_gen += 1  # the stepper drops the block it was on
+            self.target_pos = list(self.pos)
             self.state = "Alarm"
             self.locked_until_reset = True
+            self.alarm_window = True
             self.rx.clear()
             self.cv.notify_all()
         self.dev.record(f"ALARM {code} {why}")
         self.dev.send(f"ALARM:{code}")
-        self.dev.send("[MSG:Reset to continue]")
+
+        def reset_to_continue() -> None:
+            time.sleep(self.args.alarm_msg_delay)
+            with self.lock:
+                self.alarm_window = False
+            self.dev.send("[MSG:Reset to continue]")
+
+        threading.Thread(target=reset_to_continue, daemon=True).start()
 
     def system_command(self, line: str) -> None:
         if line == "$$":
@@ -251,7 +284,9 @@ class GrblDevice:
                 self.state = "Home"
             time.sleep(0.5 * self.args.time_scale)
             with self.lock:
-                self.pos = [0.0, 0.0, 0.0]
+                pull = -float(self.settings[27])
+                self.pos = [pull, pull, pull]
+                self.target_pos = list(self.pos)
                 self.state = "Idle"
             self.dev.record("HOMED")
             self.reply("ok")
@@ -260,10 +295,20 @@ class GrblDevice:
             self.dev.send("[OPT:V,15,128]")
             self.reply("ok")
         elif line == "$G":
-            self.dev.send(f"[GC:G{self.motion_mode} G54 G17 {'G20' if self.inches else 'G21'} "
+            self.dev.send(f"[GC:G{self.motion_mode} G{53 + self.active_wcs} G17 {'G20' if self.inches else 'G21'} "
                           f"{'G90' if self.absolute else 'G91'} G94 M5 M9 T0 F{self.feed:.0f} S{self.spindle:.0f}]")
             self.reply("ok")
-        elif line in ("$#", "$N", "$C", "$"):
+        elif line == "$#":
+            with self.lock:
+                for n in range(1, 7):
+                    self.dev.send(f"[G{53 + n}:" + ",".join(f"{v:.3f}" for v in self.wcs[n]) + "]")
+                self.dev.send("[G28:0.000,0.000,0.000]")
+                self.dev.send("[G30:0.000,0.000,0.000]")
+                self.dev.send("[G92:" + ",".join(f"{v:.3f}" for v in self.g92) + "]")
+                self.dev.send("[TLO:0.000]")
+                self.dev.send("[PRB:0.000,0.000,0.000:0]")
+            self.reply("ok")
+        elif line in ("$N", "$C", "$"):
             self.reply("ok")
         else:
             m = re.fullmatch(r"\$(\d+)=([+-]?\d+\.?\d*)", line)
@@ -301,6 +346,8 @@ class GrblDevice:
                 return 20
         motion = self.motion_mode
         set_offset = False
+        l_word = next((v for k, v in words if k == "L"), None)
+        p_word = next((v for k, v in words if k == "P"), None)
         for k, v in words:
             if k in "XYZ":
                 axes[k] = v
@@ -326,6 +373,20 @@ class GrblDevice:
                 self.inches = False
             elif g == 92:
                 set_offset = True
+            elif g in (54, 55, 56, 57, 58, 59):
+                self.active_wcs = int(g) - 53
+            elif g == 10:
+                if l_word not in (2, 20) or p_word is None or not 0 <= p_word <= 6 or not axes:
+                    return 28 if l_word is None or p_word is None else 20
+                n = int(p_word) or self.active_wcs
+                unit = 25.4 if self.inches else 1.0
+                for i, a in enumerate("XYZ"):
+                    if a in axes:
+                        # L2: the offset itself; L20: so that the current position reads as the value
+                        self.wcs[n][i] = (axes[a] * unit if l_word == 2
+                                          else self.target_pos[i] - self.g92[i] - axes[a] * unit)
+                self.dev.record(f"WCS G{53 + n} " + ",".join(f"{v:.3f}" for v in self.wcs[n]))
+                return 0
             elif g == 4:
                 if dwell is None:
                     return 2
@@ -336,7 +397,8 @@ class GrblDevice:
         if set_offset:
             for i, a in enumerate("XYZ"):
                 if a in axes:
-                    self.wco[i] = self.target_pos[i] - axes[a] * (25.4 if self.inches else 1.0)
+                    base = self.wcs[self.active_wcs][i]
+                    self.g92[i] = self.target_pos[i] - base - axes[a] * (25.4 if self.inches else 1.0)
             return 0
         if not axes:
             return 0
@@ -349,8 +411,9 @@ class GrblDevice:
                 target[i] = (self.wco[i] + axes[a] * unit) if self.absolute else target[i] + axes[a] * unit
         if self.settings[20]:
             for i, key in enumerate((130, 131, 132)):
-                if target[i] < -1e-6 or target[i] > self.settings[key] + 1e-6:
-                    self.raise_alarm(2, f"soft limit: {'XYZ'[i]}={target[i]:.3f} outside 0..{self.settings[key]}")
+                if target[i] > 1e-6 or target[i] < -self.settings[key] - 1e-6:
+                    self.raise_alarm(2, f"soft limit: machine {'XYZ'[i]}={target[i]:.3f} outside "
+                                        f"-{self.settings[key]:g}..0")
                     return 0
         dist = math.dist(self.target_pos, target)
         rate = self.feed if motion else self.settings[110]
@@ -412,7 +475,11 @@ class GrblDevice:
         threading.Thread(target=self.receive_loop, daemon=True, name="rx").start()
         threading.Thread(target=self.parse_loop, daemon=True, name="parse").start()
         threading.Thread(target=self.motion_loop, daemon=True, name="motion").start()
-        self.dev.boot(WELCOME)
+        if self.args.boot_alarm:
+            self.state = "Alarm"
+            self.dev.boot(WELCOME, "[MSG:'$H'|'$X' to unlock]")
+        else:
+            self.dev.boot(WELCOME)
         while True:
             time.sleep(3600)
 
@@ -420,6 +487,10 @@ class GrblDevice:
 def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--line-time", type=float, default=0.0005,
                         help="seconds to parse and plan one line (an AVR GRBL needs about 0.5-2 ms)")
+    parser.add_argument("--alarm-msg-delay", type=float, default=0.5,
+                        help="seconds between ALARM:N and [MSG:Reset to continue] (a reset meanwhile is lost)")
+    parser.add_argument("--boot-alarm", action="store_true",
+                        help="start in Alarm until $H or $X, as GRBL with homing enabled (HOMING_INIT_LOCK)")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

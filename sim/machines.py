@@ -13,6 +13,7 @@ flag. See ``python -m sim.grbl_device --help`` (and marlin_printer, opcua_machin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -22,15 +23,21 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
-from anycell.childproc import die_with_parent
+from anycell.cell import MachineConfig
+from anycell.childproc import ReadinessWait, guarded_argv
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
 #: The folder holding the ``anycell`` package, so a simulator child imports the same anycell as its parent.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+log = logging.getLogger(__name__)
+
+#: A simulator that keeps using CPU may take this long to get ready on a loaded machine.
+READY_MAX_S = 180.0
+NOTE_EVERY_S = 5.0
 MODULES = {"grbl": "anycell.sim.grbl_device", "marlin": "anycell.sim.marlin_printer", "opcua": "anycell.sim.opcua_machine"}
 
 
-def sim_protocol(machine_cfg: Any) -> str:
+def sim_protocol(machine_cfg: MachineConfig) -> str:
     """The wire protocol a machine config speaks: grbl, marlin or opcua."""
     drv = machine_cfg.driver
     if drv.kind == "sim":
@@ -108,9 +115,14 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
     return argv
 
 
-def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str, Any]] = None,
+def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional[Dict[str, Any]] = None,
                        ready_timeout: float = 20.0) -> RunningSimMachine:
-    """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready."""
+    """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready.
+
+    ``ready_timeout`` is how long the simulator may go without using any CPU before it
+    counts as stuck; while it works (a loaded machine), the wait goes on up to
+    :data:`READY_MAX_S`, with a note every few seconds.
+    """
     protocol = sim_protocol(machine_cfg)
     workdir = os.path.abspath(workdir)  # the child must find its files whatever the caller's cwd
     os.makedirs(workdir, exist_ok=True)
@@ -125,35 +137,45 @@ def launch_sim_machine(machine_cfg: Any, workdir: str, faults: Optional[Dict[str
     if protocol == "opcua":
         drv = machine_cfg.driver
         path = "/anycell/" + mid
-        nodes: Dict[str, str] = {}
-        methods: Dict[str, str] = {}
+        model: Dict[str, Any] = {}
         if drv.kind == "opcua":
             path = urlparse(drv.endpoint).path or path
-            nodes, methods = dict(drv.nodes), dict(drv.methods)
+            model = {"nodes": dict(drv.nodes), "methods": dict(drv.methods), "object": drv.object,
+                     "profile": drv.profile, "products": dict(drv.products)}
         argv += ["--port", str(free_port()), "--path", path]
-        if nodes or methods:
+        if any(model.values()):
             map_file = os.path.join(workdir, f"{mid}.nodes.json")
             with open(map_file, "w", encoding="utf-8") as fh:
-                json.dump({"nodes": nodes, "methods": methods}, fh)
+                json.dump(model, fh)
             argv += ["--node-map", map_file]
     argv += _options(faults)
+    if protocol == "opcua" and getattr(machine_cfg.driver, "profile", None) == "machinery_jobs":
+        from .node_opcua import ensure_installed, script
+
+        ensure_installed()  # OPC 40001-3 machines are served by node-opcua (asyncua cannot load the nodesets)
+        argv = ["node", script("jobs_server.js")] + argv[3:]
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     err = open(stderr_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True)
     err.close()
-    deadline = time.monotonic() + ready_timeout
+    wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
+    next_note = NOTE_EVERY_S
     while not os.path.exists(ready):
         if proc.poll() is not None:
             with open(stderr_path, encoding="utf-8", errors="replace") as fh:
                 tail = fh.read()[-2000:]
             raise DriverError(f"simulator for '{mid}' exited with code {proc.returncode}: {tail.strip()}",
                               hint=" ".join(argv))
-        if time.monotonic() > deadline:
+        why = wait.expired()
+        if why:
             proc.kill()
             proc.wait(5)
-            raise DriverTimeout(f"simulator for '{mid}' not ready within {ready_timeout:g} s", hint=" ".join(argv))
+            raise DriverTimeout(f"simulator for '{mid}' {why}", hint=" ".join(argv))
+        if wait.elapsed() > next_note:
+            log.info("still waiting for the simulator of '%s' (%.0f s; the machine is busy)", mid, wait.elapsed())
+            next_note += NOTE_EVERY_S
         time.sleep(0.02)
     with open(ready, encoding="utf-8") as fh:
         info = json.load(fh)

@@ -2,19 +2,25 @@
 
 What it models, because the driver depends on it:
 
-* ``N<n> <cmd>*<cs>`` lines: the XOR checksum and the line number are checked as Marlin's
-  ``GCodeQueue`` does; a bad line is answered ``Error:checksum mismatch, Last Line: <n>`` (or
-  ``Line Number is not Last Line Number+1`` / ``No Checksum with line number``), then
-  ``Resend: <n+1>`` and ``ok``. A line is executed only if its number is the last one plus one,
-  so a host that resends correctly gets every line executed exactly once, in order;
-* ``M110 N<k>`` resets the line number;
+* ``N<n> <cmd>*<cs>`` lines, checked in Marlin 2.1's order (``GCodeQueue::get_serial_commands``):
+  first the line number, then the XOR checksum. A repeat of the last line or the one before
+  (``N == Last Line`` or ``Last Line - 1``) is *silently ignored*, no answer at all; any other
+  wrong number is answered ``Error:Line Number is not Last Line Number+1, Last Line: <n>``, a
+  bad checksum ``Error:checksum mismatch, Last Line: <n>`` (or ``No Checksum with line
+  number``), each followed by ``Resend: <n+1>`` and ``ok``. A line is executed only if its
+  number is the last one plus one, so a host that recovers correctly gets every line executed
+  exactly once, in order;
+* ``M110 N<k>`` resets the line number (whatever the line's own number);
 * heating that takes time (hotend 3 K/s, bed 1 K/s, times ``--time-scale``): ``M104``/``M140``
   set targets, ``M109``/``M190`` block until reached and print a temperature report each second
-  meanwhile, ``M105`` answers ``ok T:.. /.. B:.. /..``, ``M155 S<n>`` auto-reports;
+  and ``busy: processing`` (Marlin's default BUSY_WHILE_HEATING) meanwhile, ``M105`` answers
+  ``ok T:.. /.. B:.. /..``, ``M155 S<n>`` auto-reports;
 * ``busy: processing`` every ``--busy-interval`` seconds during long commands (G28, long moves);
 * motion that takes distance / feed times ``--time-scale``;
-* ``echo:Unknown command`` for what it does not know; the ``--alarm-at-line`` fault is a thermal
-  runaway: ``Error:Thermal Runaway`` then ``Error:Printer halted. kill() called!``, and silence.
+* ``echo:Unknown command: "<cmd>"`` then ``ok`` for what it does not know; the ``--alarm-at-line``
+  fault is a thermal runaway: ``Error:Thermal Runaway, system stopped! Heater_ID: 0`` then
+  ``Error:Printer halted. kill() called!``, and silence; ``--homing-fails`` makes ``G28`` end the
+  same way with ``Error:Homing Failed``.
 
 Every executed command (without its number and checksum) is logged as ``RX <cmd>`` in ``--log``.
 """
@@ -121,6 +127,18 @@ class MarlinPrinter:
         if not text:
             return
         if text.startswith("N"):
+            m = re.match(r"N(-?\d+)\s*(.*)$", text)
+            if not m:
+                self.resend("No Line Number with checksum")
+                return
+            n = int(m.group(1))
+            is_m110 = "M110" in text.upper()
+            if n != self.last_n + 1 and not is_m110:
+                if self.last_n - 1 <= n <= self.last_n:
+                    self.dev.record(f"IGNORED repeat N{n}")
+                    return  # Marlin 2.1: a repeated line is dropped without an answer
+                self.resend("Line Number is not Last Line Number+1")
+                return
             star = text.rfind("*")
             if star < 0:
                 self.resend("No Checksum with line number")
@@ -129,21 +147,14 @@ class MarlinPrinter:
             if not cs_text.isdigit() or int(cs_text) != checksum(body):
                 self.resend("checksum mismatch")
                 return
-            m = re.match(r"N(-?\d+)\s*(.*)$", body)
-            if not m:
-                self.resend("checksum mismatch")
-                return
-            n, cmd = int(m.group(1)), m.group(2).strip()
+            cmd = re.match(r"N-?\d+\s*(.*)$", body).group(1).strip()  # type: ignore[union-attr]
+            self.last_n = n
             if cmd.upper().startswith("M110"):
                 nm = re.search(r"N(-?\d+)", cmd[4:])
                 self.last_n = int(nm.group(1)) if nm else n
                 self.dev.record(f"LINE_RESET {self.last_n}")
                 self.ok()
                 return
-            if n != self.last_n + 1:
-                self.resend("Line Number is not Last Line Number+1")
-                return
-            self.last_n = n
         elif "*" in text:
             self.resend("No Line Number with checksum")
             return
@@ -183,6 +194,7 @@ class MarlinPrinter:
                 if "S" in args:
                     self.target[heater] = args["S"]
             next_report = time.monotonic()
+            next_busy = time.monotonic() + self.args.busy_interval
             while True:
                 self.update_temps()
                 if abs(self.temp[heater] - self.target[heater]) < 1.0:
@@ -190,6 +202,9 @@ class MarlinPrinter:
                 if time.monotonic() >= next_report:
                     self.dev.send(" " + self.temp_report() + " W:?")
                     next_report = time.monotonic() + 1.0
+                if time.monotonic() >= next_busy:
+                    self.dev.send("echo:busy: processing")
+                    next_busy = time.monotonic() + self.args.busy_interval
                 time.sleep(0.02)
             self.ok()
         elif code == "M155":
@@ -197,6 +212,12 @@ class MarlinPrinter:
             self.ok()
         elif code == "G28":
             self.busy_wait(3.0 * self.args.time_scale)
+            if self.args.homing_fails:
+                self.killed = True
+                self.dev.record("KILLED homing failed (fault switch)")
+                self.dev.send("Error:Homing Failed")
+                self.dev.send("Error:Printer halted. kill() called!")
+                return
             self.pos = [0.0, 0.0, 0.0]
             self.ok()
         elif code in ("G0", "G1"):
@@ -248,6 +269,8 @@ class MarlinPrinter:
 def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--busy-interval", type=float, default=2.0,
                         help="seconds between busy: keep-alives during long commands (Marlin's default 2)")
+    parser.add_argument("--homing-fails", action="store_true",
+                        help="G28 fails: 'Error:Homing Failed', then the printer halts (kill)")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

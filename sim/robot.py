@@ -21,13 +21,16 @@ The world is passed in (duck-typed: ``client``, ``robots``, ``parts``, ``step``,
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import numpy as np
 
 from anycell.errors import ExecutionError
 
 from anycell.drivers.robot import Robot, TrajectoryLike, check_joint_names
+
+if TYPE_CHECKING:
+    from .world import SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ CLOSE_MARGIN = 0.5      # s beyond the fingers' full travel at FINGER_SPEED befo
 class SimRobot(Robot):
     """One robot of a simulated cell (``world.robots[robot_id]``)."""
 
-    def __init__(self, world: Any, robot_id: str, *, tracking_tolerance: float = 0.05,
+    def __init__(self, world: "SimWorld", robot_id: str, *, tracking_tolerance: float = 0.05,
                  settle_tolerance: float = 0.002, check_contacts: bool = True, record: bool = False) -> None:
         if robot_id not in world.robots:
             raise ExecutionError(f"no robot '{robot_id}' in the simulated cell",

@@ -83,9 +83,6 @@ class PtyDevice:
             heapq.heappush(self._out, (due, next(self._seq), (text + "\r\n").encode("ascii")))
             self._out_cv.notify()
 
-    def send_now(self, text: str) -> None:
-        self.send(text)
-
     def _writer(self) -> None:
         while self.running:
             with self._out_cv:

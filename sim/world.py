@@ -20,6 +20,7 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec
 
 from .builder import CellBodies, RobotBody, build_cell, home_configuration
+from .shapes import GeometryLike
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def write_png(path: str, rgb: Sequence[Sequence[Sequence[int]]] | bytes, width: 
 class SimWorld:
     """The PyBullet cell: static bodies, robots with their tools, and parts.
 
-    ``client`` is the PyBullet client id; drivers (``drivers.sim_robot``) work on it.
+    ``client`` is the PyBullet client id; the simulated robot (``anycell.sim.robot.SimRobot``) works on it.
     """
 
     def __init__(self, cell: CellConfig, *, gui: bool = False, realtime: bool = False,
@@ -65,6 +66,7 @@ class SimWorld:
         self.robots: Dict[str, RobotBody] = self.bodies.robots
         self.parts: Dict[str, int] = {}
         self.part_sizes: Dict[str, List[float]] = {}
+        self._holds: Dict[str, Tuple[int, str]] = {}    # station id -> (constraint id, part id)
         self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
         for rid, rb in self.robots.items():
             self._names[rb.body] = rid
@@ -96,29 +98,78 @@ class SimWorld:
                     time.sleep(ahead)
 
     # ------------------------------------------------------------------ parts
-    def add_part(self, part_id: str, size: List[float], mass: float, pose: Pose,
+    def add_part(self, part_id: str, shape: GeometryLike, mass: float, pose: Pose,
                  color: Optional[Sequence[float]] = None) -> int:
-        """Add a box part (its centre at ``pose``); returns the PyBullet body id."""
+        """Add a part with its real solid (its bounding-box centre at ``pose``); returns the PyBullet body id.
+
+        ``shape`` is the part's :class:`anycell.job.Geometry` (or its plain-data form, or a bare box size).
+        """
         import pybullet as p
+
+        from .shapes import as_geometry, collision_shape, tune_body, visual_shape
 
         if part_id in self.parts:
             raise ConfigError(f"part '{part_id}' is already in the simulated cell")
-        half = [float(s) / 2 for s in size]
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=list(color or [0.8, 0.8, 0.2, 1.0]),
-                                  physicsClientId=self.client)
+        geometry = as_geometry(shape)
+        col = collision_shape(self.client, geometry)
+        vis = visual_shape(self.client, geometry, list(color or [0.8, 0.8, 0.2, 1.0]))
         body = p.createMultiBody(float(mass), col, vis, pose.position, pose.quaternion, physicsClientId=self.client)
         p.changeDynamics(body, -1, lateralFriction=PART_FRICTION, spinningFriction=0.002, rollingFriction=0.0,
                          physicsClientId=self.client)
+        tune_body(self.client, body, geometry)
         self.parts[part_id] = body
-        self.part_sizes[part_id] = [float(s) for s in size]
+        self.part_sizes[part_id] = [float(s) for s in geometry.size]
         self._names[body] = f"part:{part_id}"
         return body
+
+    # ------------------------------------------------------------------ fixtures that hold
+    def hold(self, part_id: str, station_id: str) -> bool:
+        """The fixture ``station_id`` holds ``part_id`` where it is now (its declared clamp or vacuum).
+
+        Modelled as a fixed constraint between the station and the part, limited to the declared
+        force. Returns False (and does nothing) when the station declares no hold.
+        """
+        import pybullet as p
+
+        station = self.cell.station(station_id)
+        if station.hold.kind == "none":
+            return False
+        self.release_hold(station_id)
+        body = self._part(part_id)
+        fixture = self.bodies.static[station_id]
+        fpos, forn = p.getBasePositionAndOrientation(fixture, physicsClientId=self.client)
+        ppos, porn = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+        inv_pos, inv_orn = p.invertTransform(fpos, forn)
+        rel_pos, rel_orn = p.multiplyTransforms(inv_pos, inv_orn, ppos, porn)
+        cid = p.createConstraint(fixture, -1, body, -1, p.JOINT_FIXED, [0, 0, 0], rel_pos, [0, 0, 0],
+                                 parentFrameOrientation=rel_orn, physicsClientId=self.client)
+        p.changeConstraint(cid, maxForce=float(station.hold.force), physicsClientId=self.client)
+        self._holds[station_id] = (cid, part_id)
+        log.info("sim: %s %s holds %s", station.hold.kind, station_id, part_id)
+        return True
+
+    def release_hold(self, station_id: str) -> Optional[str]:
+        """Open the fixture's clamp (or vacuum); returns the part it held, or None."""
+        import pybullet as p
+
+        held = self._holds.pop(station_id, None)
+        if held is None:
+            return None
+        p.removeConstraint(held[0], physicsClientId=self.client)
+        return held[1]
+
+    def holding(self, station_id: str) -> Optional[str]:
+        """The part the fixture holds now, or None."""
+        held = self._holds.get(station_id)
+        return held[1] if held else None
 
     def remove_part(self, part_id: str) -> None:
         import pybullet as p
 
         body = self._part(part_id)
+        for station_id, (_cid, held) in list(self._holds.items()):
+            if held == part_id:
+                self.release_hold(station_id)
         p.removeBody(body, physicsClientId=self.client)
         del self.parts[part_id]
         self.part_sizes.pop(part_id, None)
@@ -137,13 +188,6 @@ class SimWorld:
         pos, orn = p.getBasePositionAndOrientation(self._part(part_id), physicsClientId=self.client)
         return Pose.from_pq(pos, orn)
 
-    def part_at(self, body: int) -> Optional[str]:
-        """The part id of a body id, or None."""
-        for pid, b in self.parts.items():
-            if b == body:
-                return pid
-        return None
-
     def populate_job(self, job: JobSpec, sites: Dict[Tuple[int, str], "object"], unit: int) -> Dict[str, str]:
         """Put one unit's feeder parts into their feeder slots.
 
@@ -157,7 +201,7 @@ class SimWorld:
             if site is None:
                 continue
             wid = f"u{unit}.{part.id}"
-            self.add_part(wid, part.geometry.size, part.mass, Pose(xyz=list(site.xyz), rpy=list(site.rpy)),  # type: ignore[attr-defined]
+            self.add_part(wid, part.geometry, part.mass, Pose(xyz=list(site.xyz), rpy=list(site.rpy)),  # type: ignore[attr-defined]
                           part.color)
             out[part.id] = wid
         return out

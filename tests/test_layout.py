@@ -146,3 +146,13 @@ def test_heavy_dependencies_stay_in_their_rooms(forbidden: str, allowed_rooms: T
             if target.split(".")[0] == forbidden:
                 bad.append(f"{os.path.relpath(path, ROOT)}:{line}: {target}")
     assert not bad, f"{forbidden} outside {allowed_rooms}:\n" + "\n".join(bad)
+
+
+def test_no_python_runs_between_fork_and_exec() -> None:
+    """``preexec_fn`` can deadlock a multi-threaded parent's child: children arm themselves instead."""
+    bad = []
+    for module, path in _modules():
+        text = open(path, encoding="utf-8").read()
+        if "preexec_fn" in text and not module.endswith("childproc"):
+            bad.append(os.path.relpath(path, ROOT))
+    assert not bad, "use anycell.childproc.guarded_argv: " + ", ".join(bad)

@@ -38,3 +38,18 @@ pip_quiet() {  # pip's own warnings go to a log that is shown only when pip fail
 pip_quiet --upgrade pip
 pip_quiet -r requirements.txt
 pip_quiet --no-deps -e .
+# node-opcua (tools/node_opcua, pinned by package-lock.json: the machinery_jobs simulator and the
+# interop servers) and the official OPC UA companion nodesets (PackML, Machinery Jobs, ...) fetched
+# once with npm into the git-ignored tools/node_opcua/nodesets/. Without npm the tests that need them
+# skip with the reason.
+if ! { command -v npm >/dev/null && command -v node >/dev/null; } && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "anycell: installing nodejs and npm with apt-get (node-opcua interop servers)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } \
+    || echo "anycell: apt-get install nodejs npm failed (node-opcua tests will skip)" >&2
+fi
+if command -v npm >/dev/null && command -v node >/dev/null; then
+  "$VENV/bin/python" -m anycell.sim.node_opcua || echo "anycell: npm ci in tools/node_opcua failed (node-opcua tests will skip)" >&2
+  "$VENV/bin/python" -m anycell.sim.nodesets >/dev/null || echo "anycell: OPC UA nodesets not fetched (PackML tests will skip)" >&2
+else
+  echo "anycell: node/npm not found; node-opcua and the OPC UA companion nodesets are not installed (those tests will skip)" >&2
+fi

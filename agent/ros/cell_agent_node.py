@@ -66,7 +66,7 @@ from anycell.agent.executor import DryRunRunner
 from anycell.agent.journal import Journal
 from anycell.agent.api_queue import RequestQueue
 from anycell.agent.ros.estop import attach_estop
-from anycell.agent.ros.node_main import init_with_cell, on_signal, spin_until_shutdown
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, on_signal, spin_until_shutdown
 from anycell.agent.packml import COMMANDS
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ def _main(argv: Optional[List[str]]) -> int:
     service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]),
                           max_quantity=int(params["max_quantity"]), program_dir=str(params["program_dir"]) or None)
     node = CellAgentNode(service)
+    forward_logging(node)   # from here on the core's log records reach /rosout
     for name, value in params.items():
         node.declare_parameter(name, value)
     sim = bool(params["sim"])

@@ -11,6 +11,11 @@ stop trajectory published after that fails ("publisher's context is invalid"). O
 the registered halt (:func:`on_signal`: robots stopped, machine stops sent) while every
 publisher still works, then ends the spin; a second signal ends it at once.
 
+Inside a node, the core's ``logging`` records (drivers, planners, the executive)
+go to the node's ROS logger (:func:`forward_logging`): the console, the ROS log
+files and ``/rosout`` carry them, so rqt_console and bags see driver faults and
+reconnects.
+
 Only rclpy APIs that ROS 2 Humble has are used (see DESIGN.md: no context-manager init, no try-shutdown).
 """
 
@@ -82,6 +87,73 @@ def init_rclpy(args: Optional[List[str]] = None) -> None:
     install_signal_handlers()
 
 
+#: The root logger's handlers from before :func:`forward_logging`, put back by :func:`restore_logging`.
+_saved_handlers: Optional[List[logging.Handler]] = None
+
+
+class RosLogHandler(logging.Handler):
+    """A :mod:`logging` handler that writes each record to a ROS node's logger.
+
+    The node's logger prints to the console, writes the ROS log file and
+    publishes on ``/rosout``; the record's logger name goes in front of the
+    message (``[anycell.drivers.opcua_client] ...``), so a fault says where it
+    came from. Levels map one to one (CRITICAL is ROS FATAL).
+    """
+
+    def __init__(self, node: Node, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.ros_logger = node.get_logger()
+        self.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.CRITICAL:
+                self.ros_logger.fatal(text)
+            elif record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self.ros_logger.info(text)
+            else:
+                self.ros_logger.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never take the node down
+            self.handleError(record)
+
+
+def forward_logging(node: Node) -> RosLogHandler:
+    """Send every ``logging`` record of this process to ``node``'s ROS logger (and so to ``/rosout``).
+
+    The handler replaces the root logger's own (the console output now comes
+    from ROS, in its format, once); :func:`restore_logging` undoes it, and
+    :func:`spin_until_shutdown` calls that before the node goes away.
+    """
+    global _saved_handlers
+    root = logging.getLogger()
+    if _saved_handlers is None:
+        _saved_handlers = list(root.handlers)
+    handler = RosLogHandler(node)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    return handler
+
+
+def restore_logging() -> None:
+    """Put back the root logger's handlers from before :func:`forward_logging` (no-op if it was not called)."""
+    global _saved_handlers
+    if _saved_handlers is None:
+        return
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, RosLogHandler):
+            root.removeHandler(old)
+    for old in _saved_handlers:
+        root.addHandler(old)
+    _saved_handlers = None
+
+
 def init_with_cell(prog: str, bootstrap_name: str, defaults: Sequence[Tuple[str, Any]],
                    argv: Optional[List[str]] = None) -> Optional[Tuple[Dict[str, Any], "CellConfig"]]:
     """Initialise rclpy, read the node's parameters and load the cell config they name.
@@ -131,6 +203,7 @@ def spin_until_shutdown(node: Node, num_threads: int, cleanup: Callable[[], None
             executor.shutdown(timeout_sec=2.0)
         except KeyboardInterrupt:
             pass
+        restore_logging()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -27,13 +27,21 @@ import logging
 import os
 import tempfile
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from anycell.cell import CellConfig
 from anycell.errors import AnycellError
+from anycell.job import JobSpec
 from anycell.plan import Plan
+from anycell.drivers.machine import Machine
 
 from anycell.agent.cell_runner import CellRunner
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+    from anycell.agent.ros.cell_agent_node import CellAgentNode
+    from anycell.agent.simulation.runtime import SimulatedCell
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,7 @@ LEVELS = {"ok": 0, "warn": 1, "error": 2}
 class CellDevices:
     """The devices of one cell as the agent reaches them; built once, shared by every job."""
 
-    def __init__(self, node: Any, cell: CellConfig, *, sim: bool, machine_time_scale: Optional[float] = None,
+    def __init__(self, node: "Node", cell: CellConfig, *, sim: bool, machine_time_scale: Optional[float] = None,
                  journal_path: Optional[str] = None,
                  machine_faults: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
         from anycell.drivers.machine import open_machine
@@ -56,8 +64,8 @@ class CellDevices:
         self.node = node
         self.journal_path = journal_path
         self.machine_time_scale: Optional[float] = None
-        self.sim_cell: Any = None
-        self.machines: Dict[str, Any] = {}
+        self.sim_cell: Optional[SimulatedCell] = None
+        self.machines: Dict[str, Machine] = {}
         self._lock = threading.Lock()
         if sim:
             from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE, SimulatedCell
@@ -198,7 +206,7 @@ class CellDevices:
         added = self.hooks.restore(self.world_file)
         log.info("restored %d simulated part(s) from %s", added, self.world_file)
 
-    def runner(self, plan: Plan, job: Any) -> CellRunner:
+    def runner(self, plan: Plan, job: JobSpec) -> CellRunner:
         """A step runner for one job; its report goes beside the journal (see anycell.agent.report.report_dir_for)."""
         from anycell.agent.report import report_dir_for
 
@@ -221,7 +229,7 @@ class CellDevices:
             self.machines = {}
 
 
-def make_runner_factory(node: Any, cell: CellConfig, sim: bool) -> Callable[[Plan, Any], CellRunner]:
+def make_runner_factory(node: "CellAgentNode", cell: CellConfig, sim: bool) -> Callable[[Plan, JobSpec], CellRunner]:
     """The factory ``cell_agent`` uses for ``runner:=auto``: one CellRunner per job over the cell's devices."""
     faults = None
     if sim and os.environ.get("ANYCELL_SIM_FAULTS"):

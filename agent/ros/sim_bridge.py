@@ -47,18 +47,25 @@ class RosSimHooks:
             raise ExecutionError(f"sim node: {err.get('message', 'failed')}", hint=err.get("hint"))
         return answer.get("result")
 
-    def present(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def present(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                 pose: Pose) -> bool:
-        return bool(self._call("present", uid=uid, size=list(size), mass=mass,
+        return bool(self._call("present", uid=uid, size=size, mass=mass,
                                color=list(color) if color else None, pose=pose))
 
-    def machine_made(self, uid: str, size: Sequence[float], mass: float, color: Optional[Sequence[float]],
+    def machine_made(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                      pose: Pose) -> None:
-        self._call("machine_made", uid=uid, size=list(size), mass=mass, color=list(color) if color else None,
+        self._call("machine_made", uid=uid, size=size, mass=mass, color=list(color) if color else None,
                    pose=pose)
 
     def measure(self, uids: Sequence[str]) -> Dict[str, Optional[Pose]]:
         return decode_measure(self._call("measure", uids=list(uids)))
+
+    def hold(self, uid: str, station: str) -> bool:
+        return bool(self._call("hold", uid=uid, station=station))
+
+    def release_hold(self, station: str) -> Optional[str]:
+        result = self._call("release_hold", station=station)
+        return None if result is None else str(result)
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return str(self._call("snapshot", path=path, camera=camera))

@@ -42,10 +42,11 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from anycell.cell import CellConfig
 from anycell.errors import AnycellError
 
 from anycell.agent.ros import conversions as cv
-from anycell.agent.ros.node_main import init_with_cell, spin_until_shutdown
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class _StepHook:
 class SimCellNode(Node):
     """Owns a SimWorld and a SimRobot per robot; see the module docstring for the interface."""
 
-    def __init__(self, cell: Any, *, rate: float = 50.0, realtime: bool = True) -> None:
+    def __init__(self, cell: CellConfig, *, rate: float = 50.0, realtime: bool = True) -> None:
         super().__init__("sim_cell", namespace="/" + cell.cell.id)
         from anycell.sim.robot import SimRobot
         from anycell.sim.world import SimWorld
@@ -238,6 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         params, cell = started
         node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+        forward_logging(node)
     except KeyboardInterrupt:   # Ctrl-C while starting: nothing to clean up yet, and no traceback
         if rclpy.ok():
             rclpy.shutdown()

@@ -32,13 +32,9 @@ def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool
     first). The outcome is in the returned dict: ``complete`` with every unit
     inspected, or ``failed``/``aborted`` with the error of the step at fault.
     """
-    from anycell.fit import check_job_fits_cell
-    from anycell.planners.process import plan_job
-    from anycell.planners.schedule import schedule_plan
+    from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
-    check_job_fits_cell(cell, job)
-    plan = plan_job(cell, job)
-    schedule_plan(plan, cell, time_limit=time_limit)
+    plan = plan_and_schedule(cell, job, PlanOptions(time_limit=time_limit))
     os.makedirs(report_dir, exist_ok=True)
     journal_path = os.path.join(report_dir, "journal.db")
     if os.path.exists(journal_path):

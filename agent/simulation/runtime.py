@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from anycell.cell import CellConfig
 from anycell.job import JobSpec
 
 from anycell.agent.cell_runner import CellRunner
 from anycell.agent.simulation.hooks import WorldHooks
+
+if TYPE_CHECKING:  # pybullet, the simulators and the drivers load only when a cell is built
+    from anycell.drivers.machine import Machine
+    from anycell.drivers.robot import Robot
+    from anycell.planners.motion import MotionPlanner
+    from anycell.sim.machines import RunningSimMachine
+    from anycell.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +46,12 @@ class SimulatedCell:
         self.workdir = workdir
         self.machine_time_scale = machine_time_scale
         os.makedirs(workdir, exist_ok=True)
-        self.world: Any = None
+        self.world: Optional[SimWorld] = None
         self.hooks: Optional[WorldHooks] = None
-        self.robots: Dict[str, Any] = {}
-        self.planners: Dict[str, Any] = {}
-        self.sims: Dict[str, Any] = {}
-        self.machines: Dict[str, Any] = {}
+        self.robots: Dict[str, Robot] = {}
+        self.planners: Dict[str, MotionPlanner] = {}
+        self.sims: Dict[str, RunningSimMachine] = {}
+        self.machines: Dict[str, Machine] = {}
         try:
             for m in cell.machines:
                 faults = {"time_scale": machine_time_scale}

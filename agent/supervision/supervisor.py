@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable, Dict, IO, List, Optional
 
-from anycell.childproc import die_with_parent
+from anycell.childproc import guarded_argv
 
 from anycell.agent.supervision.nodes import NodeSpec
 
@@ -73,8 +73,8 @@ class Supervisor:
     def start(self) -> None:
         for i, spec in enumerate(self.specs):
             argv = spec.argv(self.python)
-            proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+            proc = subprocess.Popen(guarded_argv(argv), env=self.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             self.procs[spec.name] = proc
             color = COLORS[i % len(COLORS)]
             reader = threading.Thread(target=self._pump, args=(spec, proc.stdout, color), daemon=True)

@@ -60,17 +60,15 @@ def _stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
 @command("demo", "start the simulated demo cell, make the demo job over ROS 2, and write a report", _args)
 def _demo(args: argparse.Namespace) -> int:
     from anycell.agent.supervision.nodes import ros_environment
-    from anycell.planners.process import plan_job
+    from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
     from anycell.cell import load_cell
-    from anycell.fit import check_job_fits_cell
     from anycell.job import load_job
     from anycell.cli.progress import follow_job
 
     cell = load_cell(args.cell)
     job = load_job(args.job)
-    check_job_fits_cell(cell, job)
-    plan = plan_job(cell, job)
+    plan = plan_and_schedule(cell, job, PlanOptions(solver="list"))  # bad input is refused before the cell starts
     report = os.path.abspath(args.report)
     os.makedirs(report, exist_ok=True)
     for stale in ("journal.db", "journal.db-wal", "journal.db-shm", "cell.log"):

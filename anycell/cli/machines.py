@@ -5,6 +5,7 @@
     anycell machine CELL.yaml mill --sim                      # against its simulator instead
     anycell machine CELL.yaml printer --run part.gcode -p hotend_temp=210 -p bed_temp=60
     anycell machine CELL.yaml mill --program-name POCKET_01 -p depth=0.002
+    anycell machine CELL.yaml router --run pocket.nc --streaming send_response   # GRBL flow control
 
 Programs are validated before anything is sent, exactly as the executor does.
 """
@@ -30,6 +31,10 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--program-name", help="run this program stored on the machine (OPC UA machines)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=NUMBER",
                    help="a numeric program parameter (repeatable)")
+    p.add_argument("--streaming", choices=["character_counting", "send_response"],
+                   help="GRBL flow control for this run (default: the cell config's driver.streaming): "
+                        "character_counting keeps GRBL's 128-byte buffer full, send_response sends one line "
+                        "per ok and queues nothing behind a refused line")
     p.add_argument("--timeout", type=float, default=None, help="bound the whole program, seconds")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -69,6 +74,11 @@ def _machine(args: argparse.Namespace) -> int:
         address = sim.address
     try:
         drv = open_machine(cfg, address)
+        if args.streaming:
+            if drv.protocol != "grbl":
+                raise ConfigError(f"--streaming is a GRBL option; machine '{cfg.id}' speaks {drv.protocol}",
+                                  field="--streaming", hint="leave it out for Marlin and OPC UA machines")
+            drv.streaming = args.streaming  # type: ignore[attr-defined]
         drv.connect()
         try:
             out: Dict[str, Any] = {"machine": cfg.id, "protocol": drv.protocol, "state": drv.state(),
@@ -85,6 +95,8 @@ def _machine(args: argparse.Namespace) -> int:
                     print(file=sys.stderr)
                 out["result"] = {"status": result.status, "lines_total": result.lines_total,
                                  "lines_acknowledged": result.lines_acknowledged,
+                                 "lines_executed": result.lines_executed,
+                                 "lines_flushed": result.details.get("lines_flushed"),
                                  "duration_s": round(result.duration, 3)}
                 out["state"] = drv.state()
             out["counters"] = drv.counters()
@@ -102,7 +114,8 @@ def _machine(args: argparse.Namespace) -> int:
         print(f"{cfg.id} ({out['protocol']}): state {out['state']}, health {h['level']}: {h['message']}")
         if "result" in out:
             r = out["result"]
-            print(f"program {r['status']}: {r['lines_acknowledged']}/{r['lines_total']} lines acknowledged "
-                  f"in {r['duration_s']} s")
+            executed = "" if r["lines_executed"] is None else f", {r['lines_executed']} executed"
+            print(f"program {r['status']}: {r['lines_acknowledged']}/{r['lines_total']} lines acknowledged"
+                  f"{executed} in {r['duration_s']} s")
         print("counters: " + ", ".join(f"{k}={v}" for k, v in out["counters"].items()))
     return EXIT_OK if out.get("result", {}).get("status", "complete") == "complete" else EXIT_FAILED

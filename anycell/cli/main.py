@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -28,6 +29,7 @@ _COMMANDS: Dict[str, "tuple[str, Callable[[argparse.ArgumentParser], None], Hand
 EXIT_OK = 0
 EXIT_FAILED = 1   # the work ran but did not succeed (a unit failed inspection, a job aborted)
 EXIT_INPUT = 2    # bad input or a refused command
+EXIT_PIPE = 141   # the reader of our output went away (128 + SIGPIPE, what Unix tools return)
 
 
 def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
@@ -56,14 +58,14 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 @command("validate", "check a cell config (and a job spec) and summarise them", _validate_args)
 def _validate(args: argparse.Namespace) -> int:
     from anycell.cell import load_cell
-    from anycell.fit import check_job_fits_cell
     from anycell.job import load_job
+    from anycell.planners.feasibility import check_resources
     from anycell.cli.summary import cell_summary, job_summary
 
     cell = load_cell(args.cell)
     job = load_job(args.job) if args.job else None
     if job is not None:
-        check_job_fits_cell(cell, job)
+        check_resources(cell, job)
     if args.json:
         out = {"cell": cell_summary(cell)}
         if job is not None:
@@ -137,7 +139,31 @@ COMMAND_MODULES: List[str] = ["anycell.cli.planning", "anycell.cli.simulation", 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``anycell`` console script."""
+    """Entry point of the ``anycell`` console script.
+
+    When the reader of the output goes away (``anycell validate ... | head``),
+    the command stops quietly with :data:`EXIT_PIPE`, as Unix tools do, instead
+    of a BrokenPipeError traceback.
+    """
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            sys.stdout.flush()   # a closed pipe shows here, while it can still be caught
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_PIPE
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _main(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,6 +1,6 @@
 """Operator commands: ``anycell up``, ``submit``, ``status``, ``resume``, ``cancel`` and the PackML commands.
 
-They talk to a running cell over ROS 2 (the ``agent.client.CellClient``), so
+They talk to a running cell over ROS 2 (the ``anycell.agent.ros.client.CellClient``), so
 they need rclpy: the ROS 2 wheels in a pip install, or a sourced ROS 2 on a
 robot machine. Everything is imported lazily inside the command.
 """

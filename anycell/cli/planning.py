@@ -1,8 +1,8 @@
 """The ``plan`` and ``quote`` commands: try a job on a cell before any hardware moves.
 
-Both check that the job's vocabulary resolves on the cell
-(:func:`anycell.fit.check_job_fits_cell`), then plan (task planning with
-feasibility checks) and schedule it. The planners are imported inside the
+Both go through :func:`anycell.planners.pipeline.plan_and_schedule`: the
+pre-planning checks (the job's names resolve on the cell), task planning with
+the per-operation limits, then scheduling. The planners are imported inside the
 handlers so ``anycell --help`` stays fast.
 """
 
@@ -37,21 +37,14 @@ def _durations_arg(p: argparse.ArgumentParser) -> None:
 
 def _planned(args: argparse.Namespace):  # noqa: ANN202
     from anycell.cell import load_cell
-    from anycell.fit import check_job_fits_cell
     from anycell.job import load_job
-    from anycell.planners.process import plan_job
-    from anycell.planners.schedule import schedule_plan
+    from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
     cell = load_cell(args.cell)
     job = load_job(args.job)
-    check_job_fits_cell(cell, job)
-    durations = None
-    if getattr(args, "durations", "config") == "motion":
-        from anycell.planners.durations import MotionDurationModel
-
-        durations = MotionDurationModel(cell)
-    plan = plan_job(cell, job, durations)
-    schedule_plan(plan, cell, time_limit=getattr(args, "time_limit", 10.0), solver=getattr(args, "solver", "auto"))
+    plan = plan_and_schedule(cell, job, PlanOptions(durations=getattr(args, "durations", "config"),
+                                                    time_limit=getattr(args, "time_limit", 10.0),
+                                                    solver=getattr(args, "solver", "auto")))
     return cell, job, plan
 
 

@@ -74,3 +74,21 @@ def test_concurrent_duplicates_make_one_job(tmp_path) -> None:
         t.join(timeout=60)
     assert len(answers) == 4 and all(a == answers[0] for a in answers) and answers[0]["ok"]
     assert len(svc.journal.jobs()) == 1
+
+
+def test_a_mesh_file_travels_inline_and_loads_as_the_same_shape() -> None:
+    import os
+
+    import yaml
+
+    from anycell.agent.api import inline_program_files
+    from anycell.documents import from_data
+    from anycell.job import job_from_document, load_job
+    from tests.paths import ROOT
+
+    path = os.path.join(ROOT, "examples", "jobs", "bracket_clip.yaml")
+    data = inline_program_files(yaml.safe_load(open(path)), os.path.dirname(path))
+    geometry = data["parts"][0]["geometry"]
+    assert "mesh" not in geometry and geometry["mesh_format"] == "obj" and geometry["mesh_inline"].startswith("#")
+    sent = job_from_document(from_data(data))            # as the agent gets it: no base folder
+    assert sent.part("bracket").geometry.size == load_job(path).part("bracket").geometry.size

@@ -24,6 +24,7 @@ def stack(tmp_path):
     sim.close()
 
 
+@pytest.mark.slow
 def test_a_restarted_runner_finds_the_parts_where_they_are_and_finishes(stack, tmp_path) -> None:
     """After an agent restart (fresh planners, same cell), the job goes on from the next step."""
     from anycell.planners.motion import MotionPlanner
@@ -43,6 +44,7 @@ def test_a_restarted_runner_finds_the_parts_where_they_are_and_finishes(stack, t
     assert [p["part"] for p in second.placements] == ["block", "peg"]
 
 
+@pytest.mark.slow
 def test_a_unit_out_of_tolerance_stops_the_job_when_the_spec_says_stop(stack, tmp_path) -> None:
     """on_fail: stop (the stack job): a unit measured out of tolerance raises, naming the part."""
     from anycell.geometry import Pose
@@ -66,6 +68,7 @@ def test_a_unit_out_of_tolerance_stops_the_job_when_the_spec_says_stop(stack, tm
     raise AssertionError("the plan has no inspection")
 
 
+@pytest.mark.slow
 def test_a_failed_unit_goes_to_the_reject_tray_when_the_spec_says_reject(tmp_path) -> None:
     """demo_widget (on_fail: reject) with a cap tolerance the station cannot prove: the unit is rejected."""
     import os

@@ -299,7 +299,7 @@ def _with_file_program(job_doc, name: str):
     doc = copy.deepcopy(job_doc)
     for part in doc["parts"]:
         prog = (part.get("source") or {}).get("program")
-        if isinstance(prog, dict):
+        if isinstance(prog, dict) and "name" not in prog:   # a G-code program (not one stored on a machine)
             part["source"]["program"] = {"file": name}
             return doc
     pytest.skip("the demo job has no machine program")

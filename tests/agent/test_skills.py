@@ -45,6 +45,7 @@ def _xarm_cell(tmp_path) -> str:
 
 @pytest.mark.parametrize("path", [DEMO_CELL, KUKA_CELL, "xarm"], ids=["panda_gripper", "iiwa_suction",
                                                                       "xarm6_suction"])
+@pytest.mark.slow
 def test_stack_assembly_every_part_within_tolerance(path: str, tmp_path) -> None:
     if path == "xarm":
         path = _xarm_cell(tmp_path)
@@ -71,6 +72,7 @@ def test_stack_assembly_every_part_within_tolerance(path: str, tmp_path) -> None
         world.close()
 
 
+@pytest.mark.slow
 def test_unreachable_or_colliding_target_is_refused_before_the_robot_moves() -> None:
     cell, job, world, planner, robot, slots, ids = _setup(DEMO_CELL)
     try:
@@ -93,6 +95,7 @@ def test_unreachable_or_colliding_target_is_refused_before_the_robot_moves() -> 
         world.close()
 
 
+@pytest.mark.slow
 def test_estimate_matches_the_executed_motion_time() -> None:
     from anycell.agent.skills import estimate_pick_place
 

@@ -6,11 +6,12 @@ import os
 import shutil
 
 import pytest
+import yaml
 
 from anycell.cell import load_cell
 from anycell.documents import from_data
 from anycell.errors import ConfigError, InfeasibleError, UnresolvedReference
-from anycell.fit import check_job_fits_cell
+from anycell.planners.feasibility import check_resources
 from anycell.job import job_from_document, load_job
 from tests.paths import DEMO_CELL, DEMO_JOB, KUKA_CELL, STACK_JOB
 
@@ -176,16 +177,27 @@ def test_unresolved_estop_machine(tmp_path) -> None:
 def test_part_type_missing_from_the_cell() -> None:
     job = load_job(DEMO_JOB)
     with pytest.raises(InfeasibleError) as err:
-        check_job_fits_cell(load_cell(KUKA_CELL), job)
+        check_resources(load_cell(KUKA_CELL), job)
     assert err.value.field == "parts[1].source.process"
-    assert "no machine of cell 'kuka_cell' offers" in str(err.value) and "engrave" in err.value.hint
+    assert "operation 'u1.run.block' (part 'block') needs process 'mill', which no machine of cell 'kuka_cell' " \
+           "offers" in str(err.value) and "engrave" in err.value.hint
     assert err.value.location.file == DEMO_JOB and err.value.location.line is not None
+
+
+def test_a_job_without_a_file_is_refused_by_operation_name() -> None:
+    """The same check for a job that came as data (an API request): the operation and field, no position."""
+    job = job_from_document(from_data(yaml.safe_load(open(DEMO_JOB))), base_dir=os.path.dirname(DEMO_JOB))
+    with pytest.raises(InfeasibleError) as err:
+        check_resources(load_cell(KUKA_CELL), job)
+    assert err.value.field == "parts[1].source.process" and err.value.location is None
+    assert str(err.value).startswith("parts[1].source.process: operation 'u1.run.block' (part 'block') needs "
+                                     "process 'mill'")
 
 
 def test_feeder_part_type_typo(tmp_path) -> None:
     path = _edited(tmp_path, STACK_JOB, "source: {feeder: peg}", "source: {feeder: pegg}")
     with pytest.raises(InfeasibleError) as err:
-        check_job_fits_cell(load_cell(DEMO_CELL), load_job(path))
+        check_resources(load_cell(DEMO_CELL), load_job(path))
     assert err.value.field == "parts[2].source.feeder" and "did you mean 'peg'?" in str(err.value)
 
 

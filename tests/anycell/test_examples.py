@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from anycell.cell import load_cell
-from anycell.fit import check_job_fits_cell
+from anycell.planners.feasibility import check_resources
 from anycell.job import load_job
 from anycell.schemas import schema_for
 
@@ -62,7 +62,7 @@ def test_demo_job_needs_print_mill_and_feeder_parts() -> None:
 
 @pytest.mark.parametrize("cell", [DEMO_CELL, KUKA_CELL], ids=os.path.basename)
 def test_assembly_job_fits_both_cells(cell: str) -> None:
-    check_job_fits_cell(load_cell(cell), load_job(STACK_JOB))
+    check_resources(load_cell(cell), load_job(STACK_JOB))
 
 
 def test_exported_schemas_are_current() -> None:

@@ -12,6 +12,7 @@ import pytest
 from tests.paths import ROOT, STACK_JOB
 
 pytest.importorskip("rclpy")
+pytestmark = pytest.mark.ros   # the demo brings the cell up as ROS 2 nodes
 
 
 def _demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -19,6 +20,7 @@ def _demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_demo_makes_the_job_and_exits_zero_when_every_unit_passed(tmp_path) -> None:
     proc = _demo("--job", STACK_JOB, "--report", str(tmp_path))
     out = proc.stdout

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.paths import DEMO_CELL, DEMO_JOB, ROOT
 
 
@@ -14,6 +16,7 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_plan_prints_a_followable_plan_and_writes_the_gantt_chart(tmp_path) -> None:
     png = tmp_path / "gantt.png"
     res = run("plan", DEMO_CELL, DEMO_JOB, "--gantt", str(png), "--time-limit", "5")
@@ -35,6 +38,7 @@ def test_plan_prints_a_followable_plan_and_writes_the_gantt_chart(tmp_path) -> N
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
+@pytest.mark.slow
 def test_plan_json_round_trips_and_svg(tmp_path) -> None:
     from anycell.plan import Plan
 
@@ -47,6 +51,7 @@ def test_plan_json_round_trips_and_svg(tmp_path) -> None:
     assert "<svg" in svg.read_text()
 
 
+@pytest.mark.slow
 def test_quote_text_and_json() -> None:
     res = run("quote", DEMO_CELL, DEMO_JOB)
     assert res.returncode == 0, res.stderr
@@ -80,6 +85,7 @@ def test_help() -> None:
     assert "--gantt" in run("plan", "--help").stdout
 
 
+@pytest.mark.slow
 def test_quote_with_motion_durations_is_shorter_than_config_defaults() -> None:
     base = json.loads(run("quote", DEMO_CELL, DEMO_JOB, "--json").stdout)
     res = run("quote", DEMO_CELL, DEMO_JOB, "--json", "--durations", "motion")

@@ -18,6 +18,7 @@ def _run(args, timeout=300):
 
 
 @pytest.mark.parametrize("cell", [DEMO_CELL, KUKA_CELL], ids=["panda_gripper", "iiwa_suction"])
+@pytest.mark.slow
 def test_assembly_job_within_tolerance_with_pictures(tmp_path, cell) -> None:
     out = tmp_path / "report"
     proc = _run(["sim", cell, STACK_JOB, "--report", str(out)])
@@ -35,6 +36,7 @@ def test_assembly_job_within_tolerance_with_pictures(tmp_path, cell) -> None:
     assert "| 1 | peg |" in md and "every unit passed inspection: **yes**" in md
 
 
+@pytest.mark.slow
 def test_demo_job_runs_machines_over_their_protocols(tmp_path) -> None:
     """Printed cap over Marlin serial, milled block over OPC UA, feeder parts, inspection, output tray."""
     from anycell.cell import load_cell
@@ -60,3 +62,18 @@ def test_demo_job_runs_machines_over_their_protocols(tmp_path) -> None:
 def test_sim_refuses_bad_input(tmp_path) -> None:
     proc = _run(["sim", DEMO_CELL, os.path.join(ROOT, "nope.yaml"), "--report", str(tmp_path)], timeout=60)
     assert proc.returncode == 2 and "file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_relative_report_folder_works_from_any_working_directory(tmp_path) -> None:
+    """The demo cell starts simulated machines (their work folders are under the report): no traceback."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "anycell", "sim", "demo_cell", STACK_JOB, "--report", "rel/out"],
+                          cwd=str(elsewhere), capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    report = json.loads((elsewhere / "rel" / "out" / "report.json").read_text())
+    assert report["outcome"] == "complete"
+    assert not (tmp_path.parent / "rel").exists() and not os.path.exists(os.path.join(ROOT, "rel"))

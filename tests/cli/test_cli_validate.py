@@ -55,7 +55,8 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
 def test_job_that_does_not_fit_the_cell() -> None:
     res = run("validate", KUKA_CELL, DEMO_JOB)
     assert res.returncode == 2
-    assert "parts[1].source.process: part 'block' needs process 'mill'" in res.stderr
+    assert f"{DEMO_JOB}:" in res.stderr   # the job file's position
+    assert "parts[1].source.process: operation 'u1.run.block' (part 'block') needs process 'mill'" in res.stderr
 
 
 def test_schema_command_writes_valid_json(tmp_path) -> None:
@@ -86,3 +87,20 @@ def test_help_exits_zero(cmd: list) -> None:
 def test_no_command_prints_help_and_fails() -> None:
     res = run()
     assert res.returncode == 2 and "COMMAND" in res.stdout
+
+
+@pytest.mark.parametrize("args", [["validate", "demo_cell"], ["validate", DEMO_CELL, DEMO_JOB, "--json"],
+                                  ["schema", "job"], ["--help"]], ids=["validate", "validate-json", "schema", "help"])
+def test_a_closed_pipe_ends_the_command_quietly(args) -> None:
+    """`anycell validate ... | head`: the reader goes away; no BrokenPipeError traceback, the pipe's exit code."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)   # the reader is gone before anything is written: every write fails
+    try:
+        res = subprocess.run([sys.executable, "-m", "anycell", *args], stdout=write_end, stderr=subprocess.PIPE,
+                             text=True, timeout=120, cwd=ROOT)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
+    assert res.returncode in (0, 141), res.stderr

@@ -1,5 +1,6 @@
 """OPC UA driver against the simulated machine tool (asyncua server in its own process, TCP)."""
 
+import dataclasses
 import threading
 
 import pytest
@@ -14,8 +15,10 @@ PARAMS = {"depth": 0.002, "feed": 0.01, "spindle_rpm": 12000}
 
 
 def mill_cfg():
+    """The demo mill's config with the default (custom) node map instead of its PackML profile."""
     cell = load_cell("cell_configs/demo_cell.yaml")
-    return next(m for m in cell.machines if m.id == "mill")
+    mill = next(m for m in cell.machines if m.id == "mill")
+    return dataclasses.replace(mill, driver=OpcUaDriver(kind="opcua", endpoint=mill.driver.endpoint))
 
 
 def connect(launch, cfg, address=None, **faults):
@@ -26,6 +29,7 @@ def connect(launch, cfg, address=None, **faults):
     return sim, m
 
 
+@pytest.mark.slow
 def test_program_runs_with_parameters_through_the_config_node_map(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.02)
     assert m.state() == "Idle"
@@ -45,6 +49,7 @@ def test_program_runs_with_parameters_through_the_config_node_map(launch):
     assert m.state() == "Idle"
 
 
+@pytest.mark.slow
 def test_unknown_program_and_parameter_rejected(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.02)
     with pytest.raises(ProgramRejected):
@@ -55,6 +60,7 @@ def test_unknown_program_and_parameter_rejected(launch):
         m.run_program(Program(inline="G1 X1"), {}, timeout=5)
 
 
+@pytest.mark.slow
 def test_hold_and_unhold(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.05)
     out = {}
@@ -70,6 +76,7 @@ def test_hold_and_unhold(launch):
     assert "CALL Hold" in sim.log_lines() and "CALL Unhold" in sim.log_lines()
 
 
+@pytest.mark.slow
 def test_alarm_aborts_with_clear_error(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.02, alarm_at_progress=0.3)
     with pytest.raises(MachineFault, match="spindle overload"):
@@ -79,6 +86,7 @@ def test_alarm_aborts_with_clear_error(launch):
     assert m.state() == "Idle"
 
 
+@pytest.mark.slow
 def test_server_restart_mid_cycle_is_survived(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.1, restart_at_progress=0.3, restart_downtime=1.0)
     result = m.run_program(Program(name="POCKET_01"), PARAMS, timeout=30)
@@ -101,6 +109,7 @@ def _secure_cfg(tmp_path, endpoint, trusted, mode="SignAndEncrypt"):
                                       username="operator", password_env="ANYCELL_TEST_OPC_PW"))
 
 
+@pytest.mark.slow
 def test_sign_and_encrypt_with_login_and_untrusted_certificate_refused(launch, tmp_path, monkeypatch):
     monkeypatch.setenv("ANYCELL_TEST_OPC_PW", "s3cret")
     server_cert, server_key = make_certificate(str(tmp_path / "pki"), "server", server=True)
@@ -133,6 +142,7 @@ def test_sign_and_encrypt_with_login_and_untrusted_certificate_refused(launch, t
         wrong.connect()
 
 
+@pytest.mark.slow
 def test_stop_mid_cycle_and_state_listener(launch):
     sim, m = connect(launch, mill_cfg(), time_scale=0.1)
     seen = []

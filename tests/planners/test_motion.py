@@ -108,6 +108,7 @@ def test_cartesian_line_keeps_the_tcp_on_the_line(setup) -> None:
     assert limits_ok(traj, planner.vmax, planner.amax, slack=1e-3) == []
 
 
+@pytest.mark.slow
 def test_colliding_or_unreachable_targets_are_refused(setup) -> None:
     cell, planner, _ = setup
     q0 = planner.kin.home
@@ -133,3 +134,21 @@ def test_trajectory_round_trips_through_the_joint_trajectory_json() -> None:
     assert d["points"][1]["time_from_start"] == 0.5 and d["joint_names"] == ["a", "b"]
     back = Trajectory.from_dict(d)
     assert back == t and back.duration == 0.5
+
+
+def test_toppra_grid_is_within_one_percent_of_the_dense_grid_and_within_limits() -> None:
+    """toppra's own grid (issue 16) against the dense uniform grid it replaced, on random paths."""
+    import numpy as np
+
+    from anycell.planners import timing
+
+    rng = np.random.default_rng(3)
+    names = [f"j{i}" for i in range(6)]
+    vmax, amax = [2.0] * 6, [10.0] * 6
+    for _ in range(5):
+        path = rng.uniform(-2.0, 2.0, size=(int(rng.integers(2, 6)), 6))
+        dense = timing.time_optimal(names, path, vmax, amax, gridpoints=800)
+        fast = timing.time_optimal(names, path, vmax, amax)
+        assert fast.times[-1] <= 1.01 * dense.times[-1]
+        assert not timing.limits_ok(fast, vmax, amax)
+        assert np.allclose(fast.positions[0], path[0]) and np.allclose(fast.positions[-1], path[-1])

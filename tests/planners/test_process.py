@@ -37,7 +37,7 @@ def _at(pid: str, xyz: List[float], **extra: Any) -> Dict[str, Any]:
 def _cell_with(**changes: Any):
     """The demo cell's YAML, edited as a dict, loaded as a real CellConfig."""
     data = yaml.safe_load(open(DEMO_CELL))
-    for key, fn in changes.items():
+    for fn in changes.values():
         fn(data)
     return cell_from_document(from_data(data, file="edited_demo_cell.yaml"))
 
@@ -64,8 +64,10 @@ def test_stacked_assembly_order_is_inferred_from_geometry() -> None:
 
 def test_nested_part_goes_in_after_its_container() -> None:
     cell = load_cell(DEMO_CELL)
-    # A peg standing in a pocket of the block: their boxes interpenetrate.
-    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), _box("block", [0.04, 0.04, 0.02], "block")],
+    # A peg standing in a pocket of the block: their boxes interpenetrate, their solids do not.
+    block = _box("block", [0.04, 0.04, 0.02], "block")
+    block["geometry"]["features"] = [{"kind": "pocket", "size": [0.0126, 0.0126], "depth": 0.015}]
+    job = _job([_box("peg", [0.012, 0.012, 0.03], "peg"), block],
                [_at("peg", [0.0, 0.0, 0.02], insert=True), _at("block", [0.0, 0.0, 0.01])])
     plan = plan_job(cell, job)
     assert _placed_order(plan) == ["block", "peg"]
@@ -170,7 +172,7 @@ def test_second_printer_takes_the_second_unit() -> None:
 
 def test_missing_capability_names_operation_part_and_capability() -> None:
     cell = _cell_with(m=lambda d: d["machines"].pop(0))  # no printer
-    with pytest.raises(InfeasibleError, match=r"operation 'u1.run.cap' \(part 'cap'\) needs capability 'print'"):
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.run.cap' \(part 'cap'\) needs process 'print'"):
         plan_job(cell, load_job(DEMO_JOB))
 
 
@@ -196,6 +198,7 @@ def test_pose_in_keep_out_zone() -> None:
         plan_job(_cell_with(k=fence), load_job(DEMO_JOB))
 
 
+@pytest.mark.slow
 def test_unreachable_pose() -> None:
     def far(d: Dict[str, Any]) -> None:  # the output tray 1.2 m from the robot, still inside the workspace
         d["safety"]["workspace"]["max"][0] = 1.6

@@ -196,6 +196,7 @@ def test_scheduler_hands_moves_to_an_idle_alternative_robot() -> None:
         assert all(any(r.startswith("scheduler: r2 takes it") for r in op.reasons) for op in moved)
 
 
+@pytest.mark.slow
 def test_two_robot_cell_shares_the_moves_each_can_reach(tmp_path) -> None:
     data = yaml.safe_load(open(DEMO_CELL))
     second = copy.deepcopy(data["robots"][0])
@@ -217,3 +218,72 @@ def test_two_robot_cell_shares_the_moves_each_can_reach(tmp_path) -> None:
     assert "panda2" in used and used <= {"panda", "panda2"}
     assert {op.resource for op in plan.operations if op.kind in ("load", "unload")} == {"panda"}
     assert sched.optimal
+
+
+# ---------------------------------------------------------------- at scale (issue 16)
+
+def _generator():
+    """The benchmark's instance generator (bench/bench_schedule.py), loaded by path."""
+    import importlib.util
+    import os
+
+    from tests.paths import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_schedule", os.path.join(ROOT, "bench", "bench_schedule.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod.generate
+
+
+def test_jackson_preemptive_bound_on_a_hand_example() -> None:
+    from anycell.planners.schedule import jackson_preemptive_bound
+
+    # (head, length, tail): the long-tail item released at 1 preempts the first one
+    assert jackson_preemptive_bound([(0, 4, 0), (1, 2, 10)]) == 13
+    assert jackson_preemptive_bound([(0, 3, 1), (0, 3, 1)]) == 7
+    assert jackson_preemptive_bound([]) == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_lower_bound_never_exceeds_a_proven_optimum(seed: int) -> None:
+    """The forced orders, Jackson's bound and the robot pools are valid: never above CP-SAT's optimum."""
+    from anycell.planners.schedule import SCALE, build_model, lower_bound
+
+    plan = _generator()(20, 1 + seed % 2, 2 + seed % 3, seed)
+    sched = schedule_plan(plan, None, time_limit=20.0, solver="cp-sat", deterministic_limit=20.0)
+    _check_valid(plan)
+    assert lower_bound(build_model(plan)) / SCALE <= sched.makespan + 1e-9
+    if sched.optimal:
+        assert sched.lower_bound <= sched.makespan + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_500_operations_get_a_valid_schedule_within_the_wall_limit(seed: int) -> None:
+    """4 robots, 10 machines, about 500 operations: a valid schedule, and the wall cap holds (+10%)."""
+    import time
+
+    plan = _generator()(500, 4, 10, seed)
+    limit = 6.0
+    t0 = time.perf_counter()
+    sched = schedule_plan(plan, None, time_limit=limit)
+    wall = time.perf_counter() - t0
+    _check_valid(plan)
+    assert len(sched.entries) == len(plan.operations)
+    assert sched.lower_bound <= sched.makespan
+    assert (sched.makespan - sched.lower_bound) / sched.makespan < 0.05, "the bound should make the gap meaningful"
+    assert wall <= 1.1 * limit + 0.5, wall
+
+
+def test_cp_sat_starts_from_the_complete_list_hint() -> None:
+    """With almost no search budget, CP-SAT still returns the hinted list schedule (never nothing)."""
+    from anycell.planners.schedule import SCALE, _cpsat, build_model, list_schedule, lower_bound
+
+    plan = _generator()(100, 2, 5, 7)
+    m = build_model(plan)
+    hint = list_schedule(m, "tail")
+    res = _cpsat(m, hint, hint.makespan, time_limit=30.0, deterministic_limit=0.02, bound=lower_bound(m))
+    assert res is not None
+    sol, _bound, _status, _optimal = res
+    assert sol.makespan <= hint.makespan
+    assert sol.makespan / SCALE > 0

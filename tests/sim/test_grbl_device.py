@@ -71,3 +71,47 @@ def test_soft_limit_alarm_needs_reset_then_unlock(grbl):
     read_until(port, lambda s: s == "ok")
     port.write(b"?")
     assert read_until(port, lambda s: s.startswith("<"))[-1].startswith("<Idle")
+
+
+def read_for(port, seconds):
+    lines = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        raw = port.readline().decode("ascii", "replace").strip()
+        if raw:
+            lines.append(raw)
+    return lines
+
+
+def test_critical_alarm_swallows_an_early_reset_and_answers_nothing(grbl):
+    sim, port = grbl
+    port.timeout = 0.1
+    port.write(b"G1 X10 F1000\n")  # machine space is [-300, 0]: +10 is beyond the homed corner
+    assert read_until(port, lambda s: s.startswith("ALARM"))[-1] == "ALARM:2"
+    port.write(b"\x18?")  # before "[MSG:Reset to continue]": lost, like GRBL 1.1h
+    lines = read_until(port, lambda s: s.startswith("[MSG:Reset"), seconds=2)
+    assert not any(s.startswith("Grbl") or s.startswith("<") for s in lines)
+    assert "RESET_SWALLOWED" in sim.log_lines()
+    port.write(b"?")
+    assert read_for(port, 0.4) == []  # nothing, not even a status report, until a new reset
+    port.write(b"\x18")
+    lines = read_until(port, lambda s: "unlock" in s)
+    assert any(s.startswith("Grbl 1.1") for s in lines)
+
+
+def test_negative_machine_space_and_work_offsets(grbl):
+    sim, port = grbl
+    port.timeout = 0.5
+    port.write(b"G10 L2 P2 X-200 Y-100 Z-40\n")
+    read_until(port, lambda s: s == "ok")
+    port.write(b"G55 G90 G1 X5 Y5 Z-2 F6000\n")  # below the work zero, inside the machine's travel
+    read_until(port, lambda s: s == "ok")
+    time.sleep(0.3)
+    port.write(b"?")
+    report = read_until(port, lambda s: s.startswith("<"))[-1]
+    assert "MPos:-195.000,-95.000,-42.000" in report
+    port.write(b"$#\n")
+    lines = read_until(port, lambda s: s == "ok")
+    assert "[G55:-200.000,-100.000,-40.000]" in lines and "[G54:0.000,0.000,0.000]" in lines
+    port.write(b"$G\n")
+    assert any(s.startswith("[GC:G1 G55") for s in read_until(port, lambda s: s == "ok"))

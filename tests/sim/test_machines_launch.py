@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.orphans import assert_child_dies_with_parent
 from tests.paths import DEMO_CELL
 
 
+@pytest.mark.slow
 def test_simulator_dies_with_its_launcher_even_on_kill_9(tmp_path) -> None:
     assert_child_dies_with_parent(
         "import time\n"

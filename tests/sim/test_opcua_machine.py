@@ -17,6 +17,7 @@ def test_help_runs():
     assert out.returncode == 0 and "--restart-at-progress" in out.stdout
 
 
+@pytest.mark.slow
 def test_packml_commands_and_invalid_state(tmp_path):
     cfg = MachineConfig(id="m", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
                   driver=SimDriver(kind="sim", protocol="opcua"))
@@ -48,3 +49,42 @@ def test_packml_commands_and_invalid_state(tmp_path):
     finally:
         sim.stop()
     assert "STATE Execute -> Completing" in sim.log_lines()
+
+
+@pytest.mark.slow
+def test_packml_profile_serves_the_official_model(tmp_path):
+    """--profile packml: PackMLBaseObjectType instances from the official nodeset, LocalizedText states,
+    commands bound on the ObjectTypes (called with the instance's state machine as the object)."""
+    from anycell.cell import OpcUaDriver
+    from anycell.sim import nodesets
+
+    try:
+        nodesets.require(nodesets.PACKML)
+    except Exception as exc:  # noqa: BLE001 - no npm / offline
+        pytest.skip(f"PackML nodeset not available: {exc}")
+    cfg = MachineConfig(id="m", kind="cnc_mill", capabilities=["mill"], tending=Tending(load=Pose()),
+                        driver=OpcUaDriver(kind="opcua", endpoint="opc.tcp://127.0.0.1:1/anycell/m", profile="packml",
+                                           object="0:Objects/{urn:anycell:sim-machine}:Mill"))
+    sim = launch_sim_machine(cfg, str(tmp_path), {"time_scale": 0.02, "packml_instances": 2})
+
+    async def scenario():
+        async with Client(sim.address, timeout=5) as client:
+            p = await client.get_namespace_index("http://opcfoundation.org/UA/PackML/")
+            own = await client.get_namespace_index("urn:anycell:sim-machine")
+            mill = await client.nodes.objects.get_child([f"{own}:Mill"])
+            assert (await client.get_node(await mill.read_type_definition()).read_browse_name()).Name == \
+                "PackMLBaseObjectType"
+            es = await mill.get_child([f"{p}:BaseStateMachine", f"{p}:MachineState", f"{p}:ExecuteState"])
+            current = await es.get_child(["0:CurrentState"])
+            assert (await current.read_value()).Text == "Idle"
+            start_on_type = await client.get_node(ua.NodeId(1, p)).get_child([f"{p}:Start"])  # ExecuteStateMachineType
+            with pytest.raises(ua.UaStatusCodeError):  # unit mode Invalid: Start refused
+                await es.call_method(start_on_type, ua.Variant([], ua.VariantType.ExtensionObject, is_array=True))
+            await mill.call_method(await mill.get_child([f"{p}:SetUnitMode"]), ua.Variant(1, ua.VariantType.Int32))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sim.stop()
+    log = sim.log_lines()
+    assert "REJECT Start in unit mode 0" in log and "UNIT_MODE 1" in log

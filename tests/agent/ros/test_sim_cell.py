@@ -129,3 +129,37 @@ def test_machine_alarm_is_reported_on_diagnostics_and_aborts_the_cell(processes,
         assert mill["level"] == 0 and mill["values"].get("state") == "Idle", mill
     finally:
         client.destroy()
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+@pytest.mark.parametrize("name", ["peg_in_hole", "bracket_clip"])
+def test_shaped_parts_over_ros_every_placement_confirmed(processes, rclpy_context, tmp_path, name) -> None:
+    """Inserted pins, and a mesh part whose OBJ travels inline in the job document, over ROS 2: each
+    placement measured through the sim node, the fixture's clamp holding the base."""
+    import os
+
+    from tests.paths import ROOT
+
+    up = _up(processes, tmp_path)
+    client = _ready_client(processes, up)
+    try:
+        r = client.submit_file(os.path.join(ROOT, "examples", "jobs", f"{name}.yaml"))
+        assert r["ok"], r
+        final = client.wait_job(r["job_id"], 300)
+        assert final["status"] == "complete", (client.get(r["job_id"])["job"].get("error"),
+                                               processes.log(up)[-3000:])
+        report = json.loads((tmp_path / "reports" / r["job_id"] / "report.json").read_text())
+        assert report["all_units_passed"] and report["quantity"] == 2
+        base, other = ("holder", "pin") if name == "peg_in_hole" else ("bracket", "clip")
+        assert sorted((p["unit"], p["part"]) for p in report["placements"]) == sorted(
+            [(1, base), (1, other), (2, base), (2, other)])
+        for p in report["placements"]:
+            assert p["error_m"] <= p["tolerance_m"] and p["angle_error_rad"] <= p["angle_tolerance_rad"], p
+        if name == "peg_in_hole":
+            pins = [s["detail"] for s in report["steps"] if s["op"].endswith(".place.pin")]
+            assert len(pins) == 2 and all(abs(d["depth_error_m"]) < 0.0015 for d in pins)
+        bases = [s["detail"] for s in report["steps"] if s["op"].endswith(f".place.{base}")]
+        assert all(d.get("held_by") == "clamp:fixture" for d in bases)
+    finally:
+        client.destroy()

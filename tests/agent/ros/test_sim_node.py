@@ -93,7 +93,7 @@ def test_start_mismatch_refused_and_gripper_closes_on_nothing(robot) -> None:
 
 
 def test_sim_hooks_over_ros_present_and_measure_a_part(robot) -> None:
-    """The runner's sim hooks (agent.ros_sim.RosSimHooks) served by sim_cell: a part appears and is measured."""
+    """The runner's sim hooks (anycell.agent.ros.sim_bridge.RosSimHooks) served by sim_cell: a part appears and is measured."""
     from anycell.agent.ros.sim_bridge import RosSimHooks
     from anycell.geometry import Pose
 
