@@ -113,7 +113,7 @@ class CellService:
         self.packml = pm.PackML(pm.STOPPED)
         self._lock = threading.RLock()
         self._api_lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._kick = threading.Event()   # set on every PackML transition and queue change
         self._executor: Optional[Executor] = None
         self._running_job: Optional[str] = None
         self._runner: Optional[StepRunner] = None
@@ -176,8 +176,7 @@ class CellService:
             self.journal.log_event("estop", {"reason": reason, "state": self.packml.state})
         except Exception:  # noqa: BLE001 - a journal failure is reported by its own path
             log.exception("could not journal the e-stop")
-        with self._wake:
-            self._wake.notify_all()
+        self._kick.set()
 
     def _on_journal_failure(self, exc: BaseException) -> None:
         """A journal write failed: halt the cell to Aborted (on another thread: the writer may hold locks)."""
@@ -218,7 +217,7 @@ class CellService:
             watch.close()
         with self._lock:
             ex = self._executor
-            self._wake.notify_all()
+        self._kick.set()
         if ex is not None:
             ex.cancel(outcome="stopped")
         if self._thread is not None:
@@ -230,8 +229,7 @@ class CellService:
         return self.packml.command(name)
 
     def _on_state(self, old: str, new: str, cause: str) -> None:
-        with self._wake:
-            self._wake.notify_all()
+        self._kick.set()
 
     # ------------------------------------------------------------ the JSON API
     def handle(self, raw: Any) -> Dict[str, Any]:
@@ -334,8 +332,7 @@ class CellService:
         self.journal.add_job(job_id, req.args["job"], priority=job.priority, plan=plan.to_dict(), status="queued")
         log.info("accepted job %s (%d steps)", job_id, len(plan.operations))
         self._publish_jobs()
-        with self._wake:
-            self._wake.notify_all()
+        self._kick.set()
         sched = plan.schedule
         return api.ok(req.request_id, req.op, job_id=job_id, steps=len(plan.operations),
                       makespan=sched.makespan if sched else None, state=self.packml.state)
@@ -358,8 +355,7 @@ class CellService:
                 raise StateError(f"job '{job_id}' is already {rec.status}", field="job_id")
             self.journal.set_status(job_id, "cancelled", error="cancelled by request")
         self._publish_jobs()
-        with self._wake:
-            self._wake.notify_all()
+        self._kick.set()
         return api.ok(req.request_id, req.op, job_id=job_id, status="cancelled")
 
     def _op_resume(self, req: api.Request) -> Dict[str, Any]:
@@ -390,8 +386,7 @@ class CellService:
         log.info("operator resumed job %s: %s", job_id,
                  ", ".join(f"{k} {v[0]}" for k, v in decisions.items()) or "no pending steps")
         self._publish_jobs()
-        with self._wake:
-            self._wake.notify_all()
+        self._kick.set()
         return api.ok(req.request_id, req.op, job_id=job_id, resolved=steps, retry=retry,
                       decisions={k: {"action": a, "reason": r} for k, (a, r) in decisions.items()},
                       state=self.packml.state)
@@ -575,9 +570,11 @@ class CellService:
                 if self.complete_when_empty and self._ran_since_start:
                     self.packml.try_complete(pm.EXECUTE)
                     continue
-            with self._wake:
-                if self.packml.state == state and not self._stop.is_set():
-                    self._wake.wait(timeout=1.0)
+            # wait for a change without holding our lock while PackML's is taken (its listeners
+            # run under PackML's lock and kick us: taking both in two orders would deadlock)
+            self._kick.clear()
+            if self.packml.state == state and not self._stop.is_set():
+                self._kick.wait(timeout=1.0)
 
     def _wait_machines_stopped(self) -> None:
         for hook in self.stop_hooks:

@@ -145,7 +145,11 @@ def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
 def shape_to_json(shape: Any) -> Any:
     """A part's shape for the wire: a Geometry as plain data (mesh path absolute), a box size as a list."""
     to_dict = getattr(shape, "to_dict", None)
-    return to_dict() if callable(to_dict) else [float(v) for v in shape]
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(shape, dict):   # already plain data (a call served from the wire, a restored world)
+        return dict(shape)
+    return [float(v) for v in shape]
 
 
 def encode_call(op: str, **args: Any) -> Dict[str, Any]:
