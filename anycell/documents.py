@@ -277,7 +277,7 @@ def _parse_json(text: str, file: Optional[str]) -> Document:
     try:
         node = loader.get_single_node()
         doc.data = _convert(node, (), doc, loader, json_source=text) if node is not None else data
-    except (yaml.YAMLError, ConfigError, RecursionError):  # the values without positions
+    except (yaml.YAMLError, RecursionError):  # the values without positions
         doc.positions.clear()
         doc.key_positions.clear()
         doc.data = data
