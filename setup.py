@@ -38,6 +38,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", sorted(glob.glob("launch/*.launch.py"))),
+        ("share/" + PACKAGE + "/config", sorted(glob.glob("launch/*.yaml"))),
         ("share/" + PACKAGE + "/cell_configs", sorted(glob.glob("cell_configs/*.yaml"))),
         ("share/" + PACKAGE + "/examples/jobs", sorted(glob.glob("examples/jobs/*.yaml"))),
         ("share/" + PACKAGE + "/examples/jobs/programs", sorted(glob.glob("examples/jobs/programs/*"))),

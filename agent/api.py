@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -33,13 +34,14 @@ OPS: Dict[str, tuple] = {
     "submit": (("job",), ("job_id",)),
     "quote": (("job",), ()),
     "cancel": (("job_id",), ()),
-    "resume": (("job_id",), ("retry",)),
+    "resume": (("job_id",), ("retry", "decisions")),
     "get": (("job_id",), ()),
     "list": ((), ("all",)),
     "status": ((), ()),
 }
 
 MAX_REQUEST_BYTES = 1_000_000
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -64,12 +66,18 @@ def parse_request(raw: Any) -> Request:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"request is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                               hint='send one JSON object like {"request_id": "r1", "op": "list"}') from None
+        except (RecursionError, ValueError) as exc:   # nesting too deep for the decoder, huge numbers
+            raise ConfigError(f"request cannot be read: {type(exc).__name__}",
+                              hint=f"nest at most {MAX_DEPTH} levels") from None
     else:
         data = raw
+    from anycell.documents import check_limits
+
+    check_limits(data, file="<api:request>")
     if not isinstance(data, dict):
         raise ConfigError("request must be a JSON object", hint='{"request_id": "r1", "op": "list"}')
     rid = data.get("request_id")
-    if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
+    if not isinstance(rid, str) or not rid.strip() or len(rid) > 200 or _has_control(rid):
         raise ConfigError("request_id is missing or not a non-empty string (at most 200 characters)",
                           field="request_id", hint="give every request a unique id, e.g. a UUID")
     op = data.get("op")
@@ -85,10 +93,54 @@ def parse_request(raw: Any) -> Request:
                               hint="fields: " + ", ".join(("request_id", "op") + tuple(required) + tuple(optional)))
     if "job" in data and not isinstance(data["job"], dict):
         raise ConfigError("'job' must be the job document as a JSON object", field="job")
-    if "job_id" in data and not isinstance(data["job_id"], str):
-        raise ConfigError("'job_id' must be a string", field="job_id")
+    if "job_id" in data:
+        check_job_id(data["job_id"], "job_id")
+    if "decisions" in data:
+        _check_decisions(data["decisions"])
+    for name in ("retry", "all"):
+        if name in data and not isinstance(data[name], bool):
+            raise ConfigError(f"'{name}' must be true or false (a JSON boolean), not {data[name]!r}", field=name,
+                              hint=f'"{name}": true')
     args = {k: v for k, v in data.items() if k not in ("request_id", "op")}
     return Request(request_id=rid, op=op, args=args)
+
+
+#: what a job id may look like: a name, never a path (reports are written under the job id)
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def check_job_id(value: Any, field_name: str = "job_id") -> str:
+    """A job id is a name (letters, digits, ``_ . -``, at most 128), never a path; ConfigError otherwise."""
+    if not isinstance(value, str):
+        raise ConfigError(f"job id must be a string, not {type(value).__name__}", field=field_name,
+                          hint='"job_id": "widget-42"')
+    if not JOB_ID.fullmatch(value) or ".." in value:
+        raise ConfigError(f"job id {str(value)[:40]!r} is not a name", field=field_name,
+                          hint="letters, digits, '_', '.' and '-', starting with a letter or digit; no '/' or '..'")
+    return value
+
+
+def _check_decisions(value: Any) -> None:
+    """``decisions``: ``{op_id: {"action": "done"|"retry"|"skip", "reason": "..."}}``; skip needs a reason."""
+    if not isinstance(value, dict):
+        raise ConfigError("'decisions' must map step ids to {action, reason}", field="decisions",
+                          hint='{"u1.print": {"action": "retry"}, "u1.place.a": {"action": "skip", "reason": "..."}}')
+    for op_id, d in value.items():
+        where = f"decisions.{op_id}"
+        if not isinstance(d, dict) or set(d) - {"action", "reason"}:
+            raise ConfigError("a decision is {action, reason}", field=where, hint='{"action": "done"}')
+        if d.get("action") not in ("done", "retry", "skip"):
+            raise ConfigError(f"action {d.get('action')!r} is not done, retry or skip", field=where + ".action")
+        reason = d.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ConfigError("reason must be text (at most 500 characters)", field=where + ".reason")
+        if d["action"] == "skip" and not reason.strip():
+            raise ConfigError("skipping a step needs a reason", field=where + ".reason",
+                              hint='{"action": "skip", "reason": "placed by hand"}')
 
 
 def request_id_of(raw: Any) -> Optional[str]:
@@ -123,32 +175,49 @@ def inline_program_files(job_data: Dict[str, Any], base_dir: str) -> Dict[str, A
     sent over the API carries its programs and meshes inline instead of naming local files.
     """
     data = copy.deepcopy(job_data)
+    base = os.path.realpath(base_dir)
     for i, part in enumerate(data.get("parts") or []):
         geo = part.get("geometry") if isinstance(part, dict) else None
         if isinstance(geo, dict) and isinstance(geo.get("mesh"), str):
-            path = geo["mesh"] if os.path.isabs(geo["mesh"]) else os.path.join(base_dir, geo["mesh"])
+            mesh_field = f"parts[{i}].geometry.mesh"
+            path = _inside(base, geo["mesh"], mesh_field, "mesh")
             try:
                 with open(path, "rb") as handle:
                     raw = handle.read()
                 text = raw.decode("utf-8")
             except OSError as exc:
                 raise ConfigError(f"cannot read mesh file '{geo['mesh']}': {exc.strerror}",
-                                  field=f"parts[{i}].geometry.mesh") from None
+                                  field=mesh_field) from None
             except UnicodeDecodeError:
                 raise ConfigError(f"mesh file '{geo['mesh']}' is binary and cannot travel in a job document",
-                                  field=f"parts[{i}].geometry.mesh",
-                                  hint="export it as OBJ or ASCII STL") from None
+                                  field=mesh_field, hint="export it as OBJ or ASCII STL") from None
             geo["mesh_inline"] = text
             geo["mesh_format"] = "stl" if path.lower().endswith(".stl") else "obj"
             del geo["mesh"]
-        prog = ((part or {}).get("source") or {}).get("program") if isinstance(part, dict) else None
+        src = (part or {}).get("source") if isinstance(part, dict) else None
+        prog = src.get("program") if isinstance(src, dict) else None
         if isinstance(prog, dict) and isinstance(prog.get("file"), str):
-            path = prog["file"] if os.path.isabs(prog["file"]) else os.path.join(base_dir, prog["file"])
+            field_name = f"parts[{i}].source.program.file"
+            name = prog["file"]
+            path = _inside(base, name, field_name, "program")
             try:
                 with open(path, "r", encoding="utf-8") as handle:
                     text = handle.read()
-            except OSError as exc:
-                raise ConfigError(f"cannot read program file '{prog['file']}': {exc.strerror}",
-                                  field=f"parts[{i}].source.program.file") from None
-            part["source"]["program"] = {"inline": text}
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read program file '{name}': {getattr(exc, 'strerror', None) or exc}",
+                                  field=field_name) from None
+            assert isinstance(src, dict)
+            src["program"] = {"inline": text}
     return data
+
+
+def _inside(base: str, name: str, field_name: str, what: str) -> str:
+    """The real path of ``name`` under ``base``; ConfigError (no server path in it) when it is not there."""
+    if "\0" in name or os.path.isabs(name):
+        raise ConfigError(f"{what} file '{name[:80]}' must be a path relative to the job's folder",
+                          field=field_name, hint=f"keep {what} files beside the job file, or below it")
+    path = os.path.realpath(os.path.join(base, name))
+    if os.path.commonpath([base, path]) != base:
+        raise ConfigError(f"{what} file '{name[:80]}' lies outside the job's folder", field=field_name,
+                          hint=f"keep {what} files beside the job file, or below it")
+    return path

@@ -18,6 +18,13 @@ Three tables:
 ``requests``   request_id -> the response sent, so a repeated request (a
                client retrying after a lost response) gets the same answer and
                never makes a second job.
+``events``     safety and recovery events (an e-stop trip, a halt on a signal, an
+               operator's per-step decision), for the report and the audit.
+
+A journal that cannot be opened raises :class:`~anycell.errors.ConfigError` naming
+its path, with a hint. A write that fails (disk full, file gone read-only) raises
+:class:`JournalError` after calling ``on_write_error``: the cell service halts to
+Aborted then, and nothing is acknowledged that was not written.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+from anycell.errors import AnycellError
 
 #: Job statuses. ``queued`` waits, ``running`` executes, ``interrupted`` was
 #: cut short (crash or Stop) and waits for the operator's resume or cancel.
@@ -42,8 +51,11 @@ STEP_FAILED = "failed"
 STEP_HALTED = "halted"
 STEP_RESOLVED = "resolved"   # operator confirmed an unconfirmed step: treated as done
 STEP_RETRY = "retry"         # operator asked to run an unconfirmed step again
+STEP_SKIPPED = "skipped"     # operator skipped a step (with a reason): its dependents run
 #: Steps that count as finished when resuming.
-FINISHED_STEPS = (STEP_DONE, STEP_RESOLVED)
+FINISHED_STEPS = (STEP_DONE, STEP_RESOLVED, STEP_SKIPPED)
+#: the operator's per-step decisions on resume, and the step status each leads to
+DECISIONS = {"done": STEP_RESOLVED, "retry": STEP_RETRY, "skip": STEP_SKIPPED}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -72,7 +84,16 @@ CREATE TABLE IF NOT EXISTS requests (
     response   TEXT NOT NULL,
     created    REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    at     REAL NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT
+);
 """
+
+
+class JournalError(AnycellError):
+    """The journal cannot be written; the cell cannot promise anything it does not record."""
 
 
 @dataclass
@@ -122,14 +143,26 @@ class Journal:
     """
 
     def __init__(self, path: str) -> None:
+        from anycell.errors import ConfigError, Location
+
         self.path = path
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        #: called with the error when a write fails (the cell service halts the cell)
+        self.on_write_error: Optional[Callable[[BaseException], None]] = None
+        self.failed: Optional[str] = None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("SELECT count(*) FROM jobs").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the journal: {exc}", location=Location(path), field="journal",
+                              hint="check that the directory is writable and the file is an anycell journal; "
+                                   "move a damaged file away (the agent starts a new one) or pass another "
+                                   "journal path") from None
 
     def close(self) -> None:
         with self._lock:
@@ -138,8 +171,31 @@ class Journal:
     # ------------------------------------------------------------ writing
     def _write(self, sql: str, args: tuple) -> int:
         with self._lock:
-            cur = self._db.execute(sql, args)
+            try:
+                cur = self._db.execute(sql, args)
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                raise JournalError(f"journal write failed ({self.path}): {exc}") from None
             return cur.rowcount
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failed = str(exc)
+        if self.on_write_error is not None:
+            try:
+                self.on_write_error(exc)
+            except Exception:  # noqa: BLE001 - the write error is raised to the caller anyway
+                pass
+
+    def log_event(self, kind: str, detail: Any = None) -> None:
+        """Record a safety or recovery event (e-stop trip, signal halt, operator decision)."""
+        self._write("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
+                    (time.time(), kind, json.dumps(detail) if detail is not None else None))
+
+    def events(self, kind: Optional[str] = None) -> List[Dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, kind, detail FROM events" + (" WHERE kind = ?" if kind else "")
+                                    + " ORDER BY at", (kind,) if kind else ()).fetchall()
+        return [{"at": r[0], "kind": r[1], "detail": json.loads(r[2]) if r[2] else None} for r in rows]
 
     def add_job(self, job_id: str, document: Dict[str, Any], *, priority: int = 0,
                 plan: Optional[Dict[str, Any]] = None, status: str = "queued") -> JobRecord:
@@ -155,6 +211,9 @@ class Journal:
                      status, now, now))
             except sqlite3.IntegrityError:
                 raise ValueError(f"job '{job_id}' is already in the journal") from None
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                raise JournalError(f"journal write failed ({self.path}): {exc}") from None
         rec = self.job(job_id)
         assert rec is not None
         return rec
@@ -192,12 +251,23 @@ class Journal:
 
     def resolve_unconfirmed(self, job_id: str, retry: bool = False) -> List[str]:
         """The operator's decision on unconfirmed steps: treat as done (resolved) or run again (retry)."""
+        ids = self.unconfirmed_steps(job_id)
+        self.decide(job_id, {op: ("retry" if retry else "done", "") for op in ids})
+        return ids
+
+    def failed_steps(self, job_id: str) -> List[str]:
         with self._lock:
-            ids = self.unconfirmed_steps(job_id)
-            for op_id in ids:
-                self._finish(job_id, op_id, STEP_RETRY if retry else STEP_RESOLVED,
-                             {"operator": "retry" if retry else "confirmed done"})
-            return ids
+            rows = self._db.execute("SELECT op_id FROM steps WHERE job_id = ? AND status = ? ORDER BY rowid",
+                                    (job_id, STEP_FAILED)).fetchall()
+        return [r[0] for r in rows]
+
+    def decide(self, job_id: str, decisions: Dict[str, tuple]) -> None:
+        """Per-step decisions ``{op_id: (done|retry|skip, reason)}``, each journaled as an event."""
+        with self._lock:
+            for op_id, (action, reason) in decisions.items():
+                self._finish(job_id, op_id, DECISIONS[action],
+                             {"operator": action, "reason": reason} if reason else {"operator": action})
+                self.log_event("decision", {"job_id": job_id, "op": op_id, "action": action, "reason": reason})
 
     def record_response(self, request_id: str, response: Dict[str, Any]) -> Dict[str, Any]:
         """Store the response for request_id; if one is already stored, return that one instead."""
@@ -205,8 +275,8 @@ class Journal:
             old = self.response_for(request_id)
             if old is not None:
                 return old
-            self._db.execute("INSERT INTO requests (request_id, response, created) VALUES (?, ?, ?)",
-                             (request_id, json.dumps(response), time.time()))
+            self._write("INSERT INTO requests (request_id, response, created) VALUES (?, ?, ?)",
+                        (request_id, json.dumps(response), time.time()))
             return response
 
     # ------------------------------------------------------------ reading
@@ -246,7 +316,7 @@ class Journal:
         """Completed (done or operator-resolved) steps, in completion order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT op_id FROM steps WHERE job_id = ? AND status IN (?, ?) ORDER BY finished, rowid",
+                "SELECT op_id FROM steps WHERE job_id = ? AND status IN (?, ?, ?) ORDER BY finished, rowid",
                 (job_id,) + FINISHED_STEPS).fetchall()
         return [r[0] for r in rows]
 

@@ -197,3 +197,31 @@ def write_report(directory: str, report: Dict[str, Any], plan: Plan, runner: Any
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(report_markdown(report))
     return path
+
+
+def append_recovery(directory: str, recovery: List[Dict[str, Any]]) -> None:
+    """Add the job's recovery (crash, resumes, per-step decisions, retries) to a written report."""
+    if not recovery or not os.path.isdir(directory):
+        return
+    path = os.path.join(directory, "report.json")
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return
+    data["recovery"] = recovery
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    lines = ["", "## Recovery", ""]
+    for r in recovery:
+        if r["event"] == "resume":
+            lines.append(f"* resumed after: {r.get('error') or r.get('from')}")
+        elif r["event"] == "decision":
+            why = f" ({r['reason']})" if r.get("reason") else ""
+            lines.append(f"* step {r.get('op')}: {r.get('action')}{why}")
+        elif r["event"] == "retries":
+            lines.append("* steps run more than once: " + ", ".join(f"{s['op']} x{s['attempts']}" for s in r["steps"]))
+        else:
+            lines.append(f"* {r['event']}: {r.get('reason', '')}")
+    with open(os.path.join(directory, "report.md"), "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")

@@ -98,6 +98,27 @@ class Accuracy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GripperCommand:
+    """How the agent works a real robot's gripper: a std_srvs/SetBool service, or a JointTrajectory
+    to the gripper joints (what ros2_control's joint trajectory controllers accept)."""
+
+    interface: Literal["set_bool", "joint_trajectory"] = spec("the gripper's command interface",
+                                                              default="set_bool")
+    name: str = spec("service (set_bool) or topic (joint_trajectory), relative to the cell namespace; "
+                     "default <robot>/gripper or <robot>/gripper_controller/joint_trajectory", default="")
+    joints: List[str] = spec("gripper joint names (joint_trajectory)", default_factory=list)
+    open: List[float] = spec("joint positions when open (joint_trajectory)", default_factory=list)
+    closed: List[float] = spec("joint positions when fully closed (joint_trajectory)", default_factory=list)
+    duration: float = spec("time to open or close, seconds", default=1.0, exclusive_minimum=0.0, maximum=60.0)
+
+    def check(self, path: PathKey, ctx: Context) -> None:
+        if self.interface == "joint_trajectory":
+            if not self.joints or len(self.open) != len(self.joints) or len(self.closed) != len(self.joints):
+                raise ctx.error(path, "a joint_trajectory gripper needs joints, open and closed of one length",
+                                "joints: [finger_joint1], open: [0.04], closed: [0.0]")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RobotConfig:
     """An arm: a built-in model or a URDF, where it stands, its tool and its limits."""
 
@@ -121,6 +142,9 @@ class RobotConfig:
     accuracy: Accuracy = spec("what this robot can hold", default_factory=Accuracy)
     controller_topic: str = spec("JointTrajectory topic of the real controller, relative to the cell namespace",
                                  default="")
+    joint_states_topic: str = spec("JointState topic of the real robot, relative to the cell namespace "
+                                   "(default <robot>/joint_states)", default="")
+    gripper: GripperCommand = spec("how the gripper is commanded", default_factory=GripperCommand)
     rate_per_hour: float = spec("cost of one hour of this robot, in the cell's currency", default=0.0, minimum=0.0)
 
     def check(self, path: PathKey, ctx: Context) -> None:
@@ -398,8 +422,11 @@ class KeepOut:
 class EStop:
     """Where the emergency stop signal comes from; anycell stops when it trips."""
 
-    kind: Literal["none", "opcua", "ros_topic"] = spec("signal source", default="none")
-    source: str = spec("the OPC UA node (machine_id/variable) or ROS topic that reads true when tripped",
+    kind: Literal["none", "opcua", "ros_topic", "serial_state", "serial_pin"] = spec(
+        "signal source: an OPC UA variable, a std_msgs/Bool topic, a serial machine's state (alarm, door, "
+        "kill), or a GRBL input pin", default="none")
+    source: str = spec("opcua: machine_id/variable; ros_topic: the topic; serial_state: machine_id; "
+                       "serial_pin: machine_id/pin letter of GRBL's Pn field (D door, H hold, R reset)",
                        default="")
 
 
@@ -475,12 +502,24 @@ class CellConfig:
                                     f"id '{item.id}' is already used by one of the {every[item.id]}",
                                     "robots, machines and stations share one id space", cls=UnresolvedReference)
                 every[item.id] = group
-        if self.safety.estop.kind == "opcua":
-            mid = self.safety.estop.source.split("/")[0]
-            if mid not in {m.id for m in self.machines}:
-                raise ctx.error(path + ("safety", "estop", "source"),
-                                f"e-stop source names machine '{mid}', which is not in this cell",
-                                "write it as <machine_id>/<variable>", cls=UnresolvedReference)
+        estop = self.safety.estop
+        if estop.kind in ("opcua", "serial_state", "serial_pin"):
+            where = path + ("safety", "estop", "source")
+            mid, _, rest = estop.source.partition("/")
+            machines = {m.id: m for m in self.machines}
+            if mid not in machines:
+                raise ctx.error(where, f"e-stop source names machine '{mid}', which is not in this cell",
+                                "write it as <machine_id>/<variable> (opcua), <machine_id> (serial_state) "
+                                "or <machine_id>/<pin> (serial_pin)", cls=UnresolvedReference)
+            drv = machines[mid].driver
+            proto = drv.dialect if drv.kind == "serial" else getattr(drv, "protocol", "opcua")
+            if estop.kind == "opcua" and proto != "opcua":
+                raise ctx.error(where, f"machine '{mid}' is not reached over OPC UA", "use serial_state or serial_pin")
+            if estop.kind.startswith("serial") and proto not in ("grbl", "marlin"):
+                raise ctx.error(where, f"machine '{mid}' is not a serial G-code machine", "use kind: opcua")
+            if estop.kind == "serial_pin" and (proto != "grbl" or len(rest) != 1 or rest not in "XYZPDHRS"):
+                raise ctx.error(where, "serial_pin needs a GRBL machine and one of its Pn pin letters "
+                                "(X Y Z P D H R S)", "e.g. router/D for the safety door input")
 
     # ---- lookups used by every layer
     def robot(self, rid: str) -> RobotConfig:

@@ -12,7 +12,14 @@ state                  std_msgs/String, latched            the PackML state
 start, stop, ...       std_srvs/Trigger                    the PackML commands
 /diagnostics           diagnostic_msgs/DiagnosticArray     cell, journal and driver health (1 Hz)
 plan_markers           visualization_msgs/MarkerArray      the running job's plan, latched
+<robot>/robot_desc...  std_msgs/String, latched            each robot's URDF (robot_state_publisher)
 =====================  ==================================  =====================================
+
+Requests are parsed in the subscription callback and answered on the API's own threads
+(:mod:`anycell.agent.api_queue`), so planning never occupies the executor threads that serve
+the PackML commands. The e-stop (``safety.estop``) is watched from start-up
+(:mod:`anycell.agent.ros.estop`); SIGINT/SIGTERM halt the robots and machines before rclpy
+shuts down (:mod:`anycell.agent.ros.node_main`).
 
 Parameters: ``cell`` (path to the cell config, required), ``sim`` (bool),
 ``journal`` (path of the SQLite journal; default under ``~/.local/state/anycell``),
@@ -21,7 +28,9 @@ Parameters: ``cell`` (path to the cell config, required), ``sim`` (bool),
 ``module:function`` returning a runner factory), ``dry_run_scale`` (time
 scale of the dry run), ``complete_when_empty`` (Execute goes on to Complete when the
 queue runs dry; default false: Execute waits for more work), ``startup`` (``stopped``, the PackML power-up state; ``idle``:
-reset at launch; ``execute``: reset and start).
+reset at launch; ``execute``: reset and start), ``max_quantity`` (the most units one job may ask
+for, default 100), ``program_dir`` (a folder on this machine whose programs API jobs may name with
+``program: {file: NAME}``; default none: programs come inline).
 
 A runner module named by ``runner`` provides ``make_runner_factory(node, cell, sim)``
 returning ``(plan, job) -> StepRunner``; it may add health sources for
@@ -48,20 +57,26 @@ from std_srvs.srv import Trigger
 from diagnostic_msgs.msg import DiagnosticArray
 from visualization_msgs.msg import MarkerArray
 
-from anycell.errors import StateError
+from anycell.errors import AnycellError, StateError
 from anycell.plan import Plan
 
 from anycell.agent.ros import conversions as cv
 from anycell.agent.cell_service import CellService, RunnerFactory, default_journal_path
 from anycell.agent.executor import DryRunRunner
 from anycell.agent.journal import Journal
-from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
+from anycell.agent.api_queue import RequestQueue
+from anycell.agent.ros.estop import attach_estop
+from anycell.agent.ros.node_main import forward_logging, init_with_cell, on_signal, spin_until_shutdown
 from anycell.agent.packml import COMMANDS
 
 log = logging.getLogger(__name__)
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: the state topic keeps its last transitions, so a late or slow reader still sees brief states
+STATE_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+#: requests and responses: deep enough for a burst of 1000 back-to-back requests
+API_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 def resolve_runner(spec: str, node: "CellAgentNode", sim: bool, dry_run_scale: float) -> Optional[RunnerFactory]:
@@ -92,13 +107,15 @@ class CellAgentNode(Node):
         self._api_group = ReentrantCallbackGroup()
         self._cmd_group = MutuallyExclusiveCallbackGroup()
         self._pub_lock = threading.Lock()
-        self.response_pub = self.create_publisher(String, "api/response", RELIABLE)
-        self.state_pub = self.create_publisher(String, "state", LATCHED)
+        self.response_pub = self.create_publisher(String, "api/response", API_QOS)
+        self.state_pub = self.create_publisher(String, "state", STATE_QOS)
         self.jobs_pub = self.create_publisher(String, "jobs", LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
         self.marker_pub = self.create_publisher(MarkerArray, "plan_markers", LATCHED)
-        self.create_subscription(String, "api/request", self._on_request, RELIABLE,
+        self.requests = RequestQueue(service.handle, self._send_response)
+        self.create_subscription(String, "api/request", self._on_request, API_QOS,
                                  callback_group=self._api_group)
+        self.description_pubs = self._publish_descriptions()
         for name in COMMANDS:
             self.create_service(Trigger, name, self._make_command(name), callback_group=self._cmd_group)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -134,9 +151,28 @@ class CellAgentNode(Node):
         self._publish(self.diag_pub, cv.health_to_diagnostics(self.service.health(), stamp=stamp,
                                                               hardware_id=self.service.cell_id))
 
+    def _publish_descriptions(self) -> Dict[str, Any]:
+        """Each robot's URDF on ``<robot>/robot_description`` (latched), for robot_state_publisher and RViz."""
+        pubs: Dict[str, Any] = {}
+        for robot in self.service.cell.robots:
+            try:
+                from anycell.sim.builder import robot_urdf
+
+                with open(robot_urdf(robot), "r", encoding="utf-8") as handle:
+                    text = handle.read()
+            except Exception as exc:  # noqa: BLE001 - RViz is a view; the cell runs without it
+                log.warning("no robot_description for %s: %s", robot.id, exc)
+                continue
+            pub = self.create_publisher(String, f"{robot.id}/robot_description", LATCHED)
+            pub.publish(String(data=text))
+            pubs[robot.id] = pub
+        return pubs
+
     # ---- the API and the commands
     def _on_request(self, msg: String) -> None:
-        response = self.service.handle(msg.data)
+        self.requests.put(msg.data)     # parsed here, answered on the API threads
+
+    def _send_response(self, response: Dict[str, Any]) -> None:
         self._publish(self.response_pub, String(data=json.dumps(response, separators=(",", ":"))))
 
     def _make_command(self, name: str) -> Callable[[Trigger.Request, Trigger.Response], Trigger.Response]:
@@ -157,30 +193,74 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``cell_agent`` (``ros2 run anycell cell_agent --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.ERROR)   # its INFO logs every notification
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # a signal during start-up: nothing moved yet
+        return 0
+
+
+def _main(argv: Optional[List[str]]) -> int:
     started = init_with_cell("cell_agent", "cell_agent_params",
                              (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
-                              ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False)), argv)
+                              ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False),
+                              ("max_quantity", 100), ("program_dir", "")), argv)
     if started is None:
         return 2
     params, cell = started
-    journal = Journal(str(params["journal"]) or default_journal_path(cell.cell.id))
-    service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]))
+    startup = str(params["startup"])
+    if startup not in ("stopped", "idle", "execute"):
+        print(f"cell_agent: startup:={startup} is not one of stopped, idle, execute", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    try:
+        journal = Journal(str(params["journal"]) or default_journal_path(cell.cell.id))
+    except AnycellError as exc:
+        print(f"cell_agent: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    service = CellService(cell, journal, complete_when_empty=bool(params["complete_when_empty"]),
+                          max_quantity=int(params["max_quantity"]), program_dir=str(params["program_dir"]) or None)
     node = CellAgentNode(service)
     forward_logging(node)   # from here on the core's log records reach /rosout
     for name, value in params.items():
         node.declare_parameter(name, value)
     sim = bool(params["sim"])
-    service.runner_factory = resolve_runner(str(params["runner"]), node, sim, float(params["dry_run_scale"]))
+    closers: List[Callable[[], None]] = []
+    try:
+        service.runner_factory = resolve_runner(str(params["runner"]), node, sim, float(params["dry_run_scale"]))
+        close = attach_estop(node, service, getattr(node, "cell_devices", None))
+        if close is not None:
+            closers.append(close)
+    except (AnycellError, ImportError, AttributeError, ValueError) as exc:
+        print(f"cell_agent: {exc}", file=sys.stderr)
+        node.destroy_node()
+        rclpy.shutdown()
+        return 2
+
+    def halt_on_signal(reason: str) -> None:
+        service.halt_now(reason)
+        try:
+            service.journal.log_event("signal", {"reason": reason, "state": service.packml.state})
+        except Exception:  # noqa: BLE001
+            pass
+
+    on_signal(halt_on_signal)
     service.start()
-    startup = str(params["startup"])
     if startup in ("idle", "execute"):
         service.command("reset")
         service.packml.wait_for(["Idle"], 10)
         if startup == "execute":
             service.command("start")
     node.get_logger().info(f"cell '{service.cell_id}' up: state {service.packml.state}, journal {service.journal.path}")
+
+    def cleanup() -> None:
+        service.shutdown()
+        node.requests.close()
+        for close in closers:
+            close()
+
     try:
-        spin_until_shutdown(node, 4, service.shutdown)
+        spin_until_shutdown(node, 4, cleanup)
     finally:
         service.journal.close()
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -36,11 +37,32 @@ from std_srvs.srv import Trigger
 from anycell.errors import DriverTimeout
 
 from anycell.agent.api import inline_program_files
+from anycell.agent.ros.json_topic import JsonRequester
 from anycell.agent.packml import COMMANDS
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STATE_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 FINAL_JOB = ("complete", "failed", "aborted", "cancelled")
+
+
+def init_client_rclpy() -> None:
+    """rclpy.init for a client process, keeping Ctrl-C and SIGTERM as a KeyboardInterrupt in the main thread.
+
+    rclpy's own handlers would shut the context down under a waiting client (its spin thread
+    ends and the main thread waits forever). Without them, SIGINT raises KeyboardInterrupt as
+    usual, and SIGTERM does the same when nothing else handles it, so every CLI command ends
+    within a moment of either signal and tears its node down on the way out.
+    """
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:   # pragma: no cover - before Humble
+        rclpy.init()
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 class CellClient:
@@ -49,7 +71,7 @@ class CellClient:
     def __init__(self, cell_id: str, node_name: Optional[str] = None) -> None:
         self._own_context = False
         if not rclpy.ok():
-            rclpy.init()
+            init_client_rclpy()
             self._own_context = True
         self.cell_id = cell_id
         ns = "/" + cell_id
@@ -59,9 +81,9 @@ class CellClient:
         self._state: Optional[str] = None
         self._jobs: Optional[Dict[str, Any]] = None
         self._jobs_seq = 0
-        self._req_pub = self.node.create_publisher(String, ns + "/api/request", RELIABLE)
-        self._resp_sub = self.node.create_subscription(String, ns + "/api/response", self._on_response, RELIABLE)
-        self.node.create_subscription(String, ns + "/state", self._on_state, LATCHED)
+        self._api = JsonRequester(self.node, ns + "/api/request", ns + "/api/response")
+        self._api.ready_also = lambda: self._state is not None
+        self.node.create_subscription(String, ns + "/state", self._on_state, STATE_QOS)
         self.node.create_subscription(String, ns + "/jobs", self._on_jobs, LATCHED)
         self._triggers = {name: self.node.create_client(Trigger, f"{ns}/{name}") for name in COMMANDS}
         self._executor = SingleThreadedExecutor()
@@ -80,17 +102,6 @@ class CellClient:
                 raise
 
     # ---- callbacks
-    def _on_response(self, msg: String) -> None:
-        try:
-            data = json.loads(msg.data)
-        except ValueError:
-            return
-        rid = data.get("request_id")
-        if isinstance(rid, str):
-            with self._lock:
-                self._responses[rid] = data
-                self._lock.notify_all()
-
     def _on_state(self, msg: String) -> None:
         with self._lock:
             self._state = msg.data
@@ -105,16 +116,7 @@ class CellClient:
     # ---- connection
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait until the agent's API topics match ours and its state arrived (False on timeout)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                if (self._req_pub.get_subscription_count() > 0 and self._resp_sub.get_publisher_count() > 0
-                        and self._state is not None):
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._lock.wait(min(left, 0.02))
+        return self._api.wait_ready(timeout)
 
     # ---- the JSON API
     def request(self, op: str, timeout: float = 30.0, request_id: Optional[str] = None, resend_after: float = 5.0,
@@ -124,21 +126,8 @@ class CellClient:
             raise DriverTimeout(f"cell '{self.cell_id}' API did not appear within {timeout:.0f} s",
                                 hint="is the cell up? (anycell up CELL.yaml, or ros2 launch anycell cell.launch.py)")
         rid = request_id or f"{self.node.get_name()}-{uuid.uuid4().hex}"
-        payload = dict(fields, request_id=rid, op=op)
-        text = json.dumps(payload, separators=(",", ":"))
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._responses.pop(rid, None)
-        while True:
-            self._req_pub.publish(String(data=text))
-            resend = min(deadline, time.monotonic() + resend_after)
-            with self._lock:
-                while rid not in self._responses and time.monotonic() < resend:
-                    self._lock.wait(max(0.0, min(resend - time.monotonic(), 0.1)))
-                if rid in self._responses:
-                    return self._responses.pop(rid)
-            if time.monotonic() >= deadline:
-                raise DriverTimeout(f"no response to '{op}' ({rid}) within {timeout:.0f} s")
+        return self._api.call(dict(fields, op=op), timeout=timeout, resend_after=resend_after, request_id=rid,
+                              what=f"'{op}'")
 
     def submit(self, job: Dict[str, Any], job_id: Optional[str] = None, **kw: Any) -> Dict[str, Any]:
         fields: Dict[str, Any] = {"job": job}
@@ -160,7 +149,11 @@ class CellClient:
     def cancel(self, job_id: str, **kw: Any) -> Dict[str, Any]:
         return self.request("cancel", job_id=job_id, **kw)
 
-    def resume(self, job_id: str, retry: bool = False, **kw: Any) -> Dict[str, Any]:
+    def resume(self, job_id: str, retry: bool = False, decisions: Optional[Dict[str, Dict[str, str]]] = None,
+               **kw: Any) -> Dict[str, Any]:
+        """Resume an interrupted or failed job; ``decisions``: ``{op: {"action": done|retry|skip, "reason": ...}}``."""
+        if decisions:
+            kw["decisions"] = decisions
         return self.request("resume", job_id=job_id, retry=retry, **kw)
 
     def get(self, job_id: str, **kw: Any) -> Dict[str, Any]:
@@ -224,7 +217,7 @@ class CellClient:
         seen = -1
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: self._jobs_seq != seen, max(0.0, min(1.0, deadline - time.monotonic())))  # noqa: B023
+                self._lock.wait_for(lambda s=seen: self._jobs_seq != s, max(0.0, min(1.0, deadline - time.monotonic())))
                 seen = self._jobs_seq
             p = self.progress(job_id)
             if p is not None:
@@ -248,7 +241,7 @@ def find_cells(timeout: float = 3.0) -> List[str]:
     """Cell ids visible in this ROS domain: namespaces that have an ``api/request`` topic."""
     own = not rclpy.ok()
     if own:
-        rclpy.init()
+        init_client_rclpy()
     node = Node(f"anycell_probe_{uuid.uuid4().hex[:8]}")
     try:
         deadline = time.monotonic() + timeout

@@ -5,6 +5,12 @@ so the parameters are read by a short-lived bootstrap node before the real node 
 (``anycell up``, launch) ends a node the way Ctrl-C does, and teardown runs in one order: the
 node's own clean-up, the executor, the node, then rclpy.
 
+Signals are ours, not rclpy's: rclpy is initialised without its signal handlers
+(``SignalHandlerOptions.NO``), because its SIGINT handler shuts the context down *first*, and a
+stop trajectory published after that fails ("publisher's context is invalid"). Our handler runs
+the registered halt (:func:`on_signal`: robots stopped, machine stops sent) while every
+publisher still works, then ends the spin; a second signal ends it at once.
+
 Inside a node, the core's ``logging`` records (drivers, planners, the executive)
 go to the node's ROS logger (:func:`forward_logging`): the console, the ROS log
 files and ``/rosout`` carry them, so rqt_console and bags see driver faults and
@@ -18,6 +24,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import rclpy
@@ -28,6 +36,56 @@ from anycell.errors import AnycellError
 
 if TYPE_CHECKING:
     from anycell.cell import CellConfig
+
+log = logging.getLogger(__name__)
+
+_halt: List[Callable[[str], None]] = []
+_signalled = threading.Event()
+#: (signal name, monotonic time the signal arrived, monotonic time the halt returned)
+last_signal: Dict[str, Any] = {}
+
+
+def on_signal(halt: Callable[[str], None]) -> None:
+    """Run ``halt(reason)`` first when SIGINT or SIGTERM arrives (before anything shuts down)."""
+    _halt.append(halt)
+
+
+def signalled() -> bool:
+    """True once SIGINT or SIGTERM arrived (a clean, operator-requested exit)."""
+    return _signalled.is_set()
+
+
+def _handle(signum: int, _frame: Any) -> None:
+    name = signal.Signals(signum).name
+    first = not _signalled.is_set()
+    _signalled.set()
+    if first:
+        t0 = time.monotonic()
+        for halt in list(_halt):
+            try:
+                halt(f"{name} received")
+            except Exception:  # noqa: BLE001 - the rest must still halt
+                log.exception("halt on %s failed", name)
+        last_signal.update(signal=name, at=t0, halted=time.monotonic())
+    raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM run the halt, then raise KeyboardInterrupt in the main thread."""
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+
+
+def init_rclpy(args: Optional[List[str]] = None) -> None:
+    """``rclpy.init`` without rclpy's signal handlers (Humble and later have SignalHandlerOptions)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:   # pragma: no cover - before Humble
+        rclpy.init(args=args)
+    install_signal_handlers()
+
 
 #: The root logger's handlers from before :func:`forward_logging`, put back by :func:`restore_logging`.
 _saved_handlers: Optional[List[logging.Handler]] = None
@@ -105,8 +163,7 @@ def init_with_cell(prog: str, bootstrap_name: str, defaults: Sequence[Tuple[str,
     name with its default, ``cell`` among them. The config module is imported only here, once
     rclpy is up.
     """
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # raises KeyboardInterrupt
+    init_rclpy(argv if argv is not None else sys.argv)
     bootstrap = Node(bootstrap_name)
     params = {name: bootstrap.declare_parameter(name, default).value for name, default in defaults}
     bootstrap.destroy_node()
@@ -138,8 +195,14 @@ def spin_until_shutdown(node: Node, num_threads: int, cleanup: Callable[[], None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        cleanup()
-        executor.shutdown()
+        try:
+            cleanup()
+        except KeyboardInterrupt:   # a second signal during clean-up: go on tearing down
+            pass
+        try:
+            executor.shutdown(timeout_sec=2.0)
+        except KeyboardInterrupt:
+            pass
         restore_logging()
         node.destroy_node()
         if rclpy.ok():

@@ -84,20 +84,87 @@ class CellDevices:
                 except AnycellError as exc:
                     log.error("machine %s is not reachable: %s (jobs that need it will fail)", m.id, exc)
                 self.machines[m.id] = drv
+        from anycell.agent.safety import GuardedRobot, TrajectoryGuard
+
         ns = node.get_namespace()
-        self.robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic)
-                       for r in cell.robots}
+        self.ros_robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic,
+                                          joint_states_topic=r.joint_states_topic, gripper=r.gripper)
+                           for r in cell.robots}
         self.planners = {r.id: MotionPlanner(cell, r.id) for r in cell.robots}
+        # every trajectory is checked again at the last moment, whatever planned it
+        self.robots = {rid: GuardedRobot(robot, TrajectoryGuard.for_planner(cell, rid, self.planners[rid]))
+                       for rid, robot in self.ros_robots.items()}
         self.hooks = None
+        self._restored = False
         if sim:
             from anycell.agent.ros.sim_bridge import RosSimHooks
 
             self.hooks = RosSimHooks(node)
         atexit.register(self.close)
 
-    def health(self) -> List[Dict[str, Any]]:
-        """One /diagnostics entry per machine driver."""
+    def halt_all(self) -> None:
+        """The halt path: every robot's stop now, every machine's stop on its own thread."""
+        from anycell.agent.safety import halt_devices
+
+        halt_devices(self.ros_robots, self.machines)
+
+    def wait_machines_stopped(self, timeout: float = 10.0) -> None:
+        """Return once no machine reports a moving or acting state (PackML Stopping waits on this)."""
+        import time
+
+        busy = ("Stopping", "Aborting", "Execute", "Starting", "Completing", "Holding", "Unholding", "Run",
+                "Resetting", "Clearing", "Jog", "Home", "Printing", "Busy")
+        end = time.monotonic() + timeout
+        for mid, drv in list(self.machines.items()):
+            while True:
+                try:
+                    st = str(drv.state())
+                except AnycellError:
+                    break   # unreachable: the reset check keeps the cell out of Idle
+                if not st.startswith(busy):
+                    break
+                if time.monotonic() > end:
+                    raise AnycellError(f"machine {mid} still {st} after {timeout:.0f} s")
+                time.sleep(0.05)
+
+    def check_reachable(self) -> None:
+        """Reset check: every configured machine answers (a vanished printer keeps the cell out of Idle)."""
+        from anycell.errors import ConnectionLost
+
+        for mid, drv in list(self.machines.items()):
+            try:
+                level = str(drv.health().get("level", "ok"))
+                drv.state()
+            except AnycellError as exc:
+                raise ConnectionLost(f"machine {mid} is unreachable: {exc}", field=f"machines.{mid}",
+                                     hint="reconnect the machine, then Clear and Reset") from None
+            if level == "error" and not self._connected(drv):
+                raise ConnectionLost(f"machine {mid} is unreachable", field=f"machines.{mid}",
+                                     hint="reconnect the machine, then Clear and Reset")
+
+    @staticmethod
+    def _connected(drv: Any) -> bool:
+        link = getattr(drv, "link", None)
+        if link is not None and getattr(link, "lost", None):
+            return False
+        for attr in ("_connected", "connected"):
+            v = getattr(drv, attr, None)
+            if isinstance(v, bool):
+                return v
+        return True
+
+    def robot_health(self) -> List[Dict[str, Any]]:
+        """One /diagnostics entry per robot: controller connection and tracking."""
         out = []
+        for rid, robot in self.ros_robots.items():
+            h = robot.health()
+            out.append({"name": f"{self.cell.cell.id}/robot/{rid}", "level": h["level"], "message": h["message"],
+                        "hardware_id": f"robot:{rid}:{robot.trajectory_topic}", "values": h["values"]})
+        return out
+
+    def health(self) -> List[Dict[str, Any]]:
+        """One /diagnostics entry per machine driver and per robot; hardware ids name the device."""
+        out = self.robot_health()
         for mid, drv in self.machines.items():
             try:
                 h = dict(drv.health())
@@ -108,7 +175,8 @@ class CellDevices:
             level = h.pop("level", "ok")
             message = str(h.pop("message", ""))
             out.append({"name": f"{self.cell.cell.id}/machine/{mid}", "level": LEVELS.get(str(level), 2),
-                        "message": message, "values": {k: str(v) for k, v in h.items()}})
+                        "message": message, "hardware_id": _hardware_id(mid, drv),
+                        "values": {k: str(v) for k, v in h.items()}})
         return out
 
     def reset_machines(self) -> None:
@@ -117,10 +185,32 @@ class CellDevices:
             log.info("resetting machine %s", mid)
             drv.reset()
 
+    @property
+    def world_file(self) -> Optional[str]:
+        """Where the simulated world is saved: beside the journal (sim mode only)."""
+        if not self.sim or not self.journal_path:
+            return None
+        return os.path.join(os.path.dirname(os.path.abspath(self.journal_path)), "sim_world.json")
+
+    def save_world(self, job_id: str = "", op_id: str = "") -> None:
+        """After each confirmed step: the simulated parts where they lie, saved with the journal."""
+        if self.hooks is not None and self.world_file:
+            self.hooks.save(self.world_file)
+
+    def restore_world(self) -> None:
+        """Once, before the first job of this agent: put back the parts of the saved world."""
+        if self._restored or self.hooks is None or not self.world_file or not os.path.exists(self.world_file):
+            self._restored = True
+            return
+        self._restored = True
+        added = self.hooks.restore(self.world_file)
+        log.info("restored %d simulated part(s) from %s", added, self.world_file)
+
     def runner(self, plan: Plan, job: JobSpec) -> CellRunner:
         """A step runner for one job; its report goes beside the journal (see anycell.agent.report.report_dir_for)."""
         from anycell.agent.report import report_dir_for
 
+        self.restore_world()
         report_dir = report_dir_for(self.journal_path, plan.job_id) if self.journal_path else None
         return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
                           sim=self.hooks, report_dir=report_dir, machine_time_scale=self.machine_time_scale)
@@ -150,6 +240,20 @@ def make_runner_factory(node: "CellAgentNode", cell: CellConfig, sim: bool) -> C
     devices = CellDevices(node, cell, sim=sim, journal_path=node.service.journal.path, machine_faults=faults,
                           machine_time_scale=float(scale) if scale else None)
     node.service.health_sources.append(devices.health)
+    node.service.reset_checks.append(devices.check_reachable)
     node.service.reset_hooks.append(devices.reset_machines)
+    node.service.halt_hooks.append(devices.halt_all)
+    node.service.stop_hooks.append(devices.wait_machines_stopped)
+    if sim:
+        node.service.step_hooks.append(devices.save_world)
     node.cell_devices = devices
     return devices.runner
+
+
+def _hardware_id(mid: str, drv: Any) -> str:
+    """The device behind a machine id: its OPC UA endpoint or serial port."""
+    for attr in ("endpoint", "port"):
+        v = getattr(drv, attr, None)
+        if isinstance(v, str) and v:
+            return f"{mid}@{v}"
+    return mid

@@ -8,20 +8,17 @@ API. The sim node (:mod:`anycell.agent.ros.sim_node`) serves them with
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
 from typing import Any, Dict, Optional, Sequence
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
 
 from anycell.errors import DriverTimeout, ExecutionError
 from anycell.geometry import Pose
 
+from anycell.agent.ros.json_topic import JsonRequester
 from anycell.agent.simulation.hooks import decode_measure, encode_call
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -33,47 +30,18 @@ class RosSimHooks:
     def __init__(self, node: Node, timeout: float = 30.0) -> None:
         self.node = node
         self.timeout = timeout
-        self._cond = threading.Condition()
-        self._answers: Dict[str, Dict[str, Any]] = {}
-        group = ReentrantCallbackGroup()
-        self._pub = node.create_publisher(String, "sim/request", RELIABLE)
-        self._sub = node.create_subscription(String, "sim/response", self._on_response, RELIABLE,
-                                             callback_group=group)
-
-    def _on_response(self, msg: String) -> None:
-        try:
-            data = json.loads(msg.data)
-        except ValueError:
-            return
-        with self._cond:
-            self._answers[str(data.get("request_id"))] = data
-            self._cond.notify_all()
+        self._json = JsonRequester(node, "sim/request", "sim/response", callback_group=ReentrantCallbackGroup())
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the sim node's request subscription and response publisher both match."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._pub.get_subscription_count() > 0 and self._sub.get_publisher_count() > 0:
-                return True
-            time.sleep(0.05)
-        return False
+        return self._json.wait_ready(timeout)
 
     def _call(self, op: str, **args: Any) -> Any:
         if not self.wait_ready(self.timeout):
             raise DriverTimeout(f"the sim node does not answer on {self.node.get_namespace()}/sim/request",
                                 hint="start the cell with --sim (or sim:=true) so the sim_cell node runs")
-        rid = uuid.uuid4().hex
-        body = encode_call(op, **args)
-        body["request_id"] = rid
-        self._pub.publish(String(data=json.dumps(body)))
-        deadline = time.monotonic() + self.timeout
-        with self._cond:
-            while rid not in self._answers:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DriverTimeout(f"the sim node did not answer '{op}' within {self.timeout:.0f} s")
-                self._cond.wait(left)
-            answer = self._answers.pop(rid)
+        answer = self._json.call(encode_call(op, **args), timeout=self.timeout, resend_after=5.0,
+                                 request_id=uuid.uuid4().hex, what=f"sim '{op}'")
         if not answer.get("ok"):
             err = answer.get("error") or {}
             raise ExecutionError(f"sim node: {err.get('message', 'failed')}", hint=err.get("hint"))
@@ -101,3 +69,11 @@ class RosSimHooks:
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return str(self._call("snapshot", path=path, camera=camera))
+
+    def save(self, path: str) -> int:
+        """The sim node writes its parts (where they lie now) to ``path``."""
+        return int(self._call("save", path=path))
+
+    def restore(self, path: str) -> int:
+        """The sim node puts back the parts of a saved world (after a restart); returns how many."""
+        return int(self._call("restore", path=path))

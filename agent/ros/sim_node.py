@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
@@ -109,7 +109,9 @@ class SimCellNode(Node):
 
         self.hooks = WorldHooks(hooked)
         group = ReentrantCallbackGroup()
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        from anycell.agent.ros.json_topic import QOS as reliable
+
+        self._answered: Dict[str, Dict[str, Any]] = {}
         self._sim_pub = self.create_publisher(String, "sim/response", reliable)
         self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
         self._state_pubs = {}
@@ -138,8 +140,12 @@ class SimCellNode(Node):
         done = threading.Event()
         box: Dict[str, Any] = {}
         self._jobs.put(("gripper", rid, bool(req.data), (done, box)))
-        if not done.wait(10.0):
-            resp.success, resp.message = False, "the simulation did not answer within 10 s"
+        # wait in short slices: on Humble a blocked callback keeps the executor's pool (and the exit) waiting
+        end = time.monotonic() + 10.0
+        while not done.wait(0.05) and not self._stop.is_set() and time.monotonic() < end:
+            pass
+        if not done.is_set():
+            resp.success, resp.message = False, "the simulation did not answer within 10 s (or is shutting down)"
         else:
             resp.success, resp.message = box["success"], box["message"]
         return resp
@@ -261,8 +267,15 @@ class SimCellNode(Node):
             answer = {"request_id": None, "ok": False,
                       "error": {"error": "ConfigError", "message": f"sim request is not a JSON object: {exc}"}}
         else:
-            answer = serve_call(self.hooks, request)
-            answer["request_id"] = request.get("request_id")
+            rid = request.get("request_id")
+            answer = self._answered.get(rid) if isinstance(rid, str) else None
+            if answer is None:   # a resent request (same id) gets the first answer, never a second action
+                answer = serve_call(self.hooks, request)
+                answer["request_id"] = rid
+                if isinstance(rid, str):
+                    self._answered[rid] = answer
+                    while len(self._answered) > 1000:
+                        self._answered.pop(next(iter(self._answered)))
         if rclpy.ok():
             self._sim_pub.publish(String(data=json.dumps(answer)))
 
@@ -275,12 +288,18 @@ class SimCellNode(Node):
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``sim_cell`` (``ros2 run anycell sim_cell --ros-args -p cell:=...``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)), argv)
-    if started is None:
-        return 2
-    params, cell = started
-    node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
-    forward_logging(node)
+    try:
+        started = init_with_cell("sim_cell", "sim_cell_params", (("cell", ""), ("rate", 50.0), ("realtime", True)),
+                                 argv)
+        if started is None:
+            return 2
+        params, cell = started
+        node = SimCellNode(cell, rate=float(params["rate"]), realtime=bool(params["realtime"]))
+        forward_logging(node)
+    except KeyboardInterrupt:   # Ctrl-C while starting: nothing to clean up yet, and no traceback
+        if rclpy.ok():
+            rclpy.shutdown()
+        return 0
     node.get_logger().info(f"simulated cell '{cell.cell.id}' up: robots {', '.join(node.robots)}")
     spin_until_shutdown(node, 2, node.close)
     return 0

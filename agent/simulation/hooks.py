@@ -54,11 +54,13 @@ class WorldHooks:
     def __init__(self, world: "SimWorld", settle_seconds: float = 0.3) -> None:
         self.world = world
         self.settle_seconds = settle_seconds
+        self._looks: Dict[str, tuple] = {}   # uid -> (mass, color, shape as plain data), to save the world
 
     def present(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                 pose: Pose) -> bool:
         if uid in self.world.parts:
             return False
+        self._looks[uid] = (float(mass), list(color) if color else None, shape_to_json(size))
         self.world.add_part(uid, size, mass, pose, color)
         self.world.settle(self.settle_seconds)
         return True
@@ -68,6 +70,7 @@ class WorldHooks:
         if uid in self.world.parts:
             log.info("sim: the machine turned the stock %s into the finished part", uid)
             self.world.remove_part(uid)
+        self._looks[uid] = (float(mass), list(color) if color else None, shape_to_json(size))
         self.world.add_part(uid, size, mass, pose, color)
         self.world.settle(self.settle_seconds)
 
@@ -86,6 +89,46 @@ class WorldHooks:
     def part_ids(self) -> List[str]:
         return sorted(self.world.parts)
 
+    def save(self, path: str) -> int:
+        """Write every part (size, mass, color, pose) to ``path`` (JSON, atomically); returns the count."""
+        import json
+        import os
+
+        parts = {}
+        for uid in sorted(self.world.parts):
+            mass, color, shape = self._looks.get(
+                uid, (0.1, None, list(self.world.part_sizes.get(uid, [0.02, 0.02, 0.02]))))
+            parts[uid] = {"size": shape, "mass": mass, "color": color,
+                          "pose": _pose_to_json(self.world.part_pose(uid))}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"parts": parts}, handle)
+        os.replace(tmp, path)
+        return len(parts)
+
+    def restore(self, path: str) -> int:
+        """Put back the parts a saved world had (where they were); returns how many were added."""
+        import json
+
+        try:
+            with open(path, "r", encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return 0
+        added = 0
+        for uid, p in (data.get("parts") or {}).items():
+            if uid in self.world.parts:
+                continue
+            self._looks[uid] = (float(p["mass"]), p.get("color"), p["size"])
+            pose = _pose_from_json(p["pose"])
+            if pose is None:
+                continue
+            self.world.add_part(uid, p["size"], float(p["mass"]), pose, p.get("color"))
+            added += 1
+        if added:
+            self.world.settle(self.settle_seconds)
+        return added
+
 
 # ---------------------------------------------------------------------- over a message channel
 # The ROS sim node serves these calls on ``sim/request`` / ``sim/response`` (std_msgs/String JSON,
@@ -102,7 +145,11 @@ def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
 def shape_to_json(shape: Any) -> Any:
     """A part's shape for the wire: a Geometry as plain data (mesh path absolute), a box size as a list."""
     to_dict = getattr(shape, "to_dict", None)
-    return to_dict() if callable(to_dict) else [float(v) for v in shape]
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(shape, dict):   # already plain data (a call served from the wire, a restored world)
+        return dict(shape)
+    return [float(v) for v in shape]
 
 
 def encode_call(op: str, **args: Any) -> Dict[str, Any]:
@@ -139,6 +186,8 @@ def serve_call(hooks: SimHooks, request: Dict[str, Any]) -> Dict[str, Any]:
             return {"ok": True, "result": hooks.release_hold(request["station"])}
         if op == "snapshot":
             return {"ok": True, "result": hooks.snapshot(request["path"], request.get("camera"))}
+        if op in ("save", "restore") and hasattr(hooks, op):
+            return {"ok": True, "result": getattr(hooks, op)(str(request["path"]))}
         return {"ok": False, "error": {"error": "ConfigError", "message": f"unknown sim call '{op}'"}}
     except AnycellError as exc:
         return {"ok": False, "error": exc.to_dict()}

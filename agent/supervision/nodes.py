@@ -97,6 +97,77 @@ def launch_node_list(cell: str, sim: bool = False, share_dir: Optional[str] = No
     return cell_nodes(path, config.cell.id, sim=sim, **options)
 
 
+STARTUPS = ("stopped", "idle", "execute")
+ANALYZERS = "diagnostic_analyzers.yaml"
+
+
+def validate_launch_args(*, startup: str, runner: str) -> None:
+    """Refuse launch arguments the nodes would reject later; ConfigError naming the argument."""
+    from anycell.errors import ConfigError
+
+    if startup not in STARTUPS:
+        raise ConfigError(f"startup:={startup} is not one of {', '.join(STARTUPS)}", field="startup",
+                          hint="startup:=stopped (default), idle or execute")
+    if runner not in ("auto", "dry_run", "none"):
+        module, sep, func = runner.partition(":")
+        ident = all(part.isidentifier() for part in module.split(".")) if module else False
+        if not sep or not ident or not func.isidentifier():
+            raise ConfigError(f"runner:={runner} is not auto, dry_run or module:function", field="runner",
+                              hint="runner:=dry_run to rehearse, or runner:=my_pkg.runners:make_runner_factory")
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(f"runner:={runner}: no module '{module}' in this install", field="runner",
+                              hint="install the module, or use runner:=auto")
+
+
+@dataclass
+class ToolNode:
+    """A standard ROS tool the launch file starts when its package is installed."""
+
+    package: str
+    executable: str
+    name: str
+    namespace: str
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    remappings: List[tuple] = field(default_factory=list)
+    param_file: Optional[str] = None
+
+
+def ros_tool_nodes(cell_path: str, share_dir: Optional[str] = None) -> List[ToolNode]:
+    """diagnostic_aggregator (for rqt_robot_monitor, with the analyzers shipped in share/anycell/config)
+    and one robot_state_publisher per robot (its URDF, its joint states), for RViz."""
+    from anycell.cell import load_cell
+
+    cell = load_cell(cell_path)
+    ns = "/" + cell.cell.id
+    config_dir = (os.path.join(share_dir, "config") if share_dir
+                  else os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "launch"))
+    tools = [ToolNode(package="diagnostic_aggregator", executable="aggregator_node", name="diagnostic_aggregator",
+                      namespace="", param_file=os.path.normpath(os.path.join(config_dir, ANALYZERS)))]
+    for robot in cell.robots:
+        try:
+            from anycell.sim.builder import robot_urdf
+
+            with open(robot_urdf(robot), "r", encoding="utf-8") as handle:
+                urdf = handle.read()
+        except Exception:  # noqa: BLE001 - RViz is a view; the cell runs without it
+            continue
+        remap = []
+        if robot.joint_states_topic:
+            topic = robot.joint_states_topic
+            remap.append(("joint_states", topic if topic.startswith("/") else f"{ns}/{topic}"))
+        tools.append(ToolNode(package="robot_state_publisher", executable="robot_state_publisher",
+                              name="robot_state_publisher", namespace=f"{ns}/{robot.id}",
+                              parameters={"robot_description": urdf, "frame_prefix": f"{robot.id}/"},
+                              remappings=remap))
+    return tools
+
+
 def parse_bool(text: str) -> bool:
     """A launch argument as a bool (true/false, 1/0, yes/no, on/off)."""
     value = str(text).strip().lower()

@@ -141,9 +141,13 @@ class Supervisor:
         self._stopping.set()
 
     def shutdown(self) -> None:
-        """Stop every child still running, last started first; wait for their output to drain."""
+        """Stop every child still running, the cell agent first; wait for their output to drain.
+
+        The agent goes first: on SIGINT it sends the stop trajectory and the machine stops while the
+        robots' controllers (sim_cell) are still there to receive them.
+        """
         self._stopping.set()
-        for spec in reversed(self.specs):
+        for spec in self.specs:
             proc = self.procs.get(spec.name)
             if proc is None or proc.poll() is not None:
                 continue

@@ -224,19 +224,31 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
     _job_args(p)
     p.add_argument("--retry", action="store_true",
                    help="run the started-but-unconfirmed steps again (default: treat them as done)")
+    p.add_argument("--done", action="append", default=[], metavar="STEP",
+                   help="this unconfirmed step was done (repeatable)")
+    p.add_argument("--retry-step", action="append", default=[], metavar="STEP",
+                   help="run this step again (repeatable; a failed step runs again by default)")
+    p.add_argument("--skip", action="append", default=[], metavar="STEP=REASON",
+                   help="skip this step, with the reason (repeatable), e.g. --skip 'u1.place.a=placed by hand'")
 
 
-@command("resume", "resume an interrupted job from the next step (after checking the cell)", _resume_args)
+@command("resume", "resume an interrupted (or failed) job: decide per step, then it goes on", _resume_args)
 def _resume(args: argparse.Namespace) -> int:
     client = _client(args.cell, args.timeout)
     try:
-        r = client.resume(args.job_id, retry=args.retry)
+        decisions = {op: {"action": "done"} for op in args.done}
+        decisions.update({op: {"action": "retry"} for op in args.retry_step})
+        for item in args.skip:
+            op, _, reason = item.partition("=")
+            decisions[op] = {"action": "skip", "reason": reason}
+        r = client.resume(args.job_id, retry=args.retry, decisions=decisions or None)
         if not r["ok"]:
             print_api_error(r)
             return EXIT_INPUT
-        what = "to run again" if r["retry"] else "confirmed done"
-        print(f"job '{args.job_id}' resumed; unconfirmed steps {what}: {', '.join(r['resolved']) or 'none'}"
-              f"; cell state {r['state']}")
+        decided = r.get("decisions") or {}
+        what = ", ".join(f"{op} {d['action']}" + (f" ({d['reason']})" if d.get("reason") else "")
+                         for op, d in decided.items()) or "no pending steps"
+        print(f"job '{args.job_id}' resumed: {what}; cell state {r['state']}")
         return EXIT_OK
     finally:
         client.destroy()

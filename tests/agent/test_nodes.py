@@ -74,6 +74,7 @@ def test_launch_file_only_turns_the_node_list_into_actions() -> None:
     assert {"launch_node_list", "Node", "DeclareLaunchArgument", "OpaqueFunction"} <= calls
     declared = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
                 and isinstance(n.func, ast.Name) and n.func.id == "DeclareLaunchArgument"]
-    assert declared == ["cell", "sim", "runner", "journal", "startup", "network", "network_keys", "network_connect"]
+    assert declared == ["cell", "sim", "runner", "journal", "startup", "tools", "network", "network_keys",
+                        "network_connect"]
     assert "generate_launch_description" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     compile(open(path).read(), path, "exec")
