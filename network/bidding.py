@@ -87,22 +87,17 @@ class PlanCache:
 
     def warm(self) -> None:
         """Import the planners now, so the first call for proposals does not pay for it."""
-        import anycell.fit  # noqa: F401
-        import anycell.planners.process  # noqa: F401
+        import anycell.planners.pipeline  # noqa: F401
         import anycell.planners.quote  # noqa: F401
         import anycell.planners.schedule  # noqa: F401
 
     def _plan(self, spec: Dict[str, Any]) -> "Planned | AnycellError":
-        from anycell.fit import check_job_fits_cell
-        from anycell.planners.process import plan_job
+        from anycell.planners.pipeline import PlanOptions, plan_and_schedule
         from anycell.planners.quote import quote
-        from anycell.planners.schedule import schedule_plan
 
         try:
             job = job_from_document(from_data(spec))
-            check_job_fits_cell(self.cell, job)
-            plan = plan_job(self.cell, job)
-            schedule_plan(plan, self.cell, time_limit=self.time_limit, solver="auto")
+            plan = plan_and_schedule(self.cell, job, PlanOptions(time_limit=self.time_limit))
             q = quote(self.cell, job, plan)
         except AnycellError as exc:
             return exc.with_traceback(None)
