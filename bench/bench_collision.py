@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("ANYCELL_COLLISION", "fast")  # the compiled backend is opt-in; this compares it
 
 from anycell.cell import load_cell  # noqa: E402
 from anycell.errors import AnycellError  # noqa: E402
