@@ -22,6 +22,7 @@ Only rclpy APIs that ROS 2 Humble has are used (see DESIGN.md: no context-manage
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -74,6 +75,38 @@ def install_signal_handlers() -> None:
     """SIGINT and SIGTERM run the halt, then raise KeyboardInterrupt in the main thread."""
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
+
+
+def _wake_on_signals(node: Node) -> None:
+    """Make a signal wake the executor, so our Python handler runs at once.
+
+    Without rclpy's own handlers, a signal only sets CPython's flag: the handler runs when the main
+    thread next executes Python, and a main thread blocked in the executor's wait (a node with no
+    timers, like the idle sim_cell) would never do so and never exit on SIGTERM. CPython writes the
+    signal number to the wakeup fd; a small thread reading it triggers a guard condition, which
+    wakes the wait set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    guard = node.create_guard_condition(lambda: None)
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+
+    def pump() -> None:
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                guard.trigger()
+            except Exception:  # noqa: BLE001 - the node is gone: nothing left to wake
+                return
+
+    threading.Thread(target=pump, name="signal-wakeup", daemon=True).start()
 
 
 def init_rclpy(args: Optional[List[str]] = None) -> None:
@@ -190,6 +223,7 @@ def spin_until_shutdown(node: Node, num_threads: int, cleanup: Callable[[], None
     """
     executor = MultiThreadedExecutor(num_threads=num_threads)
     executor.add_node(node)
+    _wake_on_signals(node)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -106,3 +106,16 @@ def test_sim_hooks_over_ros_present_and_measure_a_part(robot) -> None:
     got = measured["probe.block"]
     assert got is not None
     assert abs(got.xyz[0] - 0.45) < 0.01 and abs(got.xyz[1] + 0.25) < 0.01
+
+
+def test_an_idle_sim_cell_exits_at_once_on_sigterm(robot, processes) -> None:
+    """Nothing wakes an idle node's executor: the signal itself must (it used to be ignored until then)."""
+    import signal
+
+    proc = next(p for p in processes.procs if p.poll() is None)
+    time.sleep(0.5)                  # idle: no trajectory, no service call
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert time.monotonic() - t0 < 5.0
+    assert proc.returncode == 0, processes.log(proc)
