@@ -78,12 +78,12 @@ class RosRobot(Robot):
         self._faults: List[str] = []
         self._fault_sub = node.create_subscription(String, f"{prefix}{robot_id}/fault", self._on_fault,
                                                    QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.executing = False
 
     def _on_fault(self, msg: String) -> None:
         with self._cond:
             self._faults.append(msg.data)
             self._cond.notify_all()
-        self.executing = False
 
     def _on_state(self, msg: JointState) -> None:
         sample = cv.joint_state_from_msg(msg)

@@ -24,11 +24,31 @@ from tests.paths import ROOT  # noqa: E402
 
 CELLS = sorted(glob.glob(os.path.join(ROOT, "cell_configs", "*.yaml")))
 JOBS = sorted(glob.glob(os.path.join(ROOT, "examples", "jobs", "*.yaml")))
-COMBOS = [(c, j) for c in CELLS for j in JOBS]
+#: Each combination runs the robots in real time over ROS (a minute or two each): `make test` runs
+#: one job per cell and one per kind of part shape; ANYCELL_FULL_MATRIX=1 runs every combination.
+DEFAULT = {("demo_cell", "stack_assembly"), ("kuka_cell", "stack_assembly"), ("ur_cell", "stack_assembly"),
+           ("two_robot_cell", "stack_assembly"), ("demo_cell", "peg_in_hole"), ("kuka_cell", "bracket_clip")}
+#: Combinations the planner accepts that do not complete yet (the shaped-part jobs came from a branch
+#: developed beside the new robot cells); named in the README as unfinished.
+KNOWN_FAILING = {("two_robot_cell", "bracket_clip"), ("ur_cell", "peg_in_hole"), ("ur_cell", "peg_in_hole_flush")}
 
 
 def _name(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def _combos() -> list:
+    full = os.environ.get("ANYCELL_FULL_MATRIX") == "1"
+    out = []
+    for c in CELLS:
+        for j in JOBS:
+            key = (_name(c), _name(j))
+            if not full and key not in DEFAULT:
+                continue
+            marks = [pytest.mark.xfail(reason="known unfinished: this shaped part on this cell", strict=False)] \
+                if key in KNOWN_FAILING else []
+            out.append(pytest.param(c, j, id=f"{key[0]}-{key[1]}", marks=marks))
+    return out
 
 
 def _makeable(cell, job) -> None:
@@ -51,7 +71,7 @@ def _placed_ok(placements: list) -> set:
 @pytest.mark.slow
 @pytest.mark.ros
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("cell_path,job_path", COMBOS, ids=[f"{_name(c)}-{_name(j)}" for c, j in COMBOS])
+@pytest.mark.parametrize("cell_path,job_path", _combos())
 def test_shipped_cell_makes_shipped_job_in_process_and_over_ros(cell_path, job_path, processes, rclpy_context,
                                                                 tmp_path) -> None:
     from anycell.agent.simulation.job import run_job_in_sim
