@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import os
 import threading
@@ -81,6 +83,7 @@ def test_handled_crash_keeps_the_cell_up_until_sigterm(tmp_path) -> None:
     assert "clean stop" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_children_die_with_a_killed_supervisor() -> None:
     """kill -9 of `anycell up` itself must not leave its nodes running."""
     from tests.orphans import assert_child_dies_with_parent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -31,6 +33,7 @@ def test_a_child_whose_parent_already_died_does_not_start() -> None:
     assert out.returncode == 1 and marker not in out.stdout
 
 
+@pytest.mark.slow
 def test_readiness_wait_gives_up_on_a_stuck_child_not_on_a_busy_one() -> None:
     import time
 

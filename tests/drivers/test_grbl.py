@@ -86,6 +86,7 @@ def test_settings_homing_and_unlock(launch):
     assert m.read_offsets()["G54"] == [-250.0, -150.0, -50.0]
 
 
+@pytest.mark.slow
 def test_soft_limit_alarm_stops_program_and_leaves_alarm_state(launch):
     sim, m = connect(launch, time_scale=0.001)
     prog = "G21 G90\nG1 X10 F3000\nG1 X20\nG1 X400 ; beyond the 300 mm travel\nG1 X30\nG1 X40\n"
@@ -106,6 +107,7 @@ def test_soft_limit_alarm_stops_program_and_leaves_alarm_state(launch):
     assert ran(sim)[-1] == "G1 X15 F3000"
 
 
+@pytest.mark.slow
 def test_alarm_fault_switch_at_line(launch):
     sim, m = connect(launch, time_scale=0.001, alarm_at_line=32)  # 2 lines set G54 on connect
     with pytest.raises(MachineFault, match="ALARM:1"):
@@ -168,6 +170,7 @@ def test_device_vanishing_reports_acknowledged_lines(launch):
     assert m.health()["level"] == "error"
 
 
+@pytest.mark.slow
 def test_lost_ok_times_out_with_a_clear_error(launch):
     sim, m = connect(launch, time_scale=0.001, drop_ok_fraction=0.05, seed=2)
     m.timeout = 0.5
@@ -197,6 +200,7 @@ def test_stop_mid_program_holds_then_resets_without_alarm(launch):
     assert m.query_status()["state"] == "Idle"  # a reset during a completed hold keeps the position
 
 
+@pytest.mark.slow
 def test_limit_alarm_then_packml_reset_then_a_program_completes(launch):
     # a hard limit at the 10th line: ALARM:1, 0.5 s later "[MSG:Reset to continue]", then silence
     sim, m = connect(launch, time_scale=0.001, alarm_at_line=10, alarm_msg_delay=0.5)
@@ -222,6 +226,7 @@ def test_reset_recovers_an_alarm_raised_outside_a_program(launch):
     assert m.state() == "Idle"
 
 
+@pytest.mark.slow
 def test_program_started_while_an_earlier_clients_lines_are_buffered(launch):
     import serial
 
@@ -256,6 +261,7 @@ def test_status_queries_are_resent_across_a_reset(launch):
     assert time.monotonic() - t0 < 1.0
 
 
+@pytest.mark.slow
 def test_packml_reset_of_the_cell_clears_a_grbl_limit_alarm(launch, tmp_path):
     """The cell's PackML Reset calls Machine.reset() (agent reset hook): the alarm clears, Idle."""
     from anycell.agent import packml as pm

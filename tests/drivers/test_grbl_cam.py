@@ -57,6 +57,7 @@ def test_cam_program_below_the_work_zero_runs_with_the_work_offset(tmp_path):
         sim.stop()
 
 
+@pytest.mark.slow
 def test_without_the_work_offset_the_same_program_alarms(tmp_path):
     cell, job = load_cell(CELL), load_job(JOB)
     router = cell.machine("router")

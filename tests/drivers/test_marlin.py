@@ -157,6 +157,7 @@ def test_stop_mid_program_then_the_next_program_runs_from_its_first_line(proxied
     assert m.resyncs >= 2
 
 
+@pytest.mark.slow
 def test_program_deadline_fires_and_the_next_program_resyncs_first(launch):
     # a 1.5 s dwell without busy: keep-alives: probes go unanswered, the program deadline fires
     sim, m = connect(launch, machine_cfg("marlin"), timeout=0.2, time_scale=1.0, busy_interval=30)
@@ -215,6 +216,7 @@ def test_printer_vanishing_mid_program(launch):
     assert f"executed {m.lines_executed} of" in str(err.value)
 
 
+@pytest.mark.slow
 def test_host_side_pause_and_resume(launch):
     sim, m = connect(launch, machine_cfg("marlin"), time_scale=0.002)
     out = {}

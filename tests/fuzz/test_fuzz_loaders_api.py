@@ -42,6 +42,7 @@ def test_yaml_text_never_tracebacks(text: str) -> None:
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.slow
 @BUDGET
 @given(st.integers(min_value=1, max_value=6), st.integers(min_value=2, max_value=12))
 def test_alias_bombs_are_refused_quickly(levels: int, fan: int) -> None:

@@ -69,6 +69,7 @@ def test_checksums_line_numbers_and_resend(printer):
     assert sim.received_lines() == ["G28", "G1 X5", "G1 X6"]
 
 
+@pytest.mark.slow
 def test_repeated_lines_are_ignored_silently_like_marlin_2_1(printer):
     sim, port = printer
     exchange(port, numbered(0, "M110 N0"))
@@ -84,6 +85,7 @@ def test_repeated_lines_are_ignored_silently_like_marlin_2_1(printer):
     assert sum(1 for ln in sim.log_lines() if ln.startswith("IGNORED repeat")) == 2
 
 
+@pytest.mark.slow
 def test_unknown_command_and_homing_failure_halt(tmp_path):
     cfg = MachineConfig(id="p", kind="3d_printer", capabilities=["print"], tending=Tending(load=Pose()),
                         driver=SimDriver(kind="sim", protocol="marlin"))
