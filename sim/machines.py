@@ -115,6 +115,39 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
     return argv
 
 
+def start_and_wait(argv: List[str], ready: str, stderr_path: str, what: str,
+                   ready_timeout: float) -> "tuple[subprocess.Popen, Dict[str, Any]]":
+    """Start a simulator child (armed to die with us) and wait for its ready file; (process, ready JSON).
+
+    ``ready_timeout`` is how long the child may go without using any CPU before it counts as stuck;
+    while it works (a loaded machine), the wait goes on up to :data:`READY_MAX_S`, with a note every
+    few seconds. Used for the simulated machines and the serial fault proxy alike.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(stderr_path, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+    wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
+    next_note = NOTE_EVERY_S
+    while not os.path.exists(ready):
+        if proc.poll() is not None:
+            with open(stderr_path, encoding="utf-8", errors="replace") as fh:
+                tail = fh.read()[-2000:]
+            raise DriverError(f"{what} exited with code {proc.returncode}: {tail.strip()}", hint=" ".join(argv))
+        why = wait.expired()
+        if why:
+            proc.kill()
+            proc.wait(5)
+            raise DriverTimeout(f"{what} {why}", hint=" ".join(argv))
+        if wait.elapsed() > next_note:
+            log.info("still waiting for the %s (%.0f s; the machine is busy)", what, wait.elapsed())
+            next_note += NOTE_EVERY_S
+        time.sleep(0.02)
+    with open(ready, encoding="utf-8") as fh:
+        return proc, json.load(fh)
+
+
 def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional[Dict[str, Any]] = None,
                        ready_timeout: float = 20.0) -> RunningSimMachine:
     """Start the simulator for ``machine_cfg`` in ``workdir`` and wait until it is ready.
@@ -154,29 +187,5 @@ def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optiona
 
         ensure_installed()  # OPC 40001-3 machines are served by node-opcua (asyncua cannot load the nodesets)
         argv = ["node", script("jobs_server.js")] + argv[3:]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    err = open(stderr_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
-                            start_new_session=True)
-    err.close()
-    wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
-    next_note = NOTE_EVERY_S
-    while not os.path.exists(ready):
-        if proc.poll() is not None:
-            with open(stderr_path, encoding="utf-8", errors="replace") as fh:
-                tail = fh.read()[-2000:]
-            raise DriverError(f"simulator for '{mid}' exited with code {proc.returncode}: {tail.strip()}",
-                              hint=" ".join(argv))
-        why = wait.expired()
-        if why:
-            proc.kill()
-            proc.wait(5)
-            raise DriverTimeout(f"simulator for '{mid}' {why}", hint=" ".join(argv))
-        if wait.elapsed() > next_note:
-            log.info("still waiting for the simulator of '%s' (%.0f s; the machine is busy)", mid, wait.elapsed())
-            next_note += NOTE_EVERY_S
-        time.sleep(0.02)
-    with open(ready, encoding="utf-8") as fh:
-        info = json.load(fh)
+    proc, info = start_and_wait(argv, ready, stderr_path, f"simulator for '{mid}'", ready_timeout)
     return RunningSimMachine(mid, protocol, info["address"], log_path, proc, argv, stderr_path)

@@ -37,14 +37,11 @@ import tty
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from anycell.childproc import guarded_argv
-from anycell.errors import DriverError, DriverTimeout
 
 log = logging.getLogger(__name__)
 
 REALTIME = {ord("?"), ord("!"), ord("~"), 0x18}
 #: Package root for the child's PYTHONPATH, as in :mod:`anycell.sim.machines`.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class FaultProxy:
@@ -289,26 +286,9 @@ def launch_fault_proxy(device: str, workdir: str, faults: Optional[Dict[str, Any
             "--log", log_path]
     for key, value in (faults or {}).items():
         argv += ["--" + key.replace("_", "-"), str(value)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    stderr_path = os.path.join(workdir, f"{name}.stderr")
-    with open(stderr_path, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)
-    deadline = time.monotonic() + ready_timeout
-    while not os.path.exists(ready):
-        if proc.poll() is not None:
-            with open(stderr_path, encoding="utf-8", errors="replace") as fh:
-                tail = fh.read()[-2000:]
-            raise DriverError(f"fault proxy exited with code {proc.returncode}: {tail.strip()}",
-                              hint=" ".join(argv))
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(5)
-            raise DriverTimeout(f"fault proxy not ready within {ready_timeout:g} s", hint=" ".join(argv))
-        time.sleep(0.02)
-    with open(ready, encoding="utf-8") as fh:
-        info = json.load(fh)
+    from .machines import start_and_wait
+
+    proc, info = start_and_wait(argv, ready, os.path.join(workdir, f"{name}.stderr"), "fault proxy", ready_timeout)
     return RunningProxy(info["address"], log_path, proc, argv)
 
 
