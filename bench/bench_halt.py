@@ -33,7 +33,7 @@ os.environ.update(ros_environment(dict(os.environ), domain_id=150 + os.getpid() 
 os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = FASTDDS_PROFILE
 
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
@@ -71,10 +71,11 @@ def main() -> int:
     pressed = {"v": False}
     estop_pub = button.create_publisher(Bool, f"{NS}/estop", 10)
     button.create_timer(0.05, lambda: estop_pub.publish(Bool(data=pressed["v"])))
-    ex = MultiThreadedExecutor(num_threads=4)
-    for n in (agent, ctrl, button):
+    # the controller and the button stand for other processes: each gets its own executor
+    executors = [node_main.make_executor(), SingleThreadedExecutor(), SingleThreadedExecutor()]   # agent as it runs
+    for ex, n in zip(executors, (agent, ctrl, button)):
         ex.add_node(n)
-    threading.Thread(target=ex.spin, daemon=True).start()
+        threading.Thread(target=ex.spin, daemon=True).start()
     assert robot.wait_ready(20), "controller did not match"
     tmp = tempfile.mkdtemp(prefix="bench_halt-")
     svc = CellService(load_cell(os.path.join(ROOT, "cell_configs", "demo_cell.yaml")), Journal(f"{tmp}/j.db"))
@@ -83,6 +84,7 @@ def main() -> int:
     src.watch = svc.add_estop("bench", src.read)
     svc.start()
     wait_until(lambda: not src.watch.active, 10)
+    node_main.settle_heap()   # as the agent does before it spins
 
     ref, trip, sig = [], [], []
     for _ in range(ROUNDS):   # reference: one plain message
@@ -117,7 +119,9 @@ def main() -> int:
         wait_until(lambda n=n: len(stops) > n, 2, interval=0.0005)
         sig.append(stops[n] - t0)
     svc.shutdown()
-    ex.shutdown(timeout_sec=2)
+    src.close()
+    for ex in executors:
+        ex.shutdown(timeout_sec=2)
     rclpy.shutdown()
     r50 = statistics.median(ref)
     print(f"reference: one message pub->sub        p50 {r50 * 1e3:6.2f} ms  p99 {pct(ref, .99) * 1e3:6.2f} ms")

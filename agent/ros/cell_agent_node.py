@@ -99,7 +99,7 @@ def resolve_runner(spec: str, node: "CellAgentNode", sim: bool, dry_run_scale: f
 
 
 class CellAgentNode(Node):
-    """The cell agent. Construct after ``rclpy.init()``; spin with a MultiThreadedExecutor."""
+    """The cell agent. Construct after ``rclpy.init()``; no callback blocks, so one executor thread spins it."""
 
     def __init__(self, service: CellService, *, node_name: str = "cell_agent") -> None:
         super().__init__(node_name, namespace="/" + service.cell_id)
@@ -260,7 +260,7 @@ def _main(argv: Optional[List[str]]) -> int:
             close()
 
     try:
-        spin_until_shutdown(node, 4, cleanup)
+        spin_until_shutdown(node, 1, cleanup)   # no callback blocks: API requests have threads of their own
     finally:
         service.journal.close()
     return 0

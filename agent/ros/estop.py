@@ -2,7 +2,10 @@
 
 ``kind: ros_topic``: ``source`` names a ``std_msgs/Bool`` topic (relative to the cell namespace,
 or absolute) that reads ``true`` when tripped. A true message trips the cell from the
-subscription callback at once. The source must publish at least every ``stale_after`` seconds
+subscription callback at once. The subscription lives on a listener node of its own, spun by a
+single-threaded executor on its own thread (the safety lane): the agent's main executor is busy
+with joint states, API requests and timers, and rclpy's multi-threaded executor was seen to
+deliver a message 50-600 ms late under that traffic, ten times the e-stop goal. The source must publish at least every ``stale_after`` seconds
 (a heartbeat, as safety relays do): no publisher, no message yet, or a silence longer than that
 counts as a lost source, which trips the cell too.
 
@@ -18,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
@@ -33,15 +37,34 @@ class RosTopicEStop:
     """A std_msgs/Bool e-stop topic; :meth:`read` raises EStopLost when the source is gone or silent."""
 
     def __init__(self, node: Node, topic: str, *, stale_after: float = 1.0) -> None:
-        self.node = node
         self.topic = topic if topic.startswith("/") else node.get_namespace().rstrip("/") + "/" + topic
         self.stale_after = stale_after
         self._lock = threading.Lock()
         self._value: Optional[bool] = None
         self._at = 0.0
         self.watch: Optional[EStopWatch] = None
-        self._sub = node.create_subscription(Bool, self.topic, self._on_msg,
-                                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        # the safety lane: a node and an executor that do nothing else (see the module docstring)
+        self.node = Node(f"{node.get_name()}_estop", namespace=node.get_namespace(), context=node.context)
+        self._sub = self.node.create_subscription(Bool, self.topic, self._on_msg,
+                                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self._executor = SingleThreadedExecutor(context=node.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="estop-listener", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass   # rclpy shut down: the agent is ending
+        except Exception as exc:  # noqa: BLE001 - a dead lane is a lost source: read() reports it
+            log.error("e-stop listener stopped: %s", exc)
+
+    def close(self) -> None:
+        """Stop the listener's executor and destroy its node (before rclpy shuts down)."""
+        self._executor.shutdown(timeout_sec=2)
+        self._thread.join(2)
+        self.node.destroy_node()
 
     def _on_msg(self, msg: Bool) -> None:
         with self._lock:
@@ -51,6 +74,8 @@ class RosTopicEStop:
             self.watch.feed(True)    # trip now, not at the next poll
 
     def read(self) -> bool:
+        if not self._thread.is_alive():
+            raise EStopLost(f"the listener of {self.topic} stopped")
         if self.node.count_publishers(self.topic) == 0:
             raise EStopLost(f"no publisher on {self.topic}")
         with self._lock:
@@ -76,7 +101,7 @@ def attach_estop(node: Any, service: Any, devices: Any = None) -> Optional[Calla
     if cfg.kind == "ros_topic":
         src = RosTopicEStop(node, cfg.source)
         src.watch = service.add_estop(f"ros_topic:{src.topic}", src.read)
-        return None
+        return src.close
     if cfg.kind == "opcua":
         from anycell.agent.estop_sources import OpcUaEStopSource, opcua_estop_target
 

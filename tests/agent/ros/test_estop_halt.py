@@ -26,10 +26,16 @@ NS = "/estop_cell"
 
 
 class Rig:
-    """An agent node with a RosRobot, a controller node recording trajectories, an e-stop publisher."""
+    """An agent node with a RosRobot, a controller node recording trajectories, an e-stop publisher.
+
+    The controller and the button each get an executor and thread of their own, as the separate
+    processes they stand for would have: the latency measured is the agent's, not a shared queue's.
+    """
 
     def __init__(self) -> None:
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
+
+        from anycell.agent.ros.node_main import make_executor
         from rclpy.node import Node
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool
@@ -57,11 +63,10 @@ class Rig:
         self.pressed = False
         self.estop_pub = self.button.create_publisher(Bool, f"{NS}/estop", 10)
         self.button_timer = self.button.create_timer(0.05, lambda: self.estop_pub.publish(Bool(data=self.pressed)))
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        for n in (self.agent, self.ctrl, self.button):
-            self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.executors = [make_executor(), SingleThreadedExecutor(), SingleThreadedExecutor()]   # agent as it runs
+        for ex, n in zip(self.executors, (self.agent, self.ctrl, self.button)):
+            ex.add_node(n)
+            threading.Thread(target=ex.spin, daemon=True).start()
         assert self.robot.wait_ready(15), "controller never matched"
 
     def press(self) -> float:
@@ -76,15 +81,22 @@ class Rig:
         return [t - t0 for t, points in self.received if points == 0 and t >= t0]
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2)
+        for ex in self.executors:
+            ex.shutdown(timeout_sec=2)
         for n in (self.agent, self.ctrl, self.button):
             n.destroy_node()
 
 
 @pytest.fixture
 def rig(rclpy_context):
+    import gc
+
+    from anycell.agent.ros.node_main import settle_heap
+
     r = Rig()
+    settle_heap()   # as a node does before it spins: the test process's heap must not pause the stop path
     yield r
+    gc.unfreeze()
     r.close()
 
 
@@ -126,6 +138,7 @@ def test_estop_topic_stops_the_arm_within_the_goal_and_aborts(rig, tmp_path) -> 
         assert "lost" in src.watch.reason
     finally:
         svc.shutdown()
+        src.close()
 
 
 def test_sigterm_sends_the_stop_while_the_context_still_works(rig) -> None:
