@@ -87,8 +87,9 @@ class CellRunner:
                  planners: Mapping[str, "MotionPlanner"], machines: Mapping[str, Machine], sim: Optional[SimHooks] = None,
                  on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
                  program_timeout: Optional[float] = None, report_dir: Optional[str] = None,
-                 machine_time_scale: Optional[float] = None) -> None:
+                 machine_time_scale: Optional[float] = None, plan_ahead: bool = True) -> None:
         self.cell = cell
+        self.plan_ahead = plan_ahead   # plan a motion's rest while it runs (False: plan it whole first)
         self.job = job
         self.robots = robots
         self.planners = planners
@@ -103,7 +104,11 @@ class CellRunner:
         self.placements: List[Dict[str, Any]] = []
         self.snapshots: List[str] = []
         self._rejects = 0
-        self._world_lock = threading.RLock()   # one physics world: one thread at a time
+        # the simulated world's part bookkeeping (present, made, measure, hold): one call at a time; never
+        # held while planning, moving or rendering (the robot steps the physics through the world's stepper)
+        self._world_lock = threading.RLock()
+        self._pictures: Optional[Any] = None    # the background renderer, made at the first picture
+        self._pending_pictures: List[tuple] = []
         self._reservations = None
         if len(self.robots) > 1:
             from anycell.planners.reservation import SpaceReservations
@@ -222,11 +227,12 @@ class CellRunner:
         insert, hints = self._grasp_plan(op, target, carried)
         candidates = self._tray_candidates(target) if carried else [target]
         if self._reservations is None:
+            w0 = time.monotonic()
+            res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
+                                                 carried=carried, shape=shape, insert=insert, hints=hints,
+                                                 plan_ahead=self.plan_ahead)
+            moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
-                w0 = time.monotonic()
-                res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
-                                                     carried=carried, shape=shape, insert=insert, hints=hints)
-                moving_wall = time.monotonic() - w0 - res.planning_time
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
         else:
             # several robots: move while the others move, in space reserved for this motion
@@ -242,7 +248,7 @@ class CellRunner:
                 if clock is not None:
                     clock.resume(op.resource)
                 self._reservations.release(op.resource)
-            moving_wall = time.monotonic() - w0 - res.planning_time
+            moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
         if carried and target.index is not None:
@@ -255,7 +261,11 @@ class CellRunner:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
                                   "motion_s": round(res.duration, 3), "planning_s": round(res.planning_time, 4),
-                                  "moving_wall_s": round(moving_wall, 4)}
+                                  "moving_wall_s": round(moving_wall, 4),
+                                  "planning_wait_s": round(res.planning_wait, 4),
+                                  # when each segment ran (seconds since the runner started): for idle-time figures
+                                  "moves": [[n, round(a - self._t0, 4), round(b - self._t0, 4)]
+                                            for n, a, b in res.moves]}
         if insert is not None:
             detail["insertion_depth_m"] = insert.depth
         got = measured.get(wid)
@@ -557,6 +567,7 @@ class CellRunner:
         from anycell.agent.report import build_report, write_report
 
         self._snap("end")
+        self.wait_for_pictures()
         counters = {}
         for mid, drv in self.machines.items():
             try:
@@ -581,21 +592,51 @@ class CellRunner:
         return ids[0] if ids else None
 
     def _snap(self, name: str, close_up: bool = False) -> None:
+        """Take a picture for the report without holding up the robots.
+
+        The scene is copied under the world lock (milliseconds) and rendered on a background
+        thread (:meth:`anycell.sim.world.SimWorld.snapshot_later`); hooks that cannot copy a
+        scene (the ROS sim bridge renders in the simulator's process) are called on that thread.
+        """
         directory = self.report_dir
         if self.sim is None or directory is None:
             return
         import os
+        from concurrent.futures import ThreadPoolExecutor
 
+        camera = self._camera(close_up)
         with self._world_lock:
             self._snap_count += 1
             os.makedirs(directory, exist_ok=True)
             path = os.path.join(directory, f"{self._snap_count:02d}_{name}.png")
-        try:
-            with self._world_lock:
-                self.sim.snapshot(path, self._camera(close_up))
-            self.snapshots.append(os.path.basename(path))
-        except AnycellError as exc:  # a picture is never worth failing a step
-            log.warning("snapshot %s failed: %s", name, exc)
+            later = getattr(self.sim, "snapshot_later", None)
+            try:
+                render = later(path, camera) if later is not None else None
+            except AnycellError as exc:
+                log.warning("snapshot %s failed: %s", name, exc)
+                return
+        sim = self.sim
+        if render is None:
+            def render() -> str:
+                return sim.snapshot(path, camera)
+        if self._pictures is None:
+            self._pictures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pictures")
+        self._pending_pictures.append((name, path, self._pictures.submit(render)))
+
+    def wait_for_pictures(self) -> None:
+        """Wait until every picture asked for is written (in the order they were taken)."""
+        import os
+
+        for name, path, future in self._pending_pictures:
+            try:
+                future.result()
+                self.snapshots.append(os.path.basename(path))
+            except AnycellError as exc:  # a picture is never worth failing a step
+                log.warning("snapshot %s failed: %s", name, exc)
+        self._pending_pictures = []
+        if self._pictures is not None:
+            self._pictures.shutdown(wait=True)
+            self._pictures = None
 
     def _event(self, info: Dict[str, Any]) -> None:
         if self.on_event is not None:

@@ -2,9 +2,11 @@
 
 ``pick_place`` moves one part (or a unit carried by its base part) from a
 source :class:`~anycell.plan.Site` to a target Site: approach, grasp, retreat,
-transfer, approach, place, release, retreat. Every motion of the skill is
-planned *before* the robot moves, so an unreachable or colliding target is
-refused with the robot still at rest. The executor calls it for the plan's
+transfer, approach, place, release, retreat. The pick and the target are
+planned before the robot moves, so an unreachable or colliding target is
+refused with the robot still at rest; the rest is planned while the robot
+moves (:mod:`anycell.agent.plan_ahead`), or first with ``plan_ahead=False``.
+The executor calls it for the plan's
 ``pick_place``, ``load``, ``unload`` and ``output`` operations.
 """
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +33,8 @@ if TYPE_CHECKING:  # the motion planner brings pybullet: imported where it is us
 SiteLike = Union[Site, Dict[str, Any]]
 #: A named step of a pick-and-place: a trajectory, or None for the grasp and the release.
 Segment = Tuple[str, Optional["Trajectory"]]
+#: When the robot ran a segment: (name, start, end), ``time.monotonic()`` seconds.
+Move = Tuple[str, float, float]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,9 @@ class PlaceResult:
     duration: float                       # sum of the trajectories' durations, seconds
     grasp_yaw: float
     segments: List[Segment] = field(default_factory=list)
-    planning_time: float = 0.0
+    planning_time: float = 0.0            # seconds spent planning (on the planning thread with plan-ahead)
+    planning_wait: float = 0.0            # seconds the robot stood waiting for the planner
+    moves: List["Move"] = field(default_factory=list)
 
 
 def _as_site(s: SiteLike) -> Site:
@@ -118,6 +125,118 @@ def grasp_offset(planner: Any, part_size: Sequence[float], hints: Optional[Grasp
     return gripper_tcp_height(tool_reach(planner), hand_height(planner), h, floor, hints.hand_clear)
 
 
+@dataclass
+class _Job:
+    """What every grasp yaw of one pick-and-place shares (computed once, before any yaw is tried)."""
+
+    part_id: str
+    part_size: Sequence[float]
+    source: Site
+    target: Site
+    offset: Pose
+    approach: float
+    loaded: float
+    ignore: Tuple[str, ...]
+    shape: Any
+    insert: Optional[Insert]
+    yaw0: float
+    turns: List[int]
+
+
+#: A marker in a yaw's segment stream: the pick is planned and the target is reachable from it.
+COMMIT = "commit"
+
+
+def _prepare(planner: "MotionPlanner", part_id: str, part_size: Sequence[float], source: Site, target: Site, *,
+             carried: Sequence[str], approach: float, speed: Optional[float], shape: Any,
+             insert: Optional[Insert], hints: Optional[GraspHints]) -> _Job:
+    """Refusals that hold for every yaw (the part does not fit the tool), and what the yaws share."""
+    tool = planner.cell.robot(planner.robot_id).tool
+    hints = hints or GraspHints()
+    dz = grasp_offset(planner, part_size, hints)
+    loaded = float(speed if speed is not None else (CARRY_SPEED if carried else 1.0))
+    if tool.kind == "parallel_gripper":
+        opening = tool.max_opening
+        widths = [part_size[0], part_size[1]]
+        turns = [k for k in range(4) if widths[k % 2] < opening - 0.004]
+        if not turns:
+            raise PlanningError(f"part '{part_id}' ({min(widths):.3f} m) does not fit the gripper's "
+                                f"{opening:.3f} m opening", hint="use a wider gripper or a suction tool")
+    else:
+        turns = [0, 1, 2, 3]
+    offset = Pose(xyz=[float(hints.suction_xy[0]), float(hints.suction_xy[1]), dz]) if tool.kind == "suction" \
+        else Pose(xyz=[0.0, 0.0, dz])
+    return _Job(part_id, part_size, source, target, offset, approach, loaded, tuple([part_id, *carried]), shape,
+                insert, finger_axis_yaw(planner), turns)
+
+
+def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int, *,
+                  precheck: bool = False) -> Iterator[Segment]:
+    """The segments of one grasp yaw, each planned when the consumer asks for the next (raises when one fails).
+
+    With ``precheck``, after the pick (to the retreat) and the IK of the pre-place pose it also checks
+    that the place (or insertion entry) pose has a collision-free IK solution with the part held, and
+    yields ``(COMMIT, None)`` when it does: from there the robot may start moving while the rest is
+    planned (:func:`pick_place` with ``plan_ahead``). The check calls nothing the segments depend on,
+    so the segments are the same with it or without it.
+    """
+    from anycell.planners.collision import Held
+    from anycell.planners.kinematics import matrix_to_pose
+
+    source, target, insert, ignore, loaded = job.source, job.target, job.insert, job.ignore, job.loaded
+    part_id = job.part_id
+    yaw = job.yaw0 + k * math.pi / 2
+    src_pose = Pose(xyz=list(source.xyz), rpy=list(source.rpy))
+    dst_pose = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
+    gs = src_pose.compose(job.offset)
+    gd = dst_pose.compose(job.offset)
+    grasp = _top_down(gs.xyz, float(source.rpy[2]) + yaw)
+    gap = 0.0 if insert is not None else PLACE_GAP
+    place = _top_down([gd.xyz[0], gd.xyz[1], gd.xyz[2] + gap], float(target.rpy[2]) + yaw)
+    pre_grasp = _lift(grasp, job.approach)
+    if insert is not None:
+        ax = insert.axis
+        entry: Optional[Pose] = _shift(place, ax, -(insert.depth + INSERT_ENTRY))
+        pre_place = _shift(place, ax, -(insert.depth + INSERT_ENTRY + job.approach))
+    else:
+        entry, pre_place = None, _lift(place, job.approach)
+    tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(src_pose)
+    held = Held(part_id, list(job.part_size), matrix_to_pose(tcp_grasp), job.shape)
+    t = planner.plan_to_pose(list(q_start), pre_grasp, name=f"pre-grasp of '{part_id}'")
+    yield "to_pick", t
+    # the tool must reach the grasp without touching what is stacked on the part
+    t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
+    yield "approach_pick", t
+    yield "grasp", None
+    t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
+    yield "retreat_pick", t
+    q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
+    if precheck:
+        try:
+            planner.ik(entry if entry is not None else place, q_pre_place, held, ignore=ignore,
+                       name=f"place of '{part_id}'")
+        except AnycellError as exc:
+            log.debug("place of %s not confirmed ahead (%s): planned whole before moving", part_id, exc)
+        else:
+            yield COMMIT, None
+    t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore, speed=loaded)
+    yield "transfer", t
+    if entry is not None and insert is not None:
+        t = planner.plan_cartesian_line(t.end, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
+                                        speed=loaded)
+        yield "approach_place", t
+        t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore,
+                                        name=f"insertion of '{part_id}'", speed=min(loaded, insert.speed))
+        yield "insert", t
+    else:
+        t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
+                                        speed=loaded)
+        yield "approach_place", t
+    yield "release", None
+    t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
+    yield "retreat_place", t
+
+
 def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, part_size: Sequence[float],
                     source: Site, target: Site, *, carried: Sequence[str] = (),
                     approach: float = APPROACH, speed: Optional[float] = None, shape: Any = None,
@@ -132,78 +251,14 @@ def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id:
     Geometry (the planner checks the held part's real solid); ``insert`` makes the last move a
     straight insertion; ``hints`` place the grasp on the part's real geometry (see :class:`GraspHints`).
     """
-    from anycell.planners.collision import Held
-
-    tool = planner.cell.robot(planner.robot_id).tool
-    hints = hints or GraspHints()
-    yaw0 = finger_axis_yaw(planner)
-    dz = grasp_offset(planner, part_size, hints)
-    ignore = tuple([part_id, *carried])
-    loaded = float(speed if speed is not None else (CARRY_SPEED if carried else 1.0))
+    job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
+                   shape=shape, insert=insert, hints=hints)
     errors: List[AnycellError] = []
-    src_yaw, dst_yaw = float(source.rpy[2]), float(target.rpy[2])
-    if tool.kind == "parallel_gripper":
-        opening = tool.max_opening
-        widths = [part_size[0], part_size[1]]
-        turns = [k for k in range(4) if widths[k % 2] < opening - 0.004]
-        if not turns:
-            raise PlanningError(f"part '{part_id}' ({min(widths):.3f} m) does not fit the gripper's "
-                                f"{opening:.3f} m opening", hint="use a wider gripper or a suction tool")
-    else:
-        turns = [0, 1, 2, 3]
-    from anycell.planners.kinematics import matrix_to_pose
-
-    offset = Pose(xyz=[float(hints.suction_xy[0]), float(hints.suction_xy[1]), dz]) if tool.kind == "suction" \
-        else Pose(xyz=[0.0, 0.0, dz])
-    for k in turns:
-        yaw = yaw0 + k * math.pi / 2
+    for k in job.turns:
         try:
-            src_pose = Pose(xyz=list(source.xyz), rpy=list(source.rpy))
-            dst_pose = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
-            gs = src_pose.compose(offset)
-            gd = dst_pose.compose(offset)
-            grasp = _top_down(gs.xyz, src_yaw + yaw)
-            gap = 0.0 if insert is not None else PLACE_GAP
-            place = _top_down([gd.xyz[0], gd.xyz[1], gd.xyz[2] + gap], dst_yaw + yaw)
-            pre_grasp = _lift(grasp, approach)
-            if insert is not None:
-                ax = insert.axis
-                entry = _shift(place, ax, -(insert.depth + INSERT_ENTRY))
-                pre_place = _shift(place, ax, -(insert.depth + INSERT_ENTRY + approach))
-            else:
-                entry, pre_place = None, _lift(place, approach)
-            tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(src_pose)
-            held = Held(part_id, list(part_size), matrix_to_pose(tcp_grasp), shape)
-            segs: List[Segment] = []
-            q = list(q_start)
-            t = planner.plan_to_pose(q, pre_grasp, name=f"pre-grasp of '{part_id}'")
-            segs.append(("to_pick", t))
-            # the tool must reach the grasp without touching what is stacked on the part
-            t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
-            segs.append(("approach_pick", t))
-            segs.append(("grasp", None))
-            t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
-            segs.append(("retreat_pick", t))
-            q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
-            t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore, speed=loaded)
-            segs.append(("transfer", t))
-            if entry is not None and insert is not None:
-                t = planner.plan_cartesian_line(t.end, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
-                                                speed=loaded)
-                segs.append(("approach_place", t))
-                t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore,
-                                                name=f"insertion of '{part_id}'", speed=min(loaded, insert.speed))
-                segs.append(("insert", t))
-            else:
-                t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
-                                                speed=loaded)
-                segs.append(("approach_place", t))
-            segs.append(("release", None))
-            t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
-            segs.append(("retreat_place", t))
-            return segs, yaw
+            return list(_yaw_segments(planner, job, q_start, k)), job.yaw0 + k * math.pi / 2
         except AnycellError as exc:
-            log.debug("grasp yaw %.2f failed: %s", yaw, exc)
+            log.debug("grasp yaw %d failed: %s", k, exc)
             errors.append(exc)
     # the most telling error: a refusal of the target itself
     raise errors[0]
@@ -226,11 +281,15 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                before_plan: Optional[Callable[[], None]] = None,
                gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
                park: Optional[Sequence[float]] = None,
-               blocked: Optional[Callable[[Exception], bool]] = None) -> PlaceResult:
+               blocked: Optional[Callable[[Exception], bool]] = None,
+               plan_ahead: bool = True) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
-    Plans every segment first (refusing before any motion), then runs them on ``robot``. The
-    planner's obstacle for the part moves to the target afterwards. Raises ``ExecutionError``
+    With ``plan_ahead`` (the default) the robot starts as soon as the pick is planned and the
+    target is confirmed reachable, and the rest is planned while it moves
+    (:mod:`anycell.agent.plan_ahead` says what keeps that safe); without it every segment is
+    planned first. Either way an unreachable or colliding target is refused before any motion.
+    The planner's obstacle for the part moves to the target afterwards. Raises ``ExecutionError``
     when the grasp fails or the robot reports a tracking error or contact.
 
     With several robots moving at once, ``before_plan`` puts the other robots where they
@@ -238,10 +297,12 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     returns False when the others moved meanwhile, and the motion is planned again; ``park``
     (the robot's home) ends the motion out of the other robots' way; when planning fails with
     the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
+    The reservation needs the whole swept space, so with a ``gate`` the motion is planned whole.
     """
-    import time
-
     source, target = _as_site(source), _as_site(target)
+    if plan_ahead and gate is None and before_plan is None and park is None:
+        return _pick_place_ahead(robot, planner, part_id, part_size, source, target, carried=carried,
+                                 approach=approach, speed=speed, shape=shape, insert=insert, hints=hints)
     t0 = time.perf_counter()
     for _attempt in range(50):
         if before_plan is not None:
@@ -266,27 +327,88 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
         raise ExecutionError(f"the other robots kept moving while '{part_id}' was being planned",
                              hint="the cell is too busy to share space; retry")
     planning = time.perf_counter() - t0
+    moves: List[Move] = []
+    duration = sum(_run_segment(robot, part_id, source, seg, moves) for seg in segs)
+    _placed(robot, planner, part_id, part_size, shape, target, carried)
+    return PlaceResult(part_id, source, target, duration, yaw, segs, planning, planning, moves)
+
+
+def _pick_place_ahead(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Site,
+                      target: Site, *, carried: Sequence[str], approach: float, speed: Optional[float],
+                      shape: Any, insert: Optional[Insert], hints: Optional[GraspHints]) -> PlaceResult:
+    """:func:`pick_place` with the planning thread of :mod:`anycell.agent.plan_ahead`."""
+    from anycell.agent.plan_ahead import start_planning
+
+    job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
+                   shape=shape, insert=insert, hints=hints)
+    feed, thread = start_planning(planner, job, robot.joint_positions())
+    moves: List[Move] = []
     duration = 0.0
-    for name, traj in segs:
-        if name == "approach_pick":
-            robot.expect_contact(part_id)
-        if name == "grasp":
-            if not robot.grasp(part_id):
-                robot.stop()
-                raise ExecutionError(f"grasp of '{part_id}' failed at {source.kind} '{source.ref}'",
-                                     hint="the part is missing or not where the cell expects it")
-        elif name == "release":
-            robot.release()
-            robot.expect_contact(part_id)   # the open tool leaves the part it just placed
-        elif traj is not None:
-            robot.execute(traj)
-            duration += traj.duration
+    done: List[Segment] = []
+    try:
+        index = 0
+        while True:
+            try:
+                seg = feed.get(index)
+                if seg is None:
+                    break
+                if seg[0] == "grasp":
+                    feed.wait_whole()   # never hold a part without a planned way to put it down
+            except AnycellError:
+                _back_off(robot, planner, part_id, done, moves)
+                raise
+            duration += _run_segment(robot, part_id, source, seg, moves)
+            done.append(seg)
+            index += 1
+    finally:
+        feed.cancelled.set()
+        thread.join()
+    _placed(robot, planner, part_id, part_size, shape, target, carried)
+    assert feed.yaw is not None
+    return PlaceResult(part_id, source, target, duration, feed.yaw, done, feed.planning_time, feed.waited, moves)
+
+
+def _back_off(robot: Any, planner: Any, part_id: str, done: List[Segment], moves: List[Move]) -> None:
+    """Planning failed after the robot started (before the grasp): out of the part's way, holding nothing."""
+    if not done or done[-1][0] != "approach_pick":
+        return
+    down = done[-1][1]
+    assert down is not None
+    back = planner.plan_cartesian_line(down.end, planner.fk(down.start), ignore=(part_id,), name="back off")
+    log.warning("planning '%s' failed with the robot at the grasp: it goes back up and stops", part_id)
+    _run_segment(robot, part_id, None, ("back_off", back), moves)
+    robot.expect_contact(None)
+
+
+def _run_segment(robot: Any, part_id: str, source: Optional[Site], seg: Segment, moves: List[Move]) -> float:
+    """Run one segment on the robot; returns its planned seconds; records when it ran in ``moves``."""
+    name, traj = seg
+    start = time.monotonic()
+    if name == "approach_pick":
+        robot.expect_contact(part_id)
+    if name == "grasp":
+        if not robot.grasp(part_id):
+            robot.stop()
+            where = f" at {source.kind} '{source.ref}'" if source is not None else ""
+            raise ExecutionError(f"grasp of '{part_id}' failed{where}",
+                                 hint="the part is missing or not where the cell expects it")
+    elif name == "release":
+        robot.release()
+        robot.expect_contact(part_id)   # the open tool leaves the part it just placed
+    elif traj is not None:
+        robot.execute(traj)
+    moves.append((name, start, time.monotonic()))
+    return float(traj.duration) if traj is not None else 0.0
+
+
+def _placed(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], shape: Any, target: Site,
+            carried: Sequence[str]) -> None:
+    """The part is at its target: the planner's obstacle follows it."""
     robot.expect_contact(None)
     planner.add_obstacle(part_id, shape if shape is not None else part_size,
                          Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
     for other in carried:
         planner.remove_obstacle(other)   # the carried parts' new poses are the caller's to register
-    return PlaceResult(part_id, source, target, duration, yaw, segs, planning)
 
 
 def estimate_pick_place(planner: Any, q_start: Sequence[float], part_id: str, part_size: Sequence[float],

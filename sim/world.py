@@ -12,7 +12,7 @@ import logging
 import struct
 import time
 import zlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Generator, List, Optional, Sequence, Tuple
 
 from anycell.cell import CellConfig
 from anycell.errors import ConfigError, UnresolvedReference
@@ -20,6 +20,7 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec
 
 from .builder import CellBodies, RobotBody, build_cell, home_configuration
+from .pictures import PictureClient
 from .shapes import GeometryLike
 from .stepper import ConcurrentStepper
 
@@ -67,6 +68,8 @@ class SimWorld:
         self.robots: Dict[str, RobotBody] = self.bodies.robots
         self.parts: Dict[str, int] = {}
         self.part_sizes: Dict[str, List[float]] = {}
+        self._looks: Dict[str, Tuple[GeometryLike, Optional[Sequence[float]]]] = {}   # for the picture client
+        self._pictures: Optional[PictureClient] = None
         self._holds: Dict[str, Tuple[int, str]] = {}    # station id -> (constraint id, part id)
         self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
         for rid, rb in self.robots.items():
@@ -123,6 +126,7 @@ class SimWorld:
         tune_body(self.client, body, geometry)
         self.parts[part_id] = body
         self.part_sizes[part_id] = [float(s) for s in geometry.size]
+        self._looks[part_id] = (geometry, list(color) if color else None)
         self._names[body] = f"part:{part_id}"
         return body
 
@@ -177,6 +181,7 @@ class SimWorld:
         p.removeBody(body, physicsClientId=self.client)
         del self.parts[part_id]
         self.part_sizes.pop(part_id, None)
+        self._looks.pop(part_id, None)
         self._names.pop(body, None)
 
     def _part(self, part_id: str) -> int:
@@ -211,8 +216,18 @@ class SimWorld:
         return out
 
     def settle(self, seconds: float = 0.2) -> None:
-        """Let freshly added parts come to rest."""
-        self.step(max(1, int(round(seconds / self.time_step))))
+        """Let freshly added parts come to rest.
+
+        Through the stepper: a robot moving meanwhile keeps following its trajectory in the
+        same physics steps (stepping the world beside it would run it on a stale command).
+        """
+        n = max(1, int(round(seconds / self.time_step)))
+
+        def idle() -> Generator[None, None, None]:
+            for _ in range(n):
+                yield
+
+        self.stepper.run(idle())
 
     # ------------------------------------------------------------------ names
     def body_name(self, body: int, link: int = -1) -> str:
@@ -251,15 +266,32 @@ class SimWorld:
 
     def snapshot(self, path: str, camera: Optional[str] = None, width: int = 480, height: int = 360) -> str:
         """Render a PNG from a named viewpoint (the cell's cameras, or overview/top/front) headless."""
+        return self.render_on(self.client, path, camera, width, height)
+
+    def snapshot_later(self, path: str, camera: Optional[str] = None) -> Callable[[], str]:
+        """Copy the scene now (milliseconds); the returned call renders it on a render-only client.
+
+        So a picture never holds the physics still while it renders (see :mod:`anycell.sim.pictures`).
+        """
+        if self._pictures is None:
+            self._pictures = PictureClient(self)
+        pictures = self._pictures
+        with self.stepper.lock:
+            scene = pictures.capture()
+            looks = {pid: self._looks[pid] for pid in scene.parts}
+        return lambda: pictures.render(scene, path, camera, looks)
+
+    def render_on(self, client: int, path: str, camera: Optional[str], width: int = 480, height: int = 360) -> str:
+        """Render this cell's camera ``camera`` as PyBullet ``client`` has it now, into a PNG at ``path``."""
         import numpy as np
         import pybullet as p
 
         eye, target, fov = self._camera(camera)
         up = [0, 0, 1] if abs(eye[0] - target[0]) + abs(eye[1] - target[1]) > 1e-6 else [1, 0, 0]
-        view = p.computeViewMatrix(eye, target, up, physicsClientId=self.client)
-        proj = p.computeProjectionMatrixFOV(fov, width / height, 0.02, 10.0, physicsClientId=self.client)
+        view = p.computeViewMatrix(eye, target, up, physicsClientId=client)
+        proj = p.computeProjectionMatrixFOV(fov, width / height, 0.02, 10.0, physicsClientId=client)
         img = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
-                               lightDirection=[0.6, -0.4, 1.0], shadow=1, physicsClientId=self.client)
+                               lightDirection=[0.6, -0.4, 1.0], shadow=1, physicsClientId=client)
         rgba = np.reshape(np.asarray(img[2], dtype=np.uint8), (height, width, 4))
         write_png(path, rgba[:, :, :3].tobytes(), width, height)
         return path
@@ -267,6 +299,9 @@ class SimWorld:
     def close(self) -> None:
         import pybullet as p
 
+        if self._pictures is not None:
+            self._pictures.close()
+            self._pictures = None
         if self.client is not None and self.client >= 0:
             try:
                 p.disconnect(physicsClientId=self.client)

@@ -14,7 +14,7 @@ feeder presents it or a machine made it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from anycell.geometry import Pose
 
@@ -85,6 +85,10 @@ class WorldHooks:
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return self.world.snapshot(path, camera)
+
+    def snapshot_later(self, path: str, camera: Optional[str] = None) -> Callable[[], str]:
+        """Copy the scene now; the returned call renders it off the physics client (any thread)."""
+        return self.world.snapshot_later(path, camera)
 
     def part_ids(self) -> List[str]:
         return sorted(self.world.parts)
