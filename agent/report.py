@@ -175,7 +175,7 @@ def report_markdown(r: Dict[str, Any]) -> str:
     for s in r["steps"]:
         planned = "" if s["planned_start_s"] is None else f"{s['planned_start_s']:.1f}-{s['planned_end_s']:.1f}"
         detail = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["detail"].items()
-                           if k not in ("checks", "failures"))
+                           if k not in ("checks", "failures", "moves"))
         lines.append(f"| {s['op']} | {s['resource']} | {planned} | {s['start_s']:.1f}-{s['end_s']:.1f} | {detail} |")
     lines += ["", "## Machines", ""]
     for mid, c in r["machines"].items():

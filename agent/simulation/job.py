@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool = False, realtime: bool = False,
                    machine_time_scale: float = DEFAULT_MACHINE_TIME_SCALE, time_limit: float = 5.0,
                    machine_faults: Optional[Dict[str, Dict[str, Any]]] = None,
-                   on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+                   on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
+                   plan_ahead: bool = True) -> Dict[str, Any]:
     """Make ``job`` on a simulated ``cell``; write the report into ``report_dir`` and return its figures.
 
     Bad input is refused before anything starts (validation and planning run
     first). The outcome is in the returned dict: ``complete`` with every unit
-    inspected, or ``failed``/``aborted`` with the error of the step at fault.
+    inspected, or ``failed``/``aborted`` with the error of the step at fault. ``plan_ahead=False``
+    plans every robot motion whole before it moves (the comparison in ``bench/bench_plan_ahead.py``).
     """
     from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
@@ -45,7 +47,7 @@ def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool
     sim = SimulatedCell(cell, os.path.join(report_dir, "work"), gui=gui, realtime=realtime,
                         machine_time_scale=machine_time_scale, machine_faults=machine_faults)
     try:
-        runner = sim.runner(job, report_dir=report_dir, on_event=on_event)
+        runner = sim.runner(job, report_dir=report_dir, on_event=on_event, plan_ahead=plan_ahead)
         machine = pm.PackML(pm.IDLE)
         machine.command("start")
         machine.state_complete(pm.STARTING)

@@ -76,11 +76,14 @@ class SimulatedCell:
             raise
 
     def runner(self, job: JobSpec, *, report_dir: Optional[str] = None,
-               on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> CellRunner:
-        """A step runner for one job on this simulated cell; it writes its report into ``report_dir``."""
+               on_event: Optional[Callable[[Dict[str, Any]], None]] = None, plan_ahead: bool = True) -> CellRunner:
+        """A step runner for one job on this simulated cell; it writes its report into ``report_dir``.
+
+        ``plan_ahead=False`` plans each motion whole before it moves (to compare, see bench_plan_ahead).
+        """
         return CellRunner(self.cell, job, robots=self.robots, planners=self.planners, machines=self.machines,
                           sim=self.hooks, report_dir=report_dir, on_event=on_event,
-                          machine_time_scale=self.machine_time_scale)
+                          machine_time_scale=self.machine_time_scale, plan_ahead=plan_ahead)
 
     def close(self) -> None:
         for mid, drv in list(self.machines.items()):
