@@ -5,10 +5,11 @@ A planning thread works through the grasp yaws in the same order as planning on 
 thread through a :class:`SegmentFeed`. The robot's thread runs a segment as soon as it is there.
 What keeps this as safe as planning everything first:
 
-* Nothing moves before the yaw is *committed*: its whole pick (to the pre-grasp, down to the
-  grasp, back up with the part) is planned, and both the pre-place and the place (or insertion
-  entry) poses have a collision-free IK solution with the part held. A target the robot cannot
-  reach is therefore still refused with the robot at rest, with the same error.
+* Nothing moves before the yaw is *committed*: every segment but the transfer is planned (the
+  pick, the pre-place configuration, the place or insertion from it, the retreat). A target the
+  robot cannot reach or that collides is therefore still refused with the robot at rest, with the
+  same error; only the joint-space transfer between the two (the longest search) is planned
+  while the robot moves to the pick.
 * The robot does not close its tool before the whole motion, to the retreat from the place,
   is planned: it never holds a part it has no planned way to put down.
 * A segment that fails after the commit (a transfer the planner finds no path for) stops the
@@ -158,4 +159,4 @@ def _plan(planner: "MotionPlanner", job: "_Job", q_start: List[float], feed: Seg
 def _iterate(planner: "MotionPlanner", job: "_Job", q_start: List[float], k: int) -> Any:
     from anycell.agent.skills import _yaw_segments
 
-    return _yaw_segments(planner, job, q_start, k, precheck=True)
+    return _yaw_segments(planner, job, q_start, k)

@@ -143,7 +143,7 @@ class _Job:
     turns: List[int]
 
 
-#: A marker in a yaw's segment stream: the pick is planned and the target is reachable from it.
+#: A marker in a yaw's segment stream: all but the transfer is planned, so the robot may start.
 COMMIT = "commit"
 
 
@@ -170,15 +170,13 @@ def _prepare(planner: "MotionPlanner", part_id: str, part_size: Sequence[float],
                 insert, finger_axis_yaw(planner), turns)
 
 
-def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int, *,
-                  precheck: bool = False) -> Iterator[Segment]:
-    """The segments of one grasp yaw, each planned when the consumer asks for the next (raises when one fails).
+def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int) -> Iterator[Segment]:
+    """The segments of one grasp yaw, in the order the robot runs them, planned as the consumer asks.
 
-    With ``precheck``, after the pick (to the retreat) and the IK of the pre-place pose it also checks
-    that the place (or insertion entry) pose has a collision-free IK solution with the part held, and
-    yields ``(COMMIT, None)`` when it does: from there the robot may start moving while the rest is
-    planned (:func:`pick_place` with ``plan_ahead``). The check calls nothing the segments depend on,
-    so the segments are the same with it or without it.
+    Raises when one cannot be planned. Every segment but the transfer is planned before
+    ``(COMMIT, None)`` is yielded: from there the robot may start moving while the transfer is
+    planned (:func:`pick_place` with ``plan_ahead``). Planning on demand ignores the marker; the
+    segments are the same either way.
     """
     from anycell.planners.collision import Held
     from anycell.planners.kinematics import matrix_to_pose
@@ -208,33 +206,29 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
     t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
     yield "approach_pick", t
     yield "grasp", None
-    t = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
-    yield "retreat_pick", t
-    q_pre_place = planner.ik(pre_place, t.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
-    if precheck:
-        try:
-            planner.ik(entry if entry is not None else place, q_pre_place, held, ignore=ignore,
-                       name=f"place of '{part_id}'")
-        except AnycellError as exc:
-            log.debug("place of %s not confirmed ahead (%s): planned whole before moving", part_id, exc)
-        else:
-            yield COMMIT, None
-    t = planner.plan_joint(t.end, q_pre_place, held, ignore=ignore, speed=loaded)
-    yield "transfer", t
+    lift = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
+    yield "retreat_pick", lift
+    q_pre_place = planner.ik(pre_place, lift.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
+    # the place side is planned from the pre-place configuration (where the transfer ends) before the
+    # transfer: only the transfer is left to plan once the robot may move
+    placing: List[Segment] = []
     if entry is not None and insert is not None:
-        t = planner.plan_cartesian_line(t.end, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
+        t = planner.plan_cartesian_line(q_pre_place, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
                                         speed=loaded)
-        yield "approach_place", t
+        placing.append(("approach_place", t))
         t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore,
                                         name=f"insertion of '{part_id}'", speed=min(loaded, insert.speed))
-        yield "insert", t
+        placing.append(("insert", t))
     else:
-        t = planner.plan_cartesian_line(t.end, place, held, ignore=ignore, name=f"place of '{part_id}'",
+        t = planner.plan_cartesian_line(q_pre_place, place, held, ignore=ignore, name=f"place of '{part_id}'",
                                         speed=loaded)
-        yield "approach_place", t
-    yield "release", None
+        placing.append(("approach_place", t))
+    placing.append(("release", None))
     t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
-    yield "retreat_place", t
+    placing.append(("retreat_place", t))
+    yield COMMIT, None
+    yield "transfer", planner.plan_joint(lift.end, q_pre_place, held, ignore=ignore, speed=loaded)
+    yield from placing
 
 
 def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, part_size: Sequence[float],
@@ -256,7 +250,8 @@ def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id:
     errors: List[AnycellError] = []
     for k in job.turns:
         try:
-            return list(_yaw_segments(planner, job, q_start, k)), job.yaw0 + k * math.pi / 2
+            segs = [seg for seg in _yaw_segments(planner, job, q_start, k) if seg[0] != COMMIT]
+            return segs, job.yaw0 + k * math.pi / 2
         except AnycellError as exc:
             log.debug("grasp yaw %d failed: %s", k, exc)
             errors.append(exc)
