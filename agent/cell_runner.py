@@ -109,6 +109,9 @@ class CellRunner:
         self._world_lock = threading.RLock()
         self._pictures: Optional[Any] = None    # the background renderer, made at the first picture
         self._pending_pictures: List[tuple] = []
+        self._lookahead: Optional[Any] = None   # one thread planning each robot's next motion ahead of its turn
+        self._ahead: Dict[str, tuple] = {}      # robot id -> (op id, future of its Planned motion)
+        self._plan: Optional[Plan] = None
         self._reservations = None
         if len(self.robots) > 1:
             from anycell.planners.reservation import SpaceReservations
@@ -174,6 +177,7 @@ class CellRunner:
 
     # ------------------------------------------------------------------ StepRunner
     def run(self, op: Operation, plan: Plan) -> Optional[Dict[str, Any]]:
+        self._plan = plan
         with self._world_lock:
             if not self._prepared:
                 self.prepare(plan)
@@ -228,9 +232,13 @@ class CellRunner:
         candidates = self._tray_candidates(target) if carried else [target]
         if self._reservations is None:
             w0 = time.monotonic()
+            ahead: Dict[str, Any] = {}
+            if self.plan_ahead:
+                ahead = {"planned": self._planned_ahead(op, len(candidates) == 1 and not carried),
+                         "on_planned": None if carried else self._plan_next_after(op, wid, shape, target)}
             res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
                                                  carried=carried, shape=shape, insert=insert, hints=hints,
-                                                 plan_ahead=self.plan_ahead)
+                                                 plan_ahead=self.plan_ahead, **ahead)
             moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
@@ -286,6 +294,64 @@ class CellRunner:
         if got is not None and placing:
             self._confirm(op, got, detail)
         return detail
+
+    # ------------------------------------------------------------------ the next motion, ahead of its turn
+    def _next_motion(self, op: Operation) -> Optional[Operation]:
+        """The robot's next step in the executor's order, when it is a motion this runner can plan ahead."""
+        from anycell.agent.executor import execution_order
+
+        if self._plan is None:
+            return None
+        ops = {o.id: o for o in self._plan.operations}
+        order = execution_order(self._plan)
+        for op_id in order[order.index(op.id) + 1:]:
+            nxt = ops[op_id]
+            if op.resource in (list(nxt.uses) if nxt.uses else [nxt.resource]):
+                return nxt if nxt.kind in ("pick_place", "load", "unload") else None
+        return None
+
+    def _plan_next_after(self, op: Operation, wid: str, shape: Any, target: Site) -> Callable[[List[float]], None]:
+        """What pick_place calls once ``op``'s motion is planned: plan the robot's next motion from its end.
+
+        The next motion is planned on a thread of its own while ``op``'s motion (and any machine cycle)
+        runs, with ``op``'s part already where it is being put; :func:`anycell.agent.skills.pick_place`
+        checks it against the cell as it is when its turn comes (else plans it again).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from anycell.agent.skills import plan_next
+
+        def on_planned(q_end: List[float]) -> None:
+            nxt = self._next_motion(op)
+            if nxt is None or self._halted.is_set():
+                return
+            planner = self.planners[op.resource]
+            nsrc, ntarget = Site.from_dict(nxt.params["source"]), Site.from_dict(nxt.params["target"])
+            nshape, _mass, _color = self._part_geometry(_part(nxt))
+            try:
+                insert, hints = self._grasp_plan(nxt, ntarget, [])
+            except AnycellError:
+                return   # refused when its turn comes, with the robot at rest
+            planner.add_obstacle(wid, shape, _pose(target))   # this motion's part, where it is being put
+            if self._lookahead is None:
+                self._lookahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookahead")
+            future = self._lookahead.submit(plan_next, planner, q_end, uid(nxt.unit, _part(nxt)), nshape.size,
+                                            nsrc, ntarget, shape=nshape, insert=insert, hints=hints)
+            self._ahead[op.resource] = (nxt.id, future)
+            log.debug("planning %s ahead while %s runs", nxt.id, op.id)
+
+        return on_planned
+
+    def _planned_ahead(self, op: Operation, usable: bool) -> Any:
+        """``op``'s motion planned ahead of its turn, if there is one (None: plan it now)."""
+        entry = self._ahead.pop(op.resource, None)
+        if entry is None or entry[0] != op.id or not usable:
+            return None
+        try:
+            return entry[1].result()
+        except Exception as exc:  # noqa: BLE001 - planned again now, where a refusal is raised for real
+            log.debug("%s planned ahead failed (%s): planned now", op.id, exc)
+            return None
 
     @staticmethod
     def _pick_place_first(pick_place: Callable[..., Any], op: Operation, candidates: List[Site], *args: Any,
@@ -568,6 +634,10 @@ class CellRunner:
 
         self._snap("end")
         self.wait_for_pictures()
+        if self._lookahead is not None:
+            self._lookahead.shutdown(wait=True)
+            self._lookahead = None
+        self._ahead.clear()
         counters = {}
         for mid, drv in self.machines.items():
             try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from anycell.errors import AnycellError
 
@@ -102,16 +102,22 @@ class SegmentFeed:
             return list(self._items)
 
 
-def start_planning(planner: "MotionPlanner", job: "_Job", q_start: List[float]) -> Tuple[SegmentFeed, threading.Thread]:
-    """Start the planning thread for ``job`` from ``q_start``; segments arrive in the returned feed."""
+def start_planning(planner: "MotionPlanner", job: "_Job", q_start: List[float],
+                   on_planned: Optional[Callable[[List[float]], None]] = None) -> Tuple[SegmentFeed, threading.Thread]:
+    """Start the planning thread for ``job`` from ``q_start``; segments arrive in the returned feed.
+
+    ``on_planned`` is called on the planning thread, with the configuration the motion ends in,
+    once the whole motion is planned (the runner plans the next motion then).
+    """
     feed = SegmentFeed()
-    thread = threading.Thread(target=_plan, args=(planner, job, q_start, feed), name=f"plan-{job.part_id}",
-                              daemon=True)
+    thread = threading.Thread(target=_plan, args=(planner, job, q_start, feed, on_planned),
+                              name=f"plan-{job.part_id}", daemon=True)
     thread.start()
     return feed, thread
 
 
-def _plan(planner: "MotionPlanner", job: "_Job", q_start: List[float], feed: SegmentFeed) -> None:
+def _plan(planner: "MotionPlanner", job: "_Job", q_start: List[float], feed: SegmentFeed,
+          on_planned: Optional[Callable[[List[float]], None]]) -> None:
     """The planning thread: the yaws in order; stream a yaw's segments from its commit on."""
     import math
 
@@ -148,12 +154,20 @@ def _plan(planner: "MotionPlanner", job: "_Job", q_start: List[float], feed: Seg
             for seg in pending:
                 feed.put(seg)
             feed.finish(job.yaw0 + k * math.pi / 2)
+            feed.planning_time = time.perf_counter() - t0
+            if on_planned is not None:
+                last = [traj for _n, traj in feed.segments() if traj is not None][-1]
+                try:
+                    on_planned(list(last.end))
+                except Exception:  # noqa: BLE001 - planning the next motion early is only a head start
+                    log.exception("planning ahead of the next motion failed to start")
             return
         feed.fail(errors[0])   # the same error as planning on demand: the refusal of the first yaw
     except BaseException as exc:  # noqa: BLE001 - handed to the robot's thread, which raises it
         feed.fail(exc)
     finally:
-        feed.planning_time = time.perf_counter() - t0
+        if not feed.planning_time:
+            feed.planning_time = time.perf_counter() - t0
 
 
 def _iterate(planner: "MotionPlanner", job: "_Job", q_start: List[float], k: int) -> Any:

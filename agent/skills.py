@@ -170,6 +170,17 @@ def _prepare(planner: "MotionPlanner", part_id: str, part_size: Sequence[float],
                 insert, finger_axis_yaw(planner), turns)
 
 
+def _held(job: _Job, k: int) -> Any:
+    """The part in the tool (for the collision checks of the loaded moves) when grasped at yaw ``k``."""
+    from anycell.planners.collision import Held
+    from anycell.planners.kinematics import matrix_to_pose
+
+    src_pose = Pose(xyz=list(job.source.xyz), rpy=list(job.source.rpy))
+    grasp = _top_down(src_pose.compose(job.offset).xyz, float(job.source.rpy[2]) + job.yaw0 + k * math.pi / 2)
+    tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(src_pose)
+    return Held(job.part_id, list(job.part_size), matrix_to_pose(tcp_grasp), job.shape)
+
+
 def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int) -> Iterator[Segment]:
     """The segments of one grasp yaw, in the order the robot runs them, planned as the consumer asks.
 
@@ -178,9 +189,6 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
     planned (:func:`pick_place` with ``plan_ahead``). Planning on demand ignores the marker; the
     segments are the same either way.
     """
-    from anycell.planners.collision import Held
-    from anycell.planners.kinematics import matrix_to_pose
-
     source, target, insert, ignore, loaded = job.source, job.target, job.insert, job.ignore, job.loaded
     part_id = job.part_id
     yaw = job.yaw0 + k * math.pi / 2
@@ -198,8 +206,7 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
         pre_place = _shift(place, ax, -(insert.depth + INSERT_ENTRY + job.approach))
     else:
         entry, pre_place = None, _lift(place, job.approach)
-    tcp_grasp = np.linalg.inv(_mat(grasp)) @ _mat(src_pose)
-    held = Held(part_id, list(job.part_size), matrix_to_pose(tcp_grasp), job.shape)
+    held = _held(job, k)
     t = planner.plan_to_pose(list(q_start), pre_grasp, name=f"pre-grasp of '{part_id}'")
     yield "to_pick", t
     # the tool must reach the grasp without touching what is stacked on the part
@@ -247,16 +254,73 @@ def plan_pick_place(planner: "MotionPlanner", q_start: Sequence[float], part_id:
     """
     job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
                    shape=shape, insert=insert, hints=hints)
+    segs, k = _plan_whole(planner, job, q_start)
+    return segs, job.yaw0 + k * math.pi / 2
+
+
+def _plan_whole(planner: "MotionPlanner", job: _Job, q_start: Sequence[float]) -> Tuple[List[Segment], int]:
+    """The first grasp yaw that plans end to end: (its segments, its quarter turn)."""
     errors: List[AnycellError] = []
     for k in job.turns:
         try:
-            segs = [seg for seg in _yaw_segments(planner, job, q_start, k) if seg[0] != COMMIT]
-            return segs, job.yaw0 + k * math.pi / 2
+            return [seg for seg in _yaw_segments(planner, job, q_start, k) if seg[0] != COMMIT], k
         except AnycellError as exc:
             log.debug("grasp yaw %d failed: %s", k, exc)
             errors.append(exc)
     # the most telling error: a refusal of the target itself
     raise errors[0]
+
+
+@dataclass
+class Planned:
+    """A pick-and-place planned ahead of its turn (while the motion before it ran): see :func:`plan_next`."""
+
+    segments: List[Segment]
+    yaw: float
+    q_start: List[float]
+    held: Any
+    ignore: Tuple[str, ...]
+    part_id: str
+
+
+#: Robot joints (rad) may be this far from where a motion planned ahead starts (the robot settles within 2 mrad).
+START_TOLERANCE = 0.01
+
+
+def plan_next(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, part_size: Sequence[float],
+              source: SiteLike, target: SiteLike, **kw: Any) -> Planned:
+    """Plan a whole pick-and-place from where the robot *will* be (``q_start``), before its turn.
+
+    :func:`pick_place` given the result (``planned=``) runs it without planning, after checking
+    that the robot stands at ``q_start`` and that no segment collides with the cell as the planner
+    knows it then (:func:`still_free`); otherwise it plans as usual.
+    """
+    job = _prepare(planner, part_id, part_size, _as_site(source), _as_site(target), carried=kw.get("carried", ()),
+                   approach=kw.get("approach", APPROACH), speed=kw.get("speed"), shape=kw.get("shape"),
+                   insert=kw.get("insert"), hints=kw.get("hints"))
+    segs, k = _plan_whole(planner, job, q_start)
+    return Planned(segs, job.yaw0 + k * math.pi / 2, list(q_start), _held(job, k), job.ignore, part_id)
+
+
+def still_free(planner: "MotionPlanner", planned: Planned) -> bool:
+    """Every segment of ``planned`` is clear of the cell as the planner knows it now (parts placed, made,
+    measured since it was planned), with the same part in the tool and the same parts ignored."""
+    for name, traj in planned.segments:
+        if traj is None:
+            continue
+        if name == "to_pick":
+            held, ignore = None, ()
+        elif name == "approach_pick":
+            held, ignore = None, (planned.part_id,)
+        elif name == "retreat_place":
+            held, ignore = None, planned.ignore
+        else:
+            held, ignore = planned.held, planned.ignore
+        bad = planner.trajectory_collisions(traj, held, ignore=ignore)
+        if bad:
+            log.info("the motion of '%s' planned ahead now meets %s: planned again", planned.part_id, bad[0])
+            return False
+    return True
 
 
 def _shift(pose: Pose, axis: Sequence[float], dist: float) -> Pose:
@@ -277,7 +341,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
                park: Optional[Sequence[float]] = None,
                blocked: Optional[Callable[[Exception], bool]] = None,
-               plan_ahead: bool = True) -> PlaceResult:
+               plan_ahead: bool = True, planned: Optional[Planned] = None,
+               on_planned: Optional[Callable[[List[float]], None]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     With ``plan_ahead`` (the default) the robot starts as soon as the pick is planned and the
@@ -293,11 +358,28 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     (the robot's home) ends the motion out of the other robots' way; when planning fails with
     the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
     The reservation needs the whole swept space, so with a ``gate`` the motion is planned whole.
+
+    ``planned`` is this motion planned ahead (:func:`plan_next`): it runs without planning when the
+    robot stands where it starts and it is still clear of the cell (else it is planned as usual).
+    ``on_planned`` (with ``plan_ahead``) is called on the planning thread with the configuration the
+    motion ends in, as soon as the whole motion is planned: the caller may plan the next one then.
     """
     source, target = _as_site(source), _as_site(target)
+    if planned is not None and gate is None and before_plan is None and park is None:
+        q = np.asarray(robot.joint_positions())
+        if float(np.max(np.abs(q - np.asarray(planned.q_start)))) <= START_TOLERANCE and still_free(planner, planned):
+            if on_planned is not None:
+                last = [traj for _n, traj in planned.segments if traj is not None][-1]
+                on_planned(list(last.end))
+            moves: List[Move] = []
+            duration = sum(_run_segment(robot, part_id, source, seg, moves) for seg in planned.segments)
+            _placed(robot, planner, part_id, part_size, shape, target, carried)
+            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments, 0.0, 0.0, moves)
+        log.info("the motion of '%s' planned ahead no longer fits: planned again", part_id)
     if plan_ahead and gate is None and before_plan is None and park is None:
         return _pick_place_ahead(robot, planner, part_id, part_size, source, target, carried=carried,
-                                 approach=approach, speed=speed, shape=shape, insert=insert, hints=hints)
+                                 approach=approach, speed=speed, shape=shape, insert=insert, hints=hints,
+                                 on_planned=on_planned)
     t0 = time.perf_counter()
     for _attempt in range(50):
         if before_plan is not None:
@@ -330,13 +412,14 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
 
 def _pick_place_ahead(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Site,
                       target: Site, *, carried: Sequence[str], approach: float, speed: Optional[float],
-                      shape: Any, insert: Optional[Insert], hints: Optional[GraspHints]) -> PlaceResult:
+                      shape: Any, insert: Optional[Insert], hints: Optional[GraspHints],
+                      on_planned: Optional[Callable[[List[float]], None]]) -> PlaceResult:
     """:func:`pick_place` with the planning thread of :mod:`anycell.agent.plan_ahead`."""
     from anycell.agent.plan_ahead import start_planning
 
     job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
                    shape=shape, insert=insert, hints=hints)
-    feed, thread = start_planning(planner, job, robot.joint_positions())
+    feed, thread = start_planning(planner, job, robot.joint_positions(), on_planned)
     moves: List[Move] = []
     duration = 0.0
     done: List[Segment] = []
