@@ -112,6 +112,9 @@ class CellRunner:
         self._lookahead: Optional[Any] = None   # one thread planning each robot's next motion ahead of its turn
         self._ahead: Dict[str, tuple] = {}      # robot id -> (op id, future of its Planned motion)
         self._plan: Optional[Plan] = None
+        self._ahead_lock = threading.Lock()
+        self._current: Dict[str, str] = {}      # robot id -> the motion step it runs (or ran last)
+        self._last_planned: Dict[str, tuple] = {}   # robot id -> (that step, the configuration it ends in)
         self._reservations = None
         if len(self.robots) > 1:
             from anycell.planners.reservation import SpaceReservations
@@ -234,8 +237,8 @@ class CellRunner:
             w0 = time.monotonic()
             ahead: Dict[str, Any] = {}
             if self.plan_ahead:
-                ahead = {"planned": self._planned_ahead(op, len(candidates) == 1 and not carried),
-                         "on_planned": None if carried else self._plan_next_after(op, wid, shape, target)}
+                ahead = {"planned": self._planned_ahead(op, candidates[0]),
+                         "on_planned": self._plan_next_after(op, wid, shape, src, carried)}
             res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
                                                  carried=carried, shape=shape, insert=insert, hints=hints,
                                                  plan_ahead=self.plan_ahead, **ahead)
@@ -307,48 +310,72 @@ class CellRunner:
         for op_id in order[order.index(op.id) + 1:]:
             nxt = ops[op_id]
             if op.resource in (list(nxt.uses) if nxt.uses else [nxt.resource]):
-                return nxt if nxt.kind in ("pick_place", "load", "unload") else None
+                return nxt if nxt.kind in MOTION_KINDS else None
         return None
 
-    def _plan_next_after(self, op: Operation, wid: str, shape: Any, target: Site) -> Callable[[List[float]], None]:
+    def _plan_next_after(self, op: Operation, wid: str, shape: Any, src: Site,
+                         carried: List[str]) -> Callable[[List[float], Site], None]:
         """What pick_place calls once ``op``'s motion is planned: plan the robot's next motion from its end.
 
         The next motion is planned on a thread of its own while ``op``'s motion (and any machine cycle)
-        runs, with ``op``'s part already where it is being put; :func:`anycell.agent.skills.pick_place`
-        checks it against the cell as it is when its turn comes (else plans it again).
+        runs, with ``op``'s part (and a carried unit) already where it is being put;
+        :func:`anycell.agent.skills.pick_place` checks it against the cell as it is when its turn
+        comes, else plans it again. An ``output`` is planned to the output tray while its unit is not
+        known to have failed inspection (a failed unit's reject-tray target differs, so that plan is
+        not used); when an inspection ends with no motion planned ahead, :meth:`_inspect` asks again.
         """
+        def on_planned(q_end: List[float], target: Site) -> None:
+            planner = self.planners[op.resource]
+            # this motion's part (and the unit it carries) where it is being put
+            planner.add_obstacle(wid, shape, _pose(target))
+            if carried:
+                self._move_obstacles(carried, src, target, [planner])
+            with self._ahead_lock:
+                self._last_planned[op.resource] = (op, q_end)
+                self._plan_next_from(op, q_end)
+
+        return on_planned
+
+    def _plan_next_from(self, op: Operation, q_end: List[float]) -> None:
+        """Start planning the robot's step after ``op`` from ``q_end`` (with ``_ahead_lock`` held)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from anycell.agent.skills import plan_next
 
-        def on_planned(q_end: List[float]) -> None:
-            nxt = self._next_motion(op)
-            if nxt is None or self._halted.is_set():
-                return
-            planner = self.planners[op.resource]
-            nsrc, ntarget = Site.from_dict(nxt.params["source"]), Site.from_dict(nxt.params["target"])
-            nshape, _mass, _color = self._part_geometry(_part(nxt))
-            try:
-                insert, hints = self._grasp_plan(nxt, ntarget, [])
-            except AnycellError:
-                return   # refused when its turn comes, with the robot at rest
-            planner.add_obstacle(wid, shape, _pose(target))   # this motion's part, where it is being put
-            if self._lookahead is None:
-                self._lookahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookahead")
-            future = self._lookahead.submit(plan_next, planner, q_end, uid(nxt.unit, _part(nxt)), nshape.size,
-                                            nsrc, ntarget, shape=nshape, insert=insert, hints=hints)
-            self._ahead[op.resource] = (nxt.id, future)
-            log.debug("planning %s ahead while %s runs", nxt.id, op.id)
+        nxt = self._next_motion(op)
+        if nxt is None or self._halted.is_set() or self._current.get(op.resource) != op.id:
+            return
+        nsrc, ntarget = Site.from_dict(nxt.params["source"]), Site.from_dict(nxt.params["target"])
+        ncarried: List[str] = []
+        if nxt.kind == "output":
+            result = self.unit_results.get(nxt.unit)
+            if result is not None and not result.passed:
+                return   # to the reject tray: its position is chosen when its turn comes
+            ncarried = [uid(nxt.unit, pl.part) for pl in self.job.assembly.placements if pl.part != nxt.part]
+        nshape, _mass, _color = self._part_geometry(_part(nxt))
+        try:
+            insert, hints = self._grasp_plan(nxt, ntarget, ncarried)
+        except AnycellError:
+            return   # refused when its turn comes, with the robot at rest
+        if self._lookahead is None:
+            self._lookahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookahead")
+        future = self._lookahead.submit(plan_next, self.planners[op.resource], q_end, uid(nxt.unit, _part(nxt)),
+                                        nshape.size, nsrc, ntarget, carried=ncarried, shape=nshape, insert=insert,
+                                        hints=hints)
+        self._ahead[op.resource] = (nxt.id, ntarget, future)
+        log.debug("planning %s ahead while %s runs", nxt.id, op.id)
 
-        return on_planned
-
-    def _planned_ahead(self, op: Operation, usable: bool) -> Any:
-        """``op``'s motion planned ahead of its turn, if there is one (None: plan it now)."""
-        entry = self._ahead.pop(op.resource, None)
-        if entry is None or entry[0] != op.id or not usable:
+    def _planned_ahead(self, op: Operation, target: Site) -> Any:
+        """``op``'s motion to ``target`` planned ahead of its turn, if there is one (None: plan it now)."""
+        with self._ahead_lock:
+            self._current[op.resource] = op.id     # from here no motion is planned ahead from the last one
+            entry = self._ahead.pop(op.resource, None)
+        if entry is None or entry[0] != op.id or entry[1] != target:
+            if entry is not None:
+                log.debug("%s was planned ahead of %s: not used", entry[0], op.id)
             return None
         try:
-            return entry[1].result()
+            return entry[2].result()
         except Exception as exc:  # noqa: BLE001 - planned again now, where a refusal is raised for real
             log.debug("%s planned ahead failed (%s): planned now", op.id, exc)
             return None
@@ -535,8 +562,9 @@ class CellRunner:
         log.warning("unit %d failed inspection: it goes to the reject tray '%s'", op.unit, trays[0].id)
         return site
 
-    def _move_obstacles(self, carried: List[str], src: Site, target: Site) -> None:
-        """Carried parts moved with the base: re-register them where the unit now stands."""
+    def _move_obstacles(self, carried: List[str], src: Site, target: Site, planners: Optional[List[Any]] = None) -> None:
+        """Carried parts moved with the base: re-register them where the unit now stands (in ``planners``,
+        default every robot's)."""
         moved = _pose(target).compose(_pose(src).inverse())
         for wid in carried:
             part_id = wid.split(".", 1)[1]
@@ -544,7 +572,7 @@ class CellRunner:
             from anycell.planners import sites
 
             old = sites.placement_pose(self.cell, self.job, part_id)
-            for planner in self.planners.values():
+            for planner in (self.planners.values() if planners is None else planners):
                 planner.add_obstacle(wid, shape, moved.compose(old))
 
     # ------------------------------------------------------------------ machines
@@ -618,6 +646,11 @@ class CellRunner:
                     planner.add_obstacle(uids[part_id], shape, frame.compose(seen))
         result = check_unit(self.job, op.unit, measured, station.uncertainty.position, station.uncertainty.angle)
         self.unit_results[op.unit] = result
+        if result.passed and self.plan_ahead:
+            with self._ahead_lock:   # a robot whose next step is this unit's output may plan it now
+                for rid, (last, q_end) in list(self._last_planned.items()):
+                    if rid not in self._ahead:
+                        self._plan_next_from(last, q_end)
         self._snap(op.id, close_up=True)
         self._event({"event": "inspection", "op": op.id, "unit": op.unit, "passed": result.passed,
                      "failures": result.failures()})

@@ -305,6 +305,7 @@ def plan_next(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, 
 def still_free(planner: "MotionPlanner", planned: Planned) -> bool:
     """Every segment of ``planned`` is clear of the cell as the planner knows it now (parts placed, made,
     measured since it was planned), with the same part in the tool and the same parts ignored."""
+    ignore: Tuple[str, ...]
     for name, traj in planned.segments:
         if traj is None:
             continue
@@ -342,7 +343,7 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                park: Optional[Sequence[float]] = None,
                blocked: Optional[Callable[[Exception], bool]] = None,
                plan_ahead: bool = True, planned: Optional[Planned] = None,
-               on_planned: Optional[Callable[[List[float]], None]] = None) -> PlaceResult:
+               on_planned: Optional[Callable[[List[float], Site], None]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
 
     With ``plan_ahead`` (the default) the robot starts as soon as the pick is planned and the
@@ -362,19 +363,20 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     ``planned`` is this motion planned ahead (:func:`plan_next`): it runs without planning when the
     robot stands where it starts and it is still clear of the cell (else it is planned as usual).
     ``on_planned`` (with ``plan_ahead``) is called on the planning thread with the configuration the
-    motion ends in, as soon as the whole motion is planned: the caller may plan the next one then.
+    motion ends in and the target, as soon as the whole motion is planned: the caller may plan the
+    next motion then.
     """
     source, target = _as_site(source), _as_site(target)
     if planned is not None and gate is None and before_plan is None and park is None:
         q = np.asarray(robot.joint_positions())
         if float(np.max(np.abs(q - np.asarray(planned.q_start)))) <= START_TOLERANCE and still_free(planner, planned):
             if on_planned is not None:
-                last = [traj for _n, traj in planned.segments if traj is not None][-1]
-                on_planned(list(last.end))
-            moves: List[Move] = []
-            duration = sum(_run_segment(robot, part_id, source, seg, moves) for seg in planned.segments)
+                end = [traj for _n, traj in planned.segments if traj is not None][-1]
+                on_planned(list(end.end), target)
+            ran: List[Move] = []
+            duration = sum(_run_segment(robot, part_id, source, seg, ran) for seg in planned.segments)
             _placed(robot, planner, part_id, part_size, shape, target, carried)
-            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments, 0.0, 0.0, moves)
+            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments, 0.0, 0.0, ran)
         log.info("the motion of '%s' planned ahead no longer fits: planned again", part_id)
     if plan_ahead and gate is None and before_plan is None and park is None:
         return _pick_place_ahead(robot, planner, part_id, part_size, source, target, carried=carried,
@@ -413,13 +415,14 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
 def _pick_place_ahead(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Site,
                       target: Site, *, carried: Sequence[str], approach: float, speed: Optional[float],
                       shape: Any, insert: Optional[Insert], hints: Optional[GraspHints],
-                      on_planned: Optional[Callable[[List[float]], None]]) -> PlaceResult:
+                      on_planned: Optional[Callable[[List[float], Site], None]]) -> PlaceResult:
     """:func:`pick_place` with the planning thread of :mod:`anycell.agent.plan_ahead`."""
     from anycell.agent.plan_ahead import start_planning
 
     job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
                    shape=shape, insert=insert, hints=hints)
-    feed, thread = start_planning(planner, job, robot.joint_positions(), on_planned)
+    then = None if on_planned is None else (lambda q_end: on_planned(q_end, target))
+    feed, thread = start_planning(planner, job, robot.joint_positions(), then)
     moves: List[Move] = []
     duration = 0.0
     done: List[Segment] = []
