@@ -236,12 +236,15 @@ class CellRunner:
         if self._reservations is None:
             w0 = time.monotonic()
             ahead: Dict[str, Any] = {}
+            waited = 0.0     # for the motion planned ahead of its turn to be ready
             if self.plan_ahead:
                 ahead = {"planned": self._planned_ahead(op, candidates[0]),
                          "on_planned": self._plan_next_after(op, wid, shape, src, carried)}
+                waited = time.monotonic() - w0
             res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
                                                  carried=carried, shape=shape, insert=insert, hints=hints,
                                                  plan_ahead=self.plan_ahead, **ahead)
+            res.planning_wait += waited
             moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}

@@ -281,6 +281,7 @@ class Planned:
     held: Any
     ignore: Tuple[str, ...]
     part_id: str
+    planning_time: float = 0.0
 
 
 #: Robot joints (rad) may be this far from where a motion planned ahead starts (the robot settles within 2 mrad).
@@ -298,8 +299,10 @@ def plan_next(planner: "MotionPlanner", q_start: Sequence[float], part_id: str, 
     job = _prepare(planner, part_id, part_size, _as_site(source), _as_site(target), carried=kw.get("carried", ()),
                    approach=kw.get("approach", APPROACH), speed=kw.get("speed"), shape=kw.get("shape"),
                    insert=kw.get("insert"), hints=kw.get("hints"))
+    t0 = time.perf_counter()
     segs, k = _plan_whole(planner, job, q_start)
-    return Planned(segs, job.yaw0 + k * math.pi / 2, list(q_start), _held(job, k), job.ignore, part_id)
+    return Planned(segs, job.yaw0 + k * math.pi / 2, list(q_start), _held(job, k), job.ignore, part_id,
+                   time.perf_counter() - t0)
 
 
 def still_free(planner: "MotionPlanner", planned: Planned) -> bool:
@@ -376,7 +379,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
             ran: List[Move] = []
             duration = sum(_run_segment(robot, part_id, source, seg, ran) for seg in planned.segments)
             _placed(robot, planner, part_id, part_size, shape, target, carried)
-            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments, 0.0, 0.0, ran)
+            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments,
+                               planned.planning_time, 0.0, ran)
         log.info("the motion of '%s' planned ahead no longer fits: planned again", part_id)
     if plan_ahead and gate is None and before_plan is None and park is None:
         return _pick_place_ahead(robot, planner, part_id, part_size, source, target, carried=carried,

@@ -34,10 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def idle_figures(report: Dict[str, Any]) -> Dict[str, float]:
     """Idle seconds (with a step to do, and all) and motion seconds after the first move, per the report's steps."""
-    steps = [s for s in report["steps"] if s["detail"].get("moves")]
+    steps = sorted((s for s in report["steps"] if s["detail"].get("moves")), key=lambda s: s["start_s"])
     moves: List[Tuple[float, float]] = []
     in_step = 0.0
-    for s in sorted(steps, key=lambda s: s["start_s"]):
+    for s in steps:
         spans = [(float(a), float(b)) for _n, a, b in s["detail"]["moves"]]
         edges = [s["start_s"]] + [x for span in spans for x in span] + [s["end_s"]]
         gaps = [max(0.0, edges[i + 1] - edges[i]) for i in range(0, len(edges), 2)]

@@ -26,13 +26,18 @@ def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool
                    machine_time_scale: float = DEFAULT_MACHINE_TIME_SCALE, time_limit: float = 5.0,
                    machine_faults: Optional[Dict[str, Dict[str, Any]]] = None,
                    on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
-                   plan_ahead: bool = True) -> Dict[str, Any]:
+                   plan_ahead: Optional[bool] = None) -> Dict[str, Any]:
     """Make ``job`` on a simulated ``cell``; write the report into ``report_dir`` and return its figures.
 
     Bad input is refused before anything starts (validation and planning run
     first). The outcome is in the returned dict: ``complete`` with every unit
-    inspected, or ``failed``/``aborted`` with the error of the step at fault. ``plan_ahead=False``
-    plans every robot motion whole before it moves (the comparison in ``bench/bench_plan_ahead.py``).
+    inspected, or ``failed``/``aborted`` with the error of the step at fault.
+
+    ``plan_ahead``: plan each robot motion while the one before it runs (True), or whole at its
+    turn (False). None (the default) plans ahead when the robots move in real time (``realtime``
+    or ``gui``). Headless, the simulated robot waits for nothing in simulated time, and PyBullet
+    holds the GIL through its calls, so a planning thread cannot overlap the physics in one
+    process: it only adds the cost of switching (``bench/bench_plan_ahead.py`` measures both).
     """
     from anycell.planners.pipeline import PlanOptions, plan_and_schedule
 
@@ -44,6 +49,8 @@ def run_job_in_sim(cell: CellConfig, job: JobSpec, report_dir: str, *, gui: bool
     journal = Journal(journal_path)
     journal.add_job(job.id, {"job": job.id, "cell": cell.cell.id})
     journal.set_plan(job.id, plan.to_dict())
+    if plan_ahead is None:
+        plan_ahead = realtime or gui
     sim = SimulatedCell(cell, os.path.join(report_dir, "work"), gui=gui, realtime=realtime,
                         machine_time_scale=machine_time_scale, machine_faults=machine_faults)
     try:

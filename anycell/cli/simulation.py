@@ -26,6 +26,10 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="simulated machines run their modelled times (heating, cutting) times X "
                         "(default 0.02; 1 is real time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.add_argument("--plan", choices=("auto", "ahead", "on-demand"), default="auto",
+                   help="plan each robot motion while the one before runs (ahead), or whole at its turn "
+                        "(on-demand); auto: ahead with --realtime or --gui, on demand headless, where the "
+                        "robot waits for nothing in simulated time and one process cannot overlap the two")
 
 
 @command("sim", "make a job on the simulated cell (robots, machines, inspection) and write a report", _args)
@@ -48,7 +52,8 @@ def _sim(args: argparse.Namespace) -> int:
     scale = DEFAULT_MACHINE_TIME_SCALE if args.machine_time_scale is None else args.machine_time_scale
     try:
         r = run_job_in_sim(cell, job, args.report, gui=args.gui, realtime=args.realtime,
-                           machine_time_scale=scale, on_event=on_event)
+                           machine_time_scale=scale, on_event=on_event,
+                           plan_ahead=None if args.plan == "auto" else args.plan == "ahead")
     finally:
         display.close()
     inspected = [u for u in r["units"] if u["inspected"]]
