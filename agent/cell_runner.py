@@ -370,12 +370,15 @@ class CellRunner:
 
     def _planned_ahead(self, op: Operation, target: Site) -> Any:
         """``op``'s motion to ``target`` planned ahead of its turn, if there is one (None: plan it now)."""
+        from concurrent.futures import wait
+
         with self._ahead_lock:
             self._current[op.resource] = op.id     # from here no motion is planned ahead from the last one
             entry = self._ahead.pop(op.resource, None)
         if entry is None or entry[0] != op.id or entry[1] != target:
             if entry is not None:
                 log.debug("%s was planned ahead of %s: not used", entry[0], op.id)
+                wait([entry[2]])   # the planner is this step's again only when that planning is over
             return None
         try:
             return entry[2].result()

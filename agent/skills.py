@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -371,16 +372,11 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     """
     source, target = _as_site(source), _as_site(target)
     if planned is not None and gate is None and before_plan is None and park is None:
-        q = np.asarray(robot.joint_positions())
-        if float(np.max(np.abs(q - np.asarray(planned.q_start)))) <= START_TOLERANCE and still_free(planner, planned):
-            if on_planned is not None:
-                end = [traj for _n, traj in planned.segments if traj is not None][-1]
-                on_planned(list(end.end), target)
-            ran: List[Move] = []
-            duration = sum(_run_segment(robot, part_id, source, seg, ran) for seg in planned.segments)
+        ran = _run_planned(robot, planner, planned, source, target, on_planned)
+        if ran is not None:
             _placed(robot, planner, part_id, part_size, shape, target, carried)
-            return PlaceResult(part_id, source, target, duration, planned.yaw, planned.segments,
-                               planned.planning_time, 0.0, ran)
+            return PlaceResult(part_id, source, target, ran[0], planned.yaw, planned.segments,
+                               planned.planning_time, 0.0, ran[1])
         log.info("the motion of '%s' planned ahead no longer fits: planned again", part_id)
     if plan_ahead and gate is None and before_plan is None and park is None:
         return _pick_place_ahead(robot, planner, part_id, part_size, source, target, carried=carried,
@@ -428,29 +424,93 @@ def _pick_place_ahead(robot: Any, planner: Any, part_id: str, part_size: Sequenc
     then = None if on_planned is None else (lambda q_end: on_planned(q_end, target))
     feed, thread = start_planning(planner, job, robot.joint_positions(), then)
     moves: List[Move] = []
-    duration = 0.0
-    done: List[Segment] = []
     try:
-        index = 0
-        while True:
-            try:
-                seg = feed.get(index)
-                if seg is None:
-                    break
-                if seg[0] == "grasp":
-                    feed.wait_whole()   # never hold a part without a planned way to put it down
-            except AnycellError:
-                _back_off(robot, planner, part_id, done, moves)
-                raise
-            duration += _run_segment(robot, part_id, source, seg, moves)
-            done.append(seg)
-            index += 1
+        duration, done = _run_feed(robot, planner, part_id, source, feed, moves)
     finally:
         feed.cancelled.set()
         thread.join()
     _placed(robot, planner, part_id, part_size, shape, target, carried)
     assert feed.yaw is not None
     return PlaceResult(part_id, source, target, duration, feed.yaw, done, feed.planning_time, feed.waited, moves)
+
+
+def _run_feed(robot: Any, planner: Any, part_id: str, source: Site, feed: Any,
+              moves: List[Move]) -> Tuple[float, List[Segment]]:
+    """Run the segments of ``feed`` as they come; the grasp waits until the whole motion is there.
+
+    When the feed fails before the grasp, the robot backs off from the part and the error is raised.
+    """
+    duration = 0.0
+    done: List[Segment] = []
+    index = 0
+    while True:
+        try:
+            seg = feed.get(index)
+            if seg is None:
+                return duration, done
+            if seg[0] == "grasp":
+                feed.wait_whole()   # never hold a part without a planned way to put it down
+        except AnycellError:
+            _back_off(robot, planner, part_id, done, moves)
+            raise
+        duration += _run_segment(robot, part_id, source, seg, moves)
+        done.append(seg)
+        index += 1
+
+
+class _Stale(PlanningError):
+    """A motion planned ahead meets something that appeared since: it is planned again."""
+
+
+def _run_planned(robot: Any, planner: Any, planned: Planned, source: Site, target: Site,
+                 on_planned: Optional[Callable[[List[float], Site], None]]) -> Optional[Tuple[float, List[Move]]]:
+    """Run a motion planned ahead if it still fits; None when it does not (the robot is then at rest,
+    at its start or backed off above the part, holding nothing).
+
+    The first segment is checked before the robot moves; the rest on a thread while it runs, and
+    the robot grasps only once all of it is checked (as with planning ahead).
+    """
+    from anycell.agent.plan_ahead import SegmentFeed
+
+    q = np.asarray(robot.joint_positions())
+    if float(np.max(np.abs(q - np.asarray(planned.q_start)))) > START_TOLERANCE:
+        return None
+    first, rest = planned.segments[:1], planned.segments[1:]
+    if not still_free(planner, _replace_segments(planned, first)):
+        return None
+    feed = SegmentFeed()
+    feed.put(first[0])
+
+    def check() -> None:
+        try:
+            if not still_free(planner, _replace_segments(planned, rest)):
+                feed.fail(_Stale(f"the motion of '{planned.part_id}' planned ahead meets the cell as it is now"))
+                return
+            for seg in rest:
+                feed.put(seg)
+            feed.finish(planned.yaw)
+            if on_planned is not None:   # after the check: the planner serves one thread at a time
+                end = [traj for _n, traj in planned.segments if traj is not None][-1]
+                on_planned(list(end.end), target)
+        except BaseException as exc:  # noqa: BLE001 - handed to the robot's thread
+            feed.fail(exc)
+
+    thread = threading.Thread(target=check, name=f"check-{planned.part_id}", daemon=True)
+    thread.start()
+    moves: List[Move] = []
+    try:
+        duration, _done = _run_feed(robot, planner, planned.part_id, source, feed, moves)
+    except _Stale:
+        return None
+    finally:
+        thread.join()
+    return duration, moves
+
+
+def _replace_segments(planned: Planned, segments: List[Segment]) -> Planned:
+    from dataclasses import replace
+
+    return replace(planned, segments=segments)
 
 
 def _back_off(robot: Any, planner: Any, part_id: str, done: List[Segment], moves: List[Move]) -> None:
