@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from anycell.geometry import Pose, matrix_to_quat
 from anycell.sim.shapes import collision_shape, tune_body
 
 from .kinematics import JointVector, Kinematics, pose_to_matrix
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fast_collision import FastCollision
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class CollisionWorld:
         from anycell.sim.builder import build_cell
 
         self.cell = cell
+        self.fast: Optional["FastCollision"] = None    # the compiled backend (planners/fast_collision.py), built last
         self.client = p.connect(p.DIRECT)
         self.bodies = build_cell(self.client, cell, keep_out=True, self_collision=True)
         self.robot = self.bodies.robots[robot_id]
@@ -148,8 +152,13 @@ class CollisionWorld:
             raise ValueError("set_robot_position is for the other robots; this planner's robot moves with q")
         if len(q) != len(rb.arm_joints):
             raise ValueError(f"robot '{robot_id}' has {len(rb.arm_joints)} arm joints, got {len(q)} values")
-        p.resetJointStatesMultiDof(rb.body, rb.arm_joints, [[float(v)] for v in q], physicsClientId=self.client)
-        self.others[robot_id] = [float(v) for v in q]
+        new = [float(v) for v in q]
+        if self.others.get(robot_id) == new:
+            return
+        p.resetJointStatesMultiDof(rb.body, rb.arm_joints, [[v] for v in new], physicsClientId=self.client)
+        self.others[robot_id] = new
+        if self.fast is not None:  # fast backend hook: the other robot's links are static geometry there
+            self.fast.refresh_robots([robot_id])
 
     # ------------------------------------------------------------------ obstacles
     def _filter_new(self, body: int) -> None:
@@ -190,7 +199,7 @@ class CollisionWorld:
     def _drop_fast(self, why: str) -> None:
         """Go back to the PyBullet path for good: the fast backend cannot model this scene exactly."""
         if self.fast is not None:
-            log.info("collision checks for robot '%s' use PyBullet from now on: %s", self.robot_id, why)
+            log.warning("collision checks for robot '%s' use PyBullet (slower) from now on: %s", self.robot_id, why)
             self.fast = None
 
     def _fast_for(self, held: Optional[Held]) -> bool:
@@ -276,12 +285,31 @@ class CollisionWorld:
             if c[1] not in mine and c[2] not in mine:
                 continue    # between other bodies (another robot's own links, a part on a station): not ours
             near_robot = c[1] in self._other_robots or c[2] in self._other_robots
-            if c[8] >= (max(clearance, robot_clear) if near_robot else clearance):
+            limit = max(clearance, robot_clear) if near_robot else clearance
+            if c[8] >= limit:
                 continue
-            out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), float(c[8])))
+            dist = self._fresh_distance(c[1], c[2], c[3], c[4], limit)
+            if dist is None:
+                continue
+            out.append(Contact(self.name(c[1], c[3]), self.name(c[2], c[4]), dist))
             if first:
                 break
         return out
+
+    def _fresh_distance(self, a: int, b: int, la: int, lb: int, limit: float) -> Optional[float]:
+        """The pair's distance from a fresh closest-points query, or None when it is not below ``limit``.
+
+        Why: ``performCollisionDetection`` keeps persistent contact manifolds between calls and only
+        refreshes their old points, so a point from an earlier configuration can survive with a depth
+        it no longer has (seen: -31 mm on Panda wrist pairs that are 1.5 mm apart). The verdict would
+        depend on the previous query. ``getClosestPoints`` keeps no state, so each candidate is confirmed.
+        """
+        import pybullet as p
+
+        pts = p.getClosestPoints(a, b, max(limit, 0.0) + 1e-3, linkIndexA=la, linkIndexB=lb,
+                                 physicsClientId=self.client)
+        dist = min((float(pt[8]) for pt in pts), default=float("inf"))
+        return dist if dist < limit else None
 
     def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:

@@ -19,10 +19,13 @@ uses, so both see the same geometry:
 - other robots of the cell are static geometry at their current joint positions
   (:meth:`FastCollision.refresh_robots` re-reads them after the planner moves them).
   Their own self contacts and their contacts with the statics are not the planning
-  robot's business and are not checked (PyBullet's path would report them).
+  robot's business and are not checked (the PyBullet path skips them too).
 
 A pair is in collision when its distance is below the clearance (coal's
-``security_margin``, which may be negative: touching allowed). Distances within a
+``security_margin``, which may be negative: touching allowed). A pair between the
+planning robot (or its held part) and another robot keeps the larger of the clearance
+and ``safety.robot_margin`` plus slack (:attr:`CollisionWorld.robot_clearance`), as the
+PyBullet path does. Distances within a
 floating-point hair of the clearance may be judged differently by Bullet's and
 coal's GJK; the tests bound that band.
 """
@@ -48,7 +51,8 @@ log = logging.getLogger(__name__)
 #: The owner body recorded for the held part (named from the part held at query time).
 HELD_BODY = -2
 
-#: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging).
+#: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging);
+#: unset or ``fast``: this backend, the default (PyBullet answers only where it cannot model the scene).
 BACKEND_ENV = "ANYCELL_COLLISION"
 
 #: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m;
@@ -146,7 +150,10 @@ class FastCollision:
         self.body = rb.body
         self.model = pin.buildModelFromUrdf(robot_urdf(rb.config))
         self.data = self.model.createData()
+        # pinocchio's model is rooted at the robot's base; the scene is expressed in that frame too
+        # (everything not on the robot is placed by base^-1 @ world pose), so the robot stands where it does
         self.base = _matrix(rb.config.base.position, rb.config.base.quaternion)
+        self._base_inv = np.linalg.inv(self.base)
         self._mesh_cache: Dict[Tuple[str, Tuple[float, ...]], List[Any]] = {}
         # joint q indices: the arm's joints by name, the other movable joints where PyBullet holds them
         n = p.getNumJoints(self.body, physicsClientId=self.client)
@@ -225,13 +232,14 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple, index: int) -> List[Tuple[Any, float]]:
+    def _shape(self, data: Tuple, body: int, link: int, index: int) -> List[Tuple[Any, float]]:
         """The coal geometries for one ``getCollisionShapeData`` entry, each with Bullet's margin around it.
 
         A mesh is read from its file, one convex hull per object of an ``.obj`` (as PyBullet
         builds a compound of per-object hulls, e.g. for V-HACD decompositions); a mesh PyBullet
         made itself (a URDF cylinder becomes a hull, reported as ``unknown_file``) is rebuilt
-        from the vertices ``getMeshData`` gives.
+        from the vertices ``getMeshData`` gives. ``body`` and ``link`` are the ones asked for: the
+        object id ``getCollisionShapeData`` reports for a URDF link is not always its body's (0 was seen).
         """
         import coal
         import pybullet as p
@@ -248,7 +256,7 @@ class FastCollision:
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
             if path == "unknown_file":
-                return [(self._hull_from_bullet(data[0], data[1], index), MESH_MARGIN)]
+                return [(self._hull_from_bullet(body, link, index), MESH_MARGIN)]
             key = (path, tuple(float(d) for d in dims))
             parts = _obj_parts(path) if path.lower().endswith(".obj") and key not in self._mesh_cache else []
             if len(parts) > 1:
@@ -286,7 +294,7 @@ class FastCollision:
         out = []
         for k, d in enumerate(p.getCollisionShapeData(body, link, physicsClientId=self.client)):
             pose = com @ _matrix(d[5], d[6])
-            out += [(part, pose) for part in self._shape(d, k)]
+            out += [(part, pose) for part in self._shape(d, body, link, k)]
         return out
 
     def _read_robot_shapes(self) -> List[Tuple[int, Tuple[Any, float], np.ndarray]]:
@@ -349,6 +357,7 @@ class FastCollision:
         for orb in self.world.bodies.robots.values():
             if orb.body != self.body:
                 others += self._add_static(gm, orb.body, cache=True)
+        self._other_objs = frozenset(others)
         obstacle_objs: Dict[str, List[int]] = {}
         for name, body in self.world.obstacles.items():
             obstacle_objs[name] = self._add_static(gm, body, cache=False)
@@ -376,7 +385,8 @@ class FastCollision:
         self.gm = gm
         self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
         self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
-        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata)
+        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
+                                          self._other_objs)
 
     def _use(self) -> None:
         """The scene for the current held part: built once per held part until the scene changes."""
@@ -384,7 +394,7 @@ class FastCollision:
         if variant is None:
             self._rebuild()
         else:
-            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata = variant
+            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs = variant
 
     def _scene_changed(self) -> None:
         self._variants.clear()
@@ -392,13 +402,17 @@ class FastCollision:
         self._rebuild()
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
-        """Add one body's shapes, fixed in the world where PyBullet holds them now (read once when ``cache``)."""
+        """Add one body's shapes, fixed where PyBullet holds them now (read once when ``cache``).
+
+        Placements are in the planning robot's base frame, the root of pinocchio's model: a robot whose
+        base is not the world origin (a second robot of the cell, a turned UR) meets the cell where it is.
+        """
         import pinocchio as pin
         import pybullet as p
 
         shapes = self._static_cache.get(body) if cache else None
         if shapes is None:
-            shapes = [(link, _se3(world), shape)
+            shapes = [(link, _se3(self._base_inv @ world), shape)
                       for link in [-1] + list(range(p.getNumJoints(body, physicsClientId=self.client)))
                       for shape, world in self._shapes_world(body, link)]
             if cache:
@@ -415,6 +429,7 @@ class FastCollision:
 
         The manager is coal's naive AABB pass (fastest here: about 20 objects), which pinocchio
         inflates by each pair's security margin, so a positive clearance is never lost in the broad phase.
+        Pairs with another robot's links keep at least the robot clearance (``safety.robot_margin``).
         """
         key = (clearance, ignore)
         scene = self._gdata.get(key)
@@ -423,9 +438,13 @@ class FastCollision:
 
             gd = pin.GeometryData(self.gm)
             skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
+            robot_clear = max(clearance, float(self.world.robot_clearance))
+            others = self._other_objs
             for k, pair in enumerate(self.gm.collisionPairs):
                 req = gd.collisionRequests[k]
-                req.security_margin = clearance + self._margin[pair.first] + self._margin[pair.second]
+                near_robot = pair.first in others or pair.second in others
+                req.security_margin = ((robot_clear if near_robot else clearance)
+                                       + self._margin[pair.first] + self._margin[pair.second])
                 req.break_distance = 0.0
                 req.num_max_contacts = 1
                 if skip and (pair.first in skip or pair.second in skip):
@@ -542,15 +561,25 @@ class FastCollision:
         return True
 
 
+def backend_choice() -> str:
+    """``pybullet`` when :data:`BACKEND_ENV` asks for the PyBullet reference check, else ``fast`` (the default)."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if value not in ("", "fast", "pybullet"):
+        log.warning("%s=%r is not 'fast' or 'pybullet': using the compiled backend", BACKEND_ENV, value)
+    return "pybullet" if value == "pybullet" else "fast"
+
+
 def build(world: "CollisionWorld") -> Optional[FastCollision]:
-    """The backend for ``world``, or None (with a log line saying why) when it cannot model the scene."""
+    """The backend for ``world``, or None (with a log line saying why) when it cannot model the scene.
+
+    The compiled backend is the default; PyBullet answers when :data:`BACKEND_ENV` is ``pybullet``
+    (logged at INFO) or when this backend cannot model the world exactly (logged as a WARNING with the
+    reason: an unsupported shape, kinematics pinocchio reads differently): a fallback, never a wrong answer.
+    """
+    if backend_choice() == "pybullet":
+        log.info("collision checks for robot '%s' use PyBullet: %s=pybullet", world.robot.config.id, BACKEND_ENV)
+        return None
     why = available()
-    if os.environ.get(BACKEND_ENV, "").lower() != "fast":
-        # opt-in until it agrees with PyBullet on every shipped robot and tool (see README: it missed
-        # hand/wrist contacts of the Panda after the tool model changed) and models the robot margin
-        why = f"{BACKEND_ENV} is not 'fast' (the compiled backend is opt-in)"
-    elif len(world.bodies.robots) > 1:
-        why = "several robots in the cell: the robot-robot margin (safety.robot_margin) is not modelled here"
     if why is None:
         try:
             return FastCollision(world)
@@ -558,5 +587,5 @@ def build(world: "CollisionWorld") -> Optional[FastCollision]:
             why = str(exc)
         except Exception as exc:  # noqa: BLE001 - a URDF pinocchio cannot parse, a bad mesh: fall back, say why
             why = f"{type(exc).__name__}: {exc}"
-    log.info("collision checks for robot '%s' use PyBullet: %s", world.robot.config.id, why)
+    log.warning("collision checks for robot '%s' use PyBullet (slower): %s", world.robot.config.id, why)
     return None
