@@ -256,7 +256,7 @@ class FastCollision:
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
             if path == "unknown_file":
-                return [(self._hull_from_bullet(body, link, index), MESH_MARGIN)]
+                return [(self._hull_from_bullet(body, link, index, _matrix(data[5], data[6])), MESH_MARGIN)]
             key = (path, tuple(float(d) for d in dims))
             parts = _obj_parts(path) if path.lower().endswith(".obj") and key not in self._mesh_cache else []
             if len(parts) > 1:
@@ -271,7 +271,13 @@ class FastCollision:
             return [(hull, MESH_MARGIN) for hull in self._mesh_cache[key]]
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
-    def _hull_from_bullet(self, body: int, link: int, index: int) -> Any:
+    def _hull_from_bullet(self, body: int, link: int, index: int, local: np.ndarray) -> Any:
+        """The hull PyBullet made for a shape without a file, in the shape's own frame ``local``.
+
+        ``getMeshData`` gives the vertices in the link's inertial frame with the shape's offset
+        already applied (a URDF cylinder at z 0.045 comes back spanning z 0..0.09), while the caller
+        places every shape by ``local``: they are moved back into the shape frame so it is not applied twice.
+        """
         import pybullet as p
 
         if body not in {rb.body for rb in self.world.bodies.robots.values()}:
@@ -280,7 +286,9 @@ class FastCollision:
         _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
         if len(vertices) < 4:
             raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")
-        return _hull(np.asarray(vertices, dtype=float))
+        pts = np.asarray(vertices, dtype=float)
+        inv = np.linalg.inv(local)
+        return _hull(pts @ inv[:3, :3].T + inv[:3, 3])
 
     def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[Any, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
