@@ -33,7 +33,7 @@ import pytest
 
 from anycell.cell import load_cell
 from anycell.geometry import Pose
-from anycell.planners.collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
+from anycell.planners.collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Contact, Held
 from tests.paths import DEMO_CELL, KUKA_CELL, ROOT
 
 UR_CELL = os.path.join(ROOT, "cell_configs", "ur_cell.yaml")
@@ -185,13 +185,29 @@ def _near_contact(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held],
     return out
 
 
+def _has_box(w: CollisionWorld, name: str) -> bool:
+    """Whether the body or link named holds a box (Bullet rounds its edges: see ``BOX_BAND``)."""
+    import pybullet as p
+
+    body, link = _names(w)[name]
+    return any(d[2] == p.GEOM_BOX for d in p.getCollisionShapeData(body, -1 if link is None else link,
+                                                                     physicsClientId=w.client))
+
+
+def _clearance(w: CollisionWorld, x: Contact, c: float) -> float:
+    """The clearance a pair keeps: ``c``, or the robot clearance (safety.robot_margin) with another robot."""
+    rid = w.robot.config.id
+    other = any("/" in n and n.split("/")[0] != rid for n in (x.a, x.b))
+    return max(c, w.robot_clearance) if other else c
+
+
 def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: float, ignore=(), *,
            capped: bool = True) -> Dict[str, int]:
     stats = {"n": 0, "collide": 0, "reference_missed": 0, "hair": 0}
     for q in qs:
         ref = _reference(w, q, held, c, ignore)
         got = w.contacts(q, held, clearance=c, ignore=ignore, first=False)
-        if not any(abs(x.distance - c) < HAIR for x in got):   # GJK warm starts move a verdict by nanometres
+        if not any(abs(x.distance - _clearance(w, x, c)) < HAIR for x in got):   # GJK warm starts move a verdict by nanometres
             assert w.free(q, held, clearance=c, ignore=ignore) == (not got)
         stats["n"] += 1
         stats["collide"] += bool(ref)
@@ -202,9 +218,8 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
         elif got and not ref:
             ct = got[0]
             d = _pair_distance(w, ct.a, ct.b, max(c, 0.0) + 0.05)
-            rid = w.robot.config.id
-            box = any(n.split("/")[0] != rid for n in (ct.a, ct.b))    # cell boxes, obstacles, held parts
-            assert d < c + HAIR + (BOX_BAND if box else 0.0), (q.tolist(), str(ct), d)
+            box = any(_has_box(w, n) for n in (ct.a, ct.b))    # cell boxes, obstacles, held parts, box links
+            assert d < _clearance(w, ct, c) + HAIR + (BOX_BAND if box else 0.0), (q.tolist(), str(ct), d)
             # never farther than PyBullet says (Bullet rounds box edges a little: its distance may be longer)
             # (a link made of several hulls gives several pairs with the same names: take the closest)
             closest = min(x.distance for x in got if (x.a, x.b) == (ct.a, ct.b))
@@ -214,7 +229,7 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
         # the pairs PyBullet names, the backend names the same way (both orders allowed)
         unordered = {frozenset(n) for n in names}
         for x in ref:
-            if x.distance < c - HAIR:
+            if x.distance < _clearance(w, x, c) - HAIR:
                 assert frozenset((x.a, x.b)) in unordered, (str(x), sorted(names))
         rid = w.robot.config.id     # every pair holds the planning robot or its held part
         assert all(any(n.split("/")[0] == rid or n.startswith("held:") for n in pair) for pair in names), names
@@ -240,7 +255,9 @@ def test_near_contact_configurations_agree(world: CollisionWorld, c: float) -> N
     # PyBullet's contact pass rarely reports a pair within microns of the clearance: there the
     # reference is its closest-points query for the pair the backend names (checked in _agree)
     stats = _agree(world, qs, None, c, capped=False)
-    assert stats["reference_missed"] >= len(qs) // 4
+    # half the set lies just inside the clearance (the bisection's colliding ends): each of those was
+    # confirmed by PyBullet, by its contact pass or by closest points
+    assert stats["collide"] + stats["reference_missed"] >= len(qs) // 2, stats
 
 
 @pytest.mark.slow
@@ -356,7 +373,10 @@ def test_robot_margin_between_robots_is_modelled() -> None:
         for _ in range(6):                       # the other robot in several poses: the scene follows it
             w.set_robot_position("right", (lo + (hi - lo) * rng.random(len(lo))) * 0.6)
             qs = _samples(w, 150, int(rng.integers(1 << 30)))
-            _agree(w, qs, None, FREE_CLEARANCE)
+            stats = _agree(w, qs, None, FREE_CLEARANCE, capped=False)
+            # pairs with the other robot are held to the robot clearance (44 mm), where PyBullet's contact
+            # pass misses more near pairs, as at 10 mm (each such miss was confirmed by closest points in _agree)
+            assert stats["reference_missed"] <= 0.08 * stats["n"], stats
             for q in qs:
                 for x in w.contacts(q, first=False):
                     if x.a.startswith("right/") or x.b.startswith("right/"):
