@@ -64,6 +64,17 @@ FK_TOLERANCE = 1e-5
 MESH_MARGIN = 0.001
 
 
+#: m: robot link pairs proven never nearer than this (over every joint value the URDF allows) are left out of
+#: the checks at clearances below it (see :meth:`FastCollision._prove_apart`).
+APART_BAND = 0.02
+
+#: Joint-space boxes one pair's proof may evaluate before it gives up (the pair is then checked as usual).
+APART_BUDGET = 3000
+
+#: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
+_APART_CACHE: Dict[Tuple, FrozenSet[Tuple[int, int]]] = {}
+
+
 class Unsupported(Exception):
     """The scene holds something this backend cannot model (the caller falls back to PyBullet)."""
 
@@ -190,6 +201,7 @@ class FastCollision:
         self._check_fk()
         self._robot_shapes = self._read_robot_shapes()
         self._filter = self._robot_filter()
+        self._apart = self._prove_apart(robot_urdf(rb.config))
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
@@ -330,6 +342,121 @@ class FastCollision:
         pairs |= {(min(a, b), max(a, b)) for a, b in self.world.ignored_self_pairs}
         return frozenset(pairs)
 
+    # ------------------------------------------------------------------ pairs that can never meet
+    def _self_pairs_model(self) -> Tuple[Any, List[Tuple[int, int]]]:
+        """The robot's own geometry (indices as in every scene: robot shapes come first) and its checked pairs."""
+        import pinocchio as pin
+
+        gm = pin.GeometryModel()
+        links: List[int] = []
+        for link, shape, in_link in self._robot_shapes:
+            frame = self.model.frames[self._link_frame[link]]
+            gm.addGeometryObject(pin.GeometryObject(f"r{len(links)}", frame.parentJoint,
+                                                    _se3(frame.placement.homogeneous @ in_link), shape[0]))
+            links.append(link)
+        pairs = [(i, k) for i in range(len(links)) for k in range(i + 1, len(links))
+                 if links[i] != links[k] and (min(links[i], links[k]), max(links[i], links[k])) not in self._filter]
+        for i, k in pairs:
+            gm.addCollisionPair(pin.CollisionPair(i, k))
+        return gm, pairs
+
+    def _prove_apart(self, urdf: str) -> FrozenSet[Tuple[int, int]]:
+        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within APART_BAND.
+
+        Why: most of a check's time is the narrow phase on robot link pairs whose boxes overlap in
+        nearly every configuration (links two joints apart near the base or wrist) although the
+        shapes never come near. MoveIt's setup assistant drops "never in collision" pairs after
+        random sampling; sampling proves nothing, so here each pair gets a branch-and-bound proof
+        over the joints between its two links (at most three, the others cannot change the pair's
+        relative pose): a box of joint values is cleared when the distance at its centre, less the
+        farthest any point of the shapes can move inside the box (each revolute joint moves a point
+        at most its half-width times the point's reach from the joint's origin; a prismatic one its
+        half-width), is at least APART_BAND. A pair that is not cleared within APART_BUDGET boxes is
+        checked as before. The domain is the URDF's own limits plus 0.05 rad (a full turn for
+        continuous joints), which contains every configuration the planner accepts (the cell's
+        limits lie within the URDF's); fingers and other joints outside the arm are held where
+        they are in every query, as here.
+        """
+        import pinocchio as pin
+
+        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes))
+        if key in _APART_CACHE:
+            return _APART_CACHE[key]
+        model = self.model
+        data = model.createData()
+        gm, pairs = self._self_pairs_model()
+        gd = pin.GeometryData(gm)
+        # the domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad
+        lo_all, hi_all = model.lowerPositionLimit.copy(), model.upperPositionLimit.copy()
+        for n, i in enumerate(self._arm_idx):
+            lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
+            hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
+        arm_q = set(self._arm_idx)
+        proven = set()
+        for k, (ga, gb) in enumerate(pairs):
+            sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
+            sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
+            common = 0
+            while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
+                common += 1
+            joints: List[int] = []     # q indices of the arm joints between the two shapes
+            rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
+            lo: List[float] = []
+            hi: List[float] = []
+            for side, g in ((sa[common:], ga), (sb[common:], gb)):
+                geom = gm.geometryObjects[g]
+                geom.geometry.computeLocalAABB()
+                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows
+                reach = (float(np.linalg.norm(geom.placement.translation))
+                         + float(np.linalg.norm(geom.geometry.aabb_center)) + float(geom.geometry.aabb_radius))
+                for j in reversed(side):
+                    jm = model.joints[j]
+                    prismatic = jm.shortname().startswith("JointModelP")
+                    if jm.idx_q in arm_q:
+                        a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
+                        if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
+                            a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
+                        joints.append(jm.idx_q)
+                        rates.append(1.0 if prismatic else reach)
+                        lo.append(a)
+                        hi.append(b)
+                    reach += float(np.linalg.norm(model.jointPlacements[j].translation))
+                    if prismatic:
+                        reach += float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q])))
+            if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
+                continue
+            rate = np.asarray(rates)
+            boxes = [(np.asarray(lo), np.asarray(hi))]
+            q = self._q0.copy()
+            evals, ok = 0, True
+            while boxes and ok:
+                blo, bhi = boxes.pop()
+                evals += 1
+                if evals > APART_BUDGET:
+                    ok = False
+                    break
+                q[joints] = (blo + bhi) / 2
+                pin.updateGeometryPlacements(model, data, gm, gd, q)
+                d = float(pin.computeDistance(gm, gd, k).min_distance)
+                slack = float(np.sum((bhi - blo) / 2 * rate))
+                if d - slack >= APART_BAND:
+                    continue
+                if d < APART_BAND or not joints:
+                    ok = False
+                    break
+                m = int(np.argmax((bhi - blo) * rate))
+                mid = (blo[m] + bhi[m]) / 2
+                left_hi, right_lo = bhi.copy(), blo.copy()
+                left_hi[m], right_lo[m] = mid, mid
+                boxes += [(blo, left_hi), (right_lo, bhi)]
+            if ok:
+                proven.add((ga, gb))
+        out = frozenset(proven)
+        _APART_CACHE[key] = out
+        log.debug("robot '%s': %d of %d self pairs proven never within %.0f mm", self.world.robot.config.id,
+                  len(out), len(pairs), APART_BAND * 1000)
+        return out
+
     # ------------------------------------------------------------------ the geometry model
     def _rebuild(self) -> None:
         """Build the geometry model: robot shapes on their joints, everything else on the universe."""
@@ -457,6 +584,8 @@ class FastCollision:
                 req.num_max_contacts = 1
                 if skip and (pair.first in skip or pair.second in skip):
                     gd.deactivateCollisionPair(k)
+                elif req.security_margin <= APART_BAND and (pair.first, pair.second) in self._apart:
+                    gd.deactivateCollisionPair(k)     # proven never this near: no test needed
             scene = (gd, pin.BroadPhaseManager_NaiveCollisionManager(self.model, self.gm, gd))
             self._gdata[key] = scene
         return scene

@@ -321,6 +321,40 @@ def test_pair_distances_match_pybullet(world: CollisionWorld) -> None:
     assert compared > 10
 
 
+def test_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
+    """The self pairs the backend leaves out (proven never within APART_BAND) stay out of it on samples.
+
+    The sample reaches a little past the limits (as the proof's domain does); pairs the proof
+    refuses include pairs that do come that near, and a clearance above the band checks them again.
+    """
+    import pinocchio as pin
+
+    from anycell.planners.fast_collision import APART_BAND
+
+    f = world.fast
+    assert f is not None
+    gm, pairs = f._self_pairs_model()
+    gd = pin.GeometryData(gm)
+    rng = np.random.default_rng(8)
+    lo, hi = world.kin.lower - 0.05, world.kin.upper + 0.05
+    nearest = {pair: np.inf for pair in pairs}
+    for _ in range(1500):
+        q = f._q(lo + (hi - lo) * rng.random(len(lo)))
+        pin.computeDistances(f.model, f.data, gm, gd, q)
+        for k, pair in enumerate(pairs):
+            nearest[pair] = min(nearest[pair], gd.distanceResults[k].min_distance)
+    assert f._apart, "no pair proven apart: the proof is not doing its job"
+    for pair in f._apart:
+        assert nearest[pair] >= APART_BAND - 1e-6, (pair, nearest[pair])
+    assert not any(nearest[pair] < APART_BAND for pair in f._apart)
+    near = [pair for pair in pairs if nearest[pair] < APART_BAND]
+    assert near and not set(near) & f._apart
+    # above the band every pair is checked again: the scene's active pairs include the proven ones
+    gd_low, _ = f._scene(FREE_CLEARANCE, frozenset())
+    gd_high, _ = f._scene(APART_BAND + 0.01, frozenset())
+    assert sum(gd_high.activeCollisionPairs) - sum(gd_low.activeCollisionPairs) >= len(f._apart)
+
+
 def test_segments_agree(world: CollisionWorld) -> None:
     qs = _samples(world, 120, 4)
     fast = world.fast
