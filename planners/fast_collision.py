@@ -16,6 +16,10 @@ uses, so both see the same geometry:
 - the allowed pairs mirror PyBullet's filters: parent/child links, the world's
   permanent self contacts, the robot base on the statics, the held part on the
   tool, obstacles among themselves and the statics, and ``ignore``d obstacles;
+  robot self pairs proven never within :data:`APART_BAND` are left out below that
+  clearance (:meth:`FastCollision._prove_apart`);
+- the scene is expressed in the planning robot's base frame (pinocchio's root), so a
+  robot need not stand at the world origin;
 - other robots of the cell are static geometry at their current joint positions
   (:meth:`FastCollision.refresh_robots` re-reads them after the planner moves them).
   Their own self contacts and their contacts with the statics are not the planning
