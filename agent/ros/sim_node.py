@@ -59,7 +59,7 @@ from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_un
 log = logging.getLogger(__name__)
 
 #: Hz: joint states while the world rests (the robot driver calls a controller frozen after 0.5 s)
-IDLE_RATE = 10.0
+IDLE_RATE = 5.0
 #: simulated seconds every command, hook or motion is stepped for before the world may rest
 SETTLE = 0.5
 
