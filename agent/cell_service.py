@@ -151,7 +151,14 @@ class CellService:
         return watch
 
     def halt_now(self, reason: str) -> None:
-        """Stop every robot and machine now, on the caller's thread; never raises, needs no ROS."""
+        """Stop every robot and machine now, on the caller's thread; never raises, needs no ROS.
+
+        The running job's executor hears of it first, so the steps the halt cuts short are
+        journaled unconfirmed (the operator decides at resume), not failed.
+        """
+        executor = self._executor
+        if executor is not None:
+            executor.halting()
         for hook in list(self.halt_hooks):
             try:
                 hook()

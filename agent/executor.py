@@ -129,6 +129,17 @@ class Executor:
         self._cancel = threading.Event()
         self._cancel_outcome = "cancelled"
         self._halted_by_us = False
+        self._halting = threading.Event()
+
+    def halting(self) -> None:
+        """A halt from outside (e-stop, SIGTERM) is cutting the steps short: call *before* the devices stop.
+
+        The steps it cuts short end unconfirmed (halted), not failed: the operator decides on
+        them at resume, as after a crash. No new step starts, and :meth:`run` returns
+        "stopped" or "aborted" (the job is interrupted).
+        """
+        self._halted_by_us = True
+        self._halting.set()
 
     # ------------------------------------------------------------ control
     def cancel(self, outcome: str = "cancelled") -> None:
@@ -162,9 +173,10 @@ class Executor:
             self._report("resumed" if finished else "begin", None, finished, running)
             while True:
                 state = self.packml.state
-                if self._cancel.is_set() or state in (pm.STOPPING, pm.ABORTING, pm.STOPPED, pm.ABORTED):
+                if self._cancel.is_set() or self._halting.is_set() or \
+                        state in (pm.STOPPING, pm.ABORTING, pm.STOPPED, pm.ABORTED):
                     result.outcome = self._cancel_outcome if self._cancel.is_set() else (
-                        "aborted" if state in (pm.ABORTING, pm.ABORTED) else "stopped")
+                        "stopped" if state in (pm.STOPPING, pm.STOPPED) else "aborted")
                     self._halt(running, finished, result)
                     return result
                 if state in (pm.HOLDING, pm.SUSPENDING) and not running:
@@ -210,7 +222,7 @@ class Executor:
             if not all(heads.get(r) == op_id for r in _resources(op)):
                 continue
             with self.packml.locked():   # a safe point: Hold/Stop cannot slip in between check and start
-                if self.packml.state != pm.EXECUTE or self._cancel.is_set():
+                if self.packml.state != pm.EXECUTE or self._cancel.is_set() or self._halting.is_set():
                     return count
                 self.journal.step_started(self.plan.job_id, op_id)
                 thread = threading.Thread(target=self._work, args=(op,), name=f"step-{op_id}", daemon=True)

@@ -8,6 +8,9 @@
 2. API latency: request-to-response time of ``status`` requests (JSON over api/request ->
    api/response), p50 and p99. Reference: a bare rclpy String echo node, round trip measured the
    same way by the same client. Goal: p99 < 50 ms.
+3. Idle CPU: the share of one core the whole idle cell (``anycell up`` and every child: agent,
+   sim node, simulated machines) uses over ``IDLE_WINDOW`` seconds once it has been Idle for a few
+   seconds. Reference: a bare rclpy node spinning over the same window. Goal: <= 3 % of a core.
 
 Run: .venv/bin/python bench/bench_api.py   (about a minute; isolated ROS domain, loopback only)
 """
@@ -43,6 +46,7 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 N_REQUESTS = 300
 N_STARTS = 3
+IDLE_WINDOW = 10.0
 
 BARE_LATCHED = r"""
 import rclpy
@@ -156,6 +160,37 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and all its live descendants (from /proc)."""
+    parents, ticks = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, ppid in parents.items() if ppid == pid and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_share(procs, seconds: float) -> list:
+    """The share of one core each process tree used over the same ``seconds``."""
+    before = [tree_cpu_seconds(p.pid) for p in procs]
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    wall = time.perf_counter() - t0
+    return [(tree_cpu_seconds(p.pid) - b) / wall for p, b in zip(procs, before)]
+
+
 def pct(values, q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -188,6 +223,12 @@ def main() -> int:
                 stop(up)
             else:
                 procs.append(up)
+        # idle CPU of the whole cell, against a bare spinning rclpy node over the same window
+        bare = start([sys.executable, "-c", BARE_LATCHED])
+        procs.append(bare)
+        assert probe.wait_value("/bare/state", "Idle", 30), "bare node never seen"
+        time.sleep(3.0)   # let the cell settle (the sim node rests once nothing moves)
+        idle_cell, idle_bare = idle_cpu_share([procs[0], bare], IDLE_WINDOW)
         # API latency on the last cell; the echo reference in the same run
         api = probe.channel("/demo_cell/api/request", "/demo_cell/api/response",
                             lambda data: json.loads(data)["request_id"])
@@ -213,6 +254,8 @@ def main() -> int:
     print(f"API status request->response ({N_REQUESTS}): p50 {a50:.2f} ms, p99 {a99:.2f} ms   "
           f"[bare String echo: p50 {e50:.2f} ms, p99 {e99:.2f} ms]   ratio p99 {a99 / e99:.1f}x   goal p99 < 50 ms: "
           f"{'met' if a99 < 50 else 'NOT met'}")
+    print(f"idle cell CPU over {IDLE_WINDOW:.0f} s (agent + sim node + machines): {idle_cell * 100:.1f} % of a core   "
+          f"[bare rclpy node: {idle_bare * 100:.1f} %]   goal <= 3 %: {'met' if idle_cell <= 0.03 else 'NOT met'}")
     return 0
 
 

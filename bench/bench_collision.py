@@ -2,7 +2,9 @@
 
 Same worlds, same configurations, same run. Per-check CPU time (``time.process_time``)
 of ``CollisionWorld.free`` with the backend and with it switched off (the PyBullet
-path), on two arms (Panda with its hand, iiwa with a suction cup), with a held part;
+path), on every shipped cell's first robot (Panda with its hand, iiwa with a suction cup, the UR-style
+arm, and ``left`` of the two-robot cell, whose pairs with ``right`` keep ``safety.robot_margin``),
+half the checks with a held part;
 per-configuration cost of ``segment_free`` on short segments (the planner's case:
 free segments checked every 0.02 rad); and the planner's own time on
 ``bench_motion.py``'s problems (demo cell, stack assembly transfers, plus the same
@@ -20,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("ANYCELL_COLLISION", "fast")  # the compiled backend is opt-in; this compares it
+os.environ.pop("ANYCELL_COLLISION", None)  # the compiled backend is the default; this compares it with PyBullet
 
 from anycell.cell import load_cell  # noqa: E402
 from anycell.errors import AnycellError  # noqa: E402
@@ -122,7 +124,7 @@ def planning(rounds: int = 3) -> tuple:
 
 def main() -> int:
     print(f"{'cell':8s} {'check':24s} {'PyBullet us':>12s} {'backend us':>11s} {'ratio':>7s}")
-    for cfg in ("demo_cell.yaml", "kuka_cell.yaml"):
+    for cfg in ("demo_cell.yaml", "kuka_cell.yaml", "ur_cell.yaml", "two_robot_cell.yaml"):
         cell = load_cell(os.path.join(ROOT, "cell_configs", cfg))
         world = CollisionWorld(cell, cell.robots[0].id)
         if world.fast is None:

@@ -52,7 +52,9 @@ class SerialLink:
 
     def open(self) -> None:
         try:
-            self._ser = serial.serial_for_url(self.port_name, baudrate=self.baud, timeout=0.05,
+            # a read returns as soon as a byte arrives; the timeout only bounds how late the reader
+            # notices close(), so an idle line wakes the thread a few times a second, not twenty
+            self._ser = serial.serial_for_url(self.port_name, baudrate=self.baud, timeout=0.2,
                                               write_timeout=5.0)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ConnectionLost(f"cannot open serial port {self.port_name}: {exc}",

@@ -16,13 +16,20 @@ uses, so both see the same geometry:
 - the allowed pairs mirror PyBullet's filters: parent/child links, the world's
   permanent self contacts, the robot base on the statics, the held part on the
   tool, obstacles among themselves and the statics, and ``ignore``d obstacles;
+  robot self pairs proven never within :data:`APART_BAND` are left out below that
+  clearance (:meth:`FastCollision._prove_apart`);
+- the scene is expressed in the planning robot's base frame (pinocchio's root), so a
+  robot need not stand at the world origin;
 - other robots of the cell are static geometry at their current joint positions
   (:meth:`FastCollision.refresh_robots` re-reads them after the planner moves them).
   Their own self contacts and their contacts with the statics are not the planning
-  robot's business and are not checked (PyBullet's path would report them).
+  robot's business and are not checked (the PyBullet path skips them too).
 
 A pair is in collision when its distance is below the clearance (coal's
-``security_margin``, which may be negative: touching allowed). Distances within a
+``security_margin``, which may be negative: touching allowed). A pair between the
+planning robot (or its held part) and another robot keeps the larger of the clearance
+and ``safety.robot_margin`` plus slack (:attr:`CollisionWorld.robot_clearance`), as the
+PyBullet path does. Distances within a
 floating-point hair of the clearance may be judged differently by Bullet's and
 coal's GJK; the tests bound that band.
 """
@@ -48,7 +55,8 @@ log = logging.getLogger(__name__)
 #: The owner body recorded for the held part (named from the part held at query time).
 HELD_BODY = -2
 
-#: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging).
+#: Set to ``pybullet`` to keep the PyBullet reference check (benchmarks' "before", debugging);
+#: unset or ``fast``: this backend, the default (PyBullet answers only where it cannot model the scene).
 BACKEND_ENV = "ANYCELL_COLLISION"
 
 #: How far pinocchio's forward kinematics may stray from PyBullet's before the backend refuses (m;
@@ -58,6 +66,17 @@ FK_TOLERANCE = 1e-5
 #: Bullet's collision margin on a URDF mesh's convex hull (``gUrdfDefaultCollisionMargin``): PyBullet's
 #: hulls are this much fatter than the mesh, so its distances are this much shorter per mesh in a pair.
 MESH_MARGIN = 0.001
+
+
+#: m: robot link pairs proven never nearer than this (over every joint value the URDF allows) are left out of
+#: the checks at clearances below it (see :meth:`FastCollision._prove_apart`).
+APART_BAND = 0.02
+
+#: Joint-space boxes one pair's proof may evaluate before it gives up (the pair is then checked as usual).
+APART_BUDGET = 3000
+
+#: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
+_APART_CACHE: Dict[Tuple, FrozenSet[Tuple[int, int]]] = {}
 
 
 class Unsupported(Exception):
@@ -146,7 +165,10 @@ class FastCollision:
         self.body = rb.body
         self.model = pin.buildModelFromUrdf(robot_urdf(rb.config))
         self.data = self.model.createData()
+        # pinocchio's model is rooted at the robot's base; the scene is expressed in that frame too
+        # (everything not on the robot is placed by base^-1 @ world pose), so the robot stands where it does
         self.base = _matrix(rb.config.base.position, rb.config.base.quaternion)
+        self._base_inv = np.linalg.inv(self.base)
         self._mesh_cache: Dict[Tuple[str, Tuple[float, ...]], List[Any]] = {}
         # joint q indices: the arm's joints by name, the other movable joints where PyBullet holds them
         n = p.getNumJoints(self.body, physicsClientId=self.client)
@@ -183,6 +205,7 @@ class FastCollision:
         self._check_fk()
         self._robot_shapes = self._read_robot_shapes()
         self._filter = self._robot_filter()
+        self._apart = self._prove_apart(robot_urdf(rb.config))
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
@@ -225,13 +248,14 @@ class FastCollision:
         finally:
             self.world.kin.set(saved)
 
-    def _shape(self, data: Tuple, index: int) -> List[Tuple[Any, float]]:
+    def _shape(self, data: Tuple, body: int, link: int, index: int) -> List[Tuple[Any, float]]:
         """The coal geometries for one ``getCollisionShapeData`` entry, each with Bullet's margin around it.
 
         A mesh is read from its file, one convex hull per object of an ``.obj`` (as PyBullet
         builds a compound of per-object hulls, e.g. for V-HACD decompositions); a mesh PyBullet
         made itself (a URDF cylinder becomes a hull, reported as ``unknown_file``) is rebuilt
-        from the vertices ``getMeshData`` gives.
+        from the vertices ``getMeshData`` gives. ``body`` and ``link`` are the ones asked for: the
+        object id ``getCollisionShapeData`` reports for a URDF link is not always its body's (0 was seen).
         """
         import coal
         import pybullet as p
@@ -248,7 +272,7 @@ class FastCollision:
         if kind == p.GEOM_MESH:
             path = fname.decode() if isinstance(fname, bytes) else str(fname)
             if path == "unknown_file":
-                return [(self._hull_from_bullet(data[0], data[1], index), MESH_MARGIN)]
+                return [(self._hull_from_bullet(body, link, index, _matrix(data[5], data[6])), MESH_MARGIN)]
             key = (path, tuple(float(d) for d in dims))
             parts = _obj_parts(path) if path.lower().endswith(".obj") and key not in self._mesh_cache else []
             if len(parts) > 1:
@@ -263,7 +287,13 @@ class FastCollision:
             return [(hull, MESH_MARGIN) for hull in self._mesh_cache[key]]
         raise Unsupported(f"collision shape type {kind} (plane or height field)")
 
-    def _hull_from_bullet(self, body: int, link: int, index: int) -> Any:
+    def _hull_from_bullet(self, body: int, link: int, index: int, local: np.ndarray) -> Any:
+        """The hull PyBullet made for a shape without a file, in the shape's own frame ``local``.
+
+        ``getMeshData`` gives the vertices in the link's inertial frame with the shape's offset
+        already applied (a URDF cylinder at z 0.045 comes back spanning z 0..0.09), while the caller
+        places every shape by ``local``: they are moved back into the shape frame so it is not applied twice.
+        """
         import pybullet as p
 
         if body not in {rb.body for rb in self.world.bodies.robots.values()}:
@@ -272,7 +302,9 @@ class FastCollision:
         _, vertices = p.getMeshData(body, link, collisionShapeIndex=index, physicsClientId=self.client)
         if len(vertices) < 4:
             raise Unsupported(f"body {body} link {link}: a mesh without a file or vertices")
-        return _hull(np.asarray(vertices, dtype=float))
+        pts = np.asarray(vertices, dtype=float)
+        inv = np.linalg.inv(local)
+        return _hull(pts @ inv[:3, :3].T + inv[:3, 3])
 
     def _shapes_world(self, body: int, link: int) -> List[Tuple[Tuple[Any, float], np.ndarray]]:
         """The shapes of one body's link and their poses in the world (PyBullet's current state)."""
@@ -286,7 +318,7 @@ class FastCollision:
         out = []
         for k, d in enumerate(p.getCollisionShapeData(body, link, physicsClientId=self.client)):
             pose = com @ _matrix(d[5], d[6])
-            out += [(part, pose) for part in self._shape(d, k)]
+            out += [(part, pose) for part in self._shape(d, body, link, k)]
         return out
 
     def _read_robot_shapes(self) -> List[Tuple[int, Tuple[Any, float], np.ndarray]]:
@@ -313,6 +345,121 @@ class FastCollision:
             pairs.add((min(parent, j), max(parent, j)))
         pairs |= {(min(a, b), max(a, b)) for a, b in self.world.ignored_self_pairs}
         return frozenset(pairs)
+
+    # ------------------------------------------------------------------ pairs that can never meet
+    def _self_pairs_model(self) -> Tuple[Any, List[Tuple[int, int]]]:
+        """The robot's own geometry (indices as in every scene: robot shapes come first) and its checked pairs."""
+        import pinocchio as pin
+
+        gm = pin.GeometryModel()
+        links: List[int] = []
+        for link, shape, in_link in self._robot_shapes:
+            frame = self.model.frames[self._link_frame[link]]
+            gm.addGeometryObject(pin.GeometryObject(f"r{len(links)}", frame.parentJoint,
+                                                    _se3(frame.placement.homogeneous @ in_link), shape[0]))
+            links.append(link)
+        pairs = [(i, k) for i in range(len(links)) for k in range(i + 1, len(links))
+                 if links[i] != links[k] and (min(links[i], links[k]), max(links[i], links[k])) not in self._filter]
+        for i, k in pairs:
+            gm.addCollisionPair(pin.CollisionPair(i, k))
+        return gm, pairs
+
+    def _prove_apart(self, urdf: str) -> FrozenSet[Tuple[int, int]]:
+        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within APART_BAND.
+
+        Why: most of a check's time is the narrow phase on robot link pairs whose boxes overlap in
+        nearly every configuration (links two joints apart near the base or wrist) although the
+        shapes never come near. MoveIt's setup assistant drops "never in collision" pairs after
+        random sampling; sampling proves nothing, so here each pair gets a branch-and-bound proof
+        over the joints between its two links (at most three, the others cannot change the pair's
+        relative pose): a box of joint values is cleared when the distance at its centre, less the
+        farthest any point of the shapes can move inside the box (each revolute joint moves a point
+        at most its half-width times the point's reach from the joint's origin; a prismatic one its
+        half-width), is at least APART_BAND. A pair that is not cleared within APART_BUDGET boxes is
+        checked as before. The domain is the URDF's own limits plus 0.05 rad (a full turn for
+        continuous joints), which contains every configuration the planner accepts (the cell's
+        limits lie within the URDF's); fingers and other joints outside the arm are held where
+        they are in every query, as here.
+        """
+        import pinocchio as pin
+
+        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes))
+        if key in _APART_CACHE:
+            return _APART_CACHE[key]
+        model = self.model
+        data = model.createData()
+        gm, pairs = self._self_pairs_model()
+        gd = pin.GeometryData(gm)
+        # the domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad
+        lo_all, hi_all = model.lowerPositionLimit.copy(), model.upperPositionLimit.copy()
+        for n, i in enumerate(self._arm_idx):
+            lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
+            hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
+        arm_q = set(self._arm_idx)
+        proven = set()
+        for k, (ga, gb) in enumerate(pairs):
+            sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
+            sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
+            common = 0
+            while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
+                common += 1
+            joints: List[int] = []     # q indices of the arm joints between the two shapes
+            rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
+            lo: List[float] = []
+            hi: List[float] = []
+            for side, g in ((sa[common:], ga), (sb[common:], gb)):
+                geom = gm.geometryObjects[g]
+                geom.geometry.computeLocalAABB()
+                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows
+                reach = (float(np.linalg.norm(geom.placement.translation))
+                         + float(np.linalg.norm(geom.geometry.aabb_center)) + float(geom.geometry.aabb_radius))
+                for j in reversed(side):
+                    jm = model.joints[j]
+                    prismatic = jm.shortname().startswith("JointModelP")
+                    if jm.idx_q in arm_q:
+                        a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
+                        if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
+                            a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
+                        joints.append(jm.idx_q)
+                        rates.append(1.0 if prismatic else reach)
+                        lo.append(a)
+                        hi.append(b)
+                    reach += float(np.linalg.norm(model.jointPlacements[j].translation))
+                    if prismatic:
+                        reach += float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q])))
+            if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
+                continue
+            rate = np.asarray(rates)
+            boxes = [(np.asarray(lo), np.asarray(hi))]
+            q = self._q0.copy()
+            evals, ok = 0, True
+            while boxes and ok:
+                blo, bhi = boxes.pop()
+                evals += 1
+                if evals > APART_BUDGET:
+                    ok = False
+                    break
+                q[joints] = (blo + bhi) / 2
+                pin.updateGeometryPlacements(model, data, gm, gd, q)
+                d = float(pin.computeDistance(gm, gd, k).min_distance)
+                slack = float(np.sum((bhi - blo) / 2 * rate))
+                if d - slack >= APART_BAND:
+                    continue
+                if d < APART_BAND or not joints:
+                    ok = False
+                    break
+                m = int(np.argmax((bhi - blo) * rate))
+                mid = (blo[m] + bhi[m]) / 2
+                left_hi, right_lo = bhi.copy(), blo.copy()
+                left_hi[m], right_lo[m] = mid, mid
+                boxes += [(blo, left_hi), (right_lo, bhi)]
+            if ok:
+                proven.add((ga, gb))
+        out = frozenset(proven)
+        _APART_CACHE[key] = out
+        log.debug("robot '%s': %d of %d self pairs proven never within %.0f mm", self.world.robot.config.id,
+                  len(out), len(pairs), APART_BAND * 1000)
+        return out
 
     # ------------------------------------------------------------------ the geometry model
     def _rebuild(self) -> None:
@@ -349,6 +496,7 @@ class FastCollision:
         for orb in self.world.bodies.robots.values():
             if orb.body != self.body:
                 others += self._add_static(gm, orb.body, cache=True)
+        self._other_objs = frozenset(others)
         obstacle_objs: Dict[str, List[int]] = {}
         for name, body in self.world.obstacles.items():
             obstacle_objs[name] = self._add_static(gm, body, cache=False)
@@ -376,7 +524,8 @@ class FastCollision:
         self.gm = gm
         self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
         self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
-        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata)
+        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
+                                          self._other_objs)
 
     def _use(self) -> None:
         """The scene for the current held part: built once per held part until the scene changes."""
@@ -384,7 +533,7 @@ class FastCollision:
         if variant is None:
             self._rebuild()
         else:
-            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata = variant
+            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs = variant
 
     def _scene_changed(self) -> None:
         self._variants.clear()
@@ -392,13 +541,17 @@ class FastCollision:
         self._rebuild()
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
-        """Add one body's shapes, fixed in the world where PyBullet holds them now (read once when ``cache``)."""
+        """Add one body's shapes, fixed where PyBullet holds them now (read once when ``cache``).
+
+        Placements are in the planning robot's base frame, the root of pinocchio's model: a robot whose
+        base is not the world origin (a second robot of the cell, a turned UR) meets the cell where it is.
+        """
         import pinocchio as pin
         import pybullet as p
 
         shapes = self._static_cache.get(body) if cache else None
         if shapes is None:
-            shapes = [(link, _se3(world), shape)
+            shapes = [(link, _se3(self._base_inv @ world), shape)
                       for link in [-1] + list(range(p.getNumJoints(body, physicsClientId=self.client)))
                       for shape, world in self._shapes_world(body, link)]
             if cache:
@@ -415,6 +568,7 @@ class FastCollision:
 
         The manager is coal's naive AABB pass (fastest here: about 20 objects), which pinocchio
         inflates by each pair's security margin, so a positive clearance is never lost in the broad phase.
+        Pairs with another robot's links keep at least the robot clearance (``safety.robot_margin``).
         """
         key = (clearance, ignore)
         scene = self._gdata.get(key)
@@ -423,13 +577,19 @@ class FastCollision:
 
             gd = pin.GeometryData(self.gm)
             skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
+            robot_clear = max(clearance, float(self.world.robot_clearance))
+            others = self._other_objs
             for k, pair in enumerate(self.gm.collisionPairs):
                 req = gd.collisionRequests[k]
-                req.security_margin = clearance + self._margin[pair.first] + self._margin[pair.second]
+                near_robot = pair.first in others or pair.second in others
+                req.security_margin = ((robot_clear if near_robot else clearance)
+                                       + self._margin[pair.first] + self._margin[pair.second])
                 req.break_distance = 0.0
                 req.num_max_contacts = 1
                 if skip and (pair.first in skip or pair.second in skip):
                     gd.deactivateCollisionPair(k)
+                elif req.security_margin <= APART_BAND and (pair.first, pair.second) in self._apart:
+                    gd.deactivateCollisionPair(k)     # proven never this near: no test needed
             scene = (gd, pin.BroadPhaseManager_NaiveCollisionManager(self.model, self.gm, gd))
             self._gdata[key] = scene
         return scene
@@ -542,15 +702,25 @@ class FastCollision:
         return True
 
 
+def backend_choice() -> str:
+    """``pybullet`` when :data:`BACKEND_ENV` asks for the PyBullet reference check, else ``fast`` (the default)."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if value not in ("", "fast", "pybullet"):
+        log.warning("%s=%r is not 'fast' or 'pybullet': using the compiled backend", BACKEND_ENV, value)
+    return "pybullet" if value == "pybullet" else "fast"
+
+
 def build(world: "CollisionWorld") -> Optional[FastCollision]:
-    """The backend for ``world``, or None (with a log line saying why) when it cannot model the scene."""
+    """The backend for ``world``, or None (with a log line saying why) when it cannot model the scene.
+
+    The compiled backend is the default; PyBullet answers when :data:`BACKEND_ENV` is ``pybullet``
+    (logged at INFO) or when this backend cannot model the world exactly (logged as a WARNING with the
+    reason: an unsupported shape, kinematics pinocchio reads differently): a fallback, never a wrong answer.
+    """
+    if backend_choice() == "pybullet":
+        log.info("collision checks for robot '%s' use PyBullet: %s=pybullet", world.robot.config.id, BACKEND_ENV)
+        return None
     why = available()
-    if os.environ.get(BACKEND_ENV, "").lower() != "fast":
-        # opt-in until it agrees with PyBullet on every shipped robot and tool (see README: it missed
-        # hand/wrist contacts of the Panda after the tool model changed) and models the robot margin
-        why = f"{BACKEND_ENV} is not 'fast' (the compiled backend is opt-in)"
-    elif len(world.bodies.robots) > 1:
-        why = "several robots in the cell: the robot-robot margin (safety.robot_margin) is not modelled here"
     if why is None:
         try:
             return FastCollision(world)
@@ -558,5 +728,5 @@ def build(world: "CollisionWorld") -> Optional[FastCollision]:
             why = str(exc)
         except Exception as exc:  # noqa: BLE001 - a URDF pinocchio cannot parse, a bad mesh: fall back, say why
             why = f"{type(exc).__name__}: {exc}"
-    log.info("collision checks for robot '%s' use PyBullet: %s", world.robot.config.id, why)
+    log.warning("collision checks for robot '%s' use PyBullet (slower): %s", world.robot.config.id, why)
     return None

@@ -115,6 +115,58 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
     return argv
 
 
+class StartingChild:
+    """A simulator child that was started and has not said it is ready yet (see :func:`start_child`)."""
+
+    def __init__(self, proc: subprocess.Popen, argv: List[str], ready: str, stderr_path: str, what: str,
+                 ready_timeout: float) -> None:
+        self.proc = proc
+        self.argv = argv
+        self.ready = ready
+        self.stderr_path = stderr_path
+        self.what = what
+        self._wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
+
+    def wait(self) -> Dict[str, Any]:
+        """Wait for the ready file; returns its JSON. Raises (and kills the child) when it died or is stuck."""
+        next_note = NOTE_EVERY_S
+        while not os.path.exists(self.ready):
+            if self.proc.poll() is not None:
+                with open(self.stderr_path, encoding="utf-8", errors="replace") as fh:
+                    tail = fh.read()[-2000:]
+                raise DriverError(f"{self.what} exited with code {self.proc.returncode}: {tail.strip()}",
+                                  hint=" ".join(self.argv))
+            why = self._wait.expired()
+            if why:
+                self.kill()
+                raise DriverTimeout(f"{self.what} {why}", hint=" ".join(self.argv))
+            if self._wait.elapsed() > next_note:
+                log.info("still waiting for the %s (%.0f s; the machine is busy)", self.what, self._wait.elapsed())
+                next_note += NOTE_EVERY_S
+            time.sleep(0.02)
+        with open(self.ready, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_child(argv: List[str], ready: str, stderr_path: str, what: str, ready_timeout: float) -> StartingChild:
+    """Start a simulator child (armed to die with us) without waiting for it; ``.wait()`` for its ready JSON.
+
+    Starting several children first and waiting afterwards lets them boot side by side (an OPC UA
+    server loading its nodesets takes seconds). Call it from the thread the child should die with.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(stderr_path, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+    return StartingChild(proc, argv, ready, stderr_path, what, ready_timeout)
+
+
 def start_and_wait(argv: List[str], ready: str, stderr_path: str, what: str,
                    ready_timeout: float) -> "tuple[subprocess.Popen, Dict[str, Any]]":
     """Start a simulator child (armed to die with us) and wait for its ready file; (process, ready JSON).
@@ -123,29 +175,24 @@ def start_and_wait(argv: List[str], ready: str, stderr_path: str, what: str,
     while it works (a loaded machine), the wait goes on up to :data:`READY_MAX_S`, with a note every
     few seconds. Used for the simulated machines and the serial fault proxy alike.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(stderr_path, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(guarded_argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)
-    wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
-    next_note = NOTE_EVERY_S
-    while not os.path.exists(ready):
-        if proc.poll() is not None:
-            with open(stderr_path, encoding="utf-8", errors="replace") as fh:
-                tail = fh.read()[-2000:]
-            raise DriverError(f"{what} exited with code {proc.returncode}: {tail.strip()}", hint=" ".join(argv))
-        why = wait.expired()
-        if why:
-            proc.kill()
-            proc.wait(5)
-            raise DriverTimeout(f"{what} {why}", hint=" ".join(argv))
-        if wait.elapsed() > next_note:
-            log.info("still waiting for the %s (%.0f s; the machine is busy)", what, wait.elapsed())
-            next_note += NOTE_EVERY_S
-        time.sleep(0.02)
-    with open(ready, encoding="utf-8") as fh:
-        return proc, json.load(fh)
+    child = start_child(argv, ready, stderr_path, what, ready_timeout)
+    return child.proc, child.wait()
+
+
+class StartingSimMachine:
+    """A simulated machine whose process was started; :meth:`wait` returns it running."""
+
+    def __init__(self, mid: str, protocol: str, log_path: str, child: StartingChild) -> None:
+        self.mid, self.protocol, self.log_path, self.child = mid, protocol, log_path, child
+
+    def wait(self) -> RunningSimMachine:
+        info = self.child.wait()
+        c = self.child
+        return RunningSimMachine(self.mid, self.protocol, info["address"], self.log_path, c.proc, c.argv,
+                                 c.stderr_path)
+
+    def kill(self) -> None:
+        self.child.kill()
 
 
 def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional[Dict[str, Any]] = None,
@@ -156,6 +203,12 @@ def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optiona
     counts as stuck; while it works (a loaded machine), the wait goes on up to
     :data:`READY_MAX_S`, with a note every few seconds.
     """
+    return start_sim_machine(machine_cfg, workdir, faults, ready_timeout).wait()
+
+
+def start_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional[Dict[str, Any]] = None,
+                      ready_timeout: float = 20.0) -> StartingSimMachine:
+    """Start the simulator for ``machine_cfg`` in ``workdir``; ``.wait()`` until it is ready (see above)."""
     protocol = sim_protocol(machine_cfg)
     workdir = os.path.abspath(workdir)  # the child must find its files whatever the caller's cwd
     os.makedirs(workdir, exist_ok=True)
@@ -187,5 +240,5 @@ def launch_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optiona
 
         ensure_installed()  # OPC 40001-3 machines are served by node-opcua (asyncua cannot load the nodesets)
         argv = ["node", script("jobs_server.js")] + argv[3:]
-    proc, info = start_and_wait(argv, ready, stderr_path, f"simulator for '{mid}'", ready_timeout)
-    return RunningSimMachine(mid, protocol, info["address"], log_path, proc, argv, stderr_path)
+    child = start_child(argv, ready, stderr_path, f"simulator for '{mid}'", ready_timeout)
+    return StartingSimMachine(mid, protocol, log_path, child)

@@ -413,8 +413,13 @@ class MachineServer:
             pass
 
     async def pull(self) -> None:
+        """Keep the model's copy of what clients wrote (it survives a server restart).
+
+        Start reads the variables itself first, so this only has to be recent enough for a
+        restart; four times a second keeps an idle simulator light.
+        """
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
             await self.pull_once()
 
     async def start(self) -> None:

@@ -91,6 +91,32 @@ class SimWorld:
         """Simulated seconds since the world was built."""
         return self._steps * self.time_step
 
+    def resume_clock(self) -> None:
+        """Re-anchor realtime pacing at the current simulated time (after the world stood still).
+
+        Without it a world that was not stepped for a while would run flat out to catch the
+        wall clock up, and the robots' first motion after an idle spell would play too fast.
+        """
+        self._wall0 = time.monotonic() - self.sim_time
+
+    def at_rest(self, linear: float = 1e-3, angular: float = 1e-2) -> bool:
+        """True when no part and no robot joint moves faster than ``linear`` m/s / ``angular`` rad/s.
+
+        A world at rest stays at rest when nobody commands anything, so it need not be stepped.
+        """
+        import pybullet as p
+
+        for body in self.parts.values():
+            lin, ang = p.getBaseVelocity(body, physicsClientId=self.client)
+            if max(abs(v) for v in lin) > linear or max(abs(v) for v in ang) > angular:
+                return False
+        for rb in self.robots.values():
+            n = p.getNumJoints(rb.body, physicsClientId=self.client)
+            for state in p.getJointStates(rb.body, list(range(n)), physicsClientId=self.client):
+                if abs(state[1]) > angular:
+                    return False
+        return True
+
     def step(self, n: int = 1) -> None:
         """Advance the physics by ``n`` fixed steps (paced to the wall clock when realtime)."""
         import pybullet as p

@@ -55,7 +55,6 @@ class CellDevices:
                  journal_path: Optional[str] = None,
                  machine_faults: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
         from anycell.drivers.machine import open_machine
-        from anycell.planners.motion import MotionPlanner
 
         from anycell.agent.ros.robot import RosRobot
 
@@ -67,6 +66,7 @@ class CellDevices:
         self.sim_cell: Optional[SimulatedCell] = None
         self.machines: Dict[str, Machine] = {}
         self._lock = threading.Lock()
+        self.planners: Dict[str, Any] = {}   # robot id -> MotionPlanner
         if sim:
             from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE, SimulatedCell
 
@@ -74,7 +74,7 @@ class CellDevices:
             scale = DEFAULT_MACHINE_TIME_SCALE if machine_time_scale is None else machine_time_scale
             self.machine_time_scale = scale
             self.sim_cell = SimulatedCell(cell, workdir, machine_time_scale=scale, with_world=False,
-                                          machine_faults=machine_faults)
+                                          machine_faults=machine_faults, meanwhile=self._build_planners)
             self.machines = self.sim_cell.machines
         else:
             for m in cell.machines:
@@ -90,7 +90,8 @@ class CellDevices:
         self.ros_robots = {r.id: RosRobot(node, r.id, namespace=ns, controller_topic=r.controller_topic,
                                           joint_states_topic=r.joint_states_topic, gripper=r.gripper)
                            for r in cell.robots}
-        self.planners = {r.id: MotionPlanner(cell, r.id) for r in cell.robots}
+        if not self.planners:
+            self._build_planners()
         # every trajectory is checked again at the last moment, whatever planned it
         self.robots = {rid: GuardedRobot(robot, TrajectoryGuard.for_planner(cell, rid, self.planners[rid]))
                        for rid, robot in self.ros_robots.items()}
@@ -101,6 +102,12 @@ class CellDevices:
 
             self.hooks = RosSimHooks(node)
         atexit.register(self.close)
+
+    def _build_planners(self) -> None:
+        """One motion planner per robot (a second or so each: URDF, collision world)."""
+        from anycell.planners.motion import MotionPlanner
+
+        self.planners = {r.id: MotionPlanner(self.cell, r.id) for r in self.cell.robots}
 
     def halt_all(self) -> None:
         """The halt path: every robot's stop now, every machine's stop on its own thread."""

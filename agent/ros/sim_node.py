@@ -26,6 +26,10 @@ runs every robot's trajectory, grasp and release at the same time, as the step
 generators of :class:`anycell.sim.robot.SimRobot` (the same driver ``anycell
 sim`` uses), steps the world paced to the wall clock, and publishes joint
 states between physics steps. ROS callbacks only hand it work.
+
+An idle cell costs next to nothing: once nothing has been commanded for :data:`SETTLE`
+simulated seconds and no part or joint moves, the world is not stepped at all and joint
+states go out at :data:`IDLE_RATE` until the next command arrives.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ from anycell.agent.ros import conversions as cv
 from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
 
 log = logging.getLogger(__name__)
+
+#: Hz: joint states while the world rests (the robot driver calls a controller frozen after 0.5 s)
+IDLE_RATE = 5.0
+#: simulated seconds every command, hook or motion is stepped for before the world may rest
+SETTLE = 0.5
 
 
 class _StepHook:
@@ -97,6 +106,8 @@ class SimCellNode(Node):
         self.world = SimWorld(cell, gui=False, realtime=realtime)
         self._period = 1.0 / rate
         self._last_pub = 0.0
+        #: True while the world stands still and is not stepped (see :meth:`_rest`)
+        self.resting = False
         self._jobs: "queue.Queue[tuple]" = queue.Queue()
         self._generation: Dict[str, int] = {}
         self._active: Dict[str, _Activity] = {}
@@ -242,13 +253,49 @@ class SimCellNode(Node):
                 box.update(success=True, message="released")
             done.set()
 
-    def _physics_loop(self) -> None:
-        while not self._stop.is_set():
-            while True:
+    def _drain(self) -> bool:
+        """Take every piece of work the ROS callbacks handed over; True when there was any."""
+        took = False
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return took
+            self._take(job)
+            took = True
+
+    def _rest(self) -> None:
+        """The world stands still and nobody commands anything: wait for work without stepping.
+
+        Joint states go out at :data:`IDLE_RATE` (often enough for a driver's staleness check);
+        the first piece of work wakes the loop, and realtime pacing restarts from the current
+        simulated time.
+        """
+        self.resting = True
+        try:
+            while not self._stop.is_set():
+                self._publish_states()
                 try:
-                    self._take(self._jobs.get_nowait())
+                    job = self._jobs.get(timeout=1.0 / IDLE_RATE)
                 except queue.Empty:
-                    break
+                    continue
+                self.world.resume_clock()
+                self._take(job)
+                return
+        finally:
+            self.resting = False
+
+    def _physics_loop(self) -> None:
+        settle_until = self.world.sim_time + SETTLE
+        while not self._stop.is_set():
+            if self._drain() or self._active:
+                settle_until = self.world.sim_time + SETTLE
+            elif self.world.sim_time >= settle_until:
+                if self.world.at_rest():
+                    self._rest()
+                    settle_until = self.world.sim_time + SETTLE
+                    continue
+                settle_until = self.world.sim_time + 0.1   # still moving: look again soon
             self.max_concurrent = max(self.max_concurrent, len(self._active))
             self._advance()
             self.world.step(1)          # gravity and the hold controllers act on the idle robots too

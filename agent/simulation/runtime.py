@@ -38,9 +38,9 @@ class SimulatedCell:
     def __init__(self, cell: CellConfig, workdir: str, *, gui: bool = False, realtime: bool = False,
                  machine_time_scale: float = DEFAULT_MACHINE_TIME_SCALE,
                  machine_faults: Optional[Dict[str, Dict[str, Any]]] = None,
-                 with_world: bool = True) -> None:
+                 with_world: bool = True, meanwhile: Optional[Callable[[], None]] = None) -> None:
         from anycell.drivers.machine import open_machine
-        from anycell.sim.machines import launch_sim_machine
+        from anycell.sim.machines import StartingSimMachine, start_sim_machine
 
         self.cell = cell
         self.workdir = workdir
@@ -52,15 +52,13 @@ class SimulatedCell:
         self.planners: Dict[str, MotionPlanner] = {}
         self.sims: Dict[str, RunningSimMachine] = {}
         self.machines: Dict[str, Machine] = {}
+        starting: Dict[str, StartingSimMachine] = {}
         try:
+            # every simulator boots side by side, and beside the world and planners built here meanwhile
             for m in cell.machines:
                 faults = {"time_scale": machine_time_scale}
                 faults.update((machine_faults or {}).get(m.id, {}))
-                self.sims[m.id] = launch_sim_machine(m, os.path.join(workdir, "machines"), faults=faults)
-                drv = open_machine(m, address=self.sims[m.id].address)
-                drv.connect()
-                self.machines[m.id] = drv
-                log.info("machine %s: simulated %s at %s", m.id, self.sims[m.id].protocol, self.sims[m.id].address)
+                starting[m.id] = start_sim_machine(m, os.path.join(workdir, "machines"), faults=faults)
             if with_world:
                 from anycell.sim.robot import SimRobot
                 from anycell.planners.motion import MotionPlanner
@@ -71,7 +69,17 @@ class SimulatedCell:
                 for r in cell.robots:
                     self.robots[r.id] = SimRobot(self.world, r.id)
                     self.planners[r.id] = MotionPlanner(cell, r.id)
+            if meanwhile is not None:
+                meanwhile()     # the caller's own start-up work, while the simulators boot
+            for m in cell.machines:
+                self.sims[m.id] = starting.pop(m.id).wait()
+                drv = open_machine(m, address=self.sims[m.id].address)
+                drv.connect()
+                self.machines[m.id] = drv
+                log.info("machine %s: simulated %s at %s", m.id, self.sims[m.id].protocol, self.sims[m.id].address)
         except BaseException:
+            for pending in starting.values():
+                pending.kill()
             self.close()
             raise
 

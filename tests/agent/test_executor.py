@@ -133,6 +133,26 @@ def test_stop_and_abort_halt_at_once(tmp_path, command: str, outcome: str) -> No
         Executor(plan, GateRunner(auto=True), journal, pm.PackML(pm.EXECUTE)).run()
 
 
+def test_a_halt_from_outside_leaves_the_cut_steps_unconfirmed_not_failed(tmp_path) -> None:
+    """An e-stop or SIGTERM stops the devices while PackML still says Execute: the steps it cuts
+    short are unconfirmed (decided at resume), the job is interrupted, and nothing new starts."""
+    plan = tending_plan()
+    journal, machine = _setup(tmp_path, plan)
+    runner = GateRunner()
+    ex = Executor(plan, runner, journal, machine)
+    t, box = _run_in_thread(ex)
+    runner.release("u1.load")
+    assert runner.wait_running("u1.print") and runner.wait_running("u1.place.a")
+    ex.halting()          # what CellService.halt_now does first
+    runner.halt()         # then the devices stop: the running steps raise
+    t.join(timeout=20)
+    result: ExecResult = box["result"]
+    assert result.outcome == "aborted"
+    assert sorted(journal.unconfirmed_steps("job1")) == ["u1.place.a", "u1.print"]
+    assert journal.failed_steps("job1") == []
+    assert sorted(runner.started) == ["u1.load", "u1.place.a", "u1.print"]    # nothing new started
+
+
 def test_failed_step_halts_the_rest_and_reports_the_error(tmp_path) -> None:
     plan = tending_plan()
     journal, machine = _setup(tmp_path, plan)

@@ -87,7 +87,12 @@ def test_abort_mid_motion_stops_the_robot(processes, rclpy_context, tmp_path) ->
         assert r["ok"], r
         assert _wait_for(lambda: any("pick_place" in x.get("what", "")
                                      for x in (client.progress(r["job_id"]) or {}).get("running", [])), 60)
-        assert _wait_for(lambda: len(states) > 10, 10)
+        # abort while the arm really moves (the step may still be planning when it is reported running)
+        def arm_moving() -> bool:
+            recent = [q for t, q in states if t > time.monotonic() - 0.2]
+            return len(recent) > 3 and max(abs(a - b) for a, b in zip(recent[0], recent[-1])) > 2e-3
+
+        assert _wait_for(arm_moving, 60), "the arm never moved"
         moving = max(abs(a - b) for a, b in zip(states[-1][1], states[-6][1]))
         ok, why = client.command("abort")
         assert ok, why
@@ -98,7 +103,7 @@ def test_abort_mid_motion_stops_the_robot(processes, rclpy_context, tmp_path) ->
         drift = max(abs(a - b) for a, b in zip(late[0], late[-1]))
         assert drift < 1e-3, f"the arm kept moving after Abort: {drift} rad (it moved {moving} rad before)"
         job = client.get(r["job_id"])["job"]
-        assert job["status"] == "interrupted" and job["interruption"]["unconfirmed"], job
+        assert job["status"] == "interrupted" and job["interruption"]["unconfirmed"], json.dumps(job)[:3000]
     finally:
         client.destroy()
 

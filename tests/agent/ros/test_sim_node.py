@@ -13,6 +13,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
 
 from anycell.agent.ros.robot import RosRobot  # noqa: E402
 from anycell.errors import ExecutionError  # noqa: E402
@@ -119,3 +120,31 @@ def test_an_idle_sim_cell_exits_at_once_on_sigterm(robot, processes) -> None:
     proc.wait(timeout=10)
     assert time.monotonic() - t0 < 5.0
     assert proc.returncode == 0, processes.log(proc)
+
+
+def _state_rate(robot, seconds: float) -> float:
+    """Joint-state messages per second the robot's driver receives over ``seconds``."""
+    got = []
+    sub = robot.node.create_subscription(JointState, robot.joint_states_topic, lambda m: got.append(1), 50)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(0.05)
+        return len(got) / (time.monotonic() - t0)
+    finally:
+        robot.node.destroy_subscription(sub)
+
+
+def test_a_resting_world_is_not_stepped_and_wakes_on_the_next_command(robot) -> None:
+    """Idle, the sim node stops stepping and sends joint states at its idle rate; a command moves it at once."""
+    from anycell.agent.ros.sim_node import IDLE_RATE
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _state_rate(robot, 1.0) > 2 * IDLE_RATE:
+        pass                                   # settling after start-up: the full rate
+    idle = _state_rate(robot, 2.0)
+    assert 0.5 * IDLE_RATE <= idle <= 2 * IDLE_RATE, idle
+    q0 = robot.joint_positions()
+    robot.execute(_move(q0, 0, 0.2, 1.0))    # confirmed within tolerance: the world stepped again
+    assert abs(robot.joint_positions()[0] - (q0[0] + 0.2)) <= 0.01
+    assert _state_rate(robot, 0.3) > 2 * IDLE_RATE   # still settling after the motion: the full rate
