@@ -10,9 +10,11 @@ one (touching allowed) for the short approach and retreat lines that end in cont
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -55,8 +57,24 @@ class Contact:
         return f"{self.a} and {self.b} ({self.distance * 1000:.1f} mm)"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(method: F) -> F:
+    """Run ``method`` holding ``self.lock``: a planner is shared by threads (the step that runs,
+    the one planned ahead, machine steps moving obstacles), and one query reads the world's joint
+    states, obstacles and compiled scene in several calls that another thread must not split."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class CollisionWorld:
-    """A private PyBullet DIRECT world of the cell for one robot's planner."""
+    """A private PyBullet DIRECT world of the cell for one robot's planner (thread-safe: :func:`locked`)."""
 
     def __init__(self, cell: CellConfig, robot_id: str) -> None:
         import pybullet as p
@@ -64,6 +82,7 @@ class CollisionWorld:
         from anycell.sim.builder import build_cell
 
         self.cell = cell
+        self.lock = threading.RLock()
         self.fast: Optional["FastCollision"] = None    # the compiled backend (planners/fast_collision.py), built last
         self.client = p.connect(p.DIRECT)
         self.bodies = build_cell(self.client, cell, keep_out=True, self_collision=True)
@@ -161,6 +180,7 @@ class CollisionWorld:
             p.setCollisionFilterPair(self.robot.body, self.robot.body, a, b, 0, physicsClientId=self.client)
         self.ignored_self_pairs = sorted(always)
 
+    @locked
     def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
         """Put another robot of the cell at joint positions ``q`` (where it is, or where it will stand)."""
         import pybullet as p
@@ -186,6 +206,7 @@ class CollisionWorld:
             if b != body:
                 p.setCollisionFilterPair(body, b, -1, -1, 0, physicsClientId=self.client)
 
+    @locked
     def add_obstacle(self, name: str, size: "Sequence[float] | object", pose: Pose) -> None:
         """A part lying in the cell the robot must avoid; replaces one of the same name.
 
@@ -226,6 +247,7 @@ class CollisionWorld:
             self._drop_fast(f"held part '{held.part_id}' is not a plain box")
         return self.fast is not None
 
+    @locked
     def remove_obstacle(self, name: str) -> None:
         import pybullet as p
 
@@ -276,6 +298,7 @@ class CollisionWorld:
                         else p.getBodyInfo(body, physicsClientId=self.client)[0].decode())
         return n
 
+    @locked
     def contacts(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
                  ignore: Iterable[str] = (), first: bool = True) -> List[Contact]:
         """The pairs closer than ``clearance`` at configuration ``q`` (just the first one when ``first``)."""
@@ -329,6 +352,7 @@ class CollisionWorld:
         dist = min((float(pt[8]) for pt in pts), default=float("inf"))
         return dist if dist < limit else None
 
+    @locked
     def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
         if self._fast_for(held):  # fast backend hook
@@ -337,6 +361,7 @@ class CollisionWorld:
             return self.fast.free(q, clearance=clearance, ignore=ignore)  # type: ignore[union-attr]
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
+    @locked
     def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
                      resolution: float = 0.02, clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> bool:
         """Whether the straight joint-space segment is free, checked every ``resolution`` rad (max-norm)."""

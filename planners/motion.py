@@ -30,7 +30,7 @@ from anycell.cell import CellConfig
 from anycell.errors import CollisionError, PlanningError, UnreachableError
 from anycell.geometry import Pose, matrix_to_quat, quat_slerp, quat_to_matrix
 
-from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held
+from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held, locked
 from .kinematics import JointVector, pose_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
@@ -43,12 +43,17 @@ MAX_JOINT_JUMP = 0.15    # rad: larger jumps between consecutive line points mea
 
 
 class MotionPlanner:
-    """Plans collision-free joint and Cartesian motions of ``robot_id`` in ``cell``."""
+    """Plans collision-free joint and Cartesian motions of ``robot_id`` in ``cell``.
+
+    Thread-safe: every public method holds the planner's lock (shared with its collision world),
+    because a cell plans ahead on one thread while machine steps move obstacles on others.
+    """
 
     def __init__(self, cell: CellConfig, robot_id: str, *, seed: int = 1) -> None:
         self.cell = cell
         self.robot_id = robot_id
         self.world = CollisionWorld(cell, robot_id)
+        self.lock = self.world.lock     # one lock for the planner and its world (see collision.locked)
         self.kin = self.world.kin
         self.joint_names = list(self.kin.joint_names)
         frac = float(cell.safety.max_speed_fraction)
@@ -60,14 +65,17 @@ class MotionPlanner:
         self.last_stats: dict = {}
 
     # ------------------------------------------------------------------ obstacles
+    @locked
     def add_obstacle(self, name: str, size: Sequence[float], pose: Pose) -> None:
         """Tell the planner about a part lying in the cell (feeder slot, fixture)."""
         self.world.add_obstacle(name, size, pose)
 
+    @locked
     def remove_obstacle(self, name: str) -> None:
         self.world.remove_obstacle(name)
 
     # ------------------------------------------------------------------ checks
+    @locked
     def check_target(self, pose: Pose, name: str = "target") -> None:
         """Refuse a TCP target outside the safety workspace."""
         ws = self.cell.safety.workspace
@@ -75,6 +83,7 @@ class MotionPlanner:
             raise UnreachableError(f"{name} xyz={[round(v, 4) for v in pose.xyz]} lies outside the cell's "
                                    f"safety workspace {ws.min}..{ws.max}", hint="move the target inside safety.workspace")
 
+    @locked
     def ik(self, pose: Pose, q_near: Sequence[float], held: Optional[Held] = None, *,
            clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = (), name: str = "target") -> List[float]:
         """A collision-free IK solution for a TCP pose, closest to ``q_near``."""
@@ -94,10 +103,12 @@ class MotionPlanner:
             # name both bodies of every contact that ruled a solution out, not only "it collides"
             raise CollisionError(f"{exc.message}: {'; '.join(seen[:3])}", hint=exc.hint) from None
 
+    @locked
     def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
         """Another robot of the cell stands at ``q`` (its measured position, or where it will stop)."""
         self.world.set_robot_position(robot_id, q)
 
+    @locked
     def fk(self, q: Sequence[float]) -> Pose:
         return self.kin.fk(q)
 
@@ -114,6 +125,7 @@ class MotionPlanner:
             raise UnreachableError(f"{what} configuration {np.round(qa, 3).tolist()} is outside the joint limits")
 
     # ------------------------------------------------------------------ joint moves
+    @locked
     def plan_joint_path(self, q_start: Sequence[float], q_goal: Sequence[float], held: Optional[Held] = None, *,
                         timeout: float = 3.0, clearance: float = FREE_CLEARANCE,
                         ignore: Iterable[str] = ()) -> List[np.ndarray]:
@@ -145,6 +157,7 @@ class MotionPlanner:
         self.last_stats = {"method": "rrt_connect", "waypoints": len(path)}
         return path
 
+    @locked
     def plan_joint(self, q_start: Sequence[float], q_goal: Sequence[float], held: Optional[Held] = None, *,
                    timeout: float = 3.0, ignore: Iterable[str] = (), speed: float = 1.0) -> Trajectory:
         """A collision-free, time-optimal joint move from ``q_start`` to ``q_goal``.
@@ -155,6 +168,7 @@ class MotionPlanner:
         return self.parameterize(path, held, ignore=ignore, clearance=FREE_CLEARANCE,
                                  start_clearance=CONTACT_CLEARANCE, speed=speed)
 
+    @locked
     def plan_to_pose(self, q_start: Sequence[float], pose: Pose, held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), name: str = "target") -> Trajectory:
         """IK (closest collision-free solution) and a joint move there."""
@@ -162,6 +176,7 @@ class MotionPlanner:
         return self.plan_joint(q_start, goal, held, ignore=ignore)
 
     # ------------------------------------------------------------------ Cartesian moves
+    @locked
     def cartesian_path(self, q_start: Sequence[float], target: Pose, held: Optional[Held] = None, *,
                        ignore: Iterable[str] = (), name: str = "target") -> List[np.ndarray]:
         """Joint waypoints that move the TCP on a straight line (and slerped orientation) to ``target``."""
@@ -196,6 +211,7 @@ class MotionPlanner:
             path.append(q.copy())
         return path
 
+    @locked
     def plan_cartesian_line(self, q_start: Sequence[float], target_pose: Pose, held: Optional[Held] = None, *,
                             ignore: Iterable[str] = (), name: str = "target", speed: float = 1.0) -> Trajectory:
         """A straight TCP line (approach or retreat), collision-checked, time-optimal."""
@@ -204,6 +220,7 @@ class MotionPlanner:
                                  speed=speed)
 
     # ------------------------------------------------------------------ timing
+    @locked
     def parameterize(self, path: Sequence[JointVector], held: Optional[Held] = None, *,
                      ignore: Iterable[str] = (), clearance: float = FREE_CLEARANCE,
                      start_clearance: Optional[float] = None, max_step: float = 0.1,
@@ -224,6 +241,7 @@ class MotionPlanner:
         raise PlanningError(f"the timed trajectory collides ({bad[0]}) even on a dense path",
                             hint="report this cell layout; the path hugs an obstacle")
 
+    @locked
     def trajectory_collisions(self, traj: Trajectory, held: Optional[Held] = None, *,
                               clearance: float = CONTACT_CLEARANCE, ignore: Iterable[str] = (),
                               start_clearance: Optional[float] = None, resolution: float = RESOLUTION) -> list:
@@ -253,6 +271,7 @@ class MotionPlanner:
                     return bad
         return []
 
+    @locked
     def estimate_duration(self, q_start: Sequence[float], q_goal: Sequence[float]) -> float:
         """A quick lower bound of a joint move's duration (straight path, trapezoid per joint)."""
         d = np.abs(np.asarray(q_goal) - np.asarray(q_start))
