@@ -181,7 +181,9 @@ class RosRobot(Robot):
                     raise ExecutionError(f"robot '{self.robot_id}': motion stopped", hint="halted by the cell")
                 if len(self._faults) > faults:
                     raise ExecutionError(f"robot '{self.robot_id}': {self._faults[-1]}")   # carries its hint
-                age = time.monotonic() - (self._state_at or start)
+                # silence counts from the command at the earliest: an idle controller may publish slowly
+                # (sim_cell rests at 5 Hz), and a short stall of this process must not read as a freeze
+                age = time.monotonic() - max(self._state_at or start, start)
                 if age > self.stale_after:
                     self._cond.release()
                     try:
