@@ -352,9 +352,15 @@ class CollisionWorld:
         dist = min((float(pt[8]) for pt in pts), default=float("inf"))
         return dist if dist < limit else None
 
-    @locked
     def free(self, q: JointVector, held: Optional[Held] = None, *, clearance: float = FREE_CLEARANCE,
              ignore: Iterable[str] = ()) -> bool:
+        with self.lock:     # (what @locked does, inline: this is the planner's most frequent call)
+            fast = self.fast
+            if fast is not None and held is fast._held_obj:    # the backend already holds this part (or none)
+                return fast.free(q, clearance=clearance, ignore=ignore)
+            return self._free(q, held, clearance, ignore)
+
+    def _free(self, q: JointVector, held: Optional[Held], clearance: float, ignore: Iterable[str]) -> bool:
         if self._fast_for(held):  # fast backend hook
             self._set_held(held)
             self.fast.set_held(held)  # type: ignore[union-attr]

@@ -212,6 +212,7 @@ class FastCollision:
         self._last: Optional[Tuple[float, Any, Any, Any]] = None
         self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
+        self._collide = pin.computeCollisions      # bound once: the per-check path makes no imports
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
         self._rebuild()
@@ -586,6 +587,7 @@ class FastCollision:
                                        + self._margin[pair.first] + self._margin[pair.second])
                 req.break_distance = 0.0
                 req.num_max_contacts = 1
+                req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
                 if skip and (pair.first in skip or pair.second in skip):
                     gd.deactivateCollisionPair(k)
                 elif req.security_margin <= APART_BAND and (pair.first, pair.second) in self._apart:
@@ -668,11 +670,15 @@ class FastCollision:
         return self.world.name(body, link)
 
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
-        import pinocchio as pin
-
         qq = self._qbuf
         qq[self._arm_sel] = q          # a reused buffer: pinocchio reads it before this returns
-        return not pin.computeCollisions(self.model, self.data, self._manager(clearance, ignore), qq, True)
+        last = self._last
+        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
+                and isinstance(ignore, (tuple, frozenset))):   # the planner repeats its settings: no lookup
+            manager = last[3]
+        else:
+            manager = self._manager(clearance, ignore)
+        return not self._collide(self.model, self.data, manager, qq, True)
 
     def _manager(self, clearance: float, ignore: Iterable[str]) -> Any:
         """The broad-phase manager for these settings; the last one is kept (the planner repeats them)."""
@@ -687,31 +693,27 @@ class FastCollision:
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
         """Whether ``qa + (qb - qa) * k / n`` is free for k = 1..n, checked in bisection order (end first)."""
-        import pinocchio as pin
-
         manager = self._manager(clearance, ignore)
         a = np.asarray(qa, float)
         d = np.asarray(qb, float) - a
         ks = _fractions(n)
         qs = np.repeat(self._q0[None, :], len(ks), axis=0)
         qs[:, self._arm_idx] = a + d * ks
-        model, data = self.model, self.data
+        model, data, collide = self.model, self.data, self._collide
         for q in qs:
-            if pin.computeCollisions(model, data, manager, q, True):
+            if collide(model, data, manager, q, True):
                 return False
         return True
 
 
     def first_hit(self, qs: np.ndarray, *, clearance: float, ignore: Iterable[str] = ()) -> int:
         """The index of the first arm configuration (a row of ``qs``) in collision, or -1."""
-        import pinocchio as pin
-
         manager = self._manager(clearance, ignore)
         full = np.repeat(self._q0[None, :], len(qs), axis=0)
         full[:, self._arm_idx] = qs
-        model, data = self.model, self.data
+        model, data, collide = self.model, self.data, self._collide
         for i, q in enumerate(full):
-            if pin.computeCollisions(model, data, manager, q, True):
+            if collide(model, data, manager, q, True):
                 return i
         return -1
 
