@@ -153,7 +153,7 @@ class MotionPlanner:
         if path is None:
             raise PlanningError(f"no collision-free path found within {timeout:.1f} s",
                                 hint="the goal may be enclosed by obstacles; check the cell layout")
-        path = shortcut(path, seg, seed=self._seed)
+        path = shortcut(path, seg, seed=self._seed, weights=[1.0 / v for v in self.vmax])
         self.last_stats = {"method": "rrt_connect", "waypoints": len(path)}
         return path
 
@@ -364,10 +364,20 @@ def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callab
     return None
 
 
-def shortcut(path: List[np.ndarray], seg: Callable, *, seed: int = 1, rounds: int = 60) -> List[np.ndarray]:
-    """Random shortcutting: join two points of the path directly when the segment is free."""
+def shortcut(path: List[np.ndarray], seg: Callable, *, seed: int = 1, rounds: int = 60, partial: int = 40,
+             patience: int = 10, weights: Optional[Sequence[float]] = None) -> List[np.ndarray]:
+    """Random shortcutting: join two points of the path directly when the segment is free.
+
+    First ``rounds`` tries between two waypoints; then up to ``partial`` tries between two points anywhere
+    on the path (drawn evenly along its length; Geraerts & Overmars' partial shortcuts, what OMPL's rope
+    shortcutting does), stopping after ``patience`` failures in a row: waypoint shortcuts leave the
+    detours an RRT makes inside one segment, and the corners where two segments would meet nearer the
+    obstacle. Length is the max-norm of each step scaled by ``weights`` (the planner's 1 / velocity limits:
+    a step's duration at full speed), so every accepted shortcut shortens the path (the triangle
+    inequality). A final greedy pass drops every waypoint it can. Deterministic for a seed.
+    """
     rng = np.random.default_rng(seed)
-    path = [np.asarray(q) for q in path]
+    path = [np.asarray(q, float) for q in path]
     for _ in range(rounds):
         if len(path) < 3:
             break
@@ -376,6 +386,24 @@ def shortcut(path: List[np.ndarray], seg: Callable, *, seed: int = 1, rounds: in
             continue
         if seg(path[i], path[j]):
             path = path[: i + 1] + path[j:]
+    w = np.ones(len(path[0])) if weights is None else np.asarray(weights, float)
+    fails = 0
+    for _ in range(partial):
+        if len(path) < 3 or fails >= patience:
+            break
+        step = np.max(np.abs(np.diff(np.asarray(path), axis=0)) * w, axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(step)])
+        at = np.sort(rng.random(2)) * arc[-1]
+        i, j = np.minimum(np.searchsorted(arc, at, side="right") - 1, len(path) - 2)
+        if i == j:
+            continue
+        a = path[i] + (path[i + 1] - path[i]) * ((at[0] - arc[i]) / step[i] if step[i] > 0 else 0.0)
+        b = path[j] + (path[j + 1] - path[j]) * ((at[1] - arc[j]) / step[j] if step[j] > 0 else 0.0)
+        if seg(a, b):
+            path = path[: i + 1] + [a, b] + path[j + 1:]
+            fails = 0
+        else:
+            fails += 1
     # a final greedy pass from the start
     out = [path[0]]
     k = 0

@@ -193,3 +193,35 @@ def test_first_collision_agrees_with_free_point_by_point(setup) -> None:
                 assert world.first_collision(qs, h) == want
     finally:
         world.fast = fast
+
+
+def test_shortcutting_keeps_the_path_free_and_never_longer() -> None:
+    """Waypoint and partial shortcuts on a 2-D maze: free segments only, ends kept, shorter, same for a seed."""
+    from anycell.planners.motion import shortcut
+
+    def seg(a, b) -> bool:  # noqa: ANN001 - a disc of radius 1 at the origin is in the way
+        for t in np.linspace(0.0, 1.0, 60):
+            p = a + (b - a) * t
+            if np.hypot(p[0], p[1]) < 1.0:
+                return False
+        return True
+
+    def length(path, w) -> float:  # noqa: ANN001
+        return float(sum(np.max(np.abs(b - a) * w) for a, b in zip(path[:-1], path[1:])))
+
+    rng = np.random.default_rng(0)
+    w = np.array([1.0, 0.5])
+    for _ in range(5):
+        # a wandering detour around the disc, from left to right over the top
+        ang = np.linspace(np.pi, 0.0, 25)
+        path = [np.array([np.cos(t), np.sin(t)]) * (1.6 + 0.5 * rng.random()) for t in ang]
+        assert all(seg(a, b) for a, b in zip(path[:-1], path[1:]))
+        out = shortcut(path, seg, seed=3, weights=w)
+        assert np.array_equal(out[0], path[0]) and np.array_equal(out[-1], path[-1])
+        assert all(seg(a, b) for a, b in zip(out[:-1], out[1:]))
+        assert length(out, w) < length(path, w) and len(out) < len(path)
+        again = shortcut(path, seg, seed=3, weights=w)
+        assert len(again) == len(out) and all(np.array_equal(a, b) for a, b in zip(again, out))
+        # partial shortcuts cut the corners waypoint shortcuts leave
+        vertex_only = shortcut(path, seg, seed=3, weights=w, partial=0)
+        assert length(out, w) <= length(vertex_only, w) + 1e-12
