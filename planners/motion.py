@@ -1,7 +1,8 @@
 """Collision-free, time-optimal robot motion for one robot of a cell.
 
 Joint moves: the straight joint-space path is tried first (most pick/place
-transfers are free), then a bidirectional RRT-Connect with path shortcutting.
+transfers are free), then a bidirectional RRT-Connect with path shortcutting
+(between waypoints, then between any two points of the path).
 ``bench/bench_motion.py`` compares this with OMPL's RRTConnect on the same
 problems and the same collision checker; ours is faster on these problems
 because it skips the planner set-up and most transfers need no search at all.
@@ -9,9 +10,10 @@ Cartesian moves (approach and retreat) follow a straight TCP line, solved by
 IK point by point from the previous solution and checked for collisions.
 
 Every path is then time-parameterised by TOPP-RA under the joint limits
-scaled by ``cell.safety.max_speed_fraction``, and the *sampled* trajectory is
-checked again at fine resolution; if the spline strays into a collision the
-waypoints are densified and the parameterisation repeated.
+scaled by ``cell.safety.max_speed_fraction``, and the *timed* trajectory is
+checked again every :data:`RESOLUTION` along the path its samples trace (the
+spacing every planned segment is checked at); if the spline strays into a
+collision the waypoints are densified and the parameterisation repeated.
 
 Targets are refused before anything moves: outside the workspace or out of
 reach gives :class:`UnreachableError`, a colliding goal :class:`CollisionError`

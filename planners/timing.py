@@ -53,6 +53,8 @@ HEADROOM = 0.995
 #: these keep durations at or under the dense 500-1000 point grid's).
 GRID_TURN = 0.05
 GRID_MAX_SEGMENT = 0.01
+#: The most grid points one path gets (a cap for pathological splines; real paths use a few hundred).
+GRID_MAX_POINTS = 20000
 #: How many times a grid is refined (x4 in density) when a stage comes out at rest in the middle of the
 #: path (a discretisation artefact at a tight bend) before toppra's dense grid is used instead.
 GRID_RETRIES = 2
@@ -97,11 +99,13 @@ def _grid(spline: Any, ss: np.ndarray, length: float, turn: float) -> np.ndarray
     tangent changes by at most ``turn`` of the path's length per stage (|q''| * stage <= turn * length;
     q'' of a cubic is linear between knots, so its largest value on an interval is at one end; the
     tangent's max-norm is about the length, the path parameter being the scaled max-norm distance) and
-    none is longer than :data:`GRID_MAX_SEGMENT`."""
+    none is longer than :data:`GRID_MAX_SEGMENT`; :data:`GRID_MAX_POINTS` at most."""
     h = np.diff(ss)
     d2 = np.abs(spline(ss, 2))
     curv = np.maximum(d2[:-1], d2[1:]).max(axis=1)
     n = np.maximum(np.ceil(h * curv / (turn * length)), np.ceil(h / GRID_MAX_SEGMENT))
+    if n.sum() > GRID_MAX_POINTS:       # a pathological spline (knots a hair apart): thin it, evenly
+        n = np.ceil(n * (GRID_MAX_POINTS / n.sum()))
     n = np.maximum(n, 1).astype(int)
     k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)            # 0..n-1 within each interval
     return np.concatenate([np.repeat(ss[:-1], n) + np.repeat(h / n, n) * k, [1.0]])
