@@ -231,8 +231,11 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     chain = tree.chain(flange_name)
     arm_names = [j.name for j in chain if j.movable and not j.mimic]
     finger_names, finger_open, finger_closed = _tool_joints(robot, tree, arm_names)
+    # URDF cylinders as true cylinders: by default PyBullet turns each into a convex hull that its 1 mm collision
+    # margin puffs up, so a suction cup (a cylinder) met a face 1 mm early and pressed the part it picked that
+    # much deeper into what it stood on, tilting a part held off-centre (and every cylinder link was 1 mm fat)
     body = p.loadURDF(path, robot.base.position, robot.base.quaternion, useFixedBase=True,
-                      flags=p.URDF_USE_INERTIA_FROM_FILE | (
+                      flags=p.URDF_USE_INERTIA_FROM_FILE | p.URDF_USE_IMPLICIT_CYLINDER | (
                           p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT if self_collision else 0),
                       physicsClientId=client)
     joint_index: Dict[str, int] = {}
