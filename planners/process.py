@@ -127,6 +127,12 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
              f"assembly order of one unit: {' -> '.join(order)}",
              f"one fixture ('{b.fixture}'): units are assembled one after another; machines make "
              f"later units' parts meanwhile"]
+    for part_type, used in sites.feeder_slots_in_use(cell, job).items():
+        empty = [f"slot {i} of '{st.id}'" for st, i, _s in cell.feeder_slots(part_type)
+                 if (st.id, i) not in {(u.id, k) for u, k, _x in used}]
+        if empty:
+            notes.append(f"feeder {', '.join(empty)} ({part_type}) left empty: its part would touch another "
+                         f"slot's (under {sites.SLOT_GAP * 1000:g} mm apart)")
     if job.quantity > tray_slots:
         notes.append(f"output tray '{tray.id}' holds {tray_slots} unit(s): the operator empties it every "
                      f"{tray_slots} unit(s) (positions are reused)")

@@ -314,6 +314,8 @@ def test_a_slot_whose_part_would_touch_another_stays_empty_when_its_type_has_ano
     assert [i for _st, i, _s in used["peg"]] == [2] and [i for _st, i, _s in used["base_plate"]] == [0]
     plan = plan_job(cell, job)
     assert {plan.op(f"u{u}.place.peg").params["source"]["index"] for u in (1, 2)} == {2}
+    assert "feeder slot 1 of 'feeder' (peg) left empty: its part would touch another slot's (under 2 mm apart)" \
+        in plan.notes
     # 3 mm apart they keep clear of each other: both slots are used
     narrow = [_box("plate", [0.084, 0.04, 0.01], "base_plate"), _box("peg", [0.03, 0.02, 0.02], "peg")]
     job = _job(narrow, [_at("plate", [0, 0, 0.005]), _at("peg", [0, 0, 0.02])], quantity=2)
