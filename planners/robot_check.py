@@ -16,6 +16,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from anycell.cell import CellConfig
+from anycell.documents import format_path
 from anycell.errors import ConfigError
 
 REACH_SAMPLES = 400
@@ -105,6 +106,7 @@ def _located(exc: ConfigError, cell: CellConfig, index: int) -> ConfigError:
         return exc
     path = ("robots", index) + tuple(exc.field[len(prefix):].split("."))   # type: ignore[index]
     exc.location = cell.document.location(path)
+    exc.field = format_path(path)
     return exc
 
 
