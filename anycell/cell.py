@@ -42,7 +42,11 @@ class CellInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class Tool:
-    """The end effector: a parallel gripper (fingers close on the part) or a suction cup."""
+    """The end effector: a parallel gripper (fingers close on the part) or a suction cup.
+
+    Its geometry is part of the robot's URDF, or its own URDF (``urdf``) fixed to the flange at
+    ``mount``; the TCP is in the flange frame either way.
+    """
 
     kind: Literal["parallel_gripper", "suction"] = spec("the tool type")
     tcp: Pose = spec("tool center point in the robot's flange frame", default_factory=Pose)

@@ -5,9 +5,12 @@ collision world call :func:`build_cell` on their own PyBullet client, so the
 planner checks against exactly the geometry the simulated robot meets.
 
 Robots come from ``pybullet_data`` (built-in models) or a URDF path. The tool
-is part of the robot body: the Panda URDF carries its hand and fingers; a
-suction tool is added as a cup link (a cylinder from the flange to the TCP)
-in a generated copy of the URDF, so planner and simulator both see it.
+is part of the robot body: the Panda URDF carries its hand and fingers; a tool
+given as its own URDF (``tool.urdf``) is merged into a generated copy of the
+robot's URDF with a fixed joint at the flange; a suction tool without one is
+added as a cup link (a cylinder from the flange to the TCP). Planner, collision
+backends, feasibility figures and simulator all load that one file
+(:func:`robot_urdf`).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Vendor descriptions come as ``.urdf.xacro`` files with ``package://`` mesh URIs.
 PyBullet reads neither, so :func:`prepare_urdf` expands xacro (the ``xacro``
 package from PyPI, with the robot's ``xacro_args``), rewrites every mesh URI to
 an absolute path (``package://`` through the robot's ``package_paths``, then the
-ament index on a ROS machine; relative paths against the URDF's folder), adds
-the suction cup when the tool is one, and writes the result to a cache keyed
-by its content.
+ament index on a ROS machine; relative paths against the URDF's folder), merges
+a tool URDF at the flange (:func:`attach_tool`) or adds the suction cup, and
+writes the result to a cache keyed by its content.
 
 :class:`UrdfTree` reads the kinematic tree (links, joints, mimic joints) with
 the standard library, so the arm chain (root link to flange) is computed from
