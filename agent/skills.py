@@ -212,6 +212,7 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
     yield "to_pick", t
     # the tool must reach the grasp without touching what is stacked on the part
     t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
+    planner.check_fingers(t.end, ignore=ignore, what=f"grasp of '{part_id}'")
     yield "approach_pick", t
     yield "grasp", None
     lift = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
@@ -231,6 +232,7 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
         t = planner.plan_cartesian_line(q_pre_place, place, held, ignore=ignore, name=f"place of '{part_id}'",
                                         speed=loaded)
         placing.append(("approach_place", t))
+    planner.check_fingers(t.end, ignore=ignore, what=f"place of '{part_id}'")
     placing.append(("release", None))
     t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
     placing.append(("retreat_place", t))
