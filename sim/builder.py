@@ -260,11 +260,17 @@ def _tool_joints(robot: RobotConfig, tree: UrdfTree, arm: Sequence[str]) -> Tupl
     return names, opened, closed
 
 
-def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
+def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False,
+               exact_cylinders: bool = False) -> RobotBody:
     """Load one robot (with its tool) at its base pose and split its joints into arm, tool and fixed.
 
     ``self_collision`` makes PyBullet report contacts between the robot's own links
     (the planner wants them; the simulator's position-controlled arm does not need them).
+    ``exact_cylinders`` (the simulator's physics) makes URDF cylinders true cylinders. Otherwise
+    PyBullet turns each into a convex hull that its 1 mm collision margin puffs up, which the
+    planners' collision backends model the same way (1 mm to spare); in the simulator a suction
+    cup (a cylinder) would meet a face 1 mm early and press the part it picks that much deeper
+    into what it stands on, tilting a part held off its centre.
     """
     import pybullet as p
 
@@ -275,7 +281,7 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     arm_names = [j.name for j in chain if j.movable and not j.mimic]
     finger_names, finger_open, finger_closed = _tool_joints(robot, tree, arm_names)
     body = p.loadURDF(path, robot.base.position, robot.base.quaternion, useFixedBase=True,
-                      flags=p.URDF_USE_INERTIA_FROM_FILE | (
+                      flags=p.URDF_USE_INERTIA_FROM_FILE | (p.URDF_USE_IMPLICIT_CYLINDER if exact_cylinders else 0) | (
                           p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT if self_collision else 0),
                       physicsClientId=client)
     joint_index: Dict[str, int] = {}
@@ -376,10 +382,12 @@ class CellBodies:
     robots: Dict[str, RobotBody]
 
 
-def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_collision: bool = False) -> CellBodies:
+def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_collision: bool = False,
+               exact_cylinders: bool = False) -> CellBodies:
     """Create the table, stations, machines (and, for planning, keep-out zones) and the robots.
 
     Stations are boxes whose top is at ``pose.z``; machines are boxes standing on ``pose``.
+    ``exact_cylinders``: see :func:`load_robot` (the simulator's world sets it, the planners' do not).
     """
     static: Dict[str, int] = {}
     if cell.table is not None:
@@ -401,7 +409,8 @@ def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_co
             lo, hi = zone.min, zone.max
             static[f"keep_out:{zone.id}"] = _box(client, [(a + b) / 2 for a, b in zip(lo, hi)],
                                                  [(b - a) / 2 for a, b in zip(lo, hi)], STATIC_COLOR["keep_out"])
-    robots = {r.id: load_robot(client, r, self_collision=self_collision) for r in cell.robots}
+    robots = {r.id: load_robot(client, r, self_collision=self_collision, exact_cylinders=exact_cylinders)
+              for r in cell.robots}
     return CellBodies(static=static, robots=robots)
 
 
