@@ -364,6 +364,24 @@ class CollisionWorld:
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
     @locked
+    def first_collision(self, qs: Sequence[JointVector], held: Optional[Held] = None, *,
+                        clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> int:
+        """The index of the first configuration of ``qs`` (in order) that is not free, or -1 when all are.
+
+        One call for a whole run of configurations (the compiled backend loops in one place, without a
+        Python call per configuration); :meth:`contacts` then names what a hit touches.
+        """
+        if self._fast_for(held):  # fast backend hook
+            self._set_held(held)
+            self.fast.set_held(held)  # type: ignore[union-attr]
+            return self.fast.first_hit(np.asarray(qs, float), clearance=clearance,  # type: ignore[union-attr]
+                                       ignore=ignore)
+        for i, q in enumerate(qs):
+            if not self.free(q, held, clearance=clearance, ignore=ignore):
+                return i
+        return -1
+
+    @locked
     def segment_free(self, qa: JointVector, qb: JointVector, held: Optional[Held] = None, *,
                      resolution: float = 0.02, clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> bool:
         """Whether the straight joint-space segment is free, checked every ``resolution`` rad (max-norm)."""
