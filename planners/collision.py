@@ -364,7 +364,7 @@ class CollisionWorld:
         return not self.contacts(q, held, clearance=clearance, ignore=ignore)
 
     @locked
-    def first_collision(self, qs: Sequence[JointVector], held: Optional[Held] = None, *,
+    def first_collision(self, qs: "Sequence[JointVector] | np.ndarray", held: Optional[Held] = None, *,
                         clearance: float = FREE_CLEARANCE, ignore: Iterable[str] = ()) -> int:
         """The index of the first configuration of ``qs`` (in order) that is not free, or -1 when all are.
 
