@@ -702,6 +702,19 @@ class FastCollision:
         return True
 
 
+    def first_hit(self, qs: np.ndarray, *, clearance: float, ignore: Iterable[str] = ()) -> int:
+        """The index of the first arm configuration (a row of ``qs``) in collision, or -1."""
+        import pinocchio as pin
+
+        manager = self._manager(clearance, ignore)
+        full = np.repeat(self._q0[None, :], len(qs), axis=0)
+        full[:, self._arm_idx] = qs
+        model, data = self.model, self.data
+        for i, q in enumerate(full):
+            if pin.computeCollisions(model, data, manager, q, True):
+                return i
+        return -1
+
 def backend_choice() -> str:
     """``pybullet`` when :data:`BACKEND_ENV` asks for the PyBullet reference check, else ``fast`` (the default)."""
     value = os.environ.get(BACKEND_ENV, "").strip().lower()

@@ -119,6 +119,15 @@ class MotionPlanner:
             raise CollisionError(f"{what} configuration is in collision: {bad[0]}",
                                  hint="choose another target or clear the obstacle")
 
+    @locked
+    def check_fingers(self, q: JointVector, *, ignore: Iterable[str] = (), what: str = "grasp") -> None:
+        """Refuse an arm configuration where the fingers would hit the cell as they close or open
+        (:meth:`CollisionWorld.finger_contacts`), naming both bodies."""
+        bad = self.world.finger_contacts(q, ignore=ignore)
+        if bad:
+            raise CollisionError(f"the fingers would hit the cell as they close or open at the {what}: {bad[0]}",
+                                 hint="grasp the part another way round, or give the fingers room to open")
+
     def _check_limits(self, q: JointVector, what: str) -> None:
         qa = np.asarray(q)
         if np.any(qa < self.lower - 1e-6) or np.any(qa > self.upper + 1e-6):
@@ -245,30 +254,32 @@ class MotionPlanner:
     def trajectory_collisions(self, traj: Trajectory, held: Optional[Held] = None, *,
                               clearance: float = CONTACT_CLEARANCE, ignore: Iterable[str] = (),
                               start_clearance: Optional[float] = None, resolution: float = RESOLUTION) -> list:
-        """Contacts along a trajectory, at its samples and between them (every ``resolution`` rad: the
-        collision model's own spacing, :data:`RESOLUTION`; a finer check finds nothing the planner did not).
+        """Contacts along a trajectory, checked every ``resolution`` rad along the path its samples trace
+        (the collision model's own spacing, :data:`RESOLUTION`, as for a planned segment: a finer check
+        finds nothing the planner did not; a trajectory's 10 ms samples are often much closer than that,
+        near its ends, and are not each checked).
 
         With ``start_clearance``, a trajectory that starts in contact (just after a grasp or a
         place) is held to that looser clearance until it first reaches the normal one.
         """
         ign = tuple(ignore)
-        pos = np.asarray(traj.positions)
-        leaving = start_clearance is not None and not self.world.free(pos[0], held, clearance=clearance, ignore=ign)
-        for i in range(len(pos)):
-            pts = [pos[i]]
-            if i > 0:
-                n = int(np.ceil(np.max(np.abs(pos[i] - pos[i - 1])) / resolution))
-                pts = [pos[i - 1] + (pos[i] - pos[i - 1]) * (k / n) for k in range(1, n + 1)] if n > 1 else pts
-            for q in pts:
-                if leaving:
-                    if self.world.free(q, held, clearance=clearance, ignore=ign):
-                        leaving = False
-                        continue
-                    bad = self.world.contacts(q, held, clearance=start_clearance, ignore=ign)  # type: ignore[arg-type]
-                else:
-                    bad = self.world.contacts(q, held, clearance=clearance, ignore=ign)
+        pts = along(np.asarray(traj.positions, float), resolution)
+        start = 0
+        if start_clearance is not None and not self.world.free(pts[0], held, clearance=clearance, ignore=ign):
+            for start, q in enumerate(pts, 1):      # noqa: B007 - ``start`` is used after the loop
+                if self.world.free(q, held, clearance=clearance, ignore=ign):
+                    break
+                bad = self.world.contacts(q, held, clearance=start_clearance, ignore=ign)
                 if bad:
                     return bad
+        while start < len(pts):
+            i = self.world.first_collision(pts[start:], held, clearance=clearance, ignore=ign)
+            if i < 0:
+                return []
+            bad = self.world.contacts(pts[start + i], held, clearance=clearance, ignore=ign)
+            if bad:
+                return bad
+            start += i + 1
         return []
 
     @locked
@@ -283,6 +294,22 @@ class MotionPlanner:
     def close(self) -> None:
         self.world.close()
 
+
+def along(pos: np.ndarray, resolution: float) -> np.ndarray:
+    """Points on the polyline through ``pos`` (rows), from its first point to its last, evenly spaced by
+    path length (the sum of max-norm steps) and at most ``resolution`` apart along it, so at most that
+    far apart in max-norm; the polyline's own points lie within ``resolution`` / 2 of one of them."""
+    if len(pos) < 2:
+        return pos
+    step = np.max(np.abs(np.diff(pos, axis=0)), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(step)])
+    n = max(1, int(np.ceil(arc[-1] / resolution)))
+    at = np.linspace(0.0, arc[-1], n + 1)
+    i = np.clip(np.searchsorted(arc, at, side="right") - 1, 0, len(pos) - 2)
+    frac = np.clip((at - arc[i]) / np.where(step[i] > 0.0, step[i], 1.0), 0.0, 1.0)
+    out = pos[i] + (pos[i + 1] - pos[i]) * frac[:, None]
+    out[0], out[-1] = pos[0], pos[-1]
+    return out
 
 def rrt_connect(start: np.ndarray, goal: np.ndarray, free: Callable, seg: Callable, lower: np.ndarray,
                 upper: np.ndarray, *, seed: int = 1, timeout: float = 3.0,

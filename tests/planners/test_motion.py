@@ -137,7 +137,7 @@ def test_trajectory_round_trips_through_the_joint_trajectory_json() -> None:
 
 
 def test_toppra_grid_is_within_one_percent_of_the_dense_grid_and_within_limits() -> None:
-    """toppra's own grid (issue 16) against the dense uniform grid it replaced, on random paths."""
+    """The default timing (issue 16) against toppra on the dense uniform grid it replaced, on random paths."""
     import numpy as np
 
     from anycell.planners import timing
@@ -152,3 +152,44 @@ def test_toppra_grid_is_within_one_percent_of_the_dense_grid_and_within_limits()
         assert fast.times[-1] <= 1.01 * dense.times[-1]
         assert not timing.limits_ok(fast, vmax, amax)
         assert np.allclose(fast.positions[0], path[0]) and np.allclose(fast.positions[-1], path[-1])
+
+
+def test_trajectory_points_are_checked_at_the_collision_models_spacing() -> None:
+    """``along``: first and last points kept, consecutive points at most ``resolution`` apart (max-norm), every
+    sample within half of it (along the path) of a checked point, and no more points than that needs."""
+    from anycell.planners.motion import along
+
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        pos = np.cumsum(rng.normal(0.0, rng.uniform(0.0005, 0.05), size=(int(rng.integers(1, 60)), 7)), axis=0)
+        pts = along(pos, 0.02)
+        assert np.array_equal(pts[0], pos[0]) and np.array_equal(pts[-1], pos[-1])
+        if len(pos) < 2:
+            continue
+        assert np.max(np.abs(np.diff(pts, axis=0))) <= 0.02 + 1e-12
+        arc = np.sum(np.max(np.abs(np.diff(pos, axis=0)), axis=1))
+        assert len(pts) == max(1, int(np.ceil(arc / 0.02))) + 1
+        for q in pos:
+            assert np.min(np.max(np.abs(pts - q), axis=1)) <= 0.01 + 1e-12
+
+
+def test_first_collision_agrees_with_free_point_by_point(setup) -> None:
+    """The batched check (compiled backend and the PyBullet path) names the first configuration ``free`` refuses."""
+    from anycell.planners.collision import Held
+
+    cell, planner, checker = setup
+    world = planner.world
+    held = Held("part", [0.04, 0.04, 0.02], Pose(xyz=[0, 0, 0.0]))
+    rng = np.random.default_rng(5)
+    lo, hi = world.kin.lower, world.kin.upper
+    fast = world.fast
+    try:
+        for backend in (fast, None):
+            world.fast = backend
+            for k in range(40):
+                h = held if k % 2 else None
+                qs = lo + (hi - lo) * rng.random((int(rng.integers(1, 12)), len(lo)))
+                want = next((i for i, q in enumerate(qs) if not world.free(q, h)), -1)
+                assert world.first_collision(qs, h) == want
+    finally:
+        world.fast = fast

@@ -28,7 +28,7 @@ JOBS = sorted(glob.glob(os.path.join(ROOT, "examples", "jobs", "*.yaml")))
 #: one job per cell and one per kind of part shape; ANYCELL_FULL_MATRIX=1 runs every combination.
 #: (demo_cell with peg_in_hole and bracket_clip over ROS: tests/agent/ros/test_sim_cell.py, in more detail.)
 DEFAULT = {("demo_cell", "stack_assembly"), ("kuka_cell", "stack_assembly"), ("ur_cell", "stack_assembly"),
-           ("two_robot_cell", "stack_assembly"), ("kuka_cell", "bracket_clip")}
+           ("two_robot_cell", "stack_assembly"), ("kuka_cell", "bracket_clip"), ("ur_gripper_cell", "stack_assembly")}
 #: Combinations the planner accepts that do not complete yet; named in the README as unfinished.
 #: (ur_cell cannot make peg_in_hole: its 20 mm cup finds no face that wide on the 16 mm pin, and the plan says
 #: so, so it is skipped as not makeable below.)
