@@ -25,6 +25,18 @@ from setuptools import find_packages, setup
 PACKAGE = "anycell"
 NODES = sorted(os.path.basename(p) for p in glob.glob("scripts/*"))
 
+
+def _tree(src):
+    """data_files entries for every file below ``src`` (the robot and tool description packages the example
+    cells name), each under share/anycell/<its folder>."""
+    out = []
+    for folder, dirs, files in os.walk(src):
+        dirs.sort()
+        if files:
+            out.append(("share/" + PACKAGE + "/" + folder.replace(os.sep, "/"),
+                        [os.path.join(folder, f) for f in sorted(files)]))
+    return out
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -40,6 +52,7 @@ setup(
         ("share/" + PACKAGE + "/launch", sorted(glob.glob("launch/*.launch.py"))),
         ("share/" + PACKAGE + "/config", sorted(glob.glob("launch/*.yaml"))),
         ("share/" + PACKAGE + "/cell_configs", sorted(glob.glob("cell_configs/*.yaml"))),
+        *_tree("cell_configs/robots"),
         ("share/" + PACKAGE + "/examples/jobs", sorted(glob.glob("examples/jobs/*.yaml"))),
         ("share/" + PACKAGE + "/examples/jobs/programs", sorted(glob.glob("examples/jobs/programs/*"))),
         ("lib/" + PACKAGE, [os.path.join("scripts", n) for n in NODES]),

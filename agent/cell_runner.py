@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 MOTION_KINDS = ("pick_place", "load", "unload", "output")
 
 
+#: rad: a robot this close to home in every joint is home (it is not sent there to make way)
+AT_HOME = 0.01
+
+
 def uid(unit: int, part: str) -> str:
     """The id of one unit's part in the (simulated) world."""
     return f"u{unit}.{part}"
@@ -120,6 +124,8 @@ class CellRunner:
             from anycell.planners.reservation import SpaceReservations
 
             self._reservations = SpaceReservations(self.robots)
+        # held by whichever thread moves that robot: its own step, or another robot's that parks it
+        self._moving: Dict[str, threading.Lock] = {rid: threading.Lock() for rid in self.robots}
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
@@ -251,26 +257,29 @@ class CellRunner:
         else:
             # several robots: move while the others move, in space reserved for this motion
             w0 = time.monotonic()
-            before_plan, gate, blocked = self._share_space(op.resource, planner, size)
-            try:
-                res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
-                                                     carried=carried, shape=shape, insert=insert, hints=hints,
-                                                     before_plan=before_plan, gate=gate,
-                                                     park=planner.kin.home.tolist(), blocked=blocked)
-            finally:
-                clock = self._sim_clock()
-                if clock is not None:
-                    clock.resume(op.resource)
-                self._reservations.release(op.resource)
+            share = self._share_space(op.resource, planner, size)
+            placed_at: Optional[Pose] = None
+            with self._moving[op.resource]:
+                try:
+                    res, target = self._pick_place_first(pick_place, op, candidates, robot, planner, wid, size, src,
+                                                         carried=carried, shape=shape, insert=insert, hints=hints,
+                                                         **share.hooks())
+                    placed_at = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
+                    for other_id, other in self.planners.items():
+                        if other_id != op.resource:   # before the space is released: plans made from now see it
+                            other.add_obstacle(wid, shape, placed_at)
+                finally:
+                    share.end(placed_at is not None, placed_at, shape)
             moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
         if carried and target.index is not None:
             self._tray_used.add((target.ref, target.index))
         placed = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
-        for other_id, other in self.planners.items():
-            if other_id != op.resource:
-                other.add_obstacle(wid, shape, placed)   # every robot's model: the part is where it was put
+        if self._reservations is None:
+            for other_id, other in self.planners.items():
+                if other_id != op.resource:
+                    other.add_obstacle(wid, shape, placed)   # every robot's model: the part is where it was put
         if carried:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
@@ -409,36 +418,55 @@ class CellRunner:
                             f"(tried {len(candidates)}); the planned one: {first.message}",
                             hint="empty the tray, or give the cell a larger tray")
 
-    def _share_space(self, rid: str, planner: Any, size: Sequence[float]) -> tuple:
+    def _share_space(self, rid: str, planner: Any, size: Optional[Sequence[float]]) -> "_SharedMotion":
         """The hooks :func:`pick_place` takes to move beside other robots (see planners.reservation)."""
-        from anycell.planners.reservation import swept_cells
+        assert self._reservations is not None
+        return _SharedMotion(self._reservations, rid, planner, self.robots, size,
+                             float(self.cell.safety.robot_margin), self._sim_clock(), self._park_idle_others)
 
-        table = self._reservations
-        assert table is not None
-        snap: Dict[str, Any] = {}
-        clock = self._sim_clock()
+    def _park_idle_others(self, rid: str) -> bool:
+        """``rid`` cannot plan with the other robots where they stand: send every other robot that is
+        idle and away from home back home (robots stay where they finished, out of the way or not,
+        until one is in another's way). True when one moved, so ``rid`` plans again."""
+        moved = False
+        for other in sorted(self.robots):
+            if other == rid or self._halted.is_set():
+                continue
+            home = self.planners[other].kin.home
+            if max(abs(a - b) for a, b in zip(self.robots[other].joint_positions(), home)) <= AT_HOME:
+                continue
+            if not self._moving[other].acquire(blocking=False):
+                continue            # it is running a step of its own: it moves on anyway
+            try:
+                moved = self._park(other) or moved
+            finally:
+                self._moving[other].release()
+        return moved
 
-        def before_plan() -> None:
-            if clock is not None:
-                clock.pause(rid)                       # in simulation, planning takes no simulated time
-            snap["versions"] = table.snapshot()        # first: a robot that moves after this is noticed
-            for other_id, other in self.robots.items():
-                if other_id != rid:
-                    planner.set_robot_position(other_id, other.joint_positions())
-
-        def gate(segments: List[Any]) -> bool:
-            cells = swept_cells(planner, segments, margin=float(self.cell.safety.robot_margin), held_size=size)
-            if clock is not None:
-                clock.resume(rid)
-            return table.acquire(rid, cells, snap["versions"])
-
-        def blocked(exc: Exception) -> bool:
-            log.info("robot %s: %s; waiting for the other robots to move on", rid, exc)
-            if clock is not None:
-                clock.resume(rid)
-            return table.wait_for_change(rid, snap["versions"])
-
-        return before_plan, gate, blocked
+    def _park(self, rid: str) -> bool:
+        """Move ``rid`` home under the reservation of shared space (the caller holds its lock)."""
+        planner, robot = self.planners[rid], self.robots[rid]
+        share = self._share_space(rid, planner, None)
+        ran = False
+        try:
+            for _attempt in range(20):
+                share.before_plan()
+                try:
+                    traj = planner.plan_joint(robot.joint_positions(), planner.kin.home.tolist())
+                except PlanningError as exc:
+                    log.info("robot %s cannot go home to make way: %s", rid, exc)
+                    return False
+                if share.gate([("park", traj)]):
+                    break
+            else:
+                return False
+            log.info("robot %s goes home to make way for another robot", rid)
+            robot.execute(traj)
+            share.moved(0)
+            ran = True
+            return True
+        finally:
+            share.end(ran)
 
     def _sim_clock(self) -> Any:
         """The simulated world's shared clock (its stepper), when the robots move in one in this process."""
@@ -753,3 +781,74 @@ class CellRunner:
                 self.on_event(info)
             except Exception:  # noqa: BLE001 - a display callback never breaks a step
                 log.exception("progress callback failed")
+
+
+class _SharedMotion:
+    """One robot's pick-and-place beside other moving robots: read where the others will stand,
+    reserve the space the planned motion sweeps, give it back segment by segment, release.
+
+    The protocol and why it is safe are in :mod:`anycell.planners.reservation`.
+    """
+
+    def __init__(self, table: Any, rid: str, planner: Any, robots: Mapping[str, Robot],
+                 size: Optional[Sequence[float]], margin: float, clock: Any,
+                 make_way: Optional[Callable[[str], bool]] = None) -> None:
+        self.table, self.rid, self.planner, self.robots = table, rid, planner, robots
+        self.size, self.margin, self.clock, self.make_way = size, margin, clock, make_way
+        self.snapshot: Dict[str, int] = {}
+        self.space: Any = None
+        self.busy = False       # told the table it is planning or running a motion
+
+    def hooks(self) -> Dict[str, Callable[..., Any]]:
+        return {"before_plan": self.before_plan, "gate": self.gate, "blocked": self.blocked, "moved": self.moved}
+
+    def before_plan(self) -> None:
+        if not self.busy:
+            self.busy = True
+            self.table.busy(self.rid, True)
+        if self.clock is not None:
+            self.clock.pause(self.rid)                    # in simulation, planning takes no simulated time
+        self.snapshot = self.table.snapshot()             # first: a robot that moves on after this is noticed
+        for other_id, other in self.robots.items():
+            if other_id != self.rid:                      # where it stands, or where its motion ends
+                where = self.table.destination(other_id)
+                self.planner.set_robot_position(other_id, where if where is not None else other.joint_positions())
+
+    def gate(self, segments: List[Any]) -> bool:
+        from anycell.planners.swept import MotionSpace
+
+        self.space = MotionSpace(self.planner, segments, margin=self.margin, held_size=self.size)
+        if self.clock is not None:
+            self.clock.resume(self.rid)
+        return bool(self.table.acquire(self.rid, self.space.whole, self.snapshot,
+                                       destination=self.space.destination))
+
+    def moved(self, index: int) -> None:
+        if self.space is not None:
+            self.table.shrink(self.rid, self.space.rest_after(index))
+
+    def blocked(self, exc: Exception) -> bool:
+        log.info("robot %s: %s; waiting for the other robots to move on", self.rid, exc)
+        if self.clock is not None:
+            self.clock.resume(self.rid)
+        if self.make_way is not None and self.make_way(self.rid):
+            return True
+        return bool(self.table.wait_for_change(self.rid, self.snapshot))
+
+    def end(self, as_planned: bool, placed: Optional[Pose] = None, shape: Any = None) -> None:
+        """The motion is over (``as_planned``: it ran to its destination, having put its part at
+        ``placed``). The part is part of what the robot leaves standing: a plan another robot
+        made before without it is refused where it would meet it."""
+        from anycell.planners.swept import part_cells
+
+        if self.clock is not None:
+            self.clock.resume(self.rid)
+        standing = None
+        if as_planned and self.space is not None:
+            standing = self.space.at_rest
+            if placed is not None:
+                standing = standing | part_cells(placed, shape.size, margin=self.margin)
+        self.table.release(self.rid, standing=standing)
+        if self.busy:
+            self.busy = False
+            self.table.busy(self.rid, False)

@@ -212,6 +212,7 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
     yield "to_pick", t
     # the tool must reach the grasp without touching what is stacked on the part
     t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
+    planner.check_fingers(t.end, ignore=ignore, what=f"grasp of '{part_id}'")
     yield "approach_pick", t
     yield "grasp", None
     lift = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
@@ -231,6 +232,7 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
         t = planner.plan_cartesian_line(q_pre_place, place, held, ignore=ignore, name=f"place of '{part_id}'",
                                         speed=loaded)
         placing.append(("approach_place", t))
+    planner.check_fingers(t.end, ignore=ignore, what=f"place of '{part_id}'")
     placing.append(("release", None))
     t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
     placing.append(("retreat_place", t))
@@ -346,6 +348,7 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                gate: Optional[Callable[[List[Tuple[str, Any]]], bool]] = None,
                park: Optional[Sequence[float]] = None,
                blocked: Optional[Callable[[Exception], bool]] = None,
+               moved: Optional[Callable[[int], None]] = None,
                plan_ahead: bool = True, planned: Optional[Planned] = None,
                on_planned: Optional[Callable[[List[float], Site], None]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
@@ -362,7 +365,8 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     returns False when the others moved meanwhile, and the motion is planned again; ``park``
     (the robot's home) ends the motion out of the other robots' way; when planning fails with
     the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
-    The reservation needs the whole swept space, so with a ``gate`` the motion is planned whole.
+    The reservation needs the whole swept space, so with a ``gate`` the motion is planned whole;
+    ``moved(i)`` is called once segment ``i`` has run (the robot gives back the space it left).
 
     ``planned`` is this motion planned ahead (:func:`plan_next`): it runs without planning when the
     robot stands where it starts and it is still clear of the cell (else it is planned as usual).
@@ -407,7 +411,11 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                              hint="the cell is too busy to share space; retry")
     planning = time.perf_counter() - t0
     moves: List[Move] = []
-    duration = sum(_run_segment(robot, part_id, source, seg, moves) for seg in segs)
+    duration = 0.0
+    for index, seg in enumerate(segs):
+        duration += _run_segment(robot, part_id, source, seg, moves)
+        if moved is not None:
+            moved(index)
     _placed(robot, planner, part_id, part_size, shape, target, carried)
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning, planning, moves)
 

@@ -42,7 +42,11 @@ class CellInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class Tool:
-    """The end effector: a parallel gripper (fingers close on the part) or a suction cup."""
+    """The end effector: a parallel gripper (fingers close on the part) or a suction cup.
+
+    Its geometry is part of the robot's URDF, or its own URDF (``urdf``) fixed to the flange at
+    ``mount``; the TCP is in the flange frame either way.
+    """
 
     kind: Literal["parallel_gripper", "suction"] = spec("the tool type")
     tcp: Pose = spec("tool center point in the robot's flange frame", default_factory=Pose)
@@ -62,8 +66,29 @@ class Tool:
                              "upper limit)", default_factory=list)
     closed: List[float] = spec("positions of ``joints`` with the gripper closed on nothing (default: each joint's "
                                "lower limit)", default_factory=list)
+    urdf: Optional[FileRef] = spec("the tool's own URDF or .urdf.xacro, relative to this file: attached to the robot's "
+                                   "flange by a fixed joint (its root link at ``mount``), so the planner, collision "
+                                   "model, feasibility checks and simulator all read its geometry. Default: the tool "
+                                   "is part of the robot's URDF (or a suction cup made from cup_radius)", default=None)
+    xacro_args: Dict[str, str] = spec("arguments for a .urdf.xacro tool file (name -> value)", default_factory=dict)
+    package_paths: List[str] = spec("folders that hold the ROS packages named by the tool's package:// URIs "
+                                    "(relative to this file); the robot's package_paths and the ament index are "
+                                    "searched too", default_factory=list)
+    mount: Pose = spec("where the tool URDF's root link sits in the robot's flange frame", default_factory=Pose)
 
     def check(self, path: PathKey, ctx: Context) -> None:
+        if self.urdf is None:
+            for name in ("xacro_args", "package_paths"):
+                if getattr(self, name):
+                    raise ctx.error(path + (name,), f"tool.{name} needs a tool urdf",
+                                    "add urdf: robots/my_gripper/urdf/gripper.urdf.xacro, or remove it")
+            if self.mount != Pose():
+                raise ctx.error(path + ("mount",), "tool.mount places a tool URDF, and this tool has none",
+                                "add urdf: ..., or give the TCP alone (tool.tcp, in the flange frame)")
+        elif self.xacro_args and not str(self.urdf).endswith(".xacro"):
+            raise ctx.error(path + ("xacro_args",), "xacro_args need a .xacro tool file",
+                            "remove xacro_args or point tool.urdf at the .urdf.xacro file")
+        object.__setattr__(self, "package_paths", _folders(self.package_paths, path + ("package_paths",), ctx))
         for name in ("open", "closed"):
             values = getattr(self, name)
             if values and len(values) != len(self.joints):
@@ -163,16 +188,20 @@ class RobotConfig:
         if self.xacro_args and (self.urdf is None or not str(self.urdf).endswith(".xacro")):
             raise ctx.error(path + ("xacro_args",), "xacro_args need a .xacro urdf file",
                             "remove xacro_args or point urdf at the .urdf.xacro file")
-        if self.package_paths:
-            base = ctx.base_dir or os.getcwd()
-            resolved = []
-            for i, folder in enumerate(self.package_paths):
-                full = os.path.realpath(os.path.join(base, os.path.expanduser(folder)))
-                if not os.path.isdir(full):
-                    raise ctx.error(path + ("package_paths", i), f"folder '{folder}' not found (looked for {full})",
-                                    "paths are relative to the cell config file")
-                resolved.append(full)
-            object.__setattr__(self, "package_paths", resolved)
+        object.__setattr__(self, "package_paths", _folders(self.package_paths, path + ("package_paths",), ctx))
+
+
+def _folders(folders: List[str], path: PathKey, ctx: Context) -> List[str]:
+    """``package_paths`` made absolute (relative to the cell config file); a missing folder is an error."""
+    base = ctx.base_dir or os.getcwd()
+    resolved = []
+    for i, folder in enumerate(folders):
+        full = os.path.realpath(os.path.join(base, os.path.expanduser(folder)))
+        if not os.path.isdir(full):
+            raise ctx.error(path + (i,), f"folder '{folder}' not found (looked for {full})",
+                            "paths are relative to the cell config file")
+        resolved.append(full)
+    return resolved
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -297,6 +297,70 @@ def outline(geometry) -> List[Vec2]:  # noqa: ANN001 - anycell.job.Geometry (no 
     return rect(0.0, 0.0, sx, sy)
 
 
+def footprint(geometry) -> List[Vec2]:  # noqa: ANN001 - anycell.job.Geometry (no import cycle)
+    """All the part covers seen from above, as a convex polygon (counter-clockwise, part frame): a box's
+    rectangle, a circumscribed polygon for a cylinder, the convex hull of a mesh's vertices. Never smaller
+    than the part, for clearances between parts."""
+    if geometry.mesh is not None:
+        mesh = load_mesh(str(geometry.mesh), geometry.length_scale)
+        return convex_hull_2d([(v[0], v[1]) for v in mesh.vertices])
+    if geometry.cylinder is not None:
+        return circle(0.0, 0.0, geometry.cylinder.radius, outside=True)
+    sx, sy, _sz = geometry.size
+    return rect(0.0, 0.0, sx, sy)
+
+
+def convex_hull_2d(points: Sequence[Vec2]) -> List[Vec2]:
+    """The convex hull of ``points``, counter-clockwise (Andrew's monotone chain)."""
+    pts = sorted(set((float(x), float(y)) for x, y in points))
+    if len(pts) < 3:
+        return list(pts)
+
+    def cross(o: Vec2, a: Vec2, b: Vec2) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: List[Vec2] = []
+    upper: List[Vec2] = []
+    for pt in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], pt) <= 0:
+            lower.pop()
+        lower.append(pt)
+    for pt in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], pt) <= 0:
+            upper.pop()
+        upper.append(pt)
+    return lower[:-1] + upper[:-1]
+
+
+def polygon_gap(a: Sequence[Vec2], b: Sequence[Vec2]) -> float:
+    """The distance between two convex polygons (0 when they touch or overlap)."""
+    def edges(poly: Sequence[Vec2]) -> List[Tuple[Vec2, Vec2]]:
+        return [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
+
+    def crosses(p: Tuple[Vec2, Vec2], q: Tuple[Vec2, Vec2]) -> bool:
+        def side(o: Vec2, a_: Vec2, b_: Vec2) -> float:
+            return (a_[0] - o[0]) * (b_[1] - o[1]) - (a_[1] - o[1]) * (b_[0] - o[0])
+
+        d1, d2 = side(q[0], q[1], p[0]), side(q[0], q[1], p[1])
+        d3, d4 = side(p[0], p[1], q[0]), side(p[0], p[1], q[1])
+        if d1 == d2 == 0.0:   # on one line: they cross only where their extents overlap
+            return all(min(p[0][k], p[1][k]) <= max(q[0][k], q[1][k]) and
+                       min(q[0][k], q[1][k]) <= max(p[0][k], p[1][k]) for k in (0, 1))
+        return d1 * d2 <= 0 and d3 * d4 <= 0
+
+    def to_segment(c: Vec2, seg: Tuple[Vec2, Vec2]) -> float:
+        (x0, y0), (x1, y1) = seg
+        dx, dy = x1 - x0, y1 - y0
+        ll = dx * dx + dy * dy
+        t = 0.0 if ll == 0 else max(0.0, min(1.0, ((c[0] - x0) * dx + (c[1] - y0) * dy) / ll))
+        return math.hypot(x0 + t * dx - c[0], y0 + t * dy - c[1])
+
+    a, b = _ccw(list(a)), _ccw(list(b))
+    if inside(a, b[0]) or inside(b, a[0]) or any(crosses(p, q) for p in edges(a) for q in edges(b)):
+        return 0.0
+    return min(min(to_segment(v, e) for v in a for e in edges(b)), min(to_segment(v, e) for v in b for e in edges(a)))
+
+
 def cavities(geometry) -> List[Cavity]:  # noqa: ANN001
     """The declared features as cavities in the part frame."""
     height = geometry.size[2]

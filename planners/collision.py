@@ -35,6 +35,8 @@ CONTACT_CLEARANCE = -0.0015  # m: approach/retreat lines may touch (tiny penetra
 ROBOT_SLACK = 0.02         # m: added to safety.robot_margin when planning near another robot
 #: m: robot link pairs nearer than this in over 90 % of random configurations are ignored (mounted flush)
 PERMANENT_BAND = 0.01
+#: Finger positions, open to closed, at which :meth:`CollisionWorld.finger_contacts` checks the fingers' sweep.
+FINGER_SWEEP = 9
 
 
 @dataclass
@@ -401,6 +403,45 @@ class CollisionWorld:
             if not self.free(a + (b - a) * (k / n), held, clearance=clearance, ignore=ignore):
                 return False
         return True
+
+    @locked
+    def finger_contacts(self, q: JointVector, *, ignore: Iterable[str] = (),
+                        clearance: float = CONTACT_CLEARANCE) -> List[Contact]:
+        """What the fingers hit while they close and open with the arm at ``q`` (the first contact, or none).
+
+        The planner moves the robot with its fingers open; this checks the sweep between open and
+        closed, which neither end shows: a hinged finger swings lower and wider on its way, and a finger
+        opening inside a channel meets the channel's walls. Each link the finger joints move is tested
+        against the cell (stations, machines, parts lying in it, the other robots) at
+        :data:`FINGER_SWEEP` positions; the parts in ``ignore`` (the one the fingers hold or let go)
+        and the held part are left out. The fingers are open again afterwards.
+        """
+        import pybullet as p
+
+        rb = self.robot
+        if not rb.finger_joints:
+            return []
+        self.kin.set(q)
+        ignored = {self.obstacles[n] for n in ignore if n in self.obstacles}
+        bodies = [b for b in list(self.bodies.static.values()) + list(self.obstacles.values()) if b not in ignored]
+        bodies += sorted(self._other_robots)
+        opened, closed = np.asarray(rb.finger_open, float), np.asarray(rb.finger_closed, float)
+        try:
+            for s in np.linspace(0.0, 1.0, FINGER_SWEEP):
+                for j, v in zip(*rb.finger_targets(list(opened + s * (closed - opened)))):
+                    p.resetJointState(rb.body, j, v, physicsClientId=self.client)
+                for link in rb.finger_parts or rb.finger_links:
+                    for body in bodies:
+                        limit = max(clearance, self.robot_clearance) if body in self._other_robots else clearance
+                        pts = p.getClosestPoints(rb.body, body, max(limit, 0.0) + 1e-3, linkIndexA=link,
+                                                 physicsClientId=self.client)
+                        hit = min(pts, key=lambda pt: pt[8], default=None)
+                        if hit is not None and hit[8] < limit:
+                            return [Contact(self.name(rb.body, link), self.name(body, hit[4]), float(hit[8]))]
+        finally:
+            for j, v in zip(*rb.finger_targets(rb.finger_open)):
+                p.resetJointState(rb.body, j, v, physicsClientId=self.client)
+        return []
 
     def close(self) -> None:
         import pybullet as p

@@ -26,7 +26,9 @@ act on it. The classes of infeasibility:
   ``accuracy``, or than the inspection station can measure (3 sigma);
 * **payload**: a part (or, for ``output``, the whole unit, carried by its
   base) heavier than the tool's ``payload``;
-* **gripper**: a part wider than a parallel gripper's ``max_opening``.
+* **gripper**: a part wider than a parallel gripper's ``max_opening``;
+* **suction**: a part with no free area as wide as the cup on a face that looks up (a pin
+  narrower than the cup, a face all holes).
 """
 
 from __future__ import annotations
@@ -349,6 +351,12 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
         raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): {what} weighs {mass:g} kg, over the "
                               f"{robot.tool.payload:g} kg payload of robot '{robot.id}' tool",
                               field=f"robots[{robot.id}].tool.payload", hint="use a stronger tool or a lighter part")
+    if robot.tool.kind == "suction" and op.kind in ("pick_place", "load", "unload"):
+        why = _cup_problem(robot, job, part.id)
+        if why is not None:
+            raise InfeasibleError(f"operation '{op.id}' (part '{part.id}'): {why}",
+                                  field=f"robots[{robot.id}].tool.cup_radius",
+                                  hint="use a smaller cup or a gripper, or give the part a wider top face")
     if robot.tool.kind == "parallel_gripper" and op.kind in ("pick_place", "unload"):
         why = _gripper_clear(robot, job, part.id)
         if why is not None:
@@ -362,6 +370,30 @@ def check_operation(cell: CellConfig, job: JobSpec, op: Operation) -> None:
                                   f"wide, over the {robot.tool.max_opening * 1000:g} mm max_opening of robot "
                                   f"'{robot.id}' gripper", field=f"robots[{robot.id}].tool.max_opening",
                                   hint="use a wider gripper or a suction tool")
+
+
+_CUP_CACHE: Dict[Tuple[str, float, float], bool] = {}
+
+
+def _cup_problem(robot: RobotConfig, job: JobSpec, part_id: str) -> Optional[str]:
+    """Why ``robot``'s suction cup cannot hold ``part_id`` alone (as it picks it), or None when it can.
+
+    The same search the pick-and-place skill makes (:func:`anycell.planners.sites.suction_spot`): the
+    cup's seal on a free area of a face looking up, off holes and pockets, its body clear of higher faces.
+    """
+    from . import sites
+    from .tool import cup_radius
+
+    r = float(robot.tool.cup_radius)
+    body = cup_radius(robot)
+    key = (repr(job.part(part_id).geometry), r, body)   # with nothing standing on it, only its shape counts
+    if key not in _CUP_CACHE:
+        _CUP_CACHE[key] = sites.suction_spot(job, part_id, r, (), body) is not None
+    if _CUP_CACHE[key]:
+        return None
+    size = job.part(part_id).geometry.size
+    return (f"the suction cup of '{robot.id}' ({r * 2000:.0f} mm across) finds no free area that wide on the "
+            f"faces of the part that look up (the part is {size[0] * 1000:.0f} x {size[1] * 1000:.0f} mm)")
 
 
 def _gripper_clear(robot: RobotConfig, job: JobSpec, part_id: str) -> Optional[str]:

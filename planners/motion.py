@@ -121,6 +121,15 @@ class MotionPlanner:
             raise CollisionError(f"{what} configuration is in collision: {bad[0]}",
                                  hint="choose another target or clear the obstacle")
 
+    @locked
+    def check_fingers(self, q: JointVector, *, ignore: Iterable[str] = (), what: str = "grasp") -> None:
+        """Refuse an arm configuration where the fingers would hit the cell as they close or open
+        (:meth:`CollisionWorld.finger_contacts`), naming both bodies."""
+        bad = self.world.finger_contacts(q, ignore=ignore)
+        if bad:
+            raise CollisionError(f"the fingers would hit the cell as they close or open at the {what}: {bad[0]}",
+                                 hint="grasp the part another way round, or give the fingers room to open")
+
     def _check_limits(self, q: JointVector, what: str) -> None:
         qa = np.asarray(q)
         if np.any(qa < self.lower - 1e-6) or np.any(qa > self.upper + 1e-6):

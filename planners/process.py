@@ -16,7 +16,11 @@ resources by capability, orders them and says why (``Operation.reasons``):
 The assembly order within a unit comes from :mod:`anycell.planners.assembly_order`
 (geometry plus explicit ``after:``). There is one fixture, so unit k+1's
 placements follow unit k's output; machines may make unit k+1's parts while
-unit k is assembled, so units overlap in time.
+unit k is assembled, so units overlap in time. Placements of one unit that the
+assembly order leaves free do not hold the fixture as a resource: with several
+robots two of them may place at once, and the reservation of shared space
+(:mod:`anycell.planners.reservation`) lets them take turns only where their
+motions would meet.
 
 Machines and robots are chosen by capability, balancing the work given to
 each (deterministically, by estimated busy time, ties by the config's order),
@@ -127,6 +131,12 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
              f"assembly order of one unit: {' -> '.join(order)}",
              f"one fixture ('{b.fixture}'): units are assembled one after another; machines make "
              f"later units' parts meanwhile"]
+    for part_type, used in sites.feeder_slots_in_use(cell, job).items():
+        empty = [f"slot {i} of '{st.id}'" for st, i, _s in cell.feeder_slots(part_type)
+                 if (st.id, i) not in {(u.id, k) for u, k, _x in used}]
+        if empty:
+            notes.append(f"feeder {', '.join(empty)} ({part_type}) left empty: its part would touch another "
+                         f"slot's (under {sites.SLOT_GAP * 1000:g} mm apart)")
     if job.quantity > tray_slots:
         notes.append(f"output tray '{tray.id}' holds {tray_slots} unit(s): the operator empties it every "
                      f"{tray_slots} unit(s) (positions are reused)")
@@ -161,7 +171,7 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                 reasons.append(f"fixture: unit {u - 1} leaves the fixture first")
             if part.source.feeder is not None:
                 src = b.slots[(u, pid)]
-                op = b.robot_op(f"u{u}.place.{pid}", "pick_place", u, part, src, target, [b.fixture], after,
+                op = b.robot_op(f"u{u}.place.{pid}", "pick_place", u, part, src, target, [], after,
                                 reasons or ["no part must be placed before it"])
                 _mark_insertion(op, job, pid)
                 placed[pid] = op.id
@@ -188,7 +198,7 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                                    params=params, holds=run_holds))
             b.load[machine.id] = b.load.get(machine.id, 0.0) + run_d
             op = b.robot_op(unload_id, "unload", u, part, sites.machine_site(machine, part, unload=True), target,
-                            [machine.id, b.fixture], [run_id] + after,
+                            [machine.id], [run_id] + after,
                             ["tending: run before unload"] + reasons
                             + [f"the machine holds {pid} until this unload"])
             _mark_insertion(op, job, pid)

@@ -14,6 +14,7 @@ whose origin is the fixture's top-surface centre.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -22,6 +23,8 @@ from anycell.errors import InfeasibleError
 from anycell.geometry import Pose
 from anycell.job import JobSpec, Part
 from anycell.plan import Site
+
+log = logging.getLogger(__name__)
 
 
 def _lift(pose: Pose, dz: float) -> Pose:
@@ -130,7 +133,11 @@ def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str
     parts than there are slots, a slot is used again (the feeder presents the
     next part there, like a gravity feeder or an operator refill). Keys are
     ``(unit, part_id)``; units count from 1.
+
+    Only slots whose parts keep :data:`SLOT_GAP` from each other are used (:func:`feeder_slots_in_use`):
+    a part that touches another drags it when it is picked.
     """
+    usable = feeder_slots_in_use(cell, job)
     counters: Dict[str, int] = {}
     out: Dict[Tuple[int, str], Site] = {}
     for unit in range(1, job.quantity + 1):
@@ -138,14 +145,86 @@ def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str
             part_type = part.source.feeder or part.source.stock
             if part_type is None:
                 continue
-            slots = cell.feeder_slots(part_type)
-            if not slots:
-                raise InfeasibleError(f"no feeder of cell '{cell.cell.id}' holds part type '{part_type}' "
-                                      f"(needed by part '{part.id}')", hint="add a slot for it to a feeder")
+            slots = usable[part_type]
             k = counters.get(part_type, 0)
             counters[part_type] = k + 1
             station, index, _slot = slots[k % len(slots)]
             out[(unit, part.id)] = slot_site(station, index, part)
+    return out
+
+
+#: m: the least gap between the parts standing in a job's feeder slots. A part that touches another
+#: drags it (or turns it) when it is picked, and the simulated one creeps against it, so the other is no
+#: longer where its slot says when its turn comes.
+SLOT_GAP = 0.002
+
+
+def feeder_slots_in_use(cell: CellConfig, job: JobSpec) -> Dict[str, List[tuple]]:
+    """The feeder slots (``(station, index, slot)``, config order) each of the job's part types is taken from.
+
+    Every slot holding a part type the job needs is filled at once. Where two slots' parts would come
+    closer than :data:`SLOT_GAP` (their footprints from above, at the slots' poses), one of the two is
+    left empty, so long as its part type keeps another slot (the slot in most such conflicts first, then
+    the later one in the config); the part type's remaining slots are then used again. When both are a
+    part type's last slot, raises :class:`InfeasibleError` naming the two slots, their parts and the gap.
+    """
+    from anycell.shapes import footprint, polygon_gap
+
+    by_type: Dict[str, List[Part]] = {}
+    for part in job.parts:
+        part_type = part.source.feeder or part.source.stock
+        if part_type is not None:
+            by_type.setdefault(part_type, []).append(part)
+    cands: List[Tuple[str, Station, int, object]] = []
+    for part_type, parts in by_type.items():
+        slots = cell.feeder_slots(part_type)
+        if not slots:
+            raise InfeasibleError(f"no feeder of cell '{cell.cell.id}' holds part type '{part_type}' "
+                                  f"(needed by part '{parts[0].id}')", hint="add a slot for it to a feeder")
+        cands += [(part_type, st, i, slot) for st, i, slot in slots]
+    shapes: Dict[str, List[Tuple[str, List[Tuple[float, float]]]]] = {
+        t: [(p.id, footprint(p.geometry)) for p in parts] for t, parts in by_type.items()}
+
+    def placed(k: int) -> List[Tuple[str, List[Tuple[float, float]]]]:
+        part_type, station, index, _slot = cands[k]
+        pose = station.pose.compose(station.slots[index].offset)
+        c, s = math.cos(pose.rpy[2]), math.sin(pose.rpy[2])
+        return [(pid, [(pose.xyz[0] + c * x - s * y, pose.xyz[1] + s * x + c * y) for x, y in poly])
+                for pid, poly in shapes[part_type]]
+
+    outlines = [placed(k) for k in range(len(cands))]
+    clashes: List[Tuple[int, int, str, str, float]] = []
+    for a in range(len(cands)):
+        for b in range(a + 1, len(cands)):
+            for pa, poly_a in outlines[a]:
+                for pb, poly_b in outlines[b]:
+                    gap = polygon_gap(poly_a, poly_b)
+                    if gap < SLOT_GAP:
+                        clashes.append((a, b, pa, pb, gap))
+    keep = set(range(len(cands)))
+    while True:
+        live = [c for c in clashes if c[0] in keep and c[1] in keep]
+        if not live:
+            break
+        spare = [k for k in dict.fromkeys(i for c in live for i in c[:2])
+                 if sum(1 for j in keep if cands[j][0] == cands[k][0]) > 1]
+        if not spare:
+            a, b, pa, pb, gap = live[0]
+            (ta, sa, ia, _), (tb, sb, ib, _) = cands[a], cands[b]
+            raise InfeasibleError(
+                f"feeder slots too close for job '{job.id}': part '{pa}' in slot {ia} of feeder '{sa.id}' "
+                f"({ta}) and part '{pb}' in slot {ib} of feeder '{sb.id}' ({tb}) would stand "
+                f"{gap * 1000:.1f} mm apart (0: touching or overlapping); they need {SLOT_GAP * 1000:g} mm, or "
+                f"picking one drags the other", field=f"stations[{sb.id}].slots[{ib}].offset",
+                hint="move the slots apart, or give one of the part types a slot of its own elsewhere")
+        drop = max(spare, key=lambda k: (sum(1 for c in live if k in c[:2]), k))
+        log.debug("feeder slot %d of '%s' (%s) stays empty: its part would touch another slot's",
+                  cands[drop][2], cands[drop][1].id, cands[drop][0])
+        keep.discard(drop)
+    out: Dict[str, List[tuple]] = {}
+    for k in sorted(keep):
+        part_type, station, index, slot = cands[k]
+        out.setdefault(part_type, []).append((station, index, slot))
     return out
 
 

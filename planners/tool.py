@@ -34,16 +34,9 @@ def finger_axis_yaw(planner: "MotionPlanner") -> float:
 
 
 def tool_reach(planner: "MotionPlanner") -> float:
-    """How far the tool reaches past the TCP along the approach direction (fingertips below the TCP)."""
-    import pybullet as p  # lazily: pybullet only where the world model is
-
-    rb = planner.world.robot
-    q = planner.kin.home
-    t = planner.kin.fk_matrix(q)
-    if abs(t[2, 2] + 1.0) > 1e-3 or not rb.finger_links:
-        return 0.0
-    low = min(p.getAABB(rb.body, link, physicsClientId=planner.world.client)[0][2] for link in rb.finger_links)
-    return max(0.0, float(t[2, 3] - low))
+    """How far the tool reaches past the TCP along the approach direction (fingertips below the TCP),
+    the deepest over the fingers' travel: hinged fingertips swing lower as they close (:func:`tool_figures`)."""
+    return tool_figures(planner.cell.robot(planner.robot_id))[0]
 
 
 #: m: fingertips stay this far above the surface under them; a gripper holds at least GRIP of a part;
@@ -53,21 +46,14 @@ GRIP = 0.004
 HAND_MARGIN = 0.003
 
 
-def _tcp_matrix(planner: Any) -> "np.ndarray":
-    return planner.kin.fk_matrix(planner.kin.home)
-
-
 def hand_height(planner: Any) -> float:
     """How far above the TCP (against the approach direction) the tool's body begins: the hand above the
-    fingers of a gripper, the flange above a suction cup. Read from the robot model's links.
+    fingers of a gripper, the flange above a suction cup. Read from the robot model's links
+    (:func:`tool_figures`, the lowest over the fingers' travel).
 
     Parts standing higher than this above the TCP would hit the hand when the tool holds a part below them.
     """
-    return _hand_height(planner.world.client, planner.world.robot, _tcp_matrix(planner))
-
-
-def _hand_height(client: int, rb: Any, t: "np.ndarray") -> float:
-    return _hand(client, rb, t)[0]
+    return tool_figures(planner.cell.robot(planner.robot_id))[1]
 
 
 def _hand(client: int, rb: Any, t: "np.ndarray") -> Tuple[float, float]:
@@ -75,7 +61,7 @@ def _hand(client: int, rb: Any, t: "np.ndarray") -> Tuple[float, float]:
     import pybullet as p  # lazily: pybullet only where the world model is
 
     inv = np.linalg.inv(t)
-    fingers = set(rb.finger_links)
+    fingers = set(rb.finger_links) | set(rb.finger_parts)   # a hinged finger's links swing beside the part
     if rb.cup_link is not None:
         fingers.add(rb.cup_link)
     best = math.inf
@@ -110,6 +96,9 @@ def _reach(client: int, rb: Any, t: "np.ndarray") -> float:
 
 _FIGURES: dict = {}
 
+#: Finger positions (open to closed, evenly) at which the tool's figures are measured.
+FINGER_SAMPLES = 9
+
 
 def cup_radius(robot: Any) -> float:
     """The radius of the suction cup's body: the robot model's cup link, or the configured seal radius when
@@ -129,6 +118,8 @@ def tool_figures(robot: Any) -> Tuple[float, float, float, float]:
 
     The robot (with its tool, as the simulator builds it) is loaded in a private PyBullet world at its
     home configuration; the figures are measured in its TCP frame, so they hold in any grasp pose.
+    A gripper's fingers (and the joints that mimic them) are swept from open to closed: the reach is the
+    deepest and the hand the lowest over that travel (hinged fingertips swing lower as they close).
     Cached per robot configuration.
     """
     key = repr(robot)
@@ -144,8 +135,8 @@ def tool_figures(robot: Any) -> Tuple[float, float, float, float]:
         rb = load_robot(client, robot)
         for j, q in zip(rb.arm_joints, home_configuration(rb)):
             p.resetJointState(rb.body, j, q, physicsClientId=client)
-        for j, hi in zip(rb.finger_joints, rb.finger_max):
-            p.resetJointState(rb.body, j, hi, physicsClientId=client)
+        for j, q in zip(*rb.finger_targets(rb.finger_open)):
+            p.resetJointState(rb.body, j, q, physicsClientId=client)
         state = p.getLinkState(rb.body, rb.flange_link, computeForwardKinematics=True, physicsClientId=client)
         flange = np.eye(4)
         flange[:3, :3] = quat_to_matrix(state[5])
@@ -160,8 +151,15 @@ def tool_figures(robot: Any) -> Tuple[float, float, float, float]:
             local = (inv @ corners.T)[:2]
             # the AABB of a cylinder about the TCP axis: its half-width is the radius (less AABB padding)
             radius = float(min(local[0].max() - local[0].min(), local[1].max() - local[1].min())) / 2 - 0.001
-        hand, sideways = _hand(client, rb, t)
-        figures = (_reach(client, rb, t), hand, max(0.0, radius), sideways)
+        reach, (hand, sideways) = _reach(client, rb, t), _hand(client, rb, t)
+        if rb.finger_joints:
+            opened, closed = np.asarray(rb.finger_open, float), np.asarray(rb.finger_closed, float)
+            for s in np.linspace(0.0, 1.0, FINGER_SAMPLES)[1:]:
+                for j, q in zip(*rb.finger_targets(list(opened + s * (closed - opened)))):
+                    p.resetJointState(rb.body, j, q, physicsClientId=client)
+                h, w = _hand(client, rb, t)
+                reach, hand, sideways = max(reach, _reach(client, rb, t)), min(hand, h), max(sideways, w)
+        figures = (reach, hand, max(0.0, radius), sideways)
     finally:
         p.disconnect(physicsClientId=client)
     _FIGURES[key] = figures

@@ -5,9 +5,12 @@ collision world call :func:`build_cell` on their own PyBullet client, so the
 planner checks against exactly the geometry the simulated robot meets.
 
 Robots come from ``pybullet_data`` (built-in models) or a URDF path. The tool
-is part of the robot body: the Panda URDF carries its hand and fingers; a
-suction tool is added as a cup link (a cylinder from the flange to the TCP)
-in a generated copy of the URDF, so planner and simulator both see it.
+is part of the robot body: the Panda URDF carries its hand and fingers; a tool
+given as its own URDF (``tool.urdf``) is merged into a generated copy of the
+robot's URDF with a fixed joint at the flange; a suction tool without one is
+added as a cup link (a cylinder from the flange to the TCP). Planner, collision
+backends, feasibility figures and simulator all load that one file
+(:func:`robot_urdf`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from anycell.cell import BUILTIN_ROBOTS, CellConfig
 from anycell.cell import RobotConfig
 from anycell.errors import ConfigError
 
-from .urdf_model import (CUP_LINK, UrdfTree, add_missing_inertials, cache_file, read_source, resolve_uris,
-                         suction_cup)
+from .urdf_model import (CUP_LINK, TOOL_MOUNT_JOINT, UrdfTree, add_missing_inertials, attach_tool, cache_file,
+                         read_source, resolve_uris, suction_cup)
 
 #: The flange link (where the tool's TCP offset is measured from) of each built-in model.
 FLANGE_LINKS: Dict[str, str] = {
@@ -83,27 +86,42 @@ _PREPARED: Dict[str, Tuple[str, UrdfTree]] = {}
 
 
 def _prepared(robot: RobotConfig) -> Tuple[str, UrdfTree]:
-    src = source_urdf(robot)
-    # the config is frozen but holds lists: its repr (and the file's age) is the cache key
-    key = repr(robot) + (f"@{os.path.getmtime(src)}" if os.path.exists(src) else "")
+    # the config is frozen but holds lists: its repr (and the files' ages) is the cache key
+    key = repr(robot) + "".join(f"@{os.path.getmtime(f)}" for f in (source_urdf(robot), robot.tool.urdf)
+                                if f and os.path.exists(f))
     if key not in _PREPARED:
         _PREPARED[key] = _prepare(robot)
     return _PREPARED[key]
 
 
 def _prepare(robot: RobotConfig) -> Tuple[str, UrdfTree]:
+    """The one model of the robot with its tool, which every consumer loads.
+
+    The arm's URDF (xacro expanded, mesh URIs absolute), then the tool: a tool URDF
+    (:attr:`Tool.urdf <anycell.cell.Tool.urdf>`, expanded and resolved the same way)
+    fixed to the flange at ``tool.mount``, or a suction cup made from ``cup_radius``.
+    """
     src = source_urdf(robot)
+    tool = robot.tool
     if not os.path.exists(src):
         raise ConfigError(f"robot '{robot.id}': URDF '{src}' not found", field=f"robots.{robot.id}.urdf")
-    if robot.model is not None and robot.tool.kind != "suction":
+    if robot.model is not None and tool.kind != "suction" and tool.urdf is None:
         with open(src, "r", encoding="utf-8") as handle:
             return src, UrdfTree.parse(handle.read(), src)
-    text = add_missing_inertials(resolve_uris(robot, read_source(robot, src), os.path.dirname(os.path.abspath(src))))
+    text = resolve_uris(robot, read_source(robot, src), os.path.dirname(os.path.abspath(src)))
     tree = UrdfTree.parse(text, src)
-    if robot.tool.kind == "suction":
+    if tool.urdf is not None:
+        tool_src = str(tool.urdf)
+        if not os.path.isfile(tool_src):
+            raise ConfigError(f"robot '{robot.id}': tool URDF '{tool_src}' not found",
+                              field=f"robots.{robot.id}.tool.urdf", hint="paths are relative to the cell config file")
+        tool_text = resolve_uris(robot, read_source(robot, tool_src, tool=True),
+                                 os.path.dirname(os.path.abspath(tool_src)), tool=True)
+        text = attach_tool(text, tree, tool_text, flange_link_name(robot, tree), robot, tool_src)
+    elif tool.kind == "suction":
         text = text.replace("</robot>", suction_cup(flange_link_name(robot, tree), robot) + "</robot>")
-        tree = UrdfTree.parse(text, src)
-    return cache_file(robot, text), tree
+    text = add_missing_inertials(text)
+    return cache_file(robot, text), UrdfTree.parse(text, src)
 
 
 def robot_urdf(robot: RobotConfig) -> str:
@@ -177,6 +195,7 @@ class RobotBody:
     chain_links: List[str] = field(default_factory=list)           # root link .. flange
     tool_joint_names: List[str] = field(default_factory=list)      # driven, then mimic
     link_names: Dict[int, str] = field(default_factory=dict)
+    finger_parts: List[int] = field(default_factory=list)          # every link the finger joints move
 
     @property
     def finger_max(self) -> List[float]:
@@ -197,11 +216,28 @@ def _tool_joints(robot: RobotConfig, tree: UrdfTree, arm: Sequence[str]) -> Tupl
     tool = robot.tool
     if tool.kind == "suction":
         return [], [], []
-    names = list(tool.joints) or list(TOOL_JOINTS.get(robot.model or "", ()))
-    if not names:   # an undeclared gripper: sliding joints named like fingers, as before
-        names = [j.name for j in tree.joints.values()
-                 if j.type == "prismatic" and "finger" in j.name and j.name not in arm and not j.mimic]
     where = f"robots.{robot.id}.tool.joints"
+    mount = tree.joints.get(TOOL_MOUNT_JOINT)
+    if mount is not None:   # a tool URDF: its fingers are its own joints (default: its driven movable ones)
+        own = {mount.child, *tree.descendants(mount.child)}
+        own_joints = [j for j in tree.joints.values() if j.child in own and j.name != TOOL_MOUNT_JOINT]
+        movable = [j.name for j in own_joints if j.movable]
+        names = list(tool.joints) or [j.name for j in own_joints if j.movable and not j.mimic]
+        for name in names:
+            if name not in movable:
+                state = "fixed in" if name in {j.name for j in own_joints} else "not in"
+                raise ConfigError(f"robot '{robot.id}': tool joint '{name}' is {state} the tool URDF "
+                                  f"'{tool.urdf}'", field=where,
+                                  hint="the tool's movable joints: " + (", ".join(movable) or "none"))
+        if not names:
+            raise ConfigError(f"robot '{robot.id}': the parallel gripper's tool URDF '{tool.urdf}' has no movable "
+                              "joint to close its fingers", field=where,
+                              hint="give the fingers revolute or prismatic joints, or use kind: suction")
+    else:
+        names = list(tool.joints) or list(TOOL_JOINTS.get(robot.model or "", ()))
+        if not names:   # an undeclared gripper: sliding joints named like fingers, as before
+            names = [j.name for j in tree.joints.values()
+                     if j.type == "prismatic" and "finger" in j.name and j.name not in arm and not j.mimic]
     for name in names:
         if name not in tree.joints:
             outside = [j.name for j in tree.joints.values() if j.movable and j.name not in arm]
@@ -214,14 +250,27 @@ def _tool_joints(robot: RobotConfig, tree: UrdfTree, arm: Sequence[str]) -> Tupl
             raise ConfigError(f"robot '{robot.id}': tool joint '{name}' is fixed", field=where)
     opened = [float(v) for v in tool.open] or [tree.joints[n].upper for n in names]
     closed = [float(v) for v in tool.closed] or [tree.joints[n].lower for n in names]
+    for label, values in (("open", opened), ("closed", closed)):
+        for name, v in zip(names, values):
+            j = tree.joints[name]
+            if j.type != "continuous" and j.upper > j.lower and not j.lower - 1e-9 <= v <= j.upper + 1e-9:
+                raise ConfigError(f"robot '{robot.id}': tool.{label} puts '{name}' at {v:g}, outside its limits "
+                                  f"[{j.lower:g}, {j.upper:g}]", field=f"robots.{robot.id}.tool.{label}",
+                                  hint="give positions within the joint's URDF limits")
     return names, opened, closed
 
 
-def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False) -> RobotBody:
+def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False,
+               exact_cylinders: bool = False) -> RobotBody:
     """Load one robot (with its tool) at its base pose and split its joints into arm, tool and fixed.
 
     ``self_collision`` makes PyBullet report contacts between the robot's own links
     (the planner wants them; the simulator's position-controlled arm does not need them).
+    ``exact_cylinders`` (the simulator's physics) makes URDF cylinders true cylinders. Otherwise
+    PyBullet turns each into a convex hull that its 1 mm collision margin puffs up, which the
+    planners' collision backends model the same way (1 mm to spare); in the simulator a suction
+    cup (a cylinder) would meet a face 1 mm early and press the part it picks that much deeper
+    into what it stands on, tilting a part held off its centre.
     """
     import pybullet as p
 
@@ -232,7 +281,7 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     arm_names = [j.name for j in chain if j.movable and not j.mimic]
     finger_names, finger_open, finger_closed = _tool_joints(robot, tree, arm_names)
     body = p.loadURDF(path, robot.base.position, robot.base.quaternion, useFixedBase=True,
-                      flags=p.URDF_USE_INERTIA_FROM_FILE | (
+                      flags=p.URDF_USE_INERTIA_FROM_FILE | (p.URDF_USE_IMPLICIT_CYLINDER if exact_cylinders else 0) | (
                           p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT if self_collision else 0),
                       physicsClientId=client)
     joint_index: Dict[str, int] = {}
@@ -285,14 +334,35 @@ def load_robot(client: int, robot: RobotConfig, *, self_collision: bool = False)
     tips = [n for n in dict.fromkeys(finger_branch) if n in leaves and n in link_index]
     # the two fingertips, in the order of their driven joints (each driven joint's branch first)
     finger_links = [link_index[n] for n in tips]
+    cup = link_index.get(CUP_LINK)
+    if cup is None and robot.tool.kind == "suction" and robot.tool.urdf is not None:
+        cup = _cup_of(client, body, tool_links, flange, robot)
     return RobotBody(body=body, config=robot, arm_joints=arm, joint_names=arm_names,
                      finger_joints=[joint_index[n] for n in finger_names], finger_links=finger_links,
                      flange_link=flange, tool_links=tool_links, lower=lower, upper=upper, velocity=vel,
                      acceleration=acc, finger_open=finger_open, finger_closed=finger_closed, mimic_joints=mimic,
-                     cup_link=link_index.get(CUP_LINK), base_links=base_links, flange_name=flange_name,
+                     cup_link=cup, base_links=base_links, flange_name=flange_name,
                      chain_links=[tree.root] + [j.child for j in chain],
                      tool_joint_names=finger_names + [f.name for f in tree.followers(finger_names)],
-                     link_names={v: k for k, v in link_index.items()})
+                     link_names={v: k for k, v in link_index.items()},
+                     finger_parts=[link_index[n] for n in dict.fromkeys(finger_branch) if n in link_index])
+
+
+def _cup_of(client: int, body: int, tool_links: Sequence[int], flange: int, robot: RobotConfig) -> Optional[int]:
+    """The link of a suction tool URDF that holds parts: the solid tool link nearest the TCP."""
+    import numpy as np
+    import pybullet as p
+
+    state = p.getLinkState(body, flange, computeForwardKinematics=True, physicsClientId=client)
+    tcp = np.asarray(p.multiplyTransforms(state[4], state[5], robot.tool.tcp.position, robot.tool.tcp.quaternion,
+                                          physicsClientId=client)[0])
+    best: Tuple[float, Optional[int]] = (float("inf"), None)
+    for link in tool_links:
+        if not p.getCollisionShapeData(body, link, physicsClientId=client):
+            continue
+        lo, hi = (np.asarray(v) for v in p.getAABB(body, link, physicsClientId=client))
+        best = min(best, (float(np.linalg.norm(tcp - np.clip(tcp, lo, hi))), link), key=lambda b: b[0])
+    return best[1]
 
 
 def _box(client: int, center: List[float], half: List[float], color: List[float], yaw_quat=None,
@@ -312,10 +382,12 @@ class CellBodies:
     robots: Dict[str, RobotBody]
 
 
-def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_collision: bool = False) -> CellBodies:
+def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_collision: bool = False,
+               exact_cylinders: bool = False) -> CellBodies:
     """Create the table, stations, machines (and, for planning, keep-out zones) and the robots.
 
     Stations are boxes whose top is at ``pose.z``; machines are boxes standing on ``pose``.
+    ``exact_cylinders``: see :func:`load_robot` (the simulator's world sets it, the planners' do not).
     """
     static: Dict[str, int] = {}
     if cell.table is not None:
@@ -337,7 +409,8 @@ def build_cell(client: int, cell: CellConfig, *, keep_out: bool = False, self_co
             lo, hi = zone.min, zone.max
             static[f"keep_out:{zone.id}"] = _box(client, [(a + b) / 2 for a, b in zip(lo, hi)],
                                                  [(b - a) / 2 for a, b in zip(lo, hi)], STATIC_COLOR["keep_out"])
-    robots = {r.id: load_robot(client, r, self_collision=self_collision) for r in cell.robots}
+    robots = {r.id: load_robot(client, r, self_collision=self_collision, exact_cylinders=exact_cylinders)
+              for r in cell.robots}
     return CellBodies(static=static, robots=robots)
 
 

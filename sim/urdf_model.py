@@ -4,9 +4,9 @@ Vendor descriptions come as ``.urdf.xacro`` files with ``package://`` mesh URIs.
 PyBullet reads neither, so :func:`prepare_urdf` expands xacro (the ``xacro``
 package from PyPI, with the robot's ``xacro_args``), rewrites every mesh URI to
 an absolute path (``package://`` through the robot's ``package_paths``, then the
-ament index on a ROS machine; relative paths against the URDF's folder), adds
-the suction cup when the tool is one, and writes the result to a cache keyed
-by its content.
+ament index on a ROS machine; relative paths against the URDF's folder), merges
+a tool URDF at the flange (:func:`attach_tool`) or adds the suction cup, and
+writes the result to a cache keyed by its content.
 
 :class:`UrdfTree` reads the kinematic tree (links, joints, mimic joints) with
 the standard library, so the arm chain (root link to flange) is computed from
@@ -157,8 +157,10 @@ class UrdfTree:
         return name, mult, off
 
 
-def read_source(robot: RobotConfig, path: str) -> str:
-    """The URDF text of ``path``, expanding xacro with the robot's arguments."""
+def read_source(robot: RobotConfig, path: str, *, tool: bool = False) -> str:
+    """The URDF text of ``path``, expanding xacro with the robot's arguments (the tool's, for its file)."""
+    args = robot.tool.xacro_args if tool else robot.xacro_args
+    where = f"robots.{robot.id}." + ("tool.xacro_args" if tool else "xacro_args")
     if path.endswith(".xacro"):
         try:
             import xacro
@@ -166,10 +168,10 @@ def read_source(robot: RobotConfig, path: str) -> str:
             raise ConfigError(f"robot '{robot.id}': '{path}' is xacro and the xacro package is missing",
                               hint="pip install xacro") from exc
         try:
-            doc = xacro.process_file(path, mappings={str(k): str(v) for k, v in robot.xacro_args.items()})
+            doc = xacro.process_file(path, mappings={str(k): str(v) for k, v in args.items()})
         except Exception as exc:  # noqa: BLE001 - xacro raises many kinds; all mean a bad file or argument
             raise ConfigError(f"robot '{robot.id}': xacro could not expand '{path}': {exc}",
-                              field=f"robots.{robot.id}.xacro_args", hint="check the file and its xacro_args")
+                              field=where, hint="check the file and its xacro_args")
         return doc.toxml()
     with open(path, "r", encoding="utf-8") as handle:
         return handle.read()
@@ -194,9 +196,14 @@ def find_package(name: str, search: Sequence[str]) -> Optional[str]:
     return None
 
 
-def resolve_uris(robot: RobotConfig, text: str, base: str) -> str:
-    """Every mesh ``filename`` made an absolute path; a ``package://`` nobody can find is a clear error."""
-    search = list(robot.package_paths) + [base, os.path.dirname(base)]
+def resolve_uris(robot: RobotConfig, text: str, base: str, *, tool: bool = False) -> str:
+    """Every mesh ``filename`` made an absolute path; a ``package://`` nobody can find is a clear error.
+
+    A tool's URIs are looked up in the tool's ``package_paths``, then the robot's, then beside the tool file.
+    """
+    search = (list(robot.tool.package_paths) if tool else []) + list(robot.package_paths) + \
+        [base, os.path.dirname(base)]
+    where = f"robots.{robot.id}." + ("tool.package_paths" if tool else "package_paths")
 
     def absolute(m: "re.Match[str]") -> str:
         name = m.group(2)
@@ -205,7 +212,7 @@ def resolve_uris(robot: RobotConfig, text: str, base: str) -> str:
             folder = find_package(pkg, search)
             if folder is None:
                 raise ConfigError(f"robot '{robot.id}': mesh '{name}' names ROS package '{pkg}', which is not "
-                                  "found", field=f"robots.{robot.id}.package_paths",
+                                  "found", field=where,
                                   hint="add the folder that holds the package to package_paths "
                                        "(or install it on the ROS machine)")
             return f'{m.group(1)}="{os.path.join(folder, rest)}"'
@@ -255,6 +262,89 @@ def suction_cup(flange: str, robot: RobotConfig) -> str:
     <origin xyz="{tcp.xyz[0]} {tcp.xyz[1]} 0" rpy="0 0 0"/>
   </joint>
 """
+
+
+#: The fixed joint anycell adds between the flange and a tool URDF's root link.
+TOOL_MOUNT_JOINT = "anycell_tool_mount"
+#: The elements of a tool URDF that go into the combined robot (``gazebo`` and ``ros2_control`` do not).
+TOOL_ELEMENTS = ("link", "joint", "material", "transmission")
+
+
+def attach_tool(arm_text: str, arm: UrdfTree, tool_text: str, flange: str, robot: RobotConfig, source: str) -> str:
+    """The arm's URDF with the tool's links and joints added, the tool's root link fixed to ``flange`` at
+    ``robot.tool.mount`` by the joint :data:`TOOL_MOUNT_JOINT`.
+
+    The tool URDF must be one tree hanging from one root link, every joint joining two of its own links,
+    and no link or joint name may also be the arm's; anything else is a :class:`ConfigError` naming the tool
+    file and the clashing names. Material names the arm also uses are renamed in the tool (colours only).
+    """
+    where = f"robots.{robot.id}.tool.urdf"
+    what = f"robot '{robot.id}': tool URDF '{source}'"
+    try:
+        root = ET.fromstring(tool_text)
+    except ET.ParseError as exc:
+        raise ConfigError(f"{what} is not valid XML: {exc}", field=where,
+                          hint="check the file (or its xacro expansion with tool.xacro_args)") from exc
+    if root.tag != "robot":
+        raise ConfigError(f"{what} is not a URDF (its root element is <{root.tag}>, not <robot>)", field=where)
+    tool = UrdfTree.parse(tool_text, source)
+    if not tool.links:
+        raise ConfigError(f"{what} has no links", field=where, hint="a tool URDF describes the tool's own links")
+    for kind, names in (("link", tool.links), ("joint", [j.get("name", "") for j in root.findall("joint")])):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{what} defines {kind} '{twice[0]}' more than once", field=where)
+    for j in tool.joints.values():
+        for side, link in (("parent", j.parent), ("child", j.child)):
+            if link not in tool.links:
+                raise ConfigError(f"{what}: joint '{j.name}' names {side} link '{link}', which the tool does not "
+                                  "define", field=where,
+                                  hint="a tool URDF stands alone: anycell fixes its root link to the flange itself "
+                                       "(tool.mount); drop the joint to the arm, or switch it off with a xacro arg")
+    children = [j.child for j in tool.joints.values()]
+    twice = sorted({c for c in children if children.count(c) > 1})
+    if twice:
+        raise ConfigError(f"{what}: link '{twice[0]}' is the child of more than one joint", field=where,
+                          hint="a URDF is a tree: give each link one parent joint")
+    roots = [link for link in tool.links if link not in tool.parent_joint]
+    if len(roots) != 1:
+        raise ConfigError(f"{what} has {len(roots)} root links" + (f" ({', '.join(roots)})" if roots else "")
+                          + ": it needs exactly one, the link bolted to the flange", field=where,
+                          hint="join the parts under one base link with fixed joints" if roots
+                          else "the joints form a loop: a URDF is a tree")
+    unreachable = sorted(set(tool.links) - set(tool.descendants(roots[0])) - {roots[0]})
+    if unreachable:
+        raise ConfigError(f"{what}: link(s) {', '.join(unreachable)} are not connected to its root link "
+                          f"'{roots[0]}'", field=where, hint="the joints form a loop: a URDF is a tree")
+    links = sorted(set(tool.links) & set(arm.links))
+    joints = sorted(set(tool.joints) & (set(arm.joints) | {TOOL_MOUNT_JOINT}))
+    if links or joints:
+        names = ([f"link '{n}'" for n in links] + [f"joint '{n}'" for n in joints])
+        raise ConfigError(f"{what} and the robot's own URDF both have " + ", ".join(names[:6])
+                          + (f" (and {len(names) - 6} more)" if len(names) > 6 else ""), field=where,
+                          hint="names must be unique in the robot with its tool: rename them in the tool's URDF, "
+                               "or pass a prefix through tool.xacro_args when its xacro takes one")
+    # materials: the arm's definitions win a name both use, so the tool's are renamed (colours only)
+    arm_materials = set(re.findall(r'<material\s+name="([^"]+)"', arm_text))
+    for el in root.iter("material"):
+        name = el.get("name")
+        if name and name in arm_materials:
+            el.set("name", f"{name}_tool")
+    parts = []
+    for el in root:
+        if el.tag in TOOL_ELEMENTS:
+            el.tail = "\n"
+            parts.append(ET.tostring(el, encoding="unicode"))
+        else:
+            log.debug("tool URDF '%s': <%s> left out of the combined robot", source, el.tag)
+    mount = robot.tool.mount
+    parts.append(f'<joint name="{TOOL_MOUNT_JOINT}" type="fixed"><parent link="{flange}"/>'
+                 f'<child link="{roots[0]}"/><origin xyz="{" ".join(repr(float(v)) for v in mount.xyz)}" '
+                 f'rpy="{" ".join(repr(float(v)) for v in mount.rpy)}"/></joint>\n')
+    head, tag, tail = arm_text.rpartition("</robot>")
+    if not tag:
+        raise ConfigError(f"robot '{robot.id}': its URDF has no closing </robot>", field=f"robots.{robot.id}.urdf")
+    return head + "\n<!-- the tool, from " + source.replace("--", "-") + " -->\n" + "".join(parts) + tag + tail
 
 
 def cache_file(robot: RobotConfig, text: str) -> str:

@@ -64,7 +64,8 @@ class SimWorld:
         p.setPhysicsEngineParameter(fixedTimeStep=self.time_step, numSolverIterations=80,
                                     deterministicOverlappingPairs=1, physicsClientId=self.client)
         p.setGravity(0, 0, -9.81, physicsClientId=self.client)
-        self.bodies: CellBodies = build_cell(self.client, cell)
+        # the physics: URDF cylinders (a suction cup) exactly as declared, not puffed up by a 1 mm margin
+        self.bodies: CellBodies = build_cell(self.client, cell, exact_cylinders=True)
         self.robots: Dict[str, RobotBody] = self.bodies.robots
         self.parts: Dict[str, int] = {}
         self.part_sizes: Dict[str, List[float]] = {}

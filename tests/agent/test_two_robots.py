@@ -20,25 +20,56 @@ from tests.paths import ROOT
 TWO_ROBOT_CELL = f"{ROOT}/cell_configs/two_robot_cell.yaml"
 
 
-def test_reservations_wait_for_overlap_and_refuse_a_stale_view() -> None:
+def test_a_moving_robot_is_waited_for_and_gives_space_back_as_it_goes() -> None:
     table = SpaceReservations(["a", "b"])
     snap = table.snapshot()
-    assert table.acquire("a", frozenset({(0, 0, 0), (1, 0, 0)}), snap)
-    # b saw the cell before a started moving: its plan is stale, it must plan again
-    assert table.acquire("b", frozenset({(5, 5, 5)}), snap) is False
-    fresh = table.snapshot()
-    assert table.acquire("b", frozenset({(5, 5, 5)}), fresh)     # disjoint: both move at once
-    table.release("b")
+    assert table.acquire("a", frozenset({(0, 0, 0), (1, 0, 0), (2, 0, 0)}), snap, destination=[0.5])
+    assert table.destination("a") == [0.5]            # others plan with a where its motion ends
+    # a is moving in space disjoint from b's request: b moves at once, whatever it saw
+    assert table.acquire("b", frozenset({(5, 5, 5)}), snap)
+    table.release("b", standing=frozenset({(5, 5, 5)}))
     got = []
     fresh = table.snapshot()
-    waiter = threading.Thread(target=lambda: got.append(table.acquire("b", frozenset({(1, 0, 0)}), fresh)))
+    waiter = threading.Thread(target=lambda: got.append(table.acquire("b", frozenset({(0, 0, 0)}), fresh)))
     waiter.start()
     waiter.join(0.3)
-    assert waiter.is_alive() and table.waits == 1            # overlapping: b waits for a
-    table.release("a")
+    assert waiter.is_alive() and table.waits == 1     # overlapping a's motion: b waits
+    table.shrink("a", frozenset({(1, 0, 0), (2, 0, 0)}))   # a moved on: the voxel b needs is free
     waiter.join(5)
-    assert got == [False]       # a moved (released) meanwhile: b plans again with a where it stopped
+    assert got == [True]
+
+
+def test_a_plan_that_did_not_see_what_a_robot_left_standing_is_refused() -> None:
+    table = SpaceReservations(["a", "b"])
+    snap = table.snapshot()                           # b looks at the cell
+    assert table.acquire("a", frozenset({(0, 0, 0), (1, 0, 0)}), snap, destination=[0.1])
+    table.release("a", standing=frozenset({(1, 0, 0)}))    # a stopped, its body (and part) at (1, 0, 0)
+    assert table.acquire("b", frozenset({(1, 0, 0)}), snap) is False   # b's plan never saw a there
+    assert table.acquire("b", frozenset({(3, 0, 0)}), snap)            # clear of it: no need to plan again
+    table.release("b", standing=frozenset({(3, 0, 0)}))
+    snap = table.snapshot()
+    assert table.acquire("a", frozenset({(0, 0, 0)}), snap)
+    table.release("a")                                # a stopped short: where it is is not known here
+    assert table.acquire("b", frozenset({(9, 9, 9)}), snap) is False   # every plan made before is stale
+    assert table.destination("a") is None
+
+
+def test_waiting_for_another_robot_ends_when_none_is_about_to_move() -> None:
+    table = SpaceReservations(["a", "b"])
     assert table.wait_for_change("b", table.snapshot()) is False   # nobody moving: not the others' fault
+    table.busy("a", True)                              # a is planning: b waits for what it does
+    snap = table.snapshot()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(table.wait_for_change("b", snap)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()
+    assert table.acquire("a", frozenset({(0, 0, 0)}), table.snapshot())
+    waiter.join(5)
+    assert got == [True]                               # a started moving: plan again
+    table.release("a", standing=frozenset({(0, 0, 0)}))
+    table.busy("a", False)
+    assert table.wait_for_change("b", table.snapshot()) is False
 
 
 def _move_both(goals, margin_check):

@@ -104,3 +104,26 @@ def test_a_closed_pipe_ends_the_command_quietly(args) -> None:
         os.close(write_end)
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
     assert res.returncode in (0, 141), res.stderr
+
+
+def test_validate_shows_a_tool_urdf_and_locates_its_errors(tmp_path) -> None:
+    import os
+    import shutil
+
+    gripper_cell = os.path.join(ROOT, "cell_configs", "ur_gripper_cell.yaml")
+    res = run("validate", gripper_cell)
+    assert res.returncode == 0, res.stderr
+    assert "tool: parallel_gripper (joints: left_finger_joint; mimic: left_pad_joint, right_finger_joint, " \
+           "right_pad_joint)" in res.stdout
+    assert "hinge_gripper.urdf.xacro (root link gripper_base fixed to tool0)" in res.stdout
+    # a finger joint the tool URDF lacks: file, line, field and the joints it has, before anything moves
+    shutil.copytree(os.path.join(ROOT, "cell_configs", "robots"), tmp_path / "robots")
+    text = open(gripper_cell).read()
+    bad = tmp_path / "cell.yaml"
+    bad.write_text(text.replace("joints: [left_finger_joint]", "joints: [finger_joint]"))
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "joints: [left_finger_joint]" in l)
+    res = run("validate", str(bad))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"error: {bad}:{line}:" in res.stderr, res.stderr   # (after PyBullet's banner)
+    assert "robots[0].tool.joints: robot 'ur': tool joint 'finger_joint' is not in the tool URDF" in res.stderr
+    assert "hint: the tool's movable joints: left_finger_joint, left_pad_joint" in res.stderr

@@ -31,6 +31,11 @@ def test_ament_index_marker_and_share_files() -> None:
     assert os.path.exists(os.path.join(ROOT, "resource", "anycell"))
     assert "package.xml" in files["share/anycell"]
     assert "cell_configs/demo_cell.yaml" in files["share/anycell/cell_configs"]
+    # the description packages the example cells name (robot and tool URDFs, their meshes) install beside them
+    installed = {src for srcs in files.values() for src in srcs}
+    for folder, _dirs, names in os.walk(os.path.join(ROOT, "cell_configs", "robots")):
+        for name in names:
+            assert os.path.relpath(os.path.join(folder, name), ROOT) in installed, name
 
 
 def test_node_launchers_are_installed_where_ros2_run_looks() -> None:

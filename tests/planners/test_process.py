@@ -271,3 +271,64 @@ def test_plan_round_trips_through_json() -> None:
     plan = plan_job(cell, job)
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan and again.op("u1.load.block").holds == {"mill": "u1.unload.block"}
+
+
+# ---------------------------------------------------------------------- the tool must be able to hold the part
+def test_a_part_narrower_than_the_suction_cup_is_refused_by_the_plan() -> None:
+    """ur_cell's 20 mm cup on peg_in_hole's 16 mm pin: nothing seals, so the plan refuses the pin's step
+    (the runner used to find out at the robot, with the holder already placed)."""
+    from tests.paths import ROOT as root
+
+    cell = load_cell(os.path.join(root, "cell_configs", "ur_cell.yaml"))
+    job = load_job(os.path.join(root, "examples", "jobs", "peg_in_hole.yaml"))
+    with pytest.raises(InfeasibleError, match=r"operation 'u1.place.pin' \(part 'pin'\): the suction cup of 'ur' "
+                                              r"\(20 mm across\) finds no free area that wide") as err:
+        plan_job(cell, job)
+    assert err.value.field == "robots[ur].tool.cup_radius"
+    # a cup that fits on the pin's top face passes this check (and plans)
+    data = yaml.safe_load(open(os.path.join(root, "cell_configs", "ur_cell.yaml")))
+    data["robots"][0]["tool"]["cup_radius"] = 0.007
+    small = cell_from_document(from_data(data, file=os.path.join(root, "cell_configs", "small_cup.yaml")))
+    plan = plan_job(small, job)
+    assert plan.op("u1.place.pin").resource == "ur"
+
+
+# ---------------------------------------------------------------------- feeder slots whose parts would touch
+def _feeder_cell(slots: List[Dict[str, Any]]):
+    def feeder(d: Dict[str, Any]) -> None:
+        for s in d["stations"]:
+            if s["kind"] == "feeder":
+                s["slots"] = slots
+    return _cell_with(f=feeder)
+
+
+def test_a_slot_whose_part_would_touch_another_stays_empty_when_its_type_has_another_slot() -> None:
+    """A 90 mm plate in slot 0 reaches the peg in slot 1 (60 mm away): picking one would drag the other, so
+    every peg comes from slot 2, presented again for each unit."""
+    cell = _feeder_cell([{"part_type": "base_plate", "offset": {"xyz": [0.0, -0.06, 0.0]}},
+                         {"part_type": "peg", "offset": {"xyz": [0.06, -0.06, 0.0]}},
+                         {"part_type": "peg", "offset": {"xyz": [0.0, 0.07, 0.0]}}])
+    job = _job([_box("plate", [0.09, 0.04, 0.01], "base_plate"), _box("peg", [0.03, 0.02, 0.02], "peg")],
+               [_at("plate", [0, 0, 0.005]), _at("peg", [0, 0, 0.02])], quantity=2)
+    used = sites.feeder_slots_in_use(cell, job)
+    assert [i for _st, i, _s in used["peg"]] == [2] and [i for _st, i, _s in used["base_plate"]] == [0]
+    plan = plan_job(cell, job)
+    assert {plan.op(f"u{u}.place.peg").params["source"]["index"] for u in (1, 2)} == {2}
+    assert "feeder slot 1 of 'feeder' (peg) left empty: its part would touch another slot's (under 2 mm apart)" \
+        in plan.notes
+    # 3 mm apart they keep clear of each other: both slots are used
+    narrow = [_box("plate", [0.084, 0.04, 0.01], "base_plate"), _box("peg", [0.03, 0.02, 0.02], "peg")]
+    job = _job(narrow, [_at("plate", [0, 0, 0.005]), _at("peg", [0, 0, 0.02])], quantity=2)
+    assert [i for _st, i, _s in sites.feeder_slots_in_use(cell, job)["peg"]] == [1, 2]
+
+
+def test_feeder_slots_whose_parts_would_touch_are_refused_when_there_is_no_other_slot() -> None:
+    cell = _feeder_cell([{"part_type": "base_plate", "offset": {"xyz": [0.0, -0.06, 0.0]}},
+                         {"part_type": "peg", "offset": {"xyz": [0.06, -0.06, 0.0]}}])
+    job = _job([_box("plate", [0.09, 0.04, 0.01], "base_plate"), _box("peg", [0.03, 0.02, 0.02], "peg")],
+               [_at("plate", [0, 0, 0.005]), _at("peg", [0, 0, 0.02])])
+    with pytest.raises(InfeasibleError, match=r"feeder slots too close for job 't': part 'plate' in slot 0 of feeder "
+                                              r"'feeder' \(base_plate\) and part 'peg' in slot 1 of feeder 'feeder' "
+                                              r"\(peg\) would stand 0.0 mm apart") as err:
+        plan_job(cell, job)
+    assert err.value.field == "stations[feeder].slots[1].offset"

@@ -90,6 +90,45 @@ def test_xacro_with_package_mesh_loads_with_tool0_as_flange(tmp_path) -> None:
         kin.close()
 
 
+@pytest.mark.parametrize("robot_yaml,rid", [(UR + "  tool: {kind: suction, tcp: {xyz: [0, 0, 0.06]}}\n", "ur"),
+                                             ("- id: iiwa\n  model: kuka_iiwa\n  tool: {kind: suction, "
+                                              "tcp: {xyz: [0, 0, 0.06]}}\n", "iiwa")], ids=["urdf", "builtin"])
+def test_the_simulated_suction_cup_touches_as_declared_not_a_millimetre_early(tmp_path, robot_yaml, rid) -> None:
+    """In the simulator a face 2 mm below the TCP, and one 2 mm beside the cup's rim, are 2 mm from the cup.
+
+    PyBullet turns URDF cylinders into convex hulls puffed up by its 1 mm collision margin: the cup met a
+    part's face 1 mm early and pressed it that much into what it stood on (a holder held beside its hole
+    tilted 1.2 degrees and landed 0.5 mm off, more than its hole's 0.3 mm clearance). The planners keep
+    the hull with its margin (1 mm to spare), as their collision backends model it.
+    """
+    import pybullet as p
+
+    from anycell.sim.world import SimWorld
+
+    cell = _cell(tmp_path, robot_yaml)
+    world = SimWorld(cell)
+    client, rb = world.client, world.robots[rid]
+    try:
+        state = p.getLinkState(rb.body, rb.cup_link, computeForwardKinematics=True, physicsClientId=client)
+        rot = np.asarray(p.getMatrixFromQuaternion(state[5])).reshape(3, 3)
+        tcp = np.asarray(state[4]) + rot @ np.array([0.0, 0.0, 0.06])     # the cup link starts at the flange
+        box = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.02, 0.02, 0.02], physicsClientId=client)
+        for centre in (tcp + rot @ np.array([0.0, 0.0, 0.022]),                  # a face under the cup
+                       tcp + rot @ np.array([0.01 + 0.022, 0.0, -0.03])):       # a face beside its rim
+            body = p.createMultiBody(0, box, basePosition=centre.tolist(), baseOrientation=state[5],
+                                     physicsClientId=client)
+            near = p.getClosestPoints(rb.body, body, 0.01, linkIndexA=rb.cup_link, physicsClientId=client)
+            assert min(c[8] for c in near) == pytest.approx(0.002, abs=0.0002)
+            p.removeBody(body, physicsClientId=client)
+    finally:
+        world.close()
+    client, rb = _load(cell, rid)          # as the planners load it: the hull and its margin
+    try:
+        assert p.getCollisionShapeData(rb.body, rb.cup_link, physicsClientId=client)[0][2] == p.GEOM_MESH
+    finally:
+        p.disconnect(client)
+
+
 def test_xacro_args_reach_the_description(tmp_path) -> None:
     cell = _cell(tmp_path, UR + "  xacro_args: {gripper: hinged}\n  tool: {kind: parallel_gripper, "
                  "joints: [left_finger_joint], open: [0.4], closed: [-0.3], tcp: {xyz: [0, 0, 0.09]}}\n")

@@ -28,14 +28,15 @@ JOBS = sorted(glob.glob(os.path.join(ROOT, "examples", "jobs", "*.yaml")))
 #: one job per cell and one per kind of part shape; ANYCELL_FULL_MATRIX=1 runs every combination.
 #: (demo_cell with peg_in_hole and bracket_clip over ROS: tests/agent/ros/test_sim_cell.py, in more detail.)
 DEFAULT = {("demo_cell", "stack_assembly"), ("kuka_cell", "stack_assembly"), ("ur_cell", "stack_assembly"),
-           ("two_robot_cell", "stack_assembly"), ("kuka_cell", "bracket_clip")}
-#: Combinations the planner accepts that do not complete yet (the shaped-part jobs came from a branch
-#: developed beside the new robot cells); named in the README as unfinished.
-KNOWN_FAILING = {("two_robot_cell", "bracket_clip"), ("ur_cell", "peg_in_hole"), ("ur_cell", "peg_in_hole_flush"),
-                 # intermittent: failed at its first motion over ROS in 1 of 4 full runs on 24 Nov ("controller
-                 # frozen": the agent's staleness clock started before the command while the sim node rested);
-                 # fixed in RosRobot._track, kept marked until more full runs confirm it (README: unfinished)
-                 ("two_robot_cell", "stack_assembly")}
+           ("two_robot_cell", "stack_assembly"), ("kuka_cell", "bracket_clip"), ("ur_gripper_cell", "stack_assembly")}
+#: Combinations the planner accepts that do not complete yet; named in the README as unfinished.
+#: (ur_cell cannot make peg_in_hole: its 20 mm cup finds no face that wide on the 16 mm pin, and the plan says
+#: so, so it is skipped as not makeable below.)
+KNOWN_FAILING = {
+    # intermittent: failed at its first motion over ROS in 1 of 4 full runs on 24 Nov ("controller
+    # frozen": the agent's staleness clock started before the command while the sim node rested);
+    # fixed in RosRobot._track, kept marked until more full runs confirm it (README: unfinished)
+    ("two_robot_cell", "stack_assembly")}
 
 
 def _name(path: str) -> str:
