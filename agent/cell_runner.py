@@ -265,9 +265,7 @@ class CellRunner:
                                                          carried=carried, shape=shape, insert=insert, hints=hints,
                                                          **share.hooks())
                     placed_at = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
-                    for other_id, other in self.planners.items():
-                        if other_id != op.resource:   # before the space is released: plans made from now see it
-                            other.add_obstacle(wid, shape, placed_at)
+                    self._show_others(op.resource, wid, shape, placed_at)   # before the space is released
                 finally:
                     share.end(placed_at is not None, placed_at, shape)
             moving_wall = time.monotonic() - w0 - res.planning_wait
@@ -277,9 +275,7 @@ class CellRunner:
             self._tray_used.add((target.ref, target.index))
         placed = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
         if self._reservations is None:
-            for other_id, other in self.planners.items():
-                if other_id != op.resource:
-                    other.add_obstacle(wid, shape, placed)   # every robot's model: the part is where it was put
+            self._show_others(op.resource, wid, shape, placed)
         if carried:
             self._move_obstacles(carried, src, target)
         detail: Dict[str, Any] = {"part": wid, "from": f"{src.kind}:{src.ref}", "to": f"{target.kind}:{target.ref}",
@@ -309,6 +305,12 @@ class CellRunner:
         if got is not None and placing:
             self._confirm(op, got, detail)
         return detail
+
+    def _show_others(self, rid: str, wid: str, shape: Any, placed: Pose) -> None:
+        """Every other robot's model: part ``wid`` is where ``rid`` put it (plans made from now see it)."""
+        for other_id, other in self.planners.items():
+            if other_id != rid:
+                other.add_obstacle(wid, shape, placed)
 
     # ------------------------------------------------------------------ the next motion, ahead of its turn
     def _next_motion(self, op: Operation) -> Optional[Operation]:

@@ -13,6 +13,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT
+from tests.sim.helpers import load_alone
 
 UR_DESCRIPTION = os.path.join(ROOT, "cell_configs", "robots", "ur5e_description")
 UR_CELL = os.path.join(ROOT, "cell_configs", "ur_cell.yaml")
@@ -42,19 +43,6 @@ UR = """
 """
 
 
-def _load(cell, rid):
-    import pybullet as p
-
-    from anycell.sim.builder import load_robot
-
-    client = p.connect(p.DIRECT)
-    try:
-        return client, load_robot(client, cell.robot(rid))
-    except BaseException:
-        p.disconnect(client)
-        raise
-
-
 def test_xacro_with_package_mesh_loads_with_tool0_as_flange(tmp_path) -> None:
     import pybullet as p
 
@@ -66,7 +54,7 @@ def test_xacro_with_package_mesh_loads_with_tool0_as_flange(tmp_path) -> None:
     mesh = os.path.join(str(tmp_path), "robots", "ur5e_description", "meshes", "base.obj")
     assert f'filename="{os.path.realpath(mesh)}"' in text or f'filename="{mesh}"' in text
     assert 'filename="package://' not in text and "<xacro:" not in text
-    client, rb = _load(cell, "ur")
+    client, rb = load_alone(cell, "ur")
     try:
         assert rb.flange_name == "tool0"
         assert rb.joint_names == ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint",
@@ -122,7 +110,7 @@ def test_the_simulated_suction_cup_touches_as_declared_not_a_millimetre_early(tm
             p.removeBody(body, physicsClientId=client)
     finally:
         world.close()
-    client, rb = _load(cell, rid)          # as the planners load it: the hull and its margin
+    client, rb = load_alone(cell, rid)          # as the planners load it: the hull and its margin
     try:
         assert p.getCollisionShapeData(rb.body, rb.cup_link, physicsClientId=client)[0][2] == p.GEOM_MESH
     finally:
@@ -134,7 +122,7 @@ def test_xacro_args_reach_the_description(tmp_path) -> None:
                  "joints: [left_finger_joint], open: [0.4], closed: [-0.3], tcp: {xyz: [0, 0, 0.09]}}\n")
     import pybullet as p
 
-    client, rb = _load(cell, "ur")
+    client, rb = load_alone(cell, "ur")
     try:
         assert len(rb.arm_joints) == 6, rb.joint_names       # the fingers are not arm joints
         assert rb.tool_joint_names == ["left_finger_joint", "right_finger_joint"]

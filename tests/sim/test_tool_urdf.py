@@ -18,6 +18,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT, STACK_JOB
+from tests.sim.helpers import load_alone
 
 ROBOTS = os.path.join(ROOT, "cell_configs", "robots")
 GRIPPER_CELL = os.path.join(ROOT, "cell_configs", "ur_gripper_cell.yaml")
@@ -63,19 +64,6 @@ def _cell(tmp_path, robot_yaml: str, extra: str = ""):
     return load_cell(str(tmp_path / "cell.yaml"))
 
 
-def _load(cell, rid):
-    import pybullet as p
-
-    from anycell.sim.builder import load_robot
-
-    client = p.connect(p.DIRECT)
-    try:
-        return client, load_robot(client, cell.robot(rid))
-    except BaseException:
-        p.disconnect(client)
-        raise
-
-
 def _tool_urdf(tmp_path, name: str, body: str) -> str:
     (tmp_path / name).write_text(f'<?xml version="1.0"?>\n<robot name="tool">\n{body}\n</robot>\n')
     return name
@@ -104,7 +92,7 @@ def test_tool_xacro_is_merged_at_the_flange_with_its_args_and_package_mesh(tmp_p
     mount = tree.joints[TOOL_MOUNT_JOINT]
     assert (mount.parent, mount.child, mount.type) == ("tool0", "gripper_base", "fixed")
     assert [j.name for j in tree.chain("tool0") if j.movable] == ARM_JOINTS     # the arm is unchanged
-    client, rb = _load(cell, "ur")
+    client, rb = load_alone(cell, "ur")
     try:
         assert rb.joint_names == ARM_JOINTS and rb.flange_name == "tool0"
         assert rb.tool_joint_names[0] == "left_finger_joint"
@@ -415,7 +403,7 @@ def test_suction_tool_urdf_holds_with_its_cup_link(tmp_path) -> None:
     name = _tool_urdf(tmp_path, "cup.urdf", body)
     cell = _cell(tmp_path, UR + f"  tool: {{kind: suction, urdf: {name}, tcp: {{xyz: [0, 0, 0.06]}}, "
                                 "cup_radius: 0.012}\n")
-    client, rb = _load(cell, "ur")
+    client, rb = load_alone(cell, "ur")
     try:
         assert rb.cup_link is not None and rb.link_names[rb.cup_link] == "bellows"
         assert CUP_LINK not in rb.link_names.values()
