@@ -787,7 +787,8 @@ class CellRunner:
 
 class _SharedMotion:
     """One robot's pick-and-place beside other moving robots: read where the others will stand,
-    reserve the space the planned motion sweeps, give it back segment by segment, release.
+    reserve the space the planned pick sweeps (with a claim on the place), then the place from
+    the hold above the picked part, give it back segment by segment, release.
 
     The protocol and why it is safe are in :mod:`anycell.planners.reservation`.
     """
@@ -799,10 +800,13 @@ class _SharedMotion:
         self.size, self.margin, self.clock, self.make_way = size, margin, clock, make_way
         self.snapshot: Dict[str, int] = {}
         self.space: Any = None
+        self.offset = 0         # segment i of the motion is segment i - offset of ``space``
+        self.split: Optional[int] = None   # while in the pick: the number of segments it has
         self.busy = False       # told the table it is planning or running a motion
 
     def hooks(self) -> Dict[str, Callable[..., Any]]:
-        return {"before_plan": self.before_plan, "gate": self.gate, "blocked": self.blocked, "moved": self.moved}
+        return {"before_plan": self.before_plan, "gate": self.gate, "blocked": self.blocked, "moved": self.moved,
+                "place_phase": self.place_phase}
 
     def before_plan(self) -> None:
         if not self.busy:
@@ -816,18 +820,60 @@ class _SharedMotion:
                 where = self.table.destination(other_id)
                 self.planner.set_robot_position(other_id, where if where is not None else other.joint_positions())
 
-    def gate(self, segments: List[Any]) -> bool:
+    def _space(self, segments: List[Any]) -> Any:
         from anycell.planners.swept import MotionSpace
 
-        self.space = MotionSpace(self.planner, segments, margin=self.margin, held_size=self.size)
+        space = MotionSpace(self.planner, segments, margin=self.margin, held_size=self.size)
         if self.clock is not None:
             self.clock.resume(self.rid)
-        return bool(self.table.acquire(self.rid, self.space.whole, self.snapshot,
-                                       destination=self.space.destination))
+        return space
+
+    def gate(self, segments: List[Any]) -> bool:
+        """Reserve the motion: a pick-and-place its pick, with a claim on its place; anything else whole."""
+        self.space, self.offset = self._space(segments), 0
+        names = [name for name, _t in segments]
+        self.split = names.index("retreat_pick") + 1 if "retreat_pick" in names[:-1] else None
+        if self.split is None:
+            return bool(self.table.acquire(self.rid, self.space.whole, self.snapshot,
+                                           destination=self.space.destination))
+        hold = self.space.per_segment[self.split - 1]    # the retreat above the part, where it may wait
+        pick = frozenset().union(*self.space.per_segment[:self.split])
+        return bool(self.table.acquire(self.rid, pick, self.snapshot, destination=self.space.destination,
+                                       claim=(hold, self.space.rest_after(self.split - 1))))
 
     def moved(self, index: int) -> None:
-        if self.space is not None:
-            self.table.shrink(self.rid, self.space.rest_after(index))
+        if self.space is None:
+            return
+        if self.split is not None:        # in the pick: what is left of it, down to the hold
+            per = self.space.per_segment
+            self.table.shrink(self.rid, frozenset().union(per[self.split - 1], *per[index + 1:self.split]))
+        else:
+            self.table.shrink(self.rid, self.space.rest_after(index - self.offset))
+
+    def place_phase(self, rest: List[Any], replan: Callable[[], List[Any]]) -> List[Any]:
+        """At the hold, holding the part: reserve the place (planned again from here when a robot
+        that moved since stands in its way); returns the segments to run."""
+        assert self.split is not None and self.space is not None
+        space, offset = self.space, 0
+        for _attempt in range(50):
+            cells = space.rest_after(self.split - 1 - offset)
+            if self.table.acquire(self.rid, cells, self.snapshot, destination=space.destination):
+                self.space, self.offset, self.split = space, offset, None
+                return rest
+            log.info("robot %s: the cell changed under its place; planned again from above the part", self.rid)
+            for _try in range(50):
+                self.before_plan()
+                try:
+                    rest = replan()
+                    break
+                except PlanningError as exc:
+                    if not self.blocked(exc):
+                        raise
+            else:
+                break
+            space, offset = self._space([("grasp", None), *rest]), self.split - 1
+        raise ExecutionError(f"the other robots kept moving while robot '{self.rid}' waited to place its part",
+                             hint="the cell is too busy to share space; retry")
 
     def blocked(self, exc: Exception) -> bool:
         log.info("robot %s: %s; waiting for the other robots to move on", self.rid, exc)

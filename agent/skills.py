@@ -182,44 +182,27 @@ def _held(job: _Job, k: int) -> Any:
     return Held(job.part_id, list(job.part_size), matrix_to_pose(tcp_grasp), job.shape)
 
 
-def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int) -> Iterator[Segment]:
-    """The segments of one grasp yaw, in the order the robot runs them, planned as the consumer asks.
-
-    Raises when one cannot be planned. Every segment but the transfer is planned before
-    ``(COMMIT, None)`` is yielded: from there the robot may start moving while the transfer is
-    planned (:func:`pick_place` with ``plan_ahead``). Planning on demand ignores the marker; the
-    segments are the same either way.
-    """
-    source, target, insert, ignore, loaded = job.source, job.target, job.insert, job.ignore, job.loaded
-    part_id = job.part_id
-    yaw = job.yaw0 + k * math.pi / 2
-    src_pose = Pose(xyz=list(source.xyz), rpy=list(source.rpy))
+def _place_poses(job: _Job, k: int) -> Tuple[Pose, Pose, Optional[Pose]]:
+    """(place, pre-place, insertion entry or None): the TCP poses of the place at grasp yaw ``k``."""
+    target, insert = job.target, job.insert
     dst_pose = Pose(xyz=list(target.xyz), rpy=list(target.rpy))
-    gs = src_pose.compose(job.offset)
     gd = dst_pose.compose(job.offset)
-    grasp = _top_down(gs.xyz, float(source.rpy[2]) + yaw)
     gap = 0.0 if insert is not None else PLACE_GAP
-    place = _top_down([gd.xyz[0], gd.xyz[1], gd.xyz[2] + gap], float(target.rpy[2]) + yaw)
-    pre_grasp = _lift(grasp, job.approach)
+    place = _top_down([gd.xyz[0], gd.xyz[1], gd.xyz[2] + gap], float(target.rpy[2]) + job.yaw0 + k * math.pi / 2)
     if insert is not None:
         ax = insert.axis
-        entry: Optional[Pose] = _shift(place, ax, -(insert.depth + INSERT_ENTRY))
-        pre_place = _shift(place, ax, -(insert.depth + INSERT_ENTRY + job.approach))
-    else:
-        entry, pre_place = None, _lift(place, job.approach)
+        return place, _shift(place, ax, -(insert.depth + INSERT_ENTRY + job.approach)), \
+            _shift(place, ax, -(insert.depth + INSERT_ENTRY))
+    return place, _lift(place, job.approach), None
+
+
+def _place_side(planner: "MotionPlanner", job: _Job, k: int, q_from: Sequence[float]) -> Tuple[Any, List[Segment]]:
+    """The place of grasp yaw ``k`` for a robot holding the part at ``q_from``: (the configuration the
+    transfer ends in, the segments after the transfer). The transfer itself is left to plan."""
+    insert, ignore, loaded, part_id = job.insert, job.ignore, job.loaded, job.part_id
     held = _held(job, k)
-    t = planner.plan_to_pose(list(q_start), pre_grasp, name=f"pre-grasp of '{part_id}'")
-    yield "to_pick", t
-    # the tool must reach the grasp without touching what is stacked on the part
-    t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
-    planner.check_fingers(t.end, ignore=ignore, what=f"grasp of '{part_id}'")
-    yield "approach_pick", t
-    yield "grasp", None
-    lift = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
-    yield "retreat_pick", lift
-    q_pre_place = planner.ik(pre_place, lift.end, held, ignore=ignore, name=f"pre-place of '{part_id}'")
-    # the place side is planned from the pre-place configuration (where the transfer ends) before the
-    # transfer: only the transfer is left to plan once the robot may move
+    place, pre_place, entry = _place_poses(job, k)
+    q_pre_place = planner.ik(pre_place, q_from, held, ignore=ignore, name=f"pre-place of '{part_id}'")
     placing: List[Segment] = []
     if entry is not None and insert is not None:
         t = planner.plan_cartesian_line(q_pre_place, entry, held, ignore=ignore, name=f"entry of '{part_id}'",
@@ -236,6 +219,43 @@ def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float],
     placing.append(("release", None))
     t = planner.plan_cartesian_line(t.end, pre_place, ignore=ignore, name="place retreat")
     placing.append(("retreat_place", t))
+    return q_pre_place, placing
+
+
+def plan_place(planner: "MotionPlanner", job: _Job, k: int, q_from: Sequence[float]) -> List[Segment]:
+    """Transfer and place for a robot that holds the part (grasped at yaw ``k``) at ``q_from``: the
+    place side of a pick-and-place planned again where the robot waits (the cell changed meanwhile)."""
+    q_pre_place, placing = _place_side(planner, job, k, q_from)
+    transfer = planner.plan_joint(list(q_from), q_pre_place, _held(job, k), ignore=job.ignore, speed=job.loaded)
+    return [("transfer", transfer), *placing]
+
+
+def _yaw_segments(planner: "MotionPlanner", job: _Job, q_start: Sequence[float], k: int) -> Iterator[Segment]:
+    """The segments of one grasp yaw, in the order the robot runs them, planned as the consumer asks.
+
+    Raises when one cannot be planned. Every segment but the transfer is planned before
+    ``(COMMIT, None)`` is yielded: from there the robot may start moving while the transfer is
+    planned (:func:`pick_place` with ``plan_ahead``). Planning on demand ignores the marker; the
+    segments are the same either way.
+    """
+    source, ignore, loaded, part_id = job.source, job.ignore, job.loaded, job.part_id
+    src_pose = Pose(xyz=list(source.xyz), rpy=list(source.rpy))
+    gs = src_pose.compose(job.offset)
+    grasp = _top_down(gs.xyz, float(source.rpy[2]) + job.yaw0 + k * math.pi / 2)
+    pre_grasp = _lift(grasp, job.approach)
+    held = _held(job, k)
+    t = planner.plan_to_pose(list(q_start), pre_grasp, name=f"pre-grasp of '{part_id}'")
+    yield "to_pick", t
+    # the tool must reach the grasp without touching what is stacked on the part
+    t = planner.plan_cartesian_line(t.end, grasp, ignore=(part_id,), name=f"grasp of '{part_id}'")
+    planner.check_fingers(t.end, ignore=ignore, what=f"grasp of '{part_id}'")
+    yield "approach_pick", t
+    yield "grasp", None
+    lift = planner.plan_cartesian_line(t.end, pre_grasp, held, ignore=ignore, name="pick retreat", speed=loaded)
+    yield "retreat_pick", lift
+    # the place side is planned from the pre-place configuration (where the transfer ends) before the
+    # transfer: only the transfer is left to plan once the robot may move
+    q_pre_place, placing = _place_side(planner, job, k, lift.end)
     yield COMMIT, None
     yield "transfer", planner.plan_joint(lift.end, q_pre_place, held, ignore=ignore, speed=loaded)
     yield from placing
@@ -349,6 +369,7 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                park: Optional[Sequence[float]] = None,
                blocked: Optional[Callable[[Exception], bool]] = None,
                moved: Optional[Callable[[int], None]] = None,
+               place_phase: Optional[Callable[[List[Segment], Callable[[], List[Segment]]], List[Segment]]] = None,
                plan_ahead: bool = True, planned: Optional[Planned] = None,
                on_planned: Optional[Callable[[List[float], Site], None]] = None) -> PlaceResult:
     """Pick ``part_id`` at ``source`` and place it at ``target`` (Sites or their dicts); blocking.
@@ -367,6 +388,9 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     the others where they stand, ``blocked`` waits for one of them to move on (True: plan again).
     The reservation needs the whole swept space, so with a ``gate`` the motion is planned whole;
     ``moved(i)`` is called once segment ``i`` has run (the robot gives back the space it left).
+    ``place_phase(rest, replan)`` is called at the hold, above the picked part, before the transfer:
+    it returns the segments to run from there (``rest`` once the space they sweep is reserved, or
+    what ``replan()`` plans from the hold when the cell changed under ``rest``).
 
     ``planned`` is this motion planned ahead (:func:`plan_next`): it runs without planning when the
     robot stands where it starts and it is still clear of the cell (else it is planned as usual).
@@ -387,23 +411,19 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
                                  approach=approach, speed=speed, shape=shape, insert=insert, hints=hints,
                                  on_planned=on_planned)
     t0 = time.perf_counter()
+    job = _prepare(planner, part_id, part_size, source, target, carried=carried, approach=approach, speed=speed,
+                   shape=shape, insert=insert, hints=hints)
     for _attempt in range(50):
         if before_plan is not None:
             before_plan()
         try:
-            segs, yaw = plan_pick_place(planner, robot.joint_positions(), part_id, part_size, source, target,
-                                        carried=carried, approach=approach, speed=speed, shape=shape,
-                                        insert=insert, hints=hints)
+            segs, k = _plan_whole(planner, job, robot.joint_positions())
+            yaw = job.yaw0 + k * math.pi / 2
+            segs = _then_park(planner, segs, park, part_id, part_size, shape, target)
         except PlanningError as exc:
             if blocked is not None and blocked(exc):
                 continue
             raise
-        if park is not None:
-            last = segs[-1][1]
-            assert last is not None, "a pick-and-place ends with the retreat from the place"
-            planner.add_obstacle(part_id, shape if shape is not None else part_size,
-                                 Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
-            segs.append(("park", planner.plan_joint(last.end, park, ignore=(part_id,))))
         if gate is None or gate(segs):
             break
     else:
@@ -412,12 +432,34 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
     planning = time.perf_counter() - t0
     moves: List[Move] = []
     duration = 0.0
-    for index, seg in enumerate(segs):
+    index = 0
+    while index < len(segs):
+        seg = segs[index]
         duration += _run_segment(robot, part_id, source, seg, moves)
         if moved is not None:
             moved(index)
+        if seg[0] == "retreat_pick" and place_phase is not None:
+            hold = seg[1]
+            assert hold is not None
+            w0 = time.perf_counter()
+            segs = segs[:index + 1] + place_phase(segs[index + 1:], lambda q=hold.end: _then_park(
+                planner, plan_place(planner, job, k, q), park, part_id, part_size, shape, target))
+            planning += time.perf_counter() - w0
+        index += 1
     _placed(robot, planner, part_id, part_size, shape, target, carried)
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning, planning, moves)
+
+
+def _then_park(planner: Any, segs: List[Segment], park: Optional[Sequence[float]], part_id: str,
+               part_size: Sequence[float], shape: Any, target: Site) -> List[Segment]:
+    """``segs`` ending with a move to ``park`` (planned around the part where it is being put), if given."""
+    if park is None:
+        return segs
+    last = segs[-1][1]
+    assert last is not None, "a pick-and-place ends with the retreat from the place"
+    planner.add_obstacle(part_id, shape if shape is not None else part_size,
+                         Pose(xyz=list(target.xyz), rpy=list(target.rpy)))
+    return [*segs, ("park", planner.plan_joint(last.end, park, ignore=(part_id,)))]
 
 
 def _pick_place_ahead(robot: Any, planner: Any, part_id: str, part_size: Sequence[float], source: Site,

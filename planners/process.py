@@ -73,6 +73,7 @@ class _Builder:
         self.load: Dict[str, float] = {}
         self.fixture = sites.fixture(cell).id
         self.slots = sites.allocate_feeder_slots(cell, job)
+        self.slot_taken: Dict[tuple, str] = {}   # (feeder id, slot index) -> the last op that takes a part there
 
     def machine_for(self, part: Part) -> MachineConfig:
         """The least-loaded machine offering the part's process (ties: config order)."""
@@ -94,11 +95,34 @@ class _Builder:
         pool = ok or [self.cell.robots[0]]
         return min(pool, key=lambda r: (self.load.get(r.id, 0.0), self.cell.robots.index(r))), ok
 
+    def _implied(self, op_id: str, after: List[str]) -> bool:
+        """``op_id`` already comes before any op in ``after`` (directly or through their own ``after``)."""
+        preds = {op.id: op.after for op in self.ops}
+        stack, seen = list(after), set()
+        while stack:
+            cur = stack.pop()
+            if cur == op_id:
+                return True
+            if cur not in seen:
+                seen.add(cur)
+                stack.extend(preds.get(cur, []))
+        return False
+
     def robot_op(self, op_id: str, kind: str, unit: int, part: Part, source: Site, target: Site,
                  extra_uses: List[str], after: List[str], reasons: List[str],
                  holds: Optional[Dict[str, str]] = None) -> Operation:
+        after, reasons = list(after), list(reasons)
+        if source.kind == "feeder":
+            # a slot holds one part at a time: the next is there once the one before is taken
+            slot = (source.ref, source.index)
+            prev = self.slot_taken.get(slot)
+            if prev is not None and not self._implied(prev, after):
+                after.append(prev)
+                reasons.append(f"feeder: slot {source.index} of '{source.ref}' presents its next part "
+                               f"once {prev} has taken the one before")
+            self.slot_taken[slot] = op_id
         op = Operation(id=op_id, kind=kind, unit=unit, resource="", duration=0.0, part=part.id,
-                       after=list(after), reasons=list(reasons),
+                       after=after, reasons=reasons,
                        params={"source": source.__dict__.copy(), "target": target.__dict__.copy()},
                        holds=dict(holds or {}))
         robot, able = self.robot_for(op)

@@ -2,25 +2,35 @@
 
 What a robot holds
 ------------------
-A robot that is about to run a planned motion (a whole pick-and-place: every
-segment, grasp and release included) asks for the space its links (and the
-part it carries) sweep over the whole motion, as a set of voxels inflated by half the
-robot-robot ``margin`` (:mod:`anycell.planners.swept`). Once granted, it *gives space back as
-it goes*: after each segment it holds only what the rest of its motion sweeps
-(:meth:`SpaceReservations.shrink`), so another robot waiting for a station this
-one has left may start while this one is still on its way home. At the end it
-stands at the motion's declared *destination* (the configuration it ends in).
+A robot that is about to run a planned motion asks for the space its links (and
+the part it carries) sweep, as a set of voxels inflated by half the robot-robot
+``margin`` (:mod:`anycell.planners.swept`). A pick-and-place is reserved in two
+*phases*: the pick (up to the retreat above the part) and the place (the transfer
+to the target and what follows). The whole motion is planned before the robot
+moves (it never holds a part without a planned way to put it down); the pick is
+granted with a *claim* on the place: where it will wait holding the part (its
+*hold*, the pick's last segment) and what the place will sweep. At the hold the
+robot asks for the place; it may have to wait there while another robot is at
+the target. Once granted, a robot *gives space back as it goes*: after each
+segment it holds only what the rest of its phase sweeps (:meth:`SpaceReservations.shrink`),
+so another robot waiting for a station this one has left may start while this one
+is still on its way. At the end it stands at the motion's declared *destination*.
 
 Each robot's plans are made with every other robot at its destination (where it
 stands, or where the motion it is running ends), checked with the margin by the
 planner. The table grants a reservation only when, for every other robot,
 
-1. it is moving and the space it still holds shares no voxel with the request
-   (otherwise the requester waits: the other gives space back as it moves), or
+1. it is moving (or waiting at its hold) and the space it still holds shares no
+   voxel with the request (otherwise the requester waits: the other gives space
+   back as it moves), or
 2. it is standing and either the requester's plan saw it as it is (its
    *version*, bumped whenever it starts or ends a motion, is the one the
    requester read before planning) or what it left standing (its body at its
-   destination, and the part it put down) is disjoint from the request.
+   destination, and the part it put down) is disjoint from the request;
+
+and, for a pick with a claim, every other claim is *compatible*: neither robot's
+place meets the other's hold. A request that meets a claim waits like one that
+meets held space.
 
 Why it is safe
 --------------
@@ -34,11 +44,16 @@ before is stale and is planned again with it where it really is.
 
 Why it cannot deadlock
 ----------------------
-A robot waits only for robots that hold a granted reservation, and a robot that
-holds one never waits for anything: it runs its motion, shrinking its holding,
-and releases (also on failure). The wait-for graph has no cycle. A request
-refused because a standing robot's place changed is not a wait: the requester
-plans again with it where it now is.
+A robot waits only for robots that hold a granted reservation. One that holds
+the place phase (or a single-phase motion) never waits: it runs its motion,
+shrinking its holding, and releases (also on failure). One at its hold waits for
+its place, which by the claim rule meets no other robot's hold: it waits only for
+robots that are moving, and those reach the end of their phase. The wait-for graph
+has no cycle. A place planned again at the hold (the cell changed under its plan)
+is checked against the others' holds when it is asked for: meeting the hold of a
+robot that itself waits for this one's space is refused with an error naming both,
+never waited on. A request refused because a standing robot's place changed is not
+a wait: the requester plans again with it where it now is.
 """
 
 from __future__ import annotations
@@ -70,6 +85,9 @@ class SpaceReservations:
         self._events = 0         # grants and releases, for robots waiting for any of the others to move on
         self._busy: Dict[str, int] = {}   # robots planning or running a motion (they will move on soon)
         self.waits = 0           # how many times a robot waited for another (for reports and tests)
+        # robots in a pick with a place to come: (where it waits holding the part, what the place sweeps)
+        self.claims: Dict[str, Tuple[Cells, Cells]] = {}
+        self._asking: Dict[str, Cells] = {}   # robots waiting in acquire: what they ask for
 
     def snapshot(self) -> Dict[str, int]:
         """Every robot's version now: take it *before* reading where the other robots stand
@@ -85,8 +103,11 @@ class SpaceReservations:
             q = self._destination.get(robot_id)
             return list(q) if q is not None else None
 
-    def _refusal(self, robot_id: str, cells: Cells, snapshot: Dict[str, int]) -> Tuple[List[str], bool]:
-        """The moving robots in the way, and whether a standing one moved since ``snapshot`` and is in the way."""
+    def _refusal(self, robot_id: str, cells: Cells, snapshot: Dict[str, int],
+                 claim: Optional[Tuple[Cells, Cells]] = None) -> Tuple[List[str], bool]:
+        """The robots in the way (moving ones holding overlapping space, and for a pick with ``claim``
+        the ones whose claim is not compatible), and whether a standing one moved since ``snapshot``
+        and is in the way."""
         blockers: List[str] = []
         stale = False
         for other, version in self.version.items():
@@ -94,7 +115,9 @@ class SpaceReservations:
                 continue
             held = self.granted.get(other)
             if held is not None:
-                if not held.isdisjoint(cells):
+                theirs = self.claims.get(other)
+                if not held.isdisjoint(cells) or (claim is not None and theirs is not None and (
+                        not claim[1].isdisjoint(theirs[0]) or not claim[0].isdisjoint(theirs[1]))):
                     blockers.append(other)
             elif version != snapshot.get(other, version):
                 body = self.standing.get(other)
@@ -102,42 +125,85 @@ class SpaceReservations:
                     stale = True
         return sorted(blockers), stale
 
-    def acquire(self, robot_id: str, cells: Cells, snapshot: Dict[str, int], *,
-                destination: Optional[Sequence[float]] = None, timeout: float = 600.0) -> bool:
-        """Reserve ``cells`` for ``robot_id``'s next motion, which ends at ``destination``.
+    def _cycle(self, robot_id: str, blockers: List[str]) -> Optional[List[str]]:
+        """A chain of robots waiting for each other's space back to ``robot_id`` (None when there is none)."""
+        stack = [(b, [robot_id, b]) for b in blockers]
+        seen = set()
+        while stack:
+            who, path = stack.pop()
+            if who in seen:
+                continue
+            seen.add(who)
+            asking = self._asking.get(who)
+            if asking is None:
+                continue
+            for other, held in self.granted.items():
+                if other != who and not held.isdisjoint(asking):
+                    if other == robot_id:
+                        return path
+                    stack.append((other, path + [other]))
+        return None
 
-        True when granted. False when a standing robot's place changed since ``snapshot`` and
-        it may be in the way: plan again with the others where they are now, then ask again.
-        Waits while a moving robot holds overlapping space (it gives it back as it moves).
+    def acquire(self, robot_id: str, cells: Cells, snapshot: Dict[str, int], *,
+                destination: Optional[Sequence[float]] = None, claim: Optional[Tuple[Cells, Cells]] = None,
+                timeout: float = 600.0) -> bool:
+        """Reserve ``cells`` for ``robot_id``'s next motion (or phase of one), which ends at ``destination``.
+
+        ``claim``: this is the pick of a pick-and-place, whose place follows; (the space where the
+        robot waits holding the part, the space the place sweeps). Ask for the place later with
+        another call, from the hold. True when granted. False when a standing robot's place changed
+        since ``snapshot`` and it may be in the way: plan again with the others where they are now,
+        then ask again. Waits while a moving robot holds overlapping space (it gives it back as it
+        moves). Raises :class:`PlanningError` naming the robots when waiting would close a cycle.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            waited = False
-            while True:
-                blockers, stale = self._refusal(robot_id, cells, snapshot)
-                if stale:
-                    return False
-                if not blockers:
-                    self.granted[robot_id] = cells
-                    self.standing.pop(robot_id, None)
-                    self.version[robot_id] += 1
-                    self._events += 1
-                    if destination is not None:
-                        self._destination[robot_id] = [float(v) for v in destination]
-                    else:
-                        self._destination.pop(robot_id, None)
-                    self._cond.notify_all()
-                    return True
-                if not waited:
-                    self.waits += 1
-                    waited = True
-                    log.info("robot %s waits for %s to leave the space it needs", robot_id, ", ".join(blockers))
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PlanningError(f"robot '{robot_id}' waited {timeout:.0f} s for "
-                                        f"{', '.join(blockers)} to leave the space it needs",
-                                        hint="a motion of the other robot did not end; check it")
-                self._cond.wait(min(left, 1.0))
+            try:
+                return self._acquire(robot_id, cells, snapshot, destination, claim, deadline)
+            finally:
+                self._asking.pop(robot_id, None)
+
+    def _acquire(self, robot_id: str, cells: Cells, snapshot: Dict[str, int], destination: Optional[Sequence[float]],
+                 claim: Optional[Tuple[Cells, Cells]], deadline: float) -> bool:
+        """:meth:`acquire` with the lock held."""
+        waited = False
+        since = time.monotonic()
+        while True:
+            blockers, stale = self._refusal(robot_id, cells, snapshot, claim)
+            if stale:
+                return False
+            if not blockers:
+                self.granted[robot_id] = cells
+                if claim is not None:
+                    self.claims[robot_id] = claim
+                else:
+                    self.claims.pop(robot_id, None)
+                self.standing.pop(robot_id, None)
+                self.version[robot_id] += 1
+                self._events += 1
+                if destination is not None:
+                    self._destination[robot_id] = [float(v) for v in destination]
+                else:
+                    self._destination.pop(robot_id, None)
+                self._cond.notify_all()
+                return True
+            cycle = self._cycle(robot_id, blockers) if robot_id in self.granted else None
+            if cycle is not None:
+                raise PlanningError(f"robots {' -> '.join(cycle)} would wait for each other's space: "
+                                    f"robot '{robot_id}' holds a part where '{cycle[1]}' needs to pass, and "
+                                    f"the other way round", hint="the two places were planned again into "
+                                    "each other's way; halt, clear one robot by hand and resume")
+            self._asking[robot_id] = cells
+            if not waited:
+                self.waits += 1
+                waited = True
+                log.info("robot %s waits for %s to leave the space it needs", robot_id, ", ".join(blockers))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PlanningError(f"robot '{robot_id}' waited {time.monotonic() - since:.0f} s for "
+                                    f"{', '.join(blockers)} to leave the space it needs",
+                                    hint="a motion of the other robot did not end; check it")
+            self._cond.wait(min(left, 1.0))
 
     def shrink(self, robot_id: str, cells: Cells) -> None:
         """The robot moved on: it now needs only ``cells`` (what the rest of its motion sweeps, its
@@ -191,6 +257,7 @@ class SpaceReservations:
         version is bumped: a plan made before that meets ``standing`` (or any plan, when None) is
         stale and made again."""
         with self._cond:
+            self.claims.pop(robot_id, None)
             if self.granted.pop(robot_id, None) is None:
                 return
             self._events += 1

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 Cells = FrozenSet[int]
 
 CELL = 0.03    # m: voxel edge of the reservation grid
+SUB = 2        # sphere centres are placed to 1/SUB of a voxel (per axis) when their voxels are found
 STEP = 0.02    # m: the farthest any point of the robot moves between two samples
 _HALF_DIAG = CELL * math.sqrt(3.0) / 2.0   # for the fallback's boxes
 _OFF = 1 << 19
@@ -120,7 +121,7 @@ def _cover(half: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     axis = int(np.argmax(half))
     a = float(half[axis])
     cross = float(np.linalg.norm(np.delete(half, axis)))
-    n = max(1, int(math.ceil(a / max(cross, 1e-3))))
+    n = max(1, int(math.ceil(2.0 * a / max(cross, 1e-3))))   # radius at most 1.12 x the cross-section's
     step = 2.0 * a / n
     centres = np.zeros((n, 3))
     centres[:, axis] = -a + step * (np.arange(n) + 0.5)
@@ -147,15 +148,18 @@ def _samples(model: _Boxes, positions: Sequence[Sequence[float]]) -> np.ndarray:
     return np.asarray(out)
 
 
-@functools.lru_cache(maxsize=64)
-def _sphere_stencil(reach_mm: int) -> np.ndarray:
+@functools.lru_cache(maxsize=256)
+def _sphere_stencil(reach_mm: int, where: Tuple[int, int, int]) -> np.ndarray:
     """Voxel offsets from the voxel holding a sphere's centre that a sphere of ``reach_mm`` may touch,
-    wherever in its voxel the centre lies (cube-to-cube distance, so it is never too small)."""
+    for a centre anywhere in the sub-cell ``where`` of its voxel (box-to-box distance, so it is never
+    too small; the sub-cell keeps it from growing by a whole voxel)."""
     r = reach_mm / 1000.0
     n = int(math.ceil(r / CELL)) + 1
     ax = np.arange(-n, n + 1)
     off = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), axis=-1).reshape(-1, 3)
-    gap = np.maximum(np.abs(off) - 1, 0) * CELL
+    lo = np.asarray(where, float) * (CELL / SUB)          # the centre's sub-cell, in its voxel's frame
+    hi = lo + CELL / SUB
+    gap = np.maximum(np.maximum(off * CELL - hi, lo - (off + 1) * CELL), 0.0)
     out = off[np.einsum("ki,ki->k", gap, gap) <= r * r]
     out.flags.writeable = False
     return out
@@ -163,9 +167,15 @@ def _sphere_stencil(reach_mm: int) -> np.ndarray:
 
 def _sphere_keys(centres: np.ndarray, radius: float) -> np.ndarray:
     """Keys of the voxels within ``radius`` of any of ``centres`` (N x 3)."""
-    idx = np.unique(np.floor(centres / CELL).astype(np.int64), axis=0)
-    st = _sphere_stencil(int(math.ceil(radius * 1000.0)))
-    return np.unique(voxel_keys((idx[:, None, :] + st[None, :, :]).reshape(-1, 3)))
+    sub = np.unique(np.floor(centres / (CELL / SUB)).astype(np.int64), axis=0)
+    voxel, where = sub // SUB, sub % SUB
+    reach = int(math.ceil(radius * 1000.0))
+    keys = []
+    for cls in np.unique(where, axis=0):
+        rows = voxel[np.all(where == cls, axis=1)]
+        st = _sphere_stencil(reach, (int(cls[0]), int(cls[1]), int(cls[2])))
+        keys.append(voxel_keys((rows[:, None, :] + st[None, :, :]).reshape(-1, 3)))
+    return np.unique(np.concatenate(keys))
 
 
 def _box_keys(poses: np.ndarray, half: np.ndarray, pad: float) -> np.ndarray:

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from anycell.cell import load_cell
+from anycell.errors import PlanningError
 from anycell.geometry import Pose
 from anycell.planners.reservation import SpaceReservations
 from tests.paths import ROOT
@@ -52,6 +53,69 @@ def test_a_plan_that_did_not_see_what_a_robot_left_standing_is_refused() -> None
     table.release("a")                                # a stopped short: where it is is not known here
     assert table.acquire("b", frozenset({(9, 9, 9)}), snap) is False   # every plan made before is stale
     assert table.destination("a") is None
+
+
+def _waiting(fn):
+    """Run ``fn`` on a thread; (thread, list that gets its result or its exception)."""
+    got = []
+
+    def run() -> None:
+        try:
+            got.append(fn())
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            got.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(0.3)
+    return t, got
+
+
+def test_a_pick_runs_while_another_robot_places_and_its_place_waits_at_the_hold() -> None:
+    table = SpaceReservations(["a", "b"])
+    snap = table.snapshot()
+    # a is placing at the shared fixture (voxel 5)
+    assert table.acquire("a", frozenset({(4, 0, 0), (5, 0, 0)}), snap)
+    # b's pick is far from it: granted with a claim on its place (to the fixture), held from its hold
+    hold, place = frozenset({(0, 0, 0)}), frozenset({(0, 0, 0), (3, 0, 0), (5, 0, 0)})
+    assert table.acquire("b", frozenset({(0, 0, 0), (1, 0, 0)}), snap, claim=(hold, place))
+    assert table.claims["b"] == (hold, place)
+    table.shrink("b", hold)                             # b picked its part and waits above it
+    waiter, got = _waiting(lambda: table.acquire("b", place, snap))
+    assert waiter.is_alive()                            # a is still at the fixture
+    table.release("a", standing=frozenset({(4, 0, 0)}))     # a left it (standing clear of b's place)
+    waiter.join(5)
+    assert got == [True] and "b" not in table.claims    # b places: its claim became a grant
+
+
+def test_a_pick_whose_place_meets_another_robots_hold_waits_for_that_claim() -> None:
+    """Two robots waiting at their holds never wait for each other: a pick is granted only when
+    neither place meets the other's hold."""
+    table = SpaceReservations(["a", "b"])
+    snap = table.snapshot()
+    assert table.acquire("a", frozenset({(0, 0, 0)}), snap,
+                         claim=(frozenset({(0, 0, 0)}), frozenset({(0, 0, 0), (9, 0, 0)})))
+    # b's pick is clear of a, but b's place passes where a waits holding its part
+    waiter, got = _waiting(lambda: table.acquire("b", frozenset({(9, 9, 9)}), snap,
+                                                 claim=(frozenset({(9, 9, 9)}), frozenset({(0, 0, 0)}))))
+    assert waiter.is_alive()
+    assert table.acquire("a", frozenset({(9, 0, 0)}), snap)   # a places: its hold is no longer a claim
+    waiter.join(5)
+    assert got == [True]
+
+
+def test_two_holding_robots_that_would_wait_for_each_other_get_an_error_naming_both() -> None:
+    table = SpaceReservations(["a", "b"])
+    snap = table.snapshot()
+    assert table.acquire("a", frozenset({(0, 0, 0)}), snap)
+    assert table.acquire("b", frozenset({(5, 0, 0)}), snap)
+    waiter, got = _waiting(lambda: table.acquire("a", frozenset({(0, 0, 0), (5, 0, 0)}), snap))
+    assert waiter.is_alive()                            # a waits for b's space
+    with pytest.raises(PlanningError, match="a -> b|b -> a"):
+        table.acquire("b", frozenset({(5, 0, 0), (0, 0, 0)}), snap)   # and b would wait for a's
+    table.release("b", standing=frozenset({(5, 0, 0)}))
+    waiter.join(5)
+    assert got == [False]          # b's place changed under a's plan: a plans again, nobody hangs
 
 
 def test_waiting_for_another_robot_ends_when_none_is_about_to_move() -> None:

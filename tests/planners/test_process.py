@@ -332,3 +332,25 @@ def test_feeder_slots_whose_parts_would_touch_are_refused_when_there_is_no_other
                                               r"\(peg\) would stand 0.0 mm apart") as err:
         plan_job(cell, job)
     assert err.value.field == "stations[feeder].slots[1].offset"
+
+
+def test_parts_taken_from_one_feeder_slot_in_turn_are_ordered_by_it() -> None:
+    """A slot holds one part at a time: the op taking the second blank from a slot comes after the
+    op that took the first, whatever else the schedule would prefer (seen: the one-robot version of
+    the two-robot cell loaded tag_c first and picked into tag_a's blank, still lying in the slot)."""
+    from anycell.planners.schedule import schedule_plan
+
+    cell = load_cell(os.path.join(ROOT, "cell_configs", "two_robot_cell.yaml"))
+    job = load_job(os.path.join(ROOT, "bench", "jobs", "engraved_four.yaml"))
+    plan = plan_job(cell, job)
+    ops = {op.id: op for op in plan.operations}
+    slot = {oid: (op.params["source"]["ref"], op.params["source"]["index"]) for oid, op in ops.items()
+            if op.params.get("source", {}).get("kind") == "feeder"}
+    shared = [oid for oid in slot if sum(1 for s in slot.values() if s == slot[oid]) > 1]
+    assert sorted(shared) == ["u1.load.tag_a", "u1.load.tag_b", "u1.load.tag_c", "u1.load.tag_d"]
+    assert "u1.load.tag_a" in ops["u1.load.tag_c"].after
+    assert any("presents its next part once u1.load.tag_a" in r for r in ops["u1.load.tag_c"].reasons)
+    assert "u1.load.tag_b" in ops["u1.load.tag_d"].after
+    schedule_plan(plan, cell, time_limit=2.0)
+    start = {e.op: e for e in plan.schedule.entries}
+    assert start["u1.load.tag_c"].start >= start["u1.load.tag_a"].end - 1e-6
