@@ -15,13 +15,14 @@ demo: $(STAMP)
 	@$(VENV)/bin/anycell demo --cell $(CELL) --job $(JOB) --report $(REPORT)
 
 # `make test` is what CI runs: the linter, the type checker, then every test
-# (the layer contract is tests/test_layout.py).
+# (the layer contract is tests/test_layout.py). Two workers: the ROS tests, which move
+# robots in real time, run one after another on one of them (tests/conftest.py).
 test: lint
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # The quick loop while editing: no ROS nodes, nothing slow (under a minute).
 test-fast: $(STAMP)
-	@$(PY) -m pytest -q -m "not ros and not slow"
+	@$(PY) -m pytest -q -n 2 -m "not ros and not slow"
 
 # ruff (ruff.toml) and mypy (mypy.ini), both pinned in requirements.txt.
 lint: $(STAMP)

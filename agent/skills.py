@@ -12,6 +12,7 @@ The executor calls it for the plan's
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -442,12 +443,19 @@ def pick_place(robot: Any, planner: Any, part_id: str, part_size: Sequence[float
             hold = seg[1]
             assert hold is not None
             w0 = time.perf_counter()
-            segs = segs[:index + 1] + place_phase(segs[index + 1:], lambda q=hold.end: _then_park(
-                planner, plan_place(planner, job, k, q), park, part_id, part_size, shape, target))
+            segs = segs[:index + 1] + place_phase(segs[index + 1:], functools.partial(
+                _replan_place, planner, job, k, hold.end, park, target))
             planning += time.perf_counter() - w0
         index += 1
     _placed(robot, planner, part_id, part_size, shape, target, carried)
     return PlaceResult(part_id, source, target, duration, yaw, segs, planning, planning, moves)
+
+
+def _replan_place(planner: Any, job: _Job, k: int, q_hold: Sequence[float], park: Optional[Sequence[float]],
+                  target: Site) -> List[Segment]:
+    """The place planned again from the hold (the robot holds the part above where it picked it)."""
+    return _then_park(planner, plan_place(planner, job, k, q_hold), park, job.part_id, job.part_size, job.shape,
+                      target)
 
 
 def _then_park(planner: Any, segs: List[Segment], park: Optional[Sequence[float]], part_id: str,
