@@ -15,10 +15,11 @@ demo: $(STAMP)
 	@$(VENV)/bin/anycell demo --cell $(CELL) --job $(JOB) --report $(REPORT)
 
 # `make test` is what CI runs: the linter, the type checker, then every test
-# (the layer contract is tests/test_layout.py). Two workers: the ROS tests, which move
-# robots in real time, run one after another on one of them (tests/conftest.py).
+# (the layer contract is tests/test_layout.py). Two workers (pytest-xdist): each ROS test
+# has its own ROS domain, nodes and simulator, and they mostly wait on robots moving in
+# real time, so two run side by side.
 test: lint
-	@$(PY) -m pytest -q -n 2 --dist loadgroup
+	@$(PY) -m pytest -q -n 2
 
 # The quick loop while editing: no ROS nodes, nothing slow (under a minute).
 test-fast: $(STAMP)

@@ -23,10 +23,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
         path = str(item.path)
         if any(path.startswith(d + os.sep) for d in ROS_TEST_DIRS):
             item.add_marker(pytest.mark.ros)
-        if item.get_closest_marker("ros") is not None:
-            # with `-n 2 --dist loadgroup` (make test) the ROS tests, which move robots in real time,
-            # run one after another on one worker while the other worker takes the rest
-            item.add_marker(pytest.mark.xdist_group("ros"))
 
 
 @pytest.fixture
