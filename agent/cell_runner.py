@@ -855,6 +855,7 @@ class _SharedMotion:
         that moved since stands in its way); returns the segments to run."""
         assert self.split is not None and self.space is not None
         space, offset = self.space, 0
+        self.table.waits_at(self.rid, self.robots[self.rid].joint_positions())
         for _attempt in range(50):
             cells = space.rest_after(self.split - 1 - offset)
             if self.table.acquire(self.rid, cells, self.snapshot, destination=space.destination):

@@ -103,6 +103,14 @@ class SpaceReservations:
             q = self._destination.get(robot_id)
             return list(q) if q is not None else None
 
+    def waits_at(self, robot_id: str, q: Sequence[float]) -> None:
+        """``robot_id`` stopped at ``q`` holding its part, to wait for its place: plans made from now
+        see it there (where its reservation keeps it), not where its place would end."""
+        with self._cond:
+            self._destination[robot_id] = [float(v) for v in q]
+            self._events += 1
+            self._cond.notify_all()
+
     def _refusal(self, robot_id: str, cells: Cells, snapshot: Dict[str, int],
                  claim: Optional[Tuple[Cells, Cells]] = None) -> Tuple[List[str], bool]:
         """The robots in the way (moving ones holding overlapping space, and for a pick with ``claim``

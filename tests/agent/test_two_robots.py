@@ -104,6 +104,23 @@ def test_a_pick_whose_place_meets_another_robots_hold_waits_for_that_claim() -> 
     assert got == [True]
 
 
+def test_a_robot_waiting_at_its_hold_is_seen_there_by_the_others_plans() -> None:
+    """Seen on the two-robot benchmark: a robot that waited above its picked part while the other
+    stood at the fixture was put, in the other's planner, where its place would end; the other could
+    then not even plan its way home to make room, and the job failed."""
+    table = SpaceReservations(["a", "b"])
+    snap = table.snapshot()
+    assert table.acquire("a", frozenset({(0, 0, 0)}), snap, destination=[0.9],
+                         claim=(frozenset({(0, 0, 0)}), frozenset({(0, 0, 0), (5, 0, 0)})))
+    assert table.destination("a") == [0.9]            # while it picks: where its motion ends
+    seen = table.snapshot()                           # b plans with a where its motion ends, and fails
+    waiter, got = _waiting(lambda: table.wait_for_change("b", seen))
+    assert waiter.is_alive()                          # a holds space: b waits for it to move on
+    table.waits_at("a", [0.1])
+    waiter.join(5)
+    assert table.destination("a") == [0.1] and got == [True]   # b plans again, with a where it waits
+
+
 def test_two_holding_robots_that_would_wait_for_each_other_get_an_error_naming_both() -> None:
     table = SpaceReservations(["a", "b"])
     snap = table.snapshot()
