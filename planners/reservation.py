@@ -112,10 +112,10 @@ class SpaceReservations:
             self._cond.notify_all()
 
     def _refusal(self, robot_id: str, cells: Cells, snapshot: Dict[str, int],
-                 claim: Optional[Tuple[Cells, Cells]] = None) -> Tuple[List[str], bool]:
-        """The robots in the way (moving ones holding overlapping space, and for a pick with ``claim``
-        the ones whose claim is not compatible), and whether a standing one moved since ``snapshot``
-        and is in the way."""
+                 claim: Optional[Tuple[Cells, Cells]] = None) -> Tuple[List[str], List[str], bool]:
+        """Why ``cells`` cannot be granted now: (the moving robots holding overlapping space, the
+        robots whose claims would close a cycle of robots waiting at their holds with ``claim``,
+        whether a standing one moved since ``snapshot`` and is in the way)."""
         blockers: List[str] = []
         stale = False
         for other, version in self.version.items():
@@ -123,15 +123,37 @@ class SpaceReservations:
                 continue
             held = self.granted.get(other)
             if held is not None:
-                theirs = self.claims.get(other)
-                if not held.isdisjoint(cells) or (claim is not None and theirs is not None and (
-                        not claim[1].isdisjoint(theirs[0]) or not claim[0].isdisjoint(theirs[1]))):
+                if not held.isdisjoint(cells):
                     blockers.append(other)
             elif version != snapshot.get(other, version):
                 body = self.standing.get(other)
                 if body is None or not body.isdisjoint(cells):
                     stale = True
-        return sorted(blockers), stale
+        return sorted(blockers), self._hold_cycle(robot_id, claim), stale
+
+    def _hold_cycle(self, robot_id: str, claim: Optional[Tuple[Cells, Cells]]) -> List[str]:
+        """The other robots on a cycle of "waits at its hold for the other's hold" that ``robot_id``
+        with ``claim`` (hold, place) would close (a robot at its hold waits for robots whose hold its
+        place meets); empty when there is none."""
+        if claim is None:
+            return []
+        claims = {rid: c for rid, c in self.claims.items() if rid != robot_id and rid in self.granted}
+        claims[robot_id] = claim
+        edges = {x: [y for y, cy in claims.items() if y != x and not cx[1].isdisjoint(cy[0])]
+                 for x, cx in claims.items()}
+        stack = [(y, [y]) for y in edges[robot_id]]
+        on_cycle: set = set()
+        seen: set = set()
+        while stack:
+            node, path = stack.pop()
+            if node == robot_id:
+                on_cycle.update(path[:-1])
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend((y, path + [y]) for y in edges[node])
+        return sorted(on_cycle)
 
     def _cycle(self, robot_id: str, blockers: List[str]) -> Optional[List[str]]:
         """A chain of robots waiting for each other's space back to ``robot_id`` (None when there is none)."""
@@ -177,10 +199,10 @@ class SpaceReservations:
         waited = False
         since = time.monotonic()
         while True:
-            blockers, stale = self._refusal(robot_id, cells, snapshot, claim)
+            blockers, cycle, stale = self._refusal(robot_id, cells, snapshot, claim)
             if stale:
                 return False
-            if not blockers:
+            if not blockers and not cycle:
                 self.granted[robot_id] = cells
                 if claim is not None:
                     self.claims[robot_id] = claim
@@ -195,10 +217,11 @@ class SpaceReservations:
                     self._destination.pop(robot_id, None)
                 self._cond.notify_all()
                 return True
-            cycle = self._cycle(robot_id, blockers) if robot_id in self.granted else None
-            if cycle is not None:
-                raise PlanningError(f"robots {' -> '.join(cycle)} would wait for each other's space: "
-                                    f"robot '{robot_id}' holds a part where '{cycle[1]}' needs to pass, and "
+            blockers = sorted(set(blockers) | set(cycle))
+            loop = self._cycle(robot_id, blockers) if robot_id in self.granted else None
+            if loop is not None:
+                raise PlanningError(f"robots {' -> '.join(loop)} would wait for each other's space: "
+                                    f"robot '{robot_id}' holds a part where '{loop[1]}' needs to pass, and "
                                     f"the other way round", hint="the two places were planned again into "
                                     "each other's way; halt, clear one robot by hand and resume")
             self._asking[robot_id] = cells

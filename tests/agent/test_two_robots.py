@@ -88,20 +88,27 @@ def test_a_pick_runs_while_another_robot_places_and_its_place_waits_at_the_hold(
     assert got == [True] and "b" not in table.claims    # b places: its claim became a grant
 
 
-def test_a_pick_whose_place_meets_another_robots_hold_waits_for_that_claim() -> None:
-    """Two robots waiting at their holds never wait for each other: a pick is granted only when
-    neither place meets the other's hold."""
-    table = SpaceReservations(["a", "b"])
+def test_picks_whose_holds_would_wait_for_each_other_are_not_both_granted() -> None:
+    """Robots at their holds never wait for each other in a cycle: a pick is granted with its claim
+    when its place and hold close no cycle with the others' claims (a robot at its hold waits for
+    those whose hold its place meets); otherwise it waits."""
+    table = SpaceReservations(["a", "b", "c"])
     snap = table.snapshot()
-    assert table.acquire("a", frozenset({(0, 0, 0)}), snap,
-                         claim=(frozenset({(0, 0, 0)}), frozenset({(0, 0, 0), (9, 0, 0)})))
-    # b's pick is clear of a, but b's place passes where a waits holding its part
-    waiter, got = _waiting(lambda: table.acquire("b", frozenset({(9, 9, 9)}), snap,
-                                                 claim=(frozenset({(9, 9, 9)}), frozenset({(0, 0, 0)}))))
+    hold_a, place_a = frozenset({(0, 0, 0)}), frozenset({(0, 0, 0), (9, 0, 0)})
+    assert table.acquire("a", frozenset({(0, 0, 0), (1, 0, 0)}), snap, claim=(hold_a, place_a))
+    # c's place meets a's hold, but a's place misses c's hold: c may wait for a, a never for c
+    assert table.acquire("c", frozenset({(5, 5, 5)}), snap, claim=(frozenset({(5, 5, 5)}), frozenset({(0, 0, 0)})))
+    assert "c" in table.claims
+    table.release("c", standing=frozenset({(5, 5, 5)}))
+    # b: its hold is on a's place and its place on a's hold, and that place is held by a: b waits
+    waiter, got = _waiting(lambda: table.acquire("b", frozenset({(9, 0, 0)}), snap,
+                                                 claim=(frozenset({(9, 0, 0)}), frozenset({(9, 0, 0), (0, 0, 0)}))))
     assert waiter.is_alive()
-    assert table.acquire("a", frozenset({(9, 0, 0)}), snap)   # a places: its hold is no longer a claim
+    assert table.acquire("a", place_a, snap)          # a asks for its place: no longer a claim ...
+    assert waiter.is_alive()                           # ... and b still needs what a holds
+    table.release("a", standing=frozenset({(2, 2, 2)}))
     waiter.join(5)
-    assert got == [True]
+    assert got == [True] and "b" in table.claims
 
 
 def test_a_robot_waiting_at_its_hold_is_seen_there_by_the_others_plans() -> None:
