@@ -28,9 +28,10 @@ planner. The table grants a reservation only when, for every other robot,
    requester read before planning) or what it left standing (its body at its
    destination, and the part it put down) is disjoint from the request;
 
-and, for a pick with a claim, every other claim is *compatible*: neither robot's
-place meets the other's hold. A request that meets a claim waits like one that
-meets held space.
+and, for a pick with a claim, the claims close no *cycle of holds*: a robot at its
+hold waits for the robots whose hold its place meets, so the claims may not form a
+ring of robots each waiting for the next. A pick that would close one waits like
+one that meets held space.
 
 Why it is safe
 --------------
@@ -47,9 +48,9 @@ Why it cannot deadlock
 A robot waits only for robots that hold a granted reservation. One that holds
 the place phase (or a single-phase motion) never waits: it runs its motion,
 shrinking its holding, and releases (also on failure). One at its hold waits for
-its place, which by the claim rule meets no other robot's hold: it waits only for
-robots that are moving, and those reach the end of their phase. The wait-for graph
-has no cycle. A place planned again at the hold (the cell changed under its plan)
+its place: for robots that are moving, which reach the end of their phase, and for
+robots at their holds whose hold its place meets, which by the claim rule do not
+wait for it in return, directly or through others. The wait-for graph has no cycle. A place planned again at the hold (the cell changed under its plan)
 is checked against the others' holds when it is asked for: meeting the hold of a
 robot that itself waits for this one's space is refused with an error naming both,
 never waited on. A request refused because a standing robot's place changed is not
