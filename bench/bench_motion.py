@@ -17,16 +17,25 @@ compared (the timing's one-time imports are done before any clock starts);
 OMPL's paths are random, so each searched problem is also solved by OMPL
 ``REPEATS`` more times, and ours is compared with the median and the shortest
 of those.
-mplib, a second peer, needs numpy < 2 and cannot share this venv (its 0.2.1
-wheel pins it), so it is not run here.
+mplib, a second peer, needs numpy < 2 and cannot share this venv (its 0.2.1 wheel
+pins it): it runs in a venv of its own (``.venv/mplib-peer``, created with pinned wheels
+on the first run; ``--no-mplib`` leaves it out) on the same problems, in its own FCL
+collision world built from the same cell (every static body's boxes as PyBullet has
+them, the post, the held part attached to the flange), through ``bench/mplib_peer.py``.
+It is timed as it is used: ``Planner.plan_qpos`` (RRTConnect, its simplification and its
+own TOPP-RA timing), with the same joint limits; its path's executed duration is the one
+its TOPP-RA reports.
 
-Run: .venv/bin/python bench/bench_motion.py
+Run: .venv/bin/python bench/bench_motion.py   [--no-mplib]
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -121,6 +130,96 @@ def ompl_solve(planner, qa, qb, held, timeout=3.0):
     dt = time.perf_counter() - t0
     states = [[path.getState(k)[j] for j in range(dof)] for k in range(path.getStateCount())]
     return dt, t_solve, states
+
+
+MPLIB_VENV = os.environ.get("ANYCELL_MPLIB_VENV", os.path.join(ROOT, ".venv", "mplib-peer"))
+MPLIB_PINS = ["mplib==0.2.1", "numpy==1.26.4", "toppra==0.6.10", "transforms3d==0.4.2", "scipy==1.17.1",
+              "matplotlib==3.11.2"]
+
+
+def mplib_python() -> str:
+    """The side venv's python, created with the pinned wheels on first use (raises with the reason)."""
+    py = os.path.join(MPLIB_VENV, "bin", "python")
+    stamp = os.path.join(MPLIB_VENV, ".pins")
+    if os.path.exists(stamp) and open(stamp).read() == " ".join(MPLIB_PINS):
+        return py
+    print(f"mplib: creating {MPLIB_VENV} (once) ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)   # the interpreter this venv was made from
+    subprocess.run([base, "-m", "venv", MPLIB_VENV], check=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", *MPLIB_PINS], check=True)
+    with open(stamp, "w") as fh:
+        fh.write(" ".join(MPLIB_PINS))
+    return py
+
+
+def _quat_wxyz(rpy):
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_euler("xyz", rpy).as_quat()
+    return [float(w), float(x), float(y), float(z)]
+
+
+def mplib_spec(cell, planner, probs, repeats):
+    """What bench/mplib_peer.py needs: the robot as anycell loads it, and the cell's bodies as boxes."""
+    import pybullet as p
+    import pybullet_data
+
+    from anycell.sim.builder import FLANGE_LINKS
+
+    robot = cell.robot("panda")
+    models = os.path.join(MPLIB_VENV, "models")
+    panda = os.path.join(models, "franka_panda")
+    if not os.path.isdir(panda):
+        shutil.copytree(os.path.join(pybullet_data.getDataPath(), "franka_panda"), panda)
+        # the same meshes, without the line elements and two-vertex faces the .obj files carry, which
+        # mplib's loader (assimp) refuses and PyBullet skips
+        for folder, _dirs, files in os.walk(panda):
+            for name in files:
+                if name.endswith(".obj"):
+                    path = os.path.join(folder, name)
+                    with open(path) as fh:
+                        lines = [ln for ln in fh if not ln.startswith("l ") and
+                                 not (ln.startswith("f ") and len(ln.split()) < 4)]
+                    with open(path, "w") as fh:
+                        fh.writelines(lines)
+    world = planner.world
+    boxes = []
+    for body in world.bodies.static.values():
+        for link in range(-1, p.getNumJoints(body, physicsClientId=world.client)):
+            lo, hi = p.getAABB(body, link, physicsClientId=world.client)
+            size = [b - a for a, b in zip(lo, hi)]
+            if min(size) > 0:
+                boxes.append({"size": size, "p": [(a + b) / 2 for a, b in zip(lo, hi)], "q": [1.0, 0.0, 0.0, 0.0]})
+    tcp = robot.tool.tcp.xyz
+    out = []
+    for qa, qb, held, mid in probs:
+        prob = {"start": [float(v) for v in qa], "goal": [float(v) for v in qb]}
+        if held is not None:
+            prob["held"] = {"size": list(held.size), "p": [float(tcp[0]), float(tcp[1]), float(tcp[2])],
+                            "q": [1.0, 0.0, 0.0, 0.0]}
+        if mid is not None:
+            prob["post"] = {"size": [0.06, 0.06, 0.4], "p": list(mid)}
+        out.append(prob)
+    return {"urdf": os.path.join(panda, "panda.urdf"), "srdf": None, "move_group": FLANGE_LINKS["franka_panda"],
+            "base": {"p": list(robot.base.xyz), "q": _quat_wxyz(robot.base.rpy)},
+            "vel": list(planner.vmax), "acc": list(planner.amax), "extra_joints": [0.04, 0.04],
+            "base_links": ["panda_link0"],
+            "boxes": boxes, "problems": out, "repeats": repeats, "time_step": 0.01, "timeout": 3.0}
+
+
+def run_mplib(cell, planner, probs, repeats=1):
+    """mplib's results per problem (a list of runs each), or None with the reason printed."""
+    try:
+        py = mplib_python()
+        spec = mplib_spec(cell, planner, probs, repeats)
+        done = subprocess.run([py, os.path.join(ROOT, "bench", "mplib_peer.py")], input=json.dumps(spec),
+                              capture_output=True, text=True, timeout=3600, cwd=MPLIB_VENV)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output")
+        return json.loads(done.stdout.strip().splitlines()[-1])["results"]
+    except Exception as exc:  # noqa: BLE001 - the peer is optional: say why it did not run
+        print(f"mplib: not run ({type(exc).__name__}: {exc})")
+        return None
 
 
 def stats(xs):
@@ -222,6 +321,34 @@ def main() -> int:
         print(f"the same against OMPL's {REPEATS} runs per searched problem: anycell / OMPL's median duration "
               f"{sp[:, 0].min():.3f}-{sp[:, 0].max():.3f}, anycell / OMPL's shortest {sp[:, 1].min():.3f}-"
               f"{sp[:, 1].max():.3f}")
+    if "--no-mplib" not in sys.argv:
+        everything = [(a, b, h, None) for a, b, h in base] + list(hard)
+        got = run_mplib(cell, planner, everything)
+        if got is not None:
+            first = [runs[0] for runs in got]
+            ok = [r["seconds"] for r in first if r["ok"]]
+            if ok:
+                mm, pm = stats(ok)
+                print(f"{'mplib RRTConnect+TOPP-RA':28s} {mm:10.2f} {pm:10.2f} {len(first) - len(ok):9d}")
+                ours_all = ours if len(ours) == len(first) else None
+                if ours_all:
+                    print(f"ratio anycell(+timing)/mplib: median {(m1 + mt) / mm:.2f}, p95 {(p1 + pt) / pm:.2f} "
+                          f"(mplib's call includes its TOPP-RA timing, so ours is planning + timing)")
+            # executed durations on the searched problems (the post): ours after TOPP-RA against mplib's
+            ratios = []
+            for (qa, qb, held, mid), runs in zip(everything[len(base):], got[len(base):]):
+                if not runs[0]["ok"]:
+                    continue
+                planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+                try:
+                    mine_t = planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1]
+                    ratios.append(mine_t / runs[0]["duration"])
+                except AnycellError:
+                    pass
+                planner.remove_obstacle("post")
+            if ratios:
+                print(f"executed duration on the {len(ratios)} problems with the post: anycell/mplib "
+                      f"{min(ratios):.3f}-{max(ratios):.3f} (median {float(np.median(ratios)):.3f})")
     planner.close()
     return 0
 
