@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from anycell.agent.supervision.nodes import ros_environment  # noqa: E402
+from bench.proc_cpu import idle_cpu_share  # noqa: E402
 
 DOMAIN = 150 + os.getpid() % 50
 ENV = ros_environment(domain_id=DOMAIN)
@@ -158,37 +159,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and all its live descendants (from /proc)."""
-    parents, ticks = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        ticks[int(entry)] = int(fields[11]) + int(fields[12])
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        kids = [c for c, ppid in parents.items() if ppid == pid and c not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
-    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
-def idle_cpu_share(procs, seconds: float) -> list:
-    """The share of one core each process tree used over the same ``seconds``."""
-    before = [tree_cpu_seconds(p.pid) for p in procs]
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    wall = time.perf_counter() - t0
-    return [(tree_cpu_seconds(p.pid) - b) / wall for p, b in zip(procs, before)]
 
 
 def pct(values, q: float) -> float:

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_api import idle_cpu_share  # noqa: E402
+from bench.proc_cpu import idle_cpu_share  # noqa: E402
 
 IDLE_WINDOW = 10.0
 DEADLINE_S = 180.0
