@@ -81,7 +81,11 @@ def wait_idle(cells: List[Cell], deadline: float) -> bool:
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    import argparse
+
+    parser = argparse.ArgumentParser(description="many simulated demo cells starting at once, against one alone")
+    parser.add_argument("n", nargs="?", type=int, default=8, help="how many cells start at once (default 8)")
+    n = parser.parse_args().n
     base = 120 + os.getpid() % 40 * 2   # domains base .. base + n (0-232 are valid)
     tmp = tempfile.mkdtemp(prefix="bench_cells_")
     alone = Cell(base, tmp)
