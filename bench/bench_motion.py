@@ -54,6 +54,7 @@ from anycell.planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWN = [math.pi, 0.0, 0.0]
 REPEATS = 10    # OMPL runs per searched problem for the spread of its path durations
+ARGS = None    # the command line (set when run as a script)
 
 
 def problems(cell, job, planner):
@@ -321,7 +322,7 @@ def main() -> int:
         print(f"the same against OMPL's {REPEATS} runs per searched problem: anycell / OMPL's median duration "
               f"{sp[:, 0].min():.3f}-{sp[:, 0].max():.3f}, anycell / OMPL's shortest {sp[:, 1].min():.3f}-"
               f"{sp[:, 1].max():.3f}")
-    if "--no-mplib" not in sys.argv:
+    if ARGS is None or not ARGS.no_mplib:
         everything = [(a, b, h, None) for a, b, h in base] + list(hard)
         got = run_mplib(cell, planner, everything)
         if got is not None:
@@ -354,4 +355,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench.usage import bench_args
+
+    ARGS = bench_args(__doc__, [("--no-mplib", "leave out mplib, the second peer (it runs in a venv of its own)")])
     sys.exit(main())

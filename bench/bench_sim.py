@@ -94,5 +94,9 @@ def real_time_factor() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench.usage import bench_args
+
+    bench_args(__doc__)
     duration_ratio()
     real_time_factor()
