@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 Cells = FrozenSet[int]
 
-CELL = 0.03    # m: voxel edge of the reservation grid
+CELL = 0.02    # m: voxel edge of the reservation grid (3 cm: more false conflicts, no less planning time)
 SUB = 2        # sphere centres are placed to 1/SUB of a voxel (per axis) when their voxels are found
 STEP = 0.02    # m: the farthest any point of the robot moves between two samples
 _HALF_DIAG = CELL * math.sqrt(3.0) / 2.0   # for the fallback's boxes
