@@ -142,8 +142,10 @@ def mplib_python() -> str:
     """The side venv's python, created with the pinned wheels on first use (raises with the reason)."""
     py = os.path.join(MPLIB_VENV, "bin", "python")
     stamp = os.path.join(MPLIB_VENV, ".pins")
-    if os.path.exists(stamp) and open(stamp).read() == " ".join(MPLIB_PINS):
-        return py
+    if os.path.exists(stamp):
+        with open(stamp) as fh:
+            if fh.read() == " ".join(MPLIB_PINS):
+                return py
     print(f"mplib: creating {MPLIB_VENV} (once) ...", flush=True)
     base = getattr(sys, "_base_executable", sys.executable)   # the interpreter this venv was made from
     subprocess.run([base, "-m", "venv", MPLIB_VENV], check=True)
@@ -154,10 +156,10 @@ def mplib_python() -> str:
 
 
 def _quat_wxyz(rpy):
-    from scipy.spatial.transform import Rotation
+    from anycell.geometry import rpy_to_quat
 
-    x, y, z, w = Rotation.from_euler("xyz", rpy).as_quat()
-    return [float(w), float(x), float(y), float(z)]
+    x, y, z, w = rpy_to_quat(rpy)
+    return [w, x, y, z]
 
 
 def mplib_spec(cell, planner, probs, repeats):
@@ -355,7 +357,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from bench.usage import bench_args
 
     ARGS = bench_args(__doc__, [("--no-mplib", "leave out mplib, the second peer (it runs in a venv of its own)")])

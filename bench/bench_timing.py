@@ -80,7 +80,6 @@ def main(n_paths: int = 30, seed: int = 0, rounds: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from bench.usage import bench_args
 
     bench_args(__doc__)

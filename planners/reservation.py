@@ -66,9 +66,6 @@ from typing import Dict, FrozenSet, Hashable, Iterable, List, Optional, Sequence
 
 from anycell.errors import PlanningError
 
-# the swept volumes themselves (voxels of a robot's motion) live in planners.swept
-from .swept import MotionSpace, segment_cells, standing_cells, swept_cells  # noqa: F401 - re-exported
-
 log = logging.getLogger(__name__)
 
 Cells = FrozenSet[Hashable]   # voxels (planners.swept gives ints; anything hashable works)

@@ -165,7 +165,7 @@ def _move_both(goals, margin_check):
     import pybullet as p
 
     from anycell.planners.motion import MotionPlanner
-    from anycell.planners.reservation import swept_cells
+    from anycell.planners.swept import swept_cells
     from anycell.sim.robot import SimRobot
     from anycell.sim.world import SimWorld
 

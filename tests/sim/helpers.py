@@ -2,7 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import textwrap
 from typing import Any, Tuple
+
+from tests.paths import ROOT
+
+#: The shipped robot description packages (a UR5e arm, a hinged gripper).
+ROBOTS = os.path.join(ROOT, "cell_configs", "robots")
+
+#: A UR5e from its shipped xacro description, as a cell's robots list entry.
+UR = """
+- id: ur
+  urdf: robots/ur5e_description/urdf/ur5e.urdf.xacro
+  package_paths: [robots]
+  base: {rpy: [0, 0, 3.14159265]}
+  home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]
+"""
+
+CELL_TAIL = """
+table: {min: [-0.6, -0.6, -0.05], max: [0.8, 0.6, 0.0]}
+safety:
+  workspace: {min: [-0.8, -0.8, -0.01], max: [0.9, 0.8, 1.3]}
+"""
+
+
+def one_robot_cell(tmp_path: Any, robot_yaml: str, extra: str = "") -> Any:
+    """A one-robot cell (``robot_yaml``: its robots list, ``extra``: more top-level YAML) written next to
+    copies of the shipped description packages, so its file references stay inside its folder."""
+    from anycell.cell import load_cell
+
+    if not (tmp_path / "robots").exists():
+        shutil.copytree(ROBOTS, tmp_path / "robots")
+    text = "cell: {id: t}\nrobots:\n" + textwrap.indent(textwrap.dedent(robot_yaml).strip("\n"), "  ") + "\n"
+    (tmp_path / "cell.yaml").write_text(text + extra + CELL_TAIL)
+    return load_cell(str(tmp_path / "cell.yaml"))
 
 
 def load_alone(cell: Any, rid: str) -> Tuple[int, Any]:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,34 +11,9 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT
-from tests.sim.helpers import load_alone
+from tests.sim.helpers import UR, load_alone, one_robot_cell
 
-UR_DESCRIPTION = os.path.join(ROOT, "cell_configs", "robots", "ur5e_description")
 UR_CELL = os.path.join(ROOT, "cell_configs", "ur_cell.yaml")
-
-CELL_TAIL = """
-table: {min: [-0.6, -0.6, -0.05], max: [0.8, 0.6, 0.0]}
-safety:
-  workspace: {min: [-0.8, -0.8, -0.01], max: [0.9, 0.8, 1.3]}
-"""
-
-
-def _cell(tmp_path, robot_yaml: str, extra: str = ""):
-    """A one-robot cell written next to a copy of the UR description (file references stay inside)."""
-    if not (tmp_path / "robots").exists():
-        shutil.copytree(UR_DESCRIPTION, tmp_path / "robots" / "ur5e_description")
-    text = "cell: {id: t}\nrobots:\n" + textwrap.indent(textwrap.dedent(robot_yaml).strip(), "  ") + "\n"
-    (tmp_path / "cell.yaml").write_text(text + extra + CELL_TAIL)
-    return load_cell(str(tmp_path / "cell.yaml"))
-
-
-UR = """
-- id: ur
-  urdf: robots/ur5e_description/urdf/ur5e.urdf.xacro
-  package_paths: [robots]
-  base: {rpy: [0, 0, 3.14159265]}
-  home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]
-"""
 
 
 def test_xacro_with_package_mesh_loads_with_tool0_as_flange(tmp_path) -> None:
@@ -49,7 +22,7 @@ def test_xacro_with_package_mesh_loads_with_tool0_as_flange(tmp_path) -> None:
     from anycell.planners.kinematics import Kinematics
     from anycell.sim.builder import robot_urdf
 
-    cell = _cell(tmp_path, UR + "  tool: {kind: suction, tcp: {xyz: [0, 0, 0.05]}, cup_radius: 0.012}\n")
+    cell = one_robot_cell(tmp_path, UR + "  tool: {kind: suction, tcp: {xyz: [0, 0, 0.05]}, cup_radius: 0.012}\n")
     text = open(robot_urdf(cell.robot("ur"))).read()
     mesh = os.path.join(str(tmp_path), "robots", "ur5e_description", "meshes", "base.obj")
     assert f'filename="{os.path.realpath(mesh)}"' in text or f'filename="{mesh}"' in text
@@ -93,7 +66,7 @@ def test_the_simulated_suction_cup_touches_as_declared_not_a_millimetre_early(tm
 
     from anycell.sim.world import SimWorld
 
-    cell = _cell(tmp_path, robot_yaml)
+    cell = one_robot_cell(tmp_path, robot_yaml)
     world = SimWorld(cell)
     client, rb = world.client, world.robots[rid]
     try:
@@ -118,7 +91,7 @@ def test_the_simulated_suction_cup_touches_as_declared_not_a_millimetre_early(tm
 
 
 def test_xacro_args_reach_the_description(tmp_path) -> None:
-    cell = _cell(tmp_path, UR + "  xacro_args: {gripper: hinged}\n  tool: {kind: parallel_gripper, "
+    cell = one_robot_cell(tmp_path, UR + "  xacro_args: {gripper: hinged}\n  tool: {kind: parallel_gripper, "
                  "joints: [left_finger_joint], open: [0.4], closed: [-0.3], tcp: {xyz: [0, 0, 0.09]}}\n")
     import pybullet as p
 
@@ -153,27 +126,27 @@ def test_flange_defaults_to_tool0_and_otherwise_is_a_clear_error(tmp_path) -> No
 
     arm = "- id: a\n  urdf: arm.urdf\n  home: [0, 0]\n  tool: {kind: suction}\n"
     _flat_urdf(tmp_path, with_tool0=True)
-    assert flange_link_name(_cell(tmp_path, arm).robot("a")) == "tool0"
+    assert flange_link_name(one_robot_cell(tmp_path, arm).robot("a")) == "tool0"
     _flat_urdf(tmp_path, with_tool0=False)
     with pytest.raises(ConfigError, match="no 'tool0'") as err:
-        flange_link_name(_cell(tmp_path, arm).robot("a"))
+        flange_link_name(one_robot_cell(tmp_path, arm).robot("a"))
     assert "l2" in str(err.value.hint) and err.value.field == "robots.a.flange"
     with pytest.raises(ConfigError, match="'hand' is not in its URDF"):
-        flange_link_name(_cell(tmp_path, arm + "  flange: hand\n").robot("a"))
-    assert flange_link_name(_cell(tmp_path, arm + "  flange: l2\n").robot("a")) == "l2"
+        flange_link_name(one_robot_cell(tmp_path, arm + "  flange: hand\n").robot("a"))
+    assert flange_link_name(one_robot_cell(tmp_path, arm + "  flange: l2\n").robot("a")) == "l2"
 
 
 def test_missing_package_and_missing_home_are_clear_errors(tmp_path) -> None:
     from anycell.sim.builder import robot_urdf
 
-    cell = _cell(tmp_path, UR)
+    cell = one_robot_cell(tmp_path, UR)
     xacro = tmp_path / "robots" / "ur5e_description" / "urdf" / "ur5e.urdf.xacro"
     xacro.write_text(xacro.read_text().replace("package://ur5e_description/", "package://vendor_meshes/"))
     with pytest.raises(ConfigError, match="'vendor_meshes', which is not found") as err:
         robot_urdf(cell.robot("ur"))
     assert err.value.field == "robots.ur.package_paths"
     with pytest.raises(ConfigError, match="needs a declared 'home'"):
-        _cell(tmp_path, UR.replace("  home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]\n", ""))
+        one_robot_cell(tmp_path, UR.replace("  home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]\n", ""))
 
 
 def test_home_checks_name_length_limits_and_colliding_bodies(tmp_path) -> None:
@@ -181,14 +154,14 @@ def test_home_checks_name_length_limits_and_colliding_bodies(tmp_path) -> None:
 
     bad_length = UR.replace("home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]", "home: [0, 0, 0]")
     with pytest.raises(ConfigError, match="home has 3 values for 6 arm joints"):
-        check_robots(_cell(tmp_path, bad_length))
+        check_robots(one_robot_cell(tmp_path, bad_length))
     outside = UR.replace("home: [0.0, -1.5708, 1.5708", "home: [0.0, -1.5708, 4.0")
     with pytest.raises(ConfigError, match="elbow_joint=4 rad is outside its limits"):
-        check_robots(_cell(tmp_path, outside))
+        check_robots(one_robot_cell(tmp_path, outside))
     # the arm stretched out flat lies in the table: both bodies are named
     flat = UR.replace("home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]", "home: [0, 0.3, 0, 0, 0, 0]")
     with pytest.raises(ConfigError, match=r"in collision: .*table") as err:
-        check_robots(_cell(tmp_path, flat))
+        check_robots(one_robot_cell(tmp_path, flat))
     assert "ur/" in str(err.value)
     report, = check_robots(load_cell(UR_CELL))
     assert report.flange == "tool0" and report.chain[0] == "base_link" and report.chain[-1] == "tool0"
@@ -227,7 +200,7 @@ def test_declared_gripper_grasps_and_lifts_a_part(tmp_path, robot_yaml, rid) -> 
 
     import pybullet as p
 
-    cell = _cell(tmp_path, robot_yaml)
+    cell = one_robot_cell(tmp_path, robot_yaml)
     kin = Kinematics(cell, rid)
     world = SimWorld(cell)
     try:

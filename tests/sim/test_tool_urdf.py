@@ -9,8 +9,6 @@ field, the file and a hint before anything moves.
 from __future__ import annotations
 
 import os
-import shutil
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,25 +16,10 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT, STACK_JOB
-from tests.sim.helpers import load_alone
+from tests.sim.helpers import UR, load_alone, one_robot_cell
 
-ROBOTS = os.path.join(ROOT, "cell_configs", "robots")
 GRIPPER_CELL = os.path.join(ROOT, "cell_configs", "ur_gripper_cell.yaml")
 GRIPPER_XACRO = "robots/hinge_gripper_description/urdf/hinge_gripper.urdf.xacro"
-
-CELL_TAIL = """
-table: {min: [-0.6, -0.6, -0.05], max: [0.8, 0.6, 0.0]}
-safety:
-  workspace: {min: [-0.8, -0.8, -0.01], max: [0.9, 0.8, 1.3]}
-"""
-
-UR = """
-- id: ur
-  urdf: robots/ur5e_description/urdf/ur5e.urdf.xacro
-  package_paths: [robots]
-  base: {rpy: [0, 0, 3.14159265]}
-  home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]
-"""
 
 HINGE_TOOL = f"""
   tool:
@@ -53,15 +36,6 @@ HINGE_TOOL = f"""
 
 ARM_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
               "wrist_3_joint"]
-
-
-def _cell(tmp_path, robot_yaml: str, extra: str = ""):
-    """A one-robot cell written next to copies of the shipped description packages."""
-    if not (tmp_path / "robots").exists():
-        shutil.copytree(ROBOTS, tmp_path / "robots")
-    text = "cell: {id: t}\nrobots:\n" + textwrap.indent(textwrap.dedent(robot_yaml).strip("\n"), "  ") + "\n"
-    (tmp_path / "cell.yaml").write_text(text + extra + CELL_TAIL)
-    return load_cell(str(tmp_path / "cell.yaml"))
 
 
 def _tool_urdf(tmp_path, name: str, body: str) -> str:
@@ -82,7 +56,7 @@ def test_tool_xacro_is_merged_at_the_flange_with_its_args_and_package_mesh(tmp_p
     from anycell.sim.urdf_model import TOOL_MOUNT_JOINT
 
     tool = HINGE_TOOL + '    xacro_args: {finger_length: "0.07"}\n    mount: {xyz: [0, 0, 0.005], rpy: [0, 0, 1.5707963]}\n'
-    cell = _cell(tmp_path, UR + tool)
+    cell = one_robot_cell(tmp_path, UR + tool)
     robot = cell.robot("ur")
     text = open(robot_urdf(robot)).read()
     mesh = os.path.realpath(tmp_path / "robots" / "hinge_gripper_description" / "meshes" / "adapter.obj")
@@ -126,7 +100,7 @@ def test_the_tcp_stays_in_the_flange_frame_whatever_the_mount(tmp_path) -> None:
     q = [0.3, -1.2, 1.4, -1.7, -1.5, 0.4]
     tcps = []
     for mount in ("{xyz: [0, 0, 0]}", "{xyz: [0.01, 0, 0.02], rpy: [0, 0, 0.7]}"):
-        cell = _cell(tmp_path, UR + HINGE_TOOL + f"    mount: {mount}\n")
+        cell = one_robot_cell(tmp_path, UR + HINGE_TOOL + f"    mount: {mount}\n")
         kin = Kinematics(cell, "ur")
         try:
             tcps.append(kin.fk_matrix(q))
@@ -141,7 +115,7 @@ def test_builtin_arm_takes_a_tool_urdf(tmp_path, model, flange_joints) -> None:
     from anycell.planners.robot_check import check_robots
 
     home = {"kuka_iiwa": "[0.0, 0.5, 0.0, -1.4, 0.0, 1.2, 0.0]", "xarm6": "[0.0, -0.3, -0.6, 0.0, 0.9, 0.0]"}[model]
-    cell = _cell(tmp_path, f"- id: arm\n  model: {model}\n  home: {home}\n" + HINGE_TOOL)
+    cell = one_robot_cell(tmp_path, f"- id: arm\n  model: {model}\n  home: {home}\n" + HINGE_TOOL)
     world = CollisionWorld(cell, "arm")
     try:
         rb = world.robot
@@ -176,7 +150,7 @@ def _error(tmp_path, robot_yaml: str):
     from anycell.planners.robot_check import check_robots
 
     with pytest.raises(ConfigError) as err:
-        check_robots(_cell(tmp_path, robot_yaml))
+        check_robots(one_robot_cell(tmp_path, robot_yaml))
     return err.value
 
 
@@ -203,7 +177,7 @@ def test_bad_tool_declarations_are_refused(tmp_path, tool_yaml, field, message, 
 
 
 def test_unknown_tool_package_names_tool_package_paths(tmp_path) -> None:
-    _cell(tmp_path, UR)
+    one_robot_cell(tmp_path, UR)
     xacro = tmp_path / "robots" / "hinge_gripper_description" / "urdf" / "hinge_gripper.urdf.xacro"
     xacro.write_text(xacro.read_text().replace("package://hinge_gripper_description/", "package://vendor_gripper/"))
     err = _error(tmp_path, UR + HINGE_TOOL)
@@ -242,7 +216,7 @@ def test_tool_without_movable_joints_cannot_be_a_gripper(tmp_path) -> None:
 def test_tool_fields_are_checked_when_the_cell_loads(tmp_path, tool_yaml, message) -> None:
     _tool_urdf(tmp_path, "tool.urdf", f'<link name="cup">{BOX}</link>')
     with pytest.raises(ConfigError, match=message) as err:
-        _cell(tmp_path, UR + f"  tool: {tool_yaml}\n")
+        one_robot_cell(tmp_path, UR + f"  tool: {tool_yaml}\n")
     assert err.value.location is not None and err.value.field.startswith("robots[0].tool")
 
 
@@ -259,7 +233,7 @@ def test_planner_backends_and_simulator_see_the_same_tool(tmp_path) -> None:
     from anycell.planners.tool import tool_figures
     from anycell.sim.world import SimWorld
 
-    cell = _cell(tmp_path, UR + HINGE_TOOL)
+    cell = one_robot_cell(tmp_path, UR + HINGE_TOOL)
     world = CollisionWorld(cell, "ur")
     sim = SimWorld(cell)
     try:
@@ -308,7 +282,7 @@ def test_the_fingers_sweep_is_checked_between_open_and_closed(tmp_path) -> None:
     from anycell.geometry import Pose
     from anycell.planners.motion import MotionPlanner
 
-    cell = _cell(tmp_path, UR + HINGE_TOOL)
+    cell = one_robot_cell(tmp_path, UR + HINGE_TOOL)
     planner = MotionPlanner(cell, "ur")
     try:
         q = planner.ik(Pose(xyz=[0.45, 0.0, 0.10], rpy=[3.14159265, 0.0, 0.0]), planner.kin.home)
@@ -329,26 +303,44 @@ def test_the_fingers_sweep_is_checked_between_open_and_closed(tmp_path) -> None:
 # ---------------------------------------------------------------- picking in simulation
 
 
-def test_tool_urdf_gripper_grasps_and_lifts_a_part(tmp_path) -> None:
+def _over_a_box(cell, size, tcp_z: float):
+    """A simulated world with a box of ``size`` on the table at x = 0.45 m and robot ``ur`` set (not
+    moved) at the top-down TCP pose ``tcp_z`` above the table there: (world, kinematics, that q).
+    The caller closes both."""
     import pybullet as p
 
     from anycell.geometry import Pose
     from anycell.planners.kinematics import Kinematics
-    from anycell.planners.trajectory import Trajectory
-    from anycell.sim.robot import SimRobot
     from anycell.sim.world import SimWorld
 
-    cell = _cell(tmp_path, UR + HINGE_TOOL)
     kin = Kinematics(cell, "ur")
     world = SimWorld(cell)
     try:
-        world.add_part("box", [0.04, 0.04, 0.04], 0.05, Pose(xyz=[0.45, 0.0, 0.02]))
+        world.add_part("box", list(size), 0.05, Pose(xyz=[0.45, 0.0, size[2] / 2]))
         world.settle(0.2)
-        grasp = kin.ik(Pose(xyz=[0.45, 0.0, 0.022], rpy=[3.14159265, 0.0, 0.0]))
+        q = kin.ik(Pose(xyz=[0.45, 0.0, tcp_z], rpy=[3.14159265, 0.0, 0.0]))
+        rb = world.robots["ur"]
+        for j, v in zip(rb.arm_joints, q):
+            p.resetJointState(rb.body, j, v, physicsClientId=world.client)
+    except BaseException:
+        world.close()
+        kin.close()
+        raise
+    return world, kin, q
+
+
+def test_tool_urdf_gripper_grasps_and_lifts_a_part(tmp_path) -> None:
+    import pybullet as p
+
+    from anycell.geometry import Pose
+    from anycell.planners.trajectory import Trajectory
+    from anycell.sim.robot import SimRobot
+
+    cell = one_robot_cell(tmp_path, UR + HINGE_TOOL)
+    world, kin, grasp = _over_a_box(cell, [0.04, 0.04, 0.04], tcp_z=0.022)
+    try:
         above = kin.ik(Pose(xyz=[0.45, 0.0, 0.15], rpy=[3.14159265, 0.0, 0.0]), grasp)
         rb = world.robots["ur"]
-        for j, q in zip(rb.arm_joints, grasp):
-            p.resetJointState(rb.body, j, q, physicsClientId=world.client)
         robot = SimRobot(world, "ur")
         robot.expect_contact("box")
         assert robot.grasp("box"), "the pads did not close on the part"
@@ -387,12 +379,9 @@ def test_suction_tool_urdf_holds_with_its_cup_link(tmp_path) -> None:
     """A suction tool from a URDF: its cup is the solid tool link nearest the TCP, and no generated cup is added."""
     import pybullet as p
 
-    from anycell.geometry import Pose
-    from anycell.planners.kinematics import Kinematics
     from anycell.planners.tool import cup_radius
     from anycell.sim.robot import SimRobot
     from anycell.sim.urdf_model import CUP_LINK
-    from anycell.sim.world import SimWorld
 
     body = ('<link name="body"><collision><origin xyz="0 0 0.02"/><geometry><cylinder radius="0.025" length="0.04"/>'
             '</geometry></collision></link>'
@@ -401,7 +390,7 @@ def test_suction_tool_urdf_holds_with_its_cup_link(tmp_path) -> None:
             '<joint name="bellows_joint" type="fixed"><parent link="body"/><child link="bellows"/>'
             '<origin xyz="0 0 0.04"/></joint>')
     name = _tool_urdf(tmp_path, "cup.urdf", body)
-    cell = _cell(tmp_path, UR + f"  tool: {{kind: suction, urdf: {name}, tcp: {{xyz: [0, 0, 0.06]}}, "
+    cell = one_robot_cell(tmp_path, UR + f"  tool: {{kind: suction, urdf: {name}, tcp: {{xyz: [0, 0, 0.06]}}, "
                                 "cup_radius: 0.012}\n")
     client, rb = load_alone(cell, "ur")
     try:
@@ -411,15 +400,8 @@ def test_suction_tool_urdf_holds_with_its_cup_link(tmp_path) -> None:
         p.disconnect(client)
     # the bellows' body (15 mm, measured from its box in PyBullet, which pads it), wider than the 12 mm seal
     assert 0.015 <= cup_radius(cell.robot("ur")) <= 0.018
-    kin = Kinematics(cell, "ur")
-    world = SimWorld(cell)
+    world, kin, _q = _over_a_box(cell, [0.05, 0.05, 0.03], tcp_z=0.0305)
     try:
-        world.add_part("box", [0.05, 0.05, 0.03], 0.05, Pose(xyz=[0.45, 0.0, 0.015]))
-        world.settle(0.2)
-        q = kin.ik(Pose(xyz=[0.45, 0.0, 0.0305], rpy=[3.14159265, 0.0, 0.0]))
-        srb = world.robots["ur"]
-        for j, v in zip(srb.arm_joints, q):
-            p.resetJointState(srb.body, j, v, physicsClientId=world.client)
         robot = SimRobot(world, "ur")
         assert robot.grasp("box") and robot.holding() == "box"
     finally:
