@@ -55,3 +55,18 @@ def load_alone(cell: Any, rid: str) -> Tuple[int, Any]:
     except BaseException:
         p.disconnect(client)
         raise
+
+
+def lift_and_release(world: Any, robot: Any, grasp: Any, above: Any) -> None:
+    """``robot`` holding part ``box`` at joint positions ``grasp``: it moves straight (in joint space) to
+    ``above`` in 2 s; the part must have come along, and it lets go."""
+    import numpy as np
+
+    from anycell.planners.trajectory import Trajectory
+
+    path = [grasp + (np.asarray(above) - grasp) * s for s in np.linspace(0, 1, 11)]
+    robot.execute(Trajectory(joint_names=robot.joint_names, times=list(np.linspace(0, 2.0, 11)),
+                             positions=[list(q) for q in path]))
+    assert world.part_pose("box").xyz[2] > 0.1
+    robot.release()
+    assert robot.holding() is None

@@ -11,7 +11,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT
-from tests.sim.helpers import UR, load_alone, one_robot_cell
+from tests.sim.helpers import UR, lift_and_release, load_alone, one_robot_cell
 
 UR_CELL = os.path.join(ROOT, "cell_configs", "ur_cell.yaml")
 
@@ -194,7 +194,6 @@ SLIDING = """
 def test_declared_gripper_grasps_and_lifts_a_part(tmp_path, robot_yaml, rid) -> None:
     from anycell.geometry import Pose
     from anycell.planners.kinematics import Kinematics
-    from anycell.planners.trajectory import Trajectory
     from anycell.sim.robot import SimRobot
     from anycell.sim.world import SimWorld
 
@@ -220,12 +219,7 @@ def test_declared_gripper_grasps_and_lifts_a_part(tmp_path, robot_yaml, rid) -> 
             left = p.getJointState(rb.body, rb.finger_joints[0], physicsClientId=world.client)[0]
             right = p.getJointState(rb.body, mj, physicsClientId=world.client)[0]
             assert right == pytest.approx(mult * left, abs=0.03)
-        path = [grasp + (np.asarray(above) - grasp) * s for s in np.linspace(0, 1, 11)]
-        robot.execute(Trajectory(joint_names=robot.joint_names, times=list(np.linspace(0, 2.0, 11)),
-                                 positions=[list(q) for q in path]))
-        assert world.part_pose("box").xyz[2] > 0.1
-        robot.release()
-        assert robot.holding() is None
+        lift_and_release(world, robot, grasp, above)
         assert part in world.parts.values()
     finally:
         world.close()

@@ -16,7 +16,7 @@ import pytest
 from anycell.cell import load_cell
 from anycell.errors import ConfigError
 from tests.paths import ROOT, STACK_JOB
-from tests.sim.helpers import UR, load_alone, one_robot_cell
+from tests.sim.helpers import UR, lift_and_release, load_alone, one_robot_cell
 
 GRIPPER_CELL = os.path.join(ROOT, "cell_configs", "ur_gripper_cell.yaml")
 GRIPPER_XACRO = "robots/hinge_gripper_description/urdf/hinge_gripper.urdf.xacro"
@@ -333,7 +333,6 @@ def test_tool_urdf_gripper_grasps_and_lifts_a_part(tmp_path) -> None:
     import pybullet as p
 
     from anycell.geometry import Pose
-    from anycell.planners.trajectory import Trajectory
     from anycell.sim.robot import SimRobot
 
     cell = one_robot_cell(tmp_path, UR + HINGE_TOOL)
@@ -348,12 +347,7 @@ def test_tool_urdf_gripper_grasps_and_lifts_a_part(tmp_path) -> None:
         assert -0.2 < left < 0.05     # 40 mm between the pads: q = asin((0.02 - 0.025) / 0.06) = -0.083
         for j, _k, mult, _off in rb.mimic_joints:
             assert p.getJointState(rb.body, j, physicsClientId=world.client)[0] == pytest.approx(mult * left, abs=0.03)
-        path = [grasp + (np.asarray(above) - grasp) * s for s in np.linspace(0, 1, 11)]
-        robot.execute(Trajectory(joint_names=robot.joint_names, times=list(np.linspace(0, 2.0, 11)),
-                                 positions=[list(q) for q in path]))
-        assert world.part_pose("box").xyz[2] > 0.1
-        robot.release()
-        assert robot.holding() is None
+        lift_and_release(world, robot, grasp, above)
     finally:
         world.close()
         kin.close()
