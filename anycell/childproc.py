@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import subprocess
 import sys
 import time
 from typing import List, Optional, Sequence
@@ -98,6 +99,66 @@ class ReadinessWait:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+class ProcessById:
+    """A process another one started, watched and stopped by its pid, with the part of
+    :class:`subprocess.Popen`'s interface the simulated machines' handles use.
+
+    ``anycell up`` starts the simulated machines itself, before the cell agent has imported
+    anything, and the agent takes them over (see :mod:`anycell.sim.machines`). They are not the
+    agent's children, so it cannot ``waitpid`` them: it reads their state from ``/proc``
+    instead. Their exit code stays with their parent, so :attr:`returncode` is -1 once one is gone.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None and not running(self.pid):
+            self.returncode = -1
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                self.returncode = -1
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Until the process is gone (``subprocess.TimeoutExpired`` after ``timeout`` seconds)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.01)
+        return -1
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X", "x")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):   # no /proc (not Linux): a signal 0 tells whether it exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def main(args: List[str]) -> int:

@@ -20,11 +20,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 from anycell.cell import MachineConfig
-from anycell.childproc import ReadinessWait, guarded_argv
+from anycell.childproc import ProcessById, ReadinessWait, guarded_argv
 from anycell.errors import ConfigError, DriverError, DriverTimeout
 
 #: The folder holding the ``anycell`` package, so a simulator child imports the same anycell as its parent.
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: A simulator that keeps using CPU may take this long to get ready on a loaded machine.
 READY_MAX_S = 180.0
 NOTE_EVERY_S = 5.0
+#: Simulated machines run their modelled physical times (heating, cutting) this much faster by
+#: default, so a demo takes seconds rather than minutes. 1.0 is real time.
+DEFAULT_MACHINE_TIME_SCALE = 0.02
 MODULES = {"grbl": "anycell.sim.grbl_device", "marlin": "anycell.sim.marlin_printer", "opcua": "anycell.sim.opcua_machine"}
 
 
@@ -64,7 +67,7 @@ class RunningSimMachine:
     protocol: str
     address: str
     log_path: str
-    process: subprocess.Popen
+    process: Union[subprocess.Popen, ProcessById]
     argv: List[str] = field(default_factory=list)
     stderr_path: str = ""
 
@@ -118,13 +121,14 @@ def _options(faults: Optional[Dict[str, Any]]) -> List[str]:
 class StartingChild:
     """A simulator child that was started and has not said it is ready yet (see :func:`start_child`)."""
 
-    def __init__(self, proc: subprocess.Popen, argv: List[str], ready: str, stderr_path: str, what: str,
+    def __init__(self, proc: Union[subprocess.Popen, ProcessById], argv: List[str], ready: str, stderr_path: str, what: str,
                  ready_timeout: float) -> None:
         self.proc = proc
         self.argv = argv
         self.ready = ready
         self.stderr_path = stderr_path
         self.what = what
+        self.ready_timeout = ready_timeout
         self._wait = ReadinessWait(proc.pid, idle_timeout=ready_timeout, max_timeout=max(ready_timeout, READY_MAX_S))
 
     def wait(self) -> Dict[str, Any]:
@@ -176,7 +180,9 @@ def start_and_wait(argv: List[str], ready: str, stderr_path: str, what: str,
     few seconds. Used for the simulated machines and the serial fault proxy alike.
     """
     child = start_child(argv, ready, stderr_path, what, ready_timeout)
-    return child.proc, child.wait()
+    proc = child.proc
+    assert isinstance(proc, subprocess.Popen)   # started here, so a child of ours
+    return proc, child.wait()
 
 
 class StartingSimMachine:
@@ -242,3 +248,84 @@ def start_sim_machine(machine_cfg: MachineConfig, workdir: str, faults: Optional
         argv = ["node", script("jobs_server.js")] + argv[3:]
     child = start_child(argv, ready, stderr_path, f"simulator for '{mid}'", ready_timeout)
     return StartingSimMachine(mid, protocol, log_path, child)
+
+
+def sim_machine_settings(environ: Optional[Mapping[str, str]] = None
+                         ) -> Tuple[Optional[float], Optional[Dict[str, Dict[str, Any]]]]:
+    """The time scale and fault switches a cell's simulated machines start with, from the environment.
+
+    ``ANYCELL_SIM_TIME_SCALE`` (None: the default) and ``ANYCELL_SIM_FAULTS``, a JSON object of
+    switches per machine, e.g. ``{"mill": {"alarm_at_progress": 0.5}}`` (tests, drills). Read in
+    one place because ``anycell up`` and the cell agent must start the same machines.
+    """
+    env = os.environ if environ is None else environ
+    scale = float(env["ANYCELL_SIM_TIME_SCALE"]) if env.get("ANYCELL_SIM_TIME_SCALE") else None
+    faults = json.loads(env["ANYCELL_SIM_FAULTS"]) if env.get("ANYCELL_SIM_FAULTS") else None
+    return scale, faults
+
+
+def start_sim_machines(machines: Sequence[MachineConfig], workdir: str, time_scale: float,
+                       faults: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, StartingSimMachine]:
+    """Start every machine's simulator in ``workdir``, side by side, without waiting for any.
+
+    On an error the ones already started are killed before it propagates.
+    """
+    starting: Dict[str, StartingSimMachine] = {}
+    try:
+        for m in machines:
+            options: Dict[str, Any] = {"time_scale": time_scale}
+            options.update((faults or {}).get(m.id, {}))
+            starting[m.id] = start_sim_machine(m, workdir, faults=options)
+    except BaseException:
+        for pending in starting.values():
+            pending.kill()
+        raise
+    return starting
+
+
+# ---- handing simulators started by ``anycell up`` over to the cell agent
+#
+# ``anycell up --sim`` starts the simulated machines before it starts the agent: an OPC UA simulator
+# takes 1.5-2.5 s to boot, and the agent needs a second of imports before it could start one. The
+# agent takes them over from a small JSON file (its ``sim_machines`` parameter) and then waits for
+# them, watches and stops them exactly as if it had started them itself.
+
+def write_handover(path: str, starting: Mapping[str, StartingSimMachine], time_scale: float,
+                   faults: Optional[Dict[str, Dict[str, Any]]]) -> None:
+    """Record the started simulators (and the settings they started with) for the agent to adopt."""
+    machines = {mid: {"protocol": sm.protocol, "log": sm.log_path, "pid": sm.child.proc.pid,
+                      "argv": sm.child.argv, "ready": sm.child.ready, "stderr": sm.child.stderr_path,
+                      "what": sm.child.what, "ready_timeout": sm.child.ready_timeout}
+                for mid, sm in starting.items()}
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"time_scale": time_scale, "faults": faults or {}, "machines": machines}, fh)
+    os.replace(tmp, path)
+
+
+def adopt_sim_machines(path: str, machines: Sequence[MachineConfig], time_scale: float,
+                       faults: Optional[Dict[str, Dict[str, Any]]]) -> Dict[str, StartingSimMachine]:
+    """The simulators another process started for these ``machines`` (see :func:`write_handover`).
+
+    Only machines of this cell, started with these settings, are taken; a machine missing from the
+    file is left for the caller to start. A file that cannot be read takes nothing (logged).
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        if doc.get("time_scale") != time_scale or (doc.get("faults") or {}) != (faults or {}):
+            log.warning("%s: the simulated machines were started with other settings; starting them again", path)
+            return {}
+        started = doc["machines"]
+        adopted: Dict[str, StartingSimMachine] = {}
+        for m in machines:
+            info = started.get(m.id)
+            if info is None or info.get("protocol") != sim_protocol(m):
+                continue
+            child = StartingChild(ProcessById(int(info["pid"])), list(info["argv"]), info["ready"], info["stderr"],
+                                  info["what"], float(info["ready_timeout"]))
+            adopted[m.id] = StartingSimMachine(m.id, info["protocol"], info["log"], child)
+        return adopted
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("could not take over the simulated machines from %s (%s); starting them here", path, exc)
+        return {}

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from anycell.drivers.machine import DEFAULT_METHODS, DEFAULT_NODES
 from anycell.drivers.opcua.addressing import is_absolute, is_node_id, parse_path, split_path
+from anycell.heap import quiet_start
 from anycell.packml_model import ACTING, STATE_NUMBERS, target_of
 
 _DER = Encoding.DER
@@ -603,7 +604,8 @@ async def amain(args: argparse.Namespace) -> None:
     ms: MachineServer = MachineServer(args, model)
     if ms.profile == "packml" or args.profile == "packml":
         ms = PackMLServer(args, model)
-    await ms.start()
+    with quiet_start():   # a third of the boot went to the collector walking the new address space
+        await ms.start()
     asyncio.get_running_loop().create_task(ms.pull())
     model.record("BOOT")
     info = json.dumps({"address": f"opc.tcp://127.0.0.1:{args.port}{args.path}", "pid": os.getpid()})

@@ -203,7 +203,7 @@ def _main(argv: Optional[List[str]]) -> int:
     started = init_with_cell("cell_agent", "cell_agent_params",
                              (("cell", ""), ("sim", False), ("runner", "auto"), ("dry_run_scale", 1.0),
                               ("startup", "stopped"), ("journal", ""), ("complete_when_empty", False),
-                              ("max_quantity", 100), ("program_dir", "")), argv)
+                              ("max_quantity", 100), ("program_dir", ""), ("sim_machines", "")), argv)
     if started is None:
         return 2
     params, cell = started

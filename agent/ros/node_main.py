@@ -21,7 +21,6 @@ Only rclpy APIs that ROS 2 Humble has are used (see DESIGN.md: no context-manage
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedEx
 from rclpy.node import Node
 
 from anycell.errors import AnycellError
+from anycell.heap import settle as settle_heap   # noqa: F401 - the nodes' and the tests' name for it
 
 if TYPE_CHECKING:
     from anycell.cell import CellConfig
@@ -214,19 +214,6 @@ def init_with_cell(prog: str, bootstrap_name: str, defaults: Sequence[Tuple[str,
         rclpy.shutdown()
         return None
     return params, cell
-
-
-def settle_heap() -> None:
-    """Collect once, then move every object alive after start-up out of the collector's sight.
-
-    A full (generation 2) garbage collection holds the GIL while it walks every tracked object;
-    with a cell model, URDFs, planners and drivers loaded that was measured at tens to hundreds
-    of milliseconds, a pause that lands on whatever runs next, including an e-stop's stop
-    trajectory. The start-up objects live as long as the node, so frozen they cost nothing and
-    later collections walk only what the node allocated since.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def make_executor(num_threads: int = 1, **kw: Any) -> Executor:

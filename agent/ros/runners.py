@@ -22,7 +22,6 @@ which keeps its model of where parts lie across jobs.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import tempfile
@@ -53,7 +52,9 @@ class CellDevices:
 
     def __init__(self, node: "Node", cell: CellConfig, *, sim: bool, machine_time_scale: Optional[float] = None,
                  journal_path: Optional[str] = None,
-                 machine_faults: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 machine_faults: Optional[Dict[str, Dict[str, Any]]] = None, sim_machines: str = "") -> None:
+        """``sim_machines``: the file in which ``anycell up`` handed over the simulated machines it
+        started (:func:`anycell.sim.machines.write_handover`); empty: the agent starts them."""
         from anycell.drivers.machine import open_machine
 
         from anycell.agent.ros.robot import RosRobot
@@ -69,12 +70,17 @@ class CellDevices:
         self.planners: Dict[str, Any] = {}   # robot id -> MotionPlanner
         if sim:
             from anycell.agent.simulation.runtime import DEFAULT_MACHINE_TIME_SCALE, SimulatedCell
+            from anycell.sim.machines import adopt_sim_machines
 
             workdir = tempfile.mkdtemp(prefix=f"anycell-{cell.cell.id}-")
             scale = DEFAULT_MACHINE_TIME_SCALE if machine_time_scale is None else machine_time_scale
             self.machine_time_scale = scale
+            started = adopt_sim_machines(sim_machines, cell.machines, scale, machine_faults) if sim_machines else {}
+            if started:
+                log.info("took over the simulated machine(s) %s that anycell up started", ", ".join(sorted(started)))
             self.sim_cell = SimulatedCell(cell, workdir, machine_time_scale=scale, with_world=False,
-                                          machine_faults=machine_faults, meanwhile=self._build_planners)
+                                          machine_faults=machine_faults, meanwhile=self._build_planners,
+                                          started=started)
             self.machines = self.sim_cell.machines
         else:
             for m in cell.machines:
@@ -238,14 +244,14 @@ class CellDevices:
 
 def make_runner_factory(node: "CellAgentNode", cell: CellConfig, sim: bool) -> Callable[[Plan, JobSpec], CellRunner]:
     """The factory ``cell_agent`` uses for ``runner:=auto``: one CellRunner per job over the cell's devices."""
-    faults = None
-    if sim and os.environ.get("ANYCELL_SIM_FAULTS"):
-        # fault switches for the simulated machines, e.g. {"mill": {"alarm_at_progress": 0.5}} (tests, drills)
-        faults = json.loads(os.environ["ANYCELL_SIM_FAULTS"])
+    from anycell.sim.machines import sim_machine_settings
+
+    scale, faults = sim_machine_settings() if sim else (None, None)
+    if faults:
         log.warning("simulated machines start with fault switches: %s", faults)
-    scale = os.environ.get("ANYCELL_SIM_TIME_SCALE")
+    handover = node.get_parameter("sim_machines").value if node.has_parameter("sim_machines") else ""
     devices = CellDevices(node, cell, sim=sim, journal_path=node.service.journal.path, machine_faults=faults,
-                          machine_time_scale=float(scale) if scale else None)
+                          machine_time_scale=scale, sim_machines=str(handover or ""))
     node.service.health_sources.append(devices.health)
     node.service.reset_checks.append(devices.check_reachable)
     node.service.reset_hooks.append(devices.reset_machines)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from anycell.cell import CellConfig
 from anycell.job import JobSpec
+from anycell.sim.machines import DEFAULT_MACHINE_TIME_SCALE   # light: no simulator starts on import
 
 from anycell.agent.cell_runner import CellRunner
 from anycell.agent.simulation.hooks import WorldHooks
@@ -22,14 +23,10 @@ if TYPE_CHECKING:  # pybullet, the simulators and the drivers load only when a c
     from anycell.drivers.machine import Machine
     from anycell.drivers.robot import Robot
     from anycell.planners.motion import MotionPlanner
-    from anycell.sim.machines import RunningSimMachine
+    from anycell.sim.machines import RunningSimMachine, StartingSimMachine
     from anycell.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
-
-#: Simulated machines run their modelled physical times (heating, cutting) this much faster by
-#: default, so a demo takes seconds rather than minutes. 1.0 is real time.
-DEFAULT_MACHINE_TIME_SCALE = 0.02
 
 
 class SimulatedCell:
@@ -38,9 +35,12 @@ class SimulatedCell:
     def __init__(self, cell: CellConfig, workdir: str, *, gui: bool = False, realtime: bool = False,
                  machine_time_scale: float = DEFAULT_MACHINE_TIME_SCALE,
                  machine_faults: Optional[Dict[str, Dict[str, Any]]] = None,
-                 with_world: bool = True, meanwhile: Optional[Callable[[], None]] = None) -> None:
+                 with_world: bool = True, meanwhile: Optional[Callable[[], None]] = None,
+                 started: Optional[Dict[str, "StartingSimMachine"]] = None) -> None:
+        """``started``: simulators another process already started for some machines (see
+        :func:`anycell.sim.machines.adopt_sim_machines`); the others are started here."""
         from anycell.drivers.machine import open_machine
-        from anycell.sim.machines import StartingSimMachine, start_sim_machine
+        from anycell.sim.machines import start_sim_machines
 
         self.cell = cell
         self.workdir = workdir
@@ -52,13 +52,11 @@ class SimulatedCell:
         self.planners: Dict[str, MotionPlanner] = {}
         self.sims: Dict[str, RunningSimMachine] = {}
         self.machines: Dict[str, Machine] = {}
-        starting: Dict[str, StartingSimMachine] = {}
+        starting: Dict[str, StartingSimMachine] = dict(started or {})
         try:
             # every simulator boots side by side, and beside the world and planners built here meanwhile
-            for m in cell.machines:
-                faults = {"time_scale": machine_time_scale}
-                faults.update((machine_faults or {}).get(m.id, {}))
-                starting[m.id] = start_sim_machine(m, os.path.join(workdir, "machines"), faults=faults)
+            starting.update(start_sim_machines([m for m in cell.machines if m.id not in starting],
+                                               os.path.join(workdir, "machines"), machine_time_scale, machine_faults))
             if with_world:
                 from anycell.sim.robot import SimRobot
                 from anycell.planners.motion import MotionPlanner

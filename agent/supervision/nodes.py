@@ -54,12 +54,13 @@ def _param_text(value: Any) -> str:
 
 def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str = "", runner: str = "auto",
                dry_run_scale: float = 1.0, startup: str = "stopped",
-               network: Optional[Dict[str, Any]] = None) -> List[NodeSpec]:
+               network: Optional[Dict[str, Any]] = None, sim_machines: str = "") -> List[NodeSpec]:
     """The nodes of one cell: the cell agent, in sim mode the simulated cell, and with ``network`` (the
     bridge's parameters: keys, connect, ...) the bridge that puts the cell on the manufacturing network.
 
     ``cell_path`` must already be resolved (see :func:`resolve_cell_path`);
-    ``cell_id`` is the cell's id from its config (the namespace).
+    ``cell_id`` is the cell's id from its config (the namespace); ``sim_machines`` names the file in
+    which ``anycell up`` hands the simulated machines it started over to the agent.
     """
     ns = "/" + cell_id
     agent_params: Dict[str, Any] = {"cell": cell_path, "sim": sim, "runner": runner}
@@ -69,6 +70,8 @@ def cell_nodes(cell_path: str, cell_id: str, *, sim: bool = False, journal: str 
         agent_params["dry_run_scale"] = float(dry_run_scale)
     if startup != "stopped":
         agent_params["startup"] = startup
+    if sim_machines:
+        agent_params["sim_machines"] = sim_machines
     nodes = [NodeSpec(name="cell_agent", executable="cell_agent", module="anycell.agent.ros.cell_agent_node",
                       namespace=ns, parameters=agent_params)]
     if sim:

@@ -49,6 +49,8 @@ class Supervisor:
         self.grace = grace
         self.python = python or sys.executable
         self.procs: Dict[str, subprocess.Popen] = {}
+        #: processes started before the nodes (the simulated machines ``anycell up`` hands to the agent)
+        self.watched: Dict[str, subprocess.Popen] = {}
         self._print_lock = threading.Lock()
         self._readers: List[threading.Thread] = []
         self._stopping = threading.Event()
@@ -81,6 +83,21 @@ class Supervisor:
             reader.start()
             self._readers.append(reader)
             self.say("anycell", f"started {spec.name} (pid {proc.pid}): {' '.join(argv[1:4])} ...")
+
+    def watch(self, name: str, proc: subprocess.Popen) -> None:
+        """Look after a process started before the nodes: report its unexpected exit, stop it after them.
+
+        Not a required node: the agent reports a lost simulated machine on /diagnostics and
+        keeps the cell out of Idle, as it does for a real machine that vanished.
+        """
+        self.watched[name] = proc
+
+    def _check_watched(self, reported: set) -> None:
+        for name, proc in self.watched.items():
+            rc = proc.poll()
+            if rc is not None and name not in reported:
+                reported.add(name)
+                self.say("anycell", f"{name} exited unexpectedly with code {rc}", BOLD_RED)
 
     def run(self) -> int:
         """Supervise until Ctrl-C / SIGTERM or a required child's crash. Returns the exit code."""
@@ -122,6 +139,7 @@ class Supervisor:
                         self.say("anycell", "a required node is gone: shutting the cell down", BOLD_RED)
                         code = 1
                         self._stopping.set()
+                self._check_watched(reported)
                 time.sleep(0.1)   # not Event.wait: see the signal handlers above
             if flags["int"]:
                 self.say("anycell", "Ctrl-C: shutting the cell down")
@@ -135,6 +153,21 @@ class Supervisor:
                     signal.signal(signal.SIGINT, previous_int)
                     signal.signal(signal.SIGTERM, previous)
         return code
+
+    def _stop_group(self, name: str, proc: subprocess.Popen) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL to the child's process group, ``grace`` seconds apart."""
+        t0 = time.monotonic()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=self.grace)
+                break
+            except subprocess.TimeoutExpired:
+                self.say("anycell", f"{name} did not stop on {signal.Signals(sig).name}", BOLD_RED)
+        self.say("anycell", f"{name} stopped (code {proc.returncode}) in {time.monotonic() - t0:.1f} s")
 
     def stop(self) -> None:
         """Ask run() to shut the cell down (what SIGTERM does), from any thread."""
@@ -151,18 +184,10 @@ class Supervisor:
             proc = self.procs.get(spec.name)
             if proc is None or proc.poll() is not None:
                 continue
-            t0 = time.monotonic()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=self.grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    self.say("anycell", f"{spec.name} did not stop on {signal.Signals(sig).name}", BOLD_RED)
-            self.say("anycell", f"{spec.name} stopped (code {proc.returncode}) in {time.monotonic() - t0:.1f} s")
+            self._stop_group(spec.name, proc)
+        for name, proc in self.watched.items():
+            if proc.poll() is None:
+                self._stop_group(name, proc)
         for reader in self._readers:
             reader.join(timeout=2.0)
 

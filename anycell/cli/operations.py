@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from anycell.cli.progress import progress_line
 from anycell.cli.main import EXIT_FAILED, EXIT_INPUT, EXIT_OK, command
@@ -78,11 +78,13 @@ def _up(args: argparse.Namespace) -> int:
 
     path = resolve_cell_path(args.cell)
     cell = load_cell(path)
+    env = ros_environment(domain_id=args.domain, localhost=not args.network)
+    # the simulated machines boot first, side by side with the nodes (an OPC UA server takes seconds)
+    machines = _start_sim_machines(cell, env) if args.sim and args.runner == "auto" else None
     specs = cell_nodes(path, cell.cell.id, sim=args.sim, journal=args.journal, runner=args.runner,
                        dry_run_scale=args.dry_run_scale, startup=args.startup,
                        network={"keys": os.path.abspath(args.market_keys), "connect": args.market_connect}
-                       if args.market else None)
-    env = ros_environment(domain_id=args.domain, localhost=not args.network)
+                       if args.market else None, sim_machines=machines[0] if machines else "")
 
     def on_crash(spec, rc: int) -> bool:
         if not spec.required:
@@ -103,9 +105,39 @@ def _up(args: argparse.Namespace) -> int:
             client.destroy()
 
     sup = Supervisor(specs, env, on_crash=on_crash, color=False if args.no_color else None)
+    for mid, started in (machines[1] if machines else {}).items():
+        sup.watch(f"sim:{mid}", started.child.proc)
+        sup.say("anycell", f"started the simulated machine {mid} (pid {started.child.proc.pid}) for the agent")
     sup.say("anycell", f"cell '{cell.cell.id}' from {path}" + (" (sim)" if args.sim else "")
             + f"; ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}; Ctrl-C to stop")
     return sup.run()
+
+
+def _start_sim_machines(cell: Any, env: Dict[str, str]) -> "Optional[Tuple[str, Dict[str, Any]]]":
+    """Start the cell's simulated machines for the agent to take over: (handover file, the started ones).
+
+    None when the cell has none, or when one would not start: the agent then starts them itself,
+    and reports why if it fails there too.
+    """
+    import logging
+    import tempfile
+
+    from anycell.sim.machines import (DEFAULT_MACHINE_TIME_SCALE, sim_machine_settings, start_sim_machines,
+                                      write_handover)
+
+    if not cell.machines:
+        return None
+    try:
+        scale, faults = sim_machine_settings(env)
+        scale = DEFAULT_MACHINE_TIME_SCALE if scale is None else scale
+        workdir = tempfile.mkdtemp(prefix=f"anycell-{cell.cell.id}-machines-")
+        started = start_sim_machines(cell.machines, workdir, scale, faults)
+        handover = os.path.join(workdir, "handover.json")
+        write_handover(handover, started, scale, faults)
+        return handover, started
+    except Exception as exc:  # noqa: BLE001 - the agent starts them itself and reports a real failure
+        logging.getLogger(__name__).warning("the simulated machines did not start ahead of the agent: %s", exc)
+        return None
 
 
 # ------------------------------------------------------------------ submit

@@ -83,6 +83,33 @@ def test_handled_crash_keeps_the_cell_up_until_sigterm(tmp_path) -> None:
     assert "clean stop" in out.getvalue()
 
 
+def test_a_watched_process_is_reported_when_it_dies_and_stopped_after_the_nodes(tmp_path) -> None:
+    """The simulated machines `anycell up` starts before its nodes: watched, not required."""
+    import subprocess
+    import sys
+
+    out = io.StringIO()
+    sleeper = "import time\nwhile True: time.sleep(0.05)"
+    doomed = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(4)"], start_new_session=True)
+    kept = subprocess.Popen([sys.executable, "-c", sleeper], start_new_session=True)
+    sup = Supervisor(_specs(tmp_path, ["run"]), _env(tmp_path), out=out, color=False, grace=5)
+    sup.watch("sim:doomed", doomed)
+    sup.watch("sim:kept", kept)
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("code", sup.run()))
+    t.start()
+    try:
+        assert _wait(lambda: "sim:doomed exited unexpectedly with code 4" in out.getvalue()), out.getvalue()
+        assert sup.procs["n0"].poll() is None and kept.poll() is None     # not required: the cell stays up
+    finally:
+        sup.stop()
+        t.join(timeout=30)
+    assert box["code"] == 0
+    text = out.getvalue()
+    assert kept.poll() is not None
+    assert text.index("n0 stopped") < text.index("sim:kept stopped")      # the nodes first, then the machines
+
+
 @pytest.mark.slow
 def test_children_die_with_a_killed_supervisor() -> None:
     """kill -9 of `anycell up` itself must not leave its nodes running."""

@@ -54,3 +54,43 @@ def test_readiness_wait_gives_up_on_a_stuck_child_not_on_a_busy_one() -> None:
         for p in (busy, idle):
             p.kill()
             p.wait()
+
+
+def test_a_process_watched_by_pid_is_seen_alive_then_gone_even_as_an_unreaped_zombie() -> None:
+    """ProcessById: what the agent has of the simulated machines ``anycell up`` started."""
+    from anycell.childproc import ProcessById, running
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        watched = ProcessById(child.pid)
+        assert watched.poll() is None and running(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            watched.wait(timeout=0.05)
+        watched.terminate()
+        # not reaped yet (we are its parent and have not waited): a zombie counts as gone
+        assert watched.wait(timeout=30) == -1 and watched.returncode == -1
+        assert not running(child.pid)
+        watched.kill()   # gone already: nothing to signal, no error
+    finally:
+        child.kill()
+        child.wait(10)
+    assert not running(child.pid)
+
+
+def test_quiet_start_holds_the_collector_back_then_restores_it_and_freezes_the_survivors() -> None:
+    import gc
+
+    from anycell.heap import START_THRESHOLD, quiet_start
+
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    try:
+        with pytest.raises(RuntimeError):
+            with quiet_start():
+                assert gc.get_threshold()[0] == START_THRESHOLD
+                kept = [[i] for i in range(1000)]
+                raise RuntimeError("start-up failed")
+        assert gc.get_threshold() == before          # restored even when the start-up failed
+        assert gc.get_freeze_count() >= frozen + len(kept)
+    finally:
+        gc.unfreeze()

@@ -100,3 +100,32 @@ def test_up_sim_a_crashed_sim_node_sends_the_cell_to_aborted(processes, rclpy_co
     assert up.poll() is None                  # the agent stays up, in Aborted, for the operator
     os.killpg(up.pid, signal.SIGINT)
     assert up.wait(timeout=30) == 0
+
+
+def test_up_sim_starts_the_simulated_machines_ahead_and_the_agent_takes_them_over(processes, rclpy_context,
+                                                                                   tmp_path) -> None:
+    """They boot while the agent imports; a lost one is reported; Ctrl-C leaves none running."""
+    from anycell.childproc import running
+
+    argv = [sys.executable, "-c", "import sys; from anycell.cli.main import main; sys.exit(main())", "up",
+            "demo_cell", "--sim", "--startup", "idle", "--journal", str(tmp_path / "j.db"), "--no-color"]
+    up = processes.start(argv, "up")
+    client = CellClient("demo_cell")
+    try:
+        assert client.wait_ready(60), processes.log(up)
+        assert client.wait_state(["Idle"], 60), processes.log(up)
+    finally:
+        client.destroy()
+    log = processes.log(up)
+    assert "took over the simulated machine(s) mill, printer that anycell up started" in log
+    pids = {mid: int(log.split(f"simulated machine {mid} (pid ")[1].split(")")[0]) for mid in ("mill", "printer")}
+    assert all(running(pid) for pid in pids.values())
+    os.kill(pids["printer"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while "sim:printer exited unexpectedly" not in processes.log(up) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sim:printer exited unexpectedly" in processes.log(up)
+    assert up.poll() is None                       # not a required node: the agent reports it on /diagnostics
+    os.killpg(up.pid, signal.SIGINT)
+    assert up.wait(timeout=60) == 0, processes.log(up)
+    assert not running(pids["mill"])
