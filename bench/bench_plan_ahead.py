@@ -10,15 +10,21 @@ The demo job (``demo_cell`` + ``demo_widget``) runs through ``anycell sim`` twic
    while the robot waits for a machine or for nothing) are printed beside it.
 2. Headless, as fast as possible: the END-TO-END real-time factor (simulated robot-motion seconds
    over the job's whole wall time).
+3. Over ROS 2: ``anycell demo`` (the cell up with its ``sim_cell`` node, the job submitted over the
+   API, the robot's motions sent to its controller as JointTrajectory and confirmed from
+   JointState), the same idle figure from its report. The cell agent always plans ahead.
 
-Reference: the same job planning on demand (each motion planned whole before it moves), in the same run.
-Run: .venv/bin/python bench/bench_plan_ahead.py
+Reference: the same job planning on demand (each motion planned whole before it moves), in the same run
+(for the ROS figure: the in-process on-demand run above).
+Run: .venv/bin/python bench/bench_plan_ahead.py   (--no-ros leaves the ROS run out; about 5 minutes in all)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from typing import Any, Dict, List, Tuple
@@ -49,7 +55,7 @@ def idle_figures(report: Dict[str, Any]) -> Dict[str, float]:
             "first_move_s": moves[0][0] - steps[0]["start_s"] if moves else float("nan")}
 
 
-def main() -> None:
+def main(ros: bool = True) -> None:
     logging.basicConfig(level=logging.WARNING)
     cell = load_cell(os.path.join(ROOT, "cell_configs", "demo_cell.yaml"))
     job = load_job(os.path.join(ROOT, "examples", "jobs", "demo_widget.yaml"))
@@ -72,10 +78,28 @@ def main() -> None:
     a, b = rows["on demand"], rows["plan-ahead"]
     print(f"idle with a step to do: plan-ahead / on demand = "
           f"{(b['idle_with_work_s'] / b['motion_s']) / (a['idle_with_work_s'] / a['motion_s']):.2f}")
+    if ros:
+        r = over_ros()
+        print(f"{'over ROS':10s}: idle with a step to do {r['idle_with_work_s']:.2f} s = "
+              f"{100 * r['idle_with_work_s'] / r['motion_s']:.2f} % of {r['motion_s']:.1f} s motion (goal < 1 %); "
+              f"all gaps between moves {100 * r['idle_between_s'] / r['motion_s']:.1f} %; "
+              f"first move after {r['first_move_s']:.2f} s")
+        print(f"idle with a step to do: over ROS / on demand in-process = "
+              f"{(r['idle_with_work_s'] / r['motion_s']) / (a['idle_with_work_s'] / a['motion_s']):.2f}")
+
+
+def over_ros() -> Dict[str, float]:
+    """The demo job through ``anycell demo`` (the cell's ROS 2 nodes), idle figures from its report."""
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run([sys.executable, "-m", "anycell", "demo", "--report", out], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(f"the demo over ROS failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        with open(os.path.join(out, "reports", "demo_widget", "report.json"), encoding="utf-8") as fh:
+            return idle_figures(json.load(fh))
 
 
 if __name__ == "__main__":
     from bench.usage import bench_args
 
-    bench_args(__doc__)
-    main()
+    main(ros=not bench_args(__doc__, [("--no-ros", "leave out the run over ROS 2")]).no_ros)
