@@ -107,10 +107,16 @@ def _up(args: argparse.Namespace) -> int:
     sup = Supervisor(specs, env, on_crash=on_crash, color=False if args.no_color else None)
     for mid, started in (machines[1] if machines else {}).items():
         sup.watch(f"sim:{mid}", started.child.proc)
-        sup.say("anycell", f"started the simulated machine {mid} (pid {started.child.proc.pid}) for the agent")
+        sup.say("anycell", f"started the simulated machine {mid} (pid {started.child.proc.pid}, log "
+                           f"{started.log_path}) for the agent")
     sup.say("anycell", f"cell '{cell.cell.id}' from {path}" + (" (sim)" if args.sim else "")
             + f"; ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}; Ctrl-C to stop")
-    return sup.run()
+    code = sup.run()
+    if machines and code == 0:   # the simulators' logs stay for a look after a failure
+        import shutil
+
+        shutil.rmtree(os.path.dirname(machines[0]), ignore_errors=True)
+    return code
 
 
 def _start_sim_machines(cell: Any, env: Dict[str, str]) -> "Optional[Tuple[str, Dict[str, Any]]]":

@@ -118,7 +118,9 @@ def test_up_sim_starts_the_simulated_machines_ahead_and_the_agent_takes_them_ove
         client.destroy()
     log = processes.log(up)
     assert "took over the simulated machine(s) mill, printer that anycell up started" in log
-    pids = {mid: int(log.split(f"simulated machine {mid} (pid ")[1].split(")")[0]) for mid in ("mill", "printer")}
+    pids = {mid: int(log.split(f"simulated machine {mid} (pid ")[1].split(",")[0]) for mid in ("mill", "printer")}
+    workdir = os.path.dirname(log.split("simulated machine mill (pid ")[1].split(", log ")[1].split(")")[0])
+    assert os.path.isdir(workdir)
     assert all(running(pid) for pid in pids.values())
     os.kill(pids["printer"], signal.SIGKILL)
     deadline = time.monotonic() + 30
@@ -129,3 +131,4 @@ def test_up_sim_starts_the_simulated_machines_ahead_and_the_agent_takes_them_ove
     os.killpg(up.pid, signal.SIGINT)
     assert up.wait(timeout=60) == 0, processes.log(up)
     assert not running(pids["mill"])
+    assert not os.path.exists(workdir)             # a clean stop leaves no simulator files behind
