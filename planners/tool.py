@@ -66,9 +66,11 @@ def _hand(client: int, rb: Any, t: "np.ndarray") -> Tuple[float, float]:
         fingers.add(rb.cup_link)
     best = math.inf
     radius = 0.0
-    for link in set(rb.tool_links) | {rb.flange_link}:
-        if link in fingers or not p.getCollisionShapeData(rb.body, link, physicsClientId=client):
-            continue   # a frame without a solid (the flange frame, a grasp target) hits nothing
+    hand = {link for link in set(rb.tool_links) | {rb.flange_link}
+            if link not in fingers and _solid(client, rb.body, link)}
+    if not hand:   # a bare flange frame (a UR's tool0) and a cup alone: the wrist behind it is the hand
+        hand = {_first_solid_above(client, rb.body, rb.flange_link)} - {-1}
+    for link in hand:
         lo, hi = p.getAABB(rb.body, link, physicsClientId=client)
         corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         local = inv @ corners.T
@@ -78,6 +80,22 @@ def _hand(client: int, rb: Any, t: "np.ndarray") -> Tuple[float, float]:
     if not math.isfinite(best):
         return 1.0, 0.0
     return max(0.0, best), radius
+
+
+def _solid(client: int, body: int, link: int) -> bool:
+    """Whether a link has a collision shape (a frame without one, a flange or a grasp target, hits nothing)."""
+    import pybullet as p  # lazily: pybullet only where the world model is
+
+    return bool(p.getCollisionShapeData(body, link, physicsClientId=client))
+
+
+def _first_solid_above(client: int, body: int, link: int) -> int:
+    """The nearest link with a collision shape from ``link`` towards the base (-1: none)."""
+    import pybullet as p  # lazily: pybullet only where the world model is
+
+    while link >= 0 and not _solid(client, body, link):
+        link = p.getJointInfo(body, link, physicsClientId=client)[16]   # the parent link's index
+    return link
 
 
 def _reach(client: int, rb: Any, t: "np.ndarray") -> float:

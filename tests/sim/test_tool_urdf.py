@@ -276,6 +276,21 @@ def test_planner_backends_and_simulator_see_the_same_tool(tmp_path) -> None:
     assert 0.045 < sideways < 0.07
 
 
+def test_a_bare_flange_frame_leaves_the_wrist_behind_it_as_the_hand() -> None:
+    """A UR's tool0 has no solid and the cup is not the hand: the wrist link behind the flange is.
+
+    Before, no hand was found (1 m above the TCP, 0 wide), so the suction checks for what stands
+    around a held part were skipped on such arms, and only the motion planner found the wrist.
+    """
+    from anycell.planners.tool import tool_figures
+
+    cell = load_cell(os.path.join(ROOT, "cell_configs", "ur_cell.yaml"))
+    _reach, hand, _cup, sideways = tool_figures(cell.robot("ur"))
+    tcp = cell.robot("ur").tool.tcp.xyz[2]
+    assert tcp <= hand < tcp + 0.02          # the wrist starts at the flange face, 60 mm above the TCP
+    assert 0.03 < sideways < 0.08            # wrist 3 of a UR5e: about 45 mm in radius (plus Bullet's margin)
+
+
 def test_the_fingers_sweep_is_checked_between_open_and_closed(tmp_path) -> None:
     """Open fingers that clear a channel's walls from outside still hit them on the way: refused."""
     from anycell.errors import CollisionError
