@@ -39,6 +39,11 @@ from anycell.drivers.robot import Robot, TrajectoryLike, check_joint_names, max_
 
 from anycell.agent.ros import conversions as cv
 
+#: seconds: the most of one wait of the staleness watch that counts as the controller's silence. The
+#: watch waits 50 ms at a time; a longer wait means this process did not run (no CPU, or another
+#: thread held the GIL), and the joint states that came meanwhile wait unread for the spin thread.
+WATCH_SLICE = 0.1
+
 
 class RosRobot(Robot):
     """One arm behind a JointTrajectory controller. ``node`` must be spun by an executor elsewhere."""
@@ -59,6 +64,7 @@ class RosRobot(Robot):
         self._halt_gen = 0
         self.stale_after = stale_after
         self._state_at: Optional[float] = None
+        self._states = 0            # joint states received so far (the staleness watch counts on it)
         self.trajectory_topic = _under(prefix, controller_topic) or f"{prefix}{robot_id}/joint_trajectory"
         self.joint_states_topic = _under(prefix, joint_states_topic) or f"{prefix}{robot_id}/joint_states"
         self._pub = node.create_publisher(JointTrajectory, self.trajectory_topic, QoSProfile(depth=10))
@@ -95,6 +101,7 @@ class RosRobot(Robot):
                     sample = cv.JointSample(names=list(merged), positions=list(merged.values()))
             self._latest = sample
             self._state_at = time.monotonic()
+            self._states += 1
             self._cond.notify_all()
 
     def state_age(self) -> Optional[float]:
@@ -175,23 +182,22 @@ class RosRobot(Robot):
 
     def _track(self, gen: int, goal: List[float], duration: float, start: float, deadline: float,
                faults: int) -> None:
+        silence = _Silence(self._states, start)
         with self._cond:
             while True:
                 if self._halt_gen != gen:
                     raise ExecutionError(f"robot '{self.robot_id}': motion stopped", hint="halted by the cell")
                 if len(self._faults) > faults:
                     raise ExecutionError(f"robot '{self.robot_id}': {self._faults[-1]}")   # carries its hint
-                # silence counts from the command at the earliest: an idle controller may publish slowly
-                # (sim_cell rests at 5 Hz), and a short stall of this process must not read as a freeze
-                age = time.monotonic() - max(self._state_at or start, start)
-                if age > self.stale_after:
+                quiet = silence.update(self._states, time.monotonic())
+                if quiet > self.stale_after:
                     self._cond.release()
                     try:
                         self.stop()
                     finally:
                         self._cond.acquire()
                     raise ExecutionError(f"robot '{self.robot_id}': controller frozen or lost (no joint state for "
-                                         f"{age:.1f} s); stop sent", hint="check the robot controller, then resume")
+                                         f"{quiet:.1f} s); stop sent", hint="check the robot controller, then resume")
                 q = self._latest.ordered(self._names) if self._latest else None  # type: ignore[arg-type]
                 err = max_abs_diff(q, goal) if q is not None else float("inf")
                 now = time.monotonic()
@@ -260,6 +266,31 @@ class RosRobot(Robot):
 
     def holding(self) -> Optional[str]:
         return self._held
+
+
+class _Silence:
+    """How long a controller has been silent during a motion, as far as this process could watch.
+
+    It counts from the command at the earliest (an idle controller may publish slowly: sim_cell
+    rests at 5 Hz), restarts at every joint state received, and adds at most :data:`WATCH_SLICE`
+    per look: when the process stalls (no CPU, or another thread holds the GIL, as PyBullet does in
+    a planner thread), the watch is the first to run again, before the spin thread has read the
+    states that came meanwhile, and the stall must not read as the controller's.
+    """
+
+    def __init__(self, states: int, start: float) -> None:
+        self.states = states
+        self.last = start
+        self.quiet = 0.0
+
+    def update(self, states: int, now: float) -> float:
+        """The silence so far, given the count of joint states received and the time of this look."""
+        if states != self.states:
+            self.states, self.quiet = states, 0.0
+        else:
+            self.quiet += min(max(now - self.last, 0.0), WATCH_SLICE)
+        self.last = now
+        return self.quiet
 
 
 def _under(prefix: str, name: str) -> str:

@@ -39,7 +39,8 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -65,16 +66,26 @@ SETTLE = 0.5
 
 
 class _StepHook:
-    """The world as the simulation hooks see it, with a hook after every physics step (joint states)."""
+    """The world as the simulation hooks see it: each physics step they take is a step of the node.
 
-    def __init__(self, world: Any, after_step: Callable[[], None]) -> None:
+    A hook that settles a freshly presented part steps the world for 0.3 simulated seconds (real
+    time here). Stepped around the node, that would silence every robot's joint states, stall
+    the robots' motions and leave their commands (a stop) waiting for as long: a robot moving
+    meanwhile reads as a frozen controller to its driver. So ``step`` and ``settle`` run the
+    node's own step (commands taken, every robot advanced, joint states published).
+    """
+
+    def __init__(self, world: Any, node_step: Callable[[], None]) -> None:
         self._world = world
-        self._after_step = after_step
+        self._node_step = node_step
 
     def step(self, n: int = 1) -> None:
         for _ in range(int(n)):
-            self._world.step(1)
-            self._after_step()
+            self._node_step()
+
+    def settle(self, seconds: float = 0.2) -> None:
+        """Let freshly added parts come to rest, while the robots go on with what they do."""
+        self.step(max(1, int(round(seconds / self._world.time_step))))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._world, name)
@@ -109,12 +120,13 @@ class SimCellNode(Node):
         #: True while the world stands still and is not stepped (see :meth:`_rest`)
         self.resting = False
         self._jobs: "queue.Queue[tuple]" = queue.Queue()
+        self._deferred: Deque[tuple] = deque()   # hook calls that came while another hook ran
         self._generation: Dict[str, int] = {}
         self._active: Dict[str, _Activity] = {}
         self._pending: Dict[str, List[tuple]] = {}
         self._stop = threading.Event()
         self.max_concurrent = 0
-        hooked = _StepHook(self.world, self._after_step)
+        hooked = _StepHook(self.world, self._step_during_hook)
         self.robots = {r.id: SimRobot(self.world, r.id) for r in cell.robots}
         from anycell.agent.simulation.hooks import WorldHooks
 
@@ -257,12 +269,41 @@ class SimCellNode(Node):
         """Take every piece of work the ROS callbacks handed over; True when there was any."""
         took = False
         while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
+            job = self._next_job()
+            if job is None:
                 return took
             self._take(job)
             took = True
+
+    def _next_job(self) -> Optional[tuple]:
+        """The oldest piece of work: hook calls held back while another hook ran come first."""
+        if self._deferred:
+            return self._deferred.popleft()
+        try:
+            return self._jobs.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _step_all(self) -> None:
+        """One physics step of the whole cell: every robot's work advances, then joint states go out."""
+        self.max_concurrent = max(self.max_concurrent, len(self._active))
+        self._advance()
+        self.world.step(1)          # gravity and the hold controllers act on the idle robots too
+        self._after_step()
+
+    def _step_during_hook(self) -> None:
+        """A physics step a hook asked for (settling a part): robot commands are taken now (a stop
+        must not wait for the part to settle); another hook call waits for this one to end."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job[0] == "hook":
+                self._deferred.append(job)
+            else:
+                self._take(job)
+        self._step_all()
 
     def _rest(self) -> None:
         """The world stands still and nobody commands anything: wait for work without stepping.
@@ -280,6 +321,7 @@ class SimCellNode(Node):
                 except queue.Empty:
                     continue
                 self.world.resume_clock()
+                self.resting = False    # the work may step the world (a hook settling a part)
                 self._take(job)
                 return
         finally:
@@ -296,10 +338,7 @@ class SimCellNode(Node):
                     settle_until = self.world.sim_time + SETTLE
                     continue
                 settle_until = self.world.sim_time + 0.1   # still moving: look again soon
-            self.max_concurrent = max(self.max_concurrent, len(self._active))
-            self._advance()
-            self.world.step(1)          # gravity and the hold controllers act on the idle robots too
-            self._after_step()
+            self._step_all()
 
     def _serve_hook(self, text: str) -> None:
         import json

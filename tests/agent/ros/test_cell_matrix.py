@@ -32,11 +32,7 @@ DEFAULT = {("demo_cell", "stack_assembly"), ("kuka_cell", "stack_assembly"), ("u
 #: Combinations the planner accepts that do not complete yet; named in the README as unfinished.
 #: (ur_cell cannot make peg_in_hole: its 20 mm cup finds no face that wide on the 16 mm pin, and the plan says
 #: so, so it is skipped as not makeable below.)
-KNOWN_FAILING = {
-    # intermittent: failed at its first motion over ROS in 1 of 4 full runs on 24 Nov ("controller
-    # frozen": the agent's staleness clock started before the command while the sim node rested);
-    # fixed in RosRobot._track, kept marked until more full runs confirm it (README: unfinished)
-    ("two_robot_cell", "stack_assembly")}
+KNOWN_FAILING: set = set()
 
 
 def _name(path: str) -> str:

@@ -194,6 +194,34 @@ def test_frozen_controller_is_detected_within_a_second_and_stops_the_arm(rig) ->
     assert health["level"] == 2 and "frozen" in health["message"]
 
 
+def test_a_stall_of_the_agent_process_is_not_read_as_a_frozen_controller(rig) -> None:
+    """Another thread holds the GIL for 0.8 s (PyBullet in a planner thread does; an overloaded
+    machine gives the process no CPU alike) while the controller goes on publishing: the watch
+    wakes first, before the spin thread has read the states that came meanwhile, and used to
+    call the controller frozen every time (a false failure of two_robot_cell over ROS)."""
+    import ctypes
+    from types import SimpleNamespace
+
+    from anycell.errors import ExecutionError
+
+    traj = SimpleNamespace(joint_names=["j1", "j2"], times=[0.0, 2.0], positions=[[0.0, 0.0], [0.0, 0.0]],
+                           velocities=[[0.0, 0.0], [0.0, 0.0]])
+    errors: List[str] = []
+
+    def run() -> None:
+        try:
+            rig.robot.execute(traj)
+        except ExecutionError as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert wait_until(lambda: rig.robot.executing, 5.0)
+    ctypes.PyDLL(None).usleep(800_000)      # a C call that keeps the GIL (ctypes.PyDLL does not release it)
+    t.join(10)
+    assert not t.is_alive() and not errors, errors
+
+
 def test_state_topic_keeps_the_transitions() -> None:
     from anycell.agent.ros.cell_agent_node import API_QOS, STATE_QOS
     from anycell.agent.ros.client import STATE_QOS as CLIENT_STATE_QOS

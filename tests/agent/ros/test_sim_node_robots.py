@@ -93,3 +93,48 @@ def test_two_robots_move_at_the_same_time_and_a_crash_reaches_the_driver(arms) -
     q = left.joint_positions()
     with pytest.raises(ExecutionError, match=r"robot 'left': (unexpected contact between left/\S+ and \S+|.*tracking error)"):
         left.execute(_move(q, 1, 1.6, 2.0))
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_part_presented_while_a_robot_moves_does_not_silence_its_joint_states(arms) -> None:
+    """A feeder presenting a part settles it for 0.3 simulated seconds (real time in sim_cell).
+    Meanwhile the other robot keeps moving and its joint states keep coming: the hook used to
+    step the world around the node, so for the whole settle no joint state went out, no motion
+    advanced and no stop was taken, and a robot moving then read as a frozen controller
+    (two_robot_cell + bracket_clip over ROS, after one robot was sent home while the other's
+    next step presented its part)."""
+    from sensor_msgs.msg import JointState
+
+    from anycell.agent.ros.sim_bridge import RosSimHooks
+    from anycell.geometry import Pose
+
+    right = arms["right"]
+    hooks = RosSimHooks(right.node, timeout=20.0)
+    assert hooks.wait_ready(30.0)
+    arrivals: list = []
+    right.node.create_subscription(JointState, right.joint_states_topic,
+                                   lambda _m: arrivals.append(time.monotonic()), 50)
+    q0 = right.joint_positions()
+    errors: list = []
+
+    def run() -> None:
+        try:
+            right.execute(_move(q0, 0, 0.5, 4.0))
+        except ExecutionError as exc:   # a false "controller frozen" lands here
+            errors.append(exc)
+
+    mover = threading.Thread(target=run)
+    mover.start()
+    deadline = time.monotonic() + 10.0
+    while abs(right.joint_positions()[0] - q0[0]) < 0.02 and time.monotonic() < deadline and mover.is_alive():
+        time.sleep(0.01)                 # wait until the arm really moves
+    t0 = time.monotonic()
+    assert hooks.present("probe.block", [0.03, 0.03, 0.02], 0.02, None, Pose(xyz=[0.55, -0.30, 0.05])) is True
+    t1 = time.monotonic()
+    mover.join(30)
+    assert not errors, errors
+    during = [t for t in arrivals if t0 <= t <= t1]
+    # at 50 Hz a 0.3 s settle sends ~15; without the fix none went out while it ran (only the odd
+    # state published just before the hook started or just after it ended)
+    assert len(during) >= 5, f"{len(during)} joint states of the moving arm while a part settled for {t1 - t0:.2f} s"
