@@ -16,8 +16,8 @@ uses, so both see the same geometry:
 - the allowed pairs mirror PyBullet's filters: parent/child links, the world's
   permanent self contacts, the robot base on the statics, the held part on the
   tool, obstacles among themselves and the statics, and ``ignore``d obstacles;
-  robot self pairs proven never within :data:`APART_BAND` are left out below that
-  clearance (:meth:`FastCollision._prove_apart`);
+  robot self pairs proven never within one of :data:`APART_BANDS` are left out at clearances
+  below that band (:meth:`FastCollision._prove_apart`);
 - the scene is expressed in the planning robot's base frame (pinocchio's root), so a
   robot need not stand at the world origin;
 - other robots of the cell are static geometry at their current joint positions
@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -72,11 +72,24 @@ MESH_MARGIN = 0.001
 #: the checks at clearances below it (see :meth:`FastCollision._prove_apart`).
 APART_BAND = 0.02
 
+#: m: the bands a pair is tried at, widest first: a pair that comes within 2 cm but never within 8 mm (the
+#: iiwa's forearm and flange, the UR arm's wrist links) is still left out at the free-move clearance (4 mm
+#: plus Bullet's 1 mm hull margin on each mesh).
+APART_BANDS = (APART_BAND, 0.008)
+
 #: Joint-space boxes one pair's proof may evaluate before it gives up (the pair is then checked as usual).
 APART_BUDGET = 3000
 
+#: The budgets of the proofs at each band of :data:`APART_BANDS`, narrowest band first: the narrow band is
+#: the one every free move checks at, and pairs that nearly reach it need many boxes (the UR arm's wrist 1
+#: and wrist 3 links: about 20000, 0.1 s).
+APART_BUDGETS = (25000, APART_BUDGET)
+
+#: Random configurations sampled once to order the checks (:meth:`FastCollision._reorder`).
+COUNT_SAMPLES = 200
+
 #: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
-_APART_CACHE: Dict[Tuple, FrozenSet[Tuple[int, int]]] = {}
+_APART_CACHE: Dict[Tuple, Dict[Tuple[int, int], float]] = {}
 
 
 class Unsupported(Exception):
@@ -144,6 +157,37 @@ def _fractions(n: int) -> np.ndarray:
     return out
 
 
+def _points(geom: Any) -> Optional[np.ndarray]:  # noqa: ANN401 - pinocchio.GeometryObject
+    """A convex hull's vertices in its joint's frame (None for other shapes)."""
+    import coal
+
+    shape = geom.geometry
+    if not isinstance(shape, coal.ConvexBase) or shape.num_points == 0:
+        return None
+    local = np.asarray([shape.point(i) for i in range(shape.num_points)], float)
+    return local @ np.asarray(geom.placement.rotation, float).T + np.asarray(geom.placement.translation, float)
+
+
+def _axis_distance(joint: Any, points: np.ndarray) -> float:  # noqa: ANN401 - pinocchio.JointModel
+    """How far the farthest of ``points`` (rows, in the joint's frame) lies from a revolute joint's axis: a turn
+    by d moves each point at most d times its distance. From the joint's origin when the joint is not a plain
+    revolute one."""
+    pts = np.atleast_2d(np.asarray(points, float))
+    axis = _revolute_axis(joint.shortname(), tuple(np.asarray(joint.createData().S, float).ravel()))
+    if axis is None:
+        return float(np.linalg.norm(pts, axis=1).max())
+    return float(np.linalg.norm(pts - np.outer(pts @ axis, axis), axis=1).max())
+
+
+@functools.lru_cache(maxsize=64)
+def _revolute_axis(kind: str, motion: Tuple[float, ...]) -> Optional[np.ndarray]:  # noqa: ARG001 - part of the key
+    """A revolute joint's unit axis from its motion subspace (linear part first), or None for another joint."""
+    s = np.asarray(motion, float)
+    if s.shape != (6,) or np.linalg.norm(s[:3]) > 1e-9 or abs(np.linalg.norm(s[3:]) - 1.0) > 1e-9:
+        return None
+    return s[3:]
+
+
 def _se3(t: np.ndarray):  # noqa: ANN202 - pinocchio.SE3
     import pinocchio as pin
 
@@ -209,13 +253,16 @@ class FastCollision:
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
-        self._last: Optional[Tuple[float, Any, Any, Any]] = None
+        self._last: Optional[_Check] = None
         self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
-        self._collide = pin.computeCollisions      # bound once: the per-check path makes no imports
+        self._place = pin.updateGeometryPlacements      # bound once: the per-check path makes no imports
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
+        self._counts: Dict[Tuple[int, int], int] = {}
         self._rebuild()
+        self._counts = self._collision_counts()
+        self._scene_changed()          # again, in the order the counts give
 
     # ------------------------------------------------------------------ reading the world
     def _q(self, q: JointVector) -> np.ndarray:
@@ -365,8 +412,9 @@ class FastCollision:
             gm.addCollisionPair(pin.CollisionPair(i, k))
         return gm, pairs
 
-    def _prove_apart(self, urdf: str) -> FrozenSet[Tuple[int, int]]:
-        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within APART_BAND.
+    def _prove_apart(self, urdf: str) -> Dict[Tuple[int, int], float]:
+        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within a band
+        (the widest of :data:`APART_BANDS` proven, by pair).
 
         Why: most of a check's time is the narrow phase on robot link pairs whose boxes overlap in
         nearly every configuration (links two joints apart near the base or wrist) although the
@@ -376,7 +424,7 @@ class FastCollision:
         relative pose): a box of joint values is cleared when the distance at its centre, less the
         farthest any point of the shapes can move inside the box (each revolute joint moves a point
         at most its half-width times the point's reach from the joint's origin; a prismatic one its
-        half-width), is at least APART_BAND. A pair that is not cleared within APART_BUDGET boxes is
+        half-width), is at least the band. A pair that is not cleared within its budget of boxes is
         checked as before. The domain is the URDF's own limits plus 0.05 rad (a full turn for
         continuous joints), which contains every configuration the planner accepts (the cell's
         limits lie within the URDF's); fingers and other joints outside the arm are held where
@@ -390,15 +438,14 @@ class FastCollision:
         model = self.model
         data = model.createData()
         gm, pairs = self._self_pairs_model()
-        gd = pin.GeometryData(gm)
         # the domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad
         lo_all, hi_all = model.lowerPositionLimit.copy(), model.upperPositionLimit.copy()
         for n, i in enumerate(self._arm_idx):
             lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
             hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
         arm_q = set(self._arm_idx)
-        proven = set()
-        for k, (ga, gb) in enumerate(pairs):
+        proven: Dict[Tuple[int, int], float] = {}
+        for ga, gb in pairs:
             sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
             sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
             common = 0
@@ -411,56 +458,91 @@ class FastCollision:
             for side, g in ((sa[common:], ga), (sb[common:], gb)):
                 geom = gm.geometryObjects[g]
                 geom.geometry.computeLocalAABB()
-                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows
-                reach = (float(np.linalg.norm(geom.placement.translation))
-                         + float(np.linalg.norm(geom.geometry.aabb_center)) + float(geom.geometry.aabb_radius))
+                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows;
+                # (centre, radius): a ball in the joint's frame holding everything below it, whatever its joints
+                centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
+                radius = float(geom.geometry.aabb_radius)
+                points = _points(geom)         # a hull's own vertices bound its first joint's rate more tightly
+                reach = float(np.linalg.norm(centre)) + radius if points is None else float(
+                    np.linalg.norm(points, axis=1).max())
                 for j in reversed(side):
                     jm = model.joints[j]
                     prismatic = jm.shortname().startswith("JointModelP")
+                    travel = float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q]))) if prismatic else 0.0
                     if jm.idx_q in arm_q:
                         a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
                         if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
                             a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
                         joints.append(jm.idx_q)
-                        rates.append(1.0 if prismatic else reach)
+                        if prismatic:
+                            rates.append(1.0)
+                        elif points is not None:
+                            rates.append(_axis_distance(jm, points))
+                        else:
+                            rates.append(min(reach, _axis_distance(jm, centre) + radius))
                         lo.append(a)
                         hi.append(b)
-                    reach += float(np.linalg.norm(model.jointPlacements[j].translation))
-                    if prismatic:
-                        reach += float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q])))
+                    centre = np.asarray(model.jointPlacements[j].translation, float)
+                    radius = reach + travel
+                    points = None
+                    reach += float(np.linalg.norm(centre)) + travel
             if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
                 continue
-            rate = np.asarray(rates)
-            boxes = [(np.asarray(lo), np.asarray(hi))]
-            q = self._q0.copy()
-            evals, ok = 0, True
-            while boxes and ok:
-                blo, bhi = boxes.pop()
-                evals += 1
-                if evals > APART_BUDGET:
-                    ok = False
+            # the narrowest band first, with the larger budget (it is the one free moves need; a pair that comes
+            # within it fails fast), then the wider ones while they hold
+            two = FastCollision._permuted(gm, {ga: 0, gb: 1})     # just the pair: placing it is cheaper
+            two_data = pin.GeometryData(two)
+            for band, budget in zip(sorted(APART_BANDS), APART_BUDGETS):
+                if not self._prove_pair(model, data, two, two_data, 0, joints, np.asarray(rates),
+                                        (np.asarray(lo), np.asarray(hi)), band, budget):
                     break
-                q[joints] = (blo + bhi) / 2
-                pin.updateGeometryPlacements(model, data, gm, gd, q)
-                d = float(pin.computeDistance(gm, gd, k).min_distance)
-                slack = float(np.sum((bhi - blo) / 2 * rate))
-                if d - slack >= APART_BAND:
-                    continue
-                if d < APART_BAND or not joints:
-                    ok = False
-                    break
-                m = int(np.argmax((bhi - blo) * rate))
-                mid = (blo[m] + bhi[m]) / 2
-                left_hi, right_lo = bhi.copy(), blo.copy()
-                left_hi[m], right_lo[m] = mid, mid
-                boxes += [(blo, left_hi), (right_lo, bhi)]
-            if ok:
-                proven.add((ga, gb))
-        out = frozenset(proven)
-        _APART_CACHE[key] = out
-        log.debug("robot '%s': %d of %d self pairs proven never within %.0f mm", self.world.robot.config.id,
-                  len(out), len(pairs), APART_BAND * 1000)
-        return out
+                proven[(ga, gb)] = band
+        _APART_CACHE[key] = proven
+        log.debug("robot '%s': %d of %d self pairs proven apart (%s)", self.world.robot.config.id,
+                  len(proven), len(pairs), ", ".join(f"{sum(b == x for b in proven.values())} by {x * 1000:.0f} mm"
+                                                    for x in APART_BANDS))
+        return proven
+
+    def _prove_pair(self, model: Any, data: Any, gm: Any, gd: Any, k: int, joints: List[int],  # noqa: ANN401
+                    rate: np.ndarray, box: Tuple[np.ndarray, np.ndarray], band: float, budget: int) -> bool:
+        """Whether pair ``k`` of ``gm`` stays at least ``band`` apart over the joint box (branch and bound).
+
+        A box is cleared when the distance at its centre, less the farthest a point of the two shapes
+        can move inside it (``rate`` per unit of each joint in ``joints``), is at least ``band``; a
+        centre nearer than ``band`` is a counterexample; other boxes are halved along their widest
+        joint (weighted by rate). False too when the pair needs more than ``budget`` boxes.
+        """
+        import pinocchio as pin
+
+        place, distance = pin.updateGeometryPlacements, pin.computeDistance
+        lo, hi = box[0][None, :], box[1][None, :]
+        evals = 0
+        while len(lo):                   # breadth first: one numpy pass per level, two pinocchio calls per box
+            evals += len(lo)
+            if evals > budget:
+                return False
+            qs = np.repeat(self._q0[None, :], len(lo), axis=0)
+            qs[:, joints] = (lo + hi) / 2
+            d = np.empty(len(lo))
+            for i, q in enumerate(qs):
+                place(model, data, gm, gd, q)
+                d[i] = distance(gm, gd, k).min_distance
+            if (d < band).any():
+                return False             # a counterexample
+            keep = d - ((hi - lo) / 2 * rate).sum(axis=1) < band
+            lo, hi = lo[keep], hi[keep]
+            if not len(lo):
+                return True
+            if not joints:
+                return False
+            rows = np.arange(len(lo))
+            m = np.argmax((hi - lo) * rate, axis=1)
+            mid = (lo[rows, m] + hi[rows, m]) / 2
+            left_hi, right_lo = hi.copy(), lo.copy()
+            left_hi[rows, m] = mid
+            right_lo[rows, m] = mid
+            lo, hi = np.vstack([lo, right_lo]), np.vstack([left_hi, hi])
+        return True
 
     # ------------------------------------------------------------------ the geometry model
     def _rebuild(self) -> None:
@@ -522,11 +604,85 @@ class FastCollision:
                     gm.addCollisionPair(pin.CollisionPair(i, held_obj))
             for k in world_objs:
                 gm.addCollisionPair(pin.CollisionPair(held_obj, k))
-        self.gm = gm
-        self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
-        self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
-        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
-                                          self._other_objs)
+        groups = {**{g: 0 for g in statics + others}, **{g: 2 for gs in obstacle_objs.values() for g in gs}}
+        new = self._reorder(gm, groups)
+        self.gm = self._permuted(gm, new)
+        self._gm_moving = self._disabled(self.gm, still=True)
+        self._gm_still = self._disabled(self.gm, still=False)
+        self._owner = [self._owner[g] for g in sorted(new, key=new.__getitem__)]
+        self._margin = [self._margin[g] for g in sorted(new, key=new.__getitem__)]
+        self._other_objs = frozenset(new[g] for g in others)
+        self._obstacle_objs = {name: frozenset(new[g] for g in gs) for name, gs in obstacle_objs.items()}
+        # robot shapes were added first: their index in the robot's own model is their index before the reorder
+        self._apart_gm = {(min(new[a], new[b]), max(new[a], new[b])): band for (a, b), band in self._apart.items()}
+        self._gdata: Dict[Tuple[float, FrozenSet[str]], _Check] = {}
+        self._variants[self._held_key] = (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
+                                          self._other_objs, self._apart_gm, self._gm_moving, self._gm_still)
+        self._last = None
+
+    def _reorder(self, gm: Any, groups: Dict[int, int]) -> Dict[int, int]:  # noqa: ANN401 - pinocchio.GeometryModel
+        """Each geometry object's new index: the cell's bodies first, then the robot, then obstacles; within each,
+        the objects found in collision most often in :meth:`_collision_counts`' sample first.
+
+        Why: coal's naive broad phase tests pairs in object order and a check stops at the first collision,
+        so a check in collision costs less when the pairs that collide most come first (e.g. the forearm
+        against the table before the wrist against the forearm). Order changes cost, never a verdict.
+        """
+        counts = self._counts
+        key = {g: (groups.get(g, 1), -counts.get(self._owner[g], 0), g) for g in range(gm.ngeoms)}
+        return {g: k for k, g in enumerate(sorted(range(gm.ngeoms), key=key.__getitem__))}
+
+    @staticmethod
+    def _permuted(gm: Any, new: Dict[int, int]) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """A copy of ``gm`` with object ``g`` at index ``new[g]`` (the objects ``new`` names) and the pairs among
+        them (renumbered, in the same order)."""
+        import pinocchio as pin
+
+        out = pin.GeometryModel()
+        for g in sorted(new, key=new.__getitem__):
+            obj = gm.geometryObjects[g]
+            out.addGeometryObject(pin.GeometryObject(obj.name, obj.parentJoint, obj.placement, obj.geometry))
+        for pair in gm.collisionPairs:
+            if pair.first in new and pair.second in new:
+                a, b = new[pair.first], new[pair.second]
+                out.addCollisionPair(pin.CollisionPair(min(a, b), max(a, b)))
+        return out
+
+    @staticmethod
+    def _disabled(gm: Any, *, still: bool) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """A copy of ``gm`` (same objects, shapes and pairs, in the same order) with the objects fixed in the
+        cell (``still``) or the ones the robot carries (not ``still``) left out of a broad phase built on it.
+
+        The copies share their shapes with ``gm``, which pinocchio's broad-phase callback checks; the
+        callback itself works on ``gm``, where every object takes part.
+        """
+        out = FastCollision._permuted(gm, {g: g for g in range(gm.ngeoms)})
+        for obj in out.geometryObjects:
+            obj.disableCollision = (obj.parentJoint == 0) == still
+        return out
+
+    def _collision_counts(self, samples: int = COUNT_SAMPLES) -> Dict[Tuple[int, int], int]:
+        """How many of ``samples`` random arm configurations (a fixed seed) put each (body, link) in collision.
+
+        Only an order for the checks comes of it (:meth:`_reorder`), never a verdict, so sampling is safe here.
+        """
+        import pinocchio as pin
+
+        from .collision import FREE_CLEARANCE
+
+        gd = self._check(FREE_CLEARANCE, frozenset()).gd
+        rng = np.random.default_rng(5)
+        lo, hi = np.asarray(self.world.kin.lower, float), np.asarray(self.world.kin.upper, float)
+        counts: Dict[Tuple[int, int], int] = {}
+        pairs = [(pair.first, pair.second) for pair in self.gm.collisionPairs]
+        for _ in range(samples):
+            pin.computeCollisions(self.model, self.data, self.gm, gd, self._q(lo + (hi - lo) * rng.random(len(lo))),
+                                  False)
+            for k, res in enumerate(gd.collisionResults):
+                if gd.activeCollisionPairs[k] and res.isCollision():
+                    for g in pairs[k]:
+                        counts[self._owner[g]] = counts.get(self._owner[g], 0) + 1
+        return counts
 
     def _use(self) -> None:
         """The scene for the current held part: built once per held part until the scene changes."""
@@ -534,7 +690,9 @@ class FastCollision:
         if variant is None:
             self._rebuild()
         else:
-            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs = variant
+            (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs,
+             self._apart_gm, self._gm_moving, self._gm_still) = variant
+            self._last = None
 
     def _scene_changed(self) -> None:
         self._variants.clear()
@@ -565,15 +723,20 @@ class FastCollision:
         return ids
 
     def _scene(self, clearance: float, ignore: FrozenSet[str]) -> Tuple[Any, Any]:
-        """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once.
+        """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once."""
+        check = self._check(clearance, ignore)
+        return check.gd, check.manager
+
+    def _check(self, clearance: float, ignore: FrozenSet[str]) -> "_Check":
+        """The compiled check for one clearance and set of ignored obstacles, made once per scene.
 
         The manager is coal's naive AABB pass (fastest here: about 20 objects), which pinocchio
         inflates by each pair's security margin, so a positive clearance is never lost in the broad phase.
         Pairs with another robot's links keep at least the robot clearance (``safety.robot_margin``).
         """
         key = (clearance, ignore)
-        scene = self._gdata.get(key)
-        if scene is None:
+        check = self._gdata.get(key)
+        if check is None:
             import pinocchio as pin
 
             gd = pin.GeometryData(self.gm)
@@ -590,11 +753,11 @@ class FastCollision:
                 req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
                 if skip and (pair.first in skip or pair.second in skip):
                     gd.deactivateCollisionPair(k)
-                elif req.security_margin <= APART_BAND and (pair.first, pair.second) in self._apart:
+                elif req.security_margin <= self._apart_gm.get((pair.first, pair.second), -np.inf):
                     gd.deactivateCollisionPair(k)     # proven never this near: no test needed
-            scene = (gd, pin.BroadPhaseManager_NaiveCollisionManager(self.model, self.gm, gd))
-            self._gdata[key] = scene
-        return scene
+            check = _Check.make(self, clearance, ignore, gd)
+            self._gdata[key] = check
+        return check
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
@@ -645,9 +808,10 @@ class FastCollision:
 
         from .collision import Contact
 
-        gd, manager = self._scene(float(clearance), frozenset(ignore))
+        check = self._check(float(clearance), frozenset(ignore))
+        gd = check.gd
         qq = self._q(q)
-        if not pin.computeCollisions(self.model, self.data, manager, qq, True):
+        if self._hits(qq[None, :], check) < 0:
             return []
         # the broad phase leaves untested pairs' results stale: name the pairs from a full pass
         pin.computeCollisions(self.model, self.data, self.gm, gd, qq, first)
@@ -673,49 +837,112 @@ class FastCollision:
         qq = self._qbuf
         qq[self._arm_sel] = q          # a reused buffer: pinocchio reads it before this returns
         last = self._last
-        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
-                and isinstance(ignore, (tuple, frozenset))):   # the planner repeats its settings: no lookup
-            manager = last[3]
-        else:
-            manager = self._manager(clearance, ignore)
-        return not self._collide(self.model, self.data, manager, qq, True)
+        if last is None or last.clearance != clearance or last.ignore is not ignore:
+            last = self._settings(clearance, ignore)
+        # four calls, not pinocchio's computeCollisions (see _Check)
+        self._place(self.model, self.data, self._gm_moving, last.gd, qq)
+        last.update(False)
+        return not (last.collide(last.still, last.callback) or last.collide(last.callback))
 
-    def _manager(self, clearance: float, ignore: Iterable[str]) -> Any:
-        """The broad-phase manager for these settings; the last one is kept (the planner repeats them)."""
-        last = self._last
-        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
-                and isinstance(ignore, (tuple, frozenset))):   # immutable: the same object means the same set
-            return last[3]
-        manager = self._scene(float(clearance), frozenset(ignore))[1]
-        self._last = (clearance, ignore, self.gm, manager)
-        return manager
+    def _settings(self, clearance: float, ignore: Iterable[str]) -> "_Check":
+        """The check for these settings; kept for the next call when ``ignore`` is immutable (the planner
+        repeats its settings, and the same tuple or frozenset object then means the same set)."""
+        check = self._check(float(clearance), frozenset(ignore))
+        if isinstance(ignore, (tuple, frozenset)):
+            self._last = check._replace(clearance=clearance, ignore=ignore)
+        return check
+
+    def _hits(self, full: np.ndarray, check: "_Check") -> int:
+        """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1."""
+        place, model, data, gm, gd = self._place, self.model, self.data, self._gm_moving, check.gd
+        update, collide, callback, still = check.update, check.collide, check.callback, check.still
+        for i, q in enumerate(full):
+            place(model, data, gm, gd, q)
+            update(False)
+            if collide(still, callback) or collide(callback):
+                return i
+        return -1
 
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
         """Whether ``qa + (qb - qa) * k / n`` is free for k = 1..n, checked in bisection order (end first)."""
-        manager = self._manager(clearance, ignore)
+        check = self._settings(clearance, ignore)
         a = np.asarray(qa, float)
         d = np.asarray(qb, float) - a
         ks = _fractions(n)
         qs = np.repeat(self._q0[None, :], len(ks), axis=0)
         qs[:, self._arm_idx] = a + d * ks
-        model, data, collide = self.model, self.data, self._collide
-        for q in qs:
-            if collide(model, data, manager, q, True):
-                return False
-        return True
-
+        return self._hits(qs, check) < 0
 
     def first_hit(self, qs: np.ndarray, *, clearance: float, ignore: Iterable[str] = ()) -> int:
         """The index of the first arm configuration (a row of ``qs``) in collision, or -1."""
-        manager = self._manager(clearance, ignore)
+        check = self._settings(clearance, ignore)
         full = np.repeat(self._q0[None, :], len(qs), axis=0)
         full[:, self._arm_idx] = qs
-        model, data, collide = self.model, self.data, self._collide
-        for i, q in enumerate(full):
-            if collide(model, data, manager, q, True):
-                return i
-        return -1
+        return self._hits(full, check)
+
+
+class _Check(NamedTuple):
+    """One scene's compiled check, with the bound methods the per-check path calls.
+
+    Why not ``pinocchio.computeCollisions``: it has 50 Python overloads, and resolving them costs
+    about a microsecond per call, as much as a third of a check. And why two broad phases: a single
+    one over the whole scene recomputes every object's box at each check and tests every pair of
+    boxes, although the cell's own objects (stations, other robots, obstacles) never move between
+    two scene changes: half the fixed cost of a check. So the objects the robot carries (its links,
+    the held part) are one naive broad phase, updated at each check and tested against itself (the
+    robot's own pairs) and against the other, the still cell, whose boxes are computed once.
+
+    Boxes are inflated so that a pair nearer than its security margin always overlaps: pinocchio
+    inflates each moving object by half the largest margin of its pairs among the moving objects;
+    each still object's box is inflated here by the full largest margin of its pairs (the moving
+    side's inflation may come from smaller margins). The callback works on the scene's full model,
+    whose pairs and margins are those of ``gd``; the calls reset it at the start of each pass.
+    """
+
+    clearance: float
+    ignore: Any
+    gd: Any                 # pinocchio.GeometryData (requests, active pairs, placements)
+    manager: Any            # the moving objects' naive broad phase over gd
+    still: Any              # the still objects' naive broad phase (boxes computed once)
+    update: Any             # manager.update
+    collide: Any            # manager.collide
+    callback: Any           # pinocchio.CollisionCallBackDefault on the full model, stopping at the first collision
+
+    @staticmethod
+    def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any) -> "_Check":  # noqa: ANN401
+        import pinocchio as pin
+
+        manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
+        still = _Check._still(fast, gd)
+        callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
+        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback)
+
+    @staticmethod
+    def _still(fast: FastCollision, gd: Any) -> Any:  # noqa: ANN401
+        """The still objects' broad phase: their boxes where they stand, inflated by their pairs' largest margin."""
+        import pinocchio as pin
+
+        gm = fast._gm_still
+        own = pin.GeometryData(gm)
+        pin.updateGeometryPlacements(fast.model, fast.model.createData(), gm, own, fast._q0)
+        still = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, gm, own)
+        still.update(False)
+        grow: Dict[int, float] = {}
+        for k, pair in enumerate(gm.collisionPairs):
+            if gd.activeCollisionPairs[k]:
+                req = gd.collisionRequests[k]
+                for g in (pair.first, pair.second):
+                    grow[g] = max(grow.get(g, 0.0), req.security_margin + req.break_distance)
+        objects = still.getCollisionObjects()     # one per geometry object, in order (disabled ones too)
+        if len(objects) != gm.ngeoms:
+            raise Unsupported("pinocchio's broad phase does not hold one collision object per geometry object")
+        for g, obj in enumerate(objects):
+            margin = grow.get(g, 0.0)
+            if margin > 0.0 and gm.geometryObjects[g].parentJoint == 0:
+                obj.getAABB().expand(margin)      # a reference to the object's box: pinocchio keeps it
+        return still
+
 
 def backend_choice() -> str:
     """``pybullet`` when :data:`BACKEND_ENV` asks for the PyBullet reference check, else ``fast`` (the default)."""

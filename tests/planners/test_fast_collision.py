@@ -203,7 +203,7 @@ def _clearance(w: CollisionWorld, x: Contact, c: float) -> float:
 
 def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: float, ignore=(), *,
            capped: bool = True) -> Dict[str, int]:
-    stats = {"n": 0, "collide": 0, "reference_missed": 0, "hair": 0}
+    stats = {"n": 0, "collide": 0, "reference_missed": 0, "hair": 0, "free_within_hair": 0}
     for q in qs:
         ref = _reference(w, q, held, c, ignore)
         got = w.contacts(q, held, clearance=c, ignore=ignore, first=False)
@@ -225,6 +225,8 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
             closest = min(x.distance for x in got if (x.a, x.b) == (ct.a, ct.b))
             assert closest <= d + 1e-4, (str(ct), closest, d)
             stats["reference_missed"] += 1
+        elif not ref and not got and not w.free(q, held, clearance=c + HAIR, ignore=ignore):
+            stats["free_within_hair"] += 1      # both free, within a hair of the clearance
         names = {(x.a, x.b) for x in got}
         # the pairs PyBullet names, the backend names the same way (both orders allowed)
         unordered = {frozenset(n) for n in names}
@@ -256,8 +258,9 @@ def test_near_contact_configurations_agree(world: CollisionWorld, c: float) -> N
     # reference is its closest-points query for the pair the backend names (checked in _agree)
     stats = _agree(world, qs, None, c, capped=False)
     # half the set lies just inside the clearance (the bisection's colliding ends): each of those was
-    # confirmed by PyBullet, by its contact pass or by closest points
-    assert stats["collide"] + stats["reference_missed"] >= len(qs) // 2, stats
+    # confirmed by PyBullet, by its contact pass or by closest points, or is free again by a hair (the
+    # bisection's verdict on it came after other checks: GJK warm starts move a verdict by nanometres)
+    assert stats["collide"] + stats["reference_missed"] + stats["free_within_hair"] >= len(qs) // 2, stats
 
 
 @pytest.mark.slow
@@ -329,7 +332,7 @@ def test_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
     """
     import pinocchio as pin
 
-    from anycell.planners.fast_collision import APART_BAND
+    from anycell.planners.fast_collision import APART_BAND, APART_BANDS
 
     f = world.fast
     assert f is not None
@@ -344,12 +347,12 @@ def test_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
         for k, pair in enumerate(pairs):
             nearest[pair] = min(nearest[pair], gd.distanceResults[k].min_distance)
     assert f._apart, "no pair proven apart: the proof is not doing its job"
-    for pair in f._apart:
-        assert nearest[pair] >= APART_BAND - 1e-6, (pair, nearest[pair])
-    assert not any(nearest[pair] < APART_BAND for pair in f._apart)
-    near = [pair for pair in pairs if nearest[pair] < APART_BAND]
-    assert near and not set(near) & f._apart
-    # above the band every pair is checked again: the scene's active pairs include the proven ones
+    for pair, band in f._apart.items():
+        assert band in APART_BANDS
+        assert nearest[pair] >= band - 1e-6, (pair, band, nearest[pair])
+    near = [pair for pair in pairs if nearest[pair] < min(APART_BANDS)]
+    assert near and not set(near) & set(f._apart)
+    # above its band every pair is checked again: the scene's active pairs include the proven ones
     gd_low, _ = f._scene(FREE_CLEARANCE, frozenset())
     gd_high, _ = f._scene(APART_BAND + 0.01, frozenset())
     assert sum(gd_high.activeCollisionPairs) - sum(gd_low.activeCollisionPairs) >= len(f._apart)
