@@ -591,6 +591,10 @@ class FastCollision:
                 if k <= i or la == lb or (min(la, lb), max(la, lb)) in self._filter:
                     continue
                 gm.addCollisionPair(pin.CollisionPair(i, k))
+        if held_obj is not None:                   # held part against the robot but its tool
+            for i in robot_objs:
+                if self._owner[i][1] not in tool:
+                    gm.addCollisionPair(pin.CollisionPair(i, held_obj))
         world_objs = statics + others + [g for gs in obstacle_objs.values() for g in gs]
         for i in robot_objs:                       # robot against the cell
             on_base = self._owner[i][1] in base_links
@@ -598,16 +602,17 @@ class FastCollision:
                 if on_base and k in statics:
                     continue
                 gm.addCollisionPair(pin.CollisionPair(i, k))
-        if held_obj is not None:                   # held part against everything but the tool
-            for i in robot_objs:
-                if self._owner[i][1] not in tool:
-                    gm.addCollisionPair(pin.CollisionPair(i, held_obj))
+        if held_obj is not None:                   # held part against the cell
             for k in world_objs:
                 gm.addCollisionPair(pin.CollisionPair(held_obj, k))
-        groups = {**{g: 0 for g in statics + others}, **{g: 2 for gs in obstacle_objs.values() for g in gs}}
+        # what moves with the arm (not the robot's base link, fixed to pinocchio's root), the cell, obstacles
+        obstacles = {g for gs in obstacle_objs.values() for g in gs}
+        groups = {g: 0 if gm.geometryObjects[g].parentJoint != 0 else 2 if g in obstacles else 1
+                  for g in range(gm.ngeoms)}
+        moving = sum(1 for v in groups.values() if v == 0)
         new = self._reorder(gm, groups)
-        self.gm = self._permuted(gm, new)
-        self._gm_moving = self._disabled(self.gm, still=True)
+        self.gm = self._permuted(gm, new, first=moving)
+        self._gm_moving = self._moving_model(self.gm, moving)
         self._gm_still = self._disabled(self.gm, still=False)
         self._owner = [self._owner[g] for g in sorted(new, key=new.__getitem__)]
         self._margin = [self._margin[g] for g in sorted(new, key=new.__getitem__)]
@@ -621,31 +626,46 @@ class FastCollision:
         self._last = None
 
     def _reorder(self, gm: Any, groups: Dict[int, int]) -> Dict[int, int]:  # noqa: ANN401 - pinocchio.GeometryModel
-        """Each geometry object's new index: the cell's bodies first, then the robot, then obstacles; within each,
-        the objects found in collision most often in :meth:`_collision_counts`' sample first.
+        """Each geometry object's new index: what the robot carries first (its links, the held part; see
+        :meth:`_moving_model`), then the cell's bodies, then obstacles; within each, the objects found in
+        collision most often in :meth:`_collision_counts`' sample first.
 
         Why: coal's naive broad phase tests pairs in object order and a check stops at the first collision,
         so a check in collision costs less when the pairs that collide most come first (e.g. the forearm
         against the table before the wrist against the forearm). Order changes cost, never a verdict.
         """
         counts = self._counts
-        key = {g: (groups.get(g, 1), -counts.get(self._owner[g], 0), g) for g in range(gm.ngeoms)}
+        key = {g: (groups[g], -counts.get(self._owner[g], 0), g) for g in range(gm.ngeoms)}
         return {g: k for k, g in enumerate(sorted(range(gm.ngeoms), key=key.__getitem__))}
 
     @staticmethod
-    def _permuted(gm: Any, new: Dict[int, int]) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+    def _permuted(gm: Any, new: Dict[int, int], first: int = 0) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
         """A copy of ``gm`` with object ``g`` at index ``new[g]`` (the objects ``new`` names) and the pairs among
-        them (renumbered, in the same order)."""
+        them (renumbered, in the same order, except that pairs among the new objects below ``first`` come first)."""
         import pinocchio as pin
 
         out = pin.GeometryModel()
         for g in sorted(new, key=new.__getitem__):
             obj = gm.geometryObjects[g]
             out.addGeometryObject(pin.GeometryObject(obj.name, obj.parentJoint, obj.placement, obj.geometry))
-        for pair in gm.collisionPairs:
-            if pair.first in new and pair.second in new:
-                a, b = new[pair.first], new[pair.second]
-                out.addCollisionPair(pin.CollisionPair(min(a, b), max(a, b)))
+        pairs = [(min(new[p.first], new[p.second]), max(new[p.first], new[p.second]))
+                 for p in gm.collisionPairs if p.first in new and p.second in new]
+        for a, b in sorted(pairs, key=lambda ab: ab[1] >= first):    # stable: the order is kept within each part
+            out.addCollisionPair(pin.CollisionPair(a, b))
+        return out
+
+    @staticmethod
+    def _moving_model(gm: Any, n: int) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """The first ``n`` objects of ``gm`` (what the robot carries) and their pairs, which come first in ``gm``.
+
+        Why: the per-check calls then place and box only these objects and walk only their pairs (pinocchio
+        walks every pair of the model it is given to inflate the boxes), while indices of objects and pairs
+        stay those of ``gm``, so the scene's GeometryData and the callback on ``gm`` serve both.
+        """
+        out = FastCollision._permuted(gm, {g: g for g in range(n)})
+        if any(gm.geometryObjects[g].parentJoint == 0 for g in range(n)) or any(
+                (a.first, a.second) != (b.first, b.second) for a, b in zip(out.collisionPairs, gm.collisionPairs)):
+            raise Unsupported("the moving objects and their pairs do not come first in the geometry model")
         return out
 
     @staticmethod
@@ -891,7 +911,9 @@ class _Check(NamedTuple):
     boxes, although the cell's own objects (stations, other robots, obstacles) never move between
     two scene changes: half the fixed cost of a check. So the objects the robot carries (its links,
     the held part) are one naive broad phase, updated at each check and tested against itself (the
-    robot's own pairs) and against the other, the still cell, whose boxes are computed once.
+    robot's own pairs) and against the other, the still cell, whose boxes are computed once. The
+    moving objects come first in the scene's model, their pairs too: the per-check calls work on that
+    prefix (:meth:`FastCollision._moving_model`), with the same indices.
 
     Boxes are inflated so that a pair nearer than its security margin always overlaps: pinocchio
     inflates each moving object by half the largest margin of its pairs among the moving objects;
@@ -913,6 +935,8 @@ class _Check(NamedTuple):
     def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any) -> "_Check":  # noqa: ANN401
         import pinocchio as pin
 
+        # the still objects' placements, once (the per-check calls place only the moving objects)
+        pin.updateGeometryPlacements(fast.model, fast.model.createData(), fast.gm, gd, fast._q0)
         manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
         still = _Check._still(fast, gd)
         callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
