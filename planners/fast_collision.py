@@ -17,13 +17,19 @@ uses, so both see the same geometry:
   permanent self contacts, the robot base on the statics, the held part on the
   tool, obstacles among themselves and the statics, and ``ignore``d obstacles;
   robot self pairs proven never within one of :data:`APART_BANDS` are left out at clearances
-  below that band (:meth:`FastCollision._prove_apart`);
+  below that band (:meth:`FastCollision._prove_apart`), and so are a held part's pairs with the
+  wrist links (:meth:`FastCollision._held_apart`);
 - the scene is expressed in the planning robot's base frame (pinocchio's root), so a
   robot need not stand at the world origin;
 - other robots of the cell are static geometry at their current joint positions
   (:meth:`FastCollision.refresh_robots` re-reads them after the planner moves them).
   Their own self contacts and their contacts with the statics are not the planning
   robot's business and are not checked (the PyBullet path skips them too).
+
+One check is four compiled calls (:class:`_Check`): place what moves with the arm, box it, test
+those boxes against the still cell's (computed once per scene) and against each other, and run
+coal's narrow phase on the overlapping pairs that are not proven apart, stopping at the first
+collision. Objects are ordered so that the pairs found in collision most often are tested first.
 
 A pair is in collision when its distance is below the clearance (coal's
 ``security_margin``, which may be negative: touching allowed). A pair between the
@@ -87,6 +93,12 @@ APART_BUDGETS = (25000, APART_BUDGET)
 
 #: Random configurations sampled once to order the checks (:meth:`FastCollision._reorder`).
 COUNT_SAMPLES = 200
+
+#: The budgets of the proofs between a held part and the robot's links (:meth:`FastCollision._held_apart`).
+HELD_BUDGETS = (3000, 1000)
+
+#: Bands proven between a held part and a robot shape, per robot model, part and shape.
+_HELD_CACHE: Dict[Tuple, Optional[float]] = {}
 
 #: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
 _APART_CACHE: Dict[Tuple, Dict[Tuple[int, int], float]] = {}
@@ -253,7 +265,7 @@ class FastCollision:
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
-        self._last: Optional[_Check] = None
+        self._last: Optional[Tuple[Any, ...]] = None   # what free() calls for the last settings
         self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
         self._place = pin.updateGeometryPlacements      # bound once: the per-check path makes no imports
@@ -430,78 +442,115 @@ class FastCollision:
         limits lie within the URDF's); fingers and other joints outside the arm are held where
         they are in every query, as here.
         """
-        import pinocchio as pin
-
         key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes))
+        self._proof_key = key
         if key in _APART_CACHE:
             return _APART_CACHE[key]
-        model = self.model
-        data = model.createData()
         gm, pairs = self._self_pairs_model()
-        # the domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad
-        lo_all, hi_all = model.lowerPositionLimit.copy(), model.upperPositionLimit.copy()
-        for n, i in enumerate(self._arm_idx):
-            lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
-            hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
-        arm_q = set(self._arm_idx)
         proven: Dict[Tuple[int, int], float] = {}
         for ga, gb in pairs:
-            sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
-            sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
-            common = 0
-            while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
-                common += 1
-            joints: List[int] = []     # q indices of the arm joints between the two shapes
-            rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
-            lo: List[float] = []
-            hi: List[float] = []
-            for side, g in ((sa[common:], ga), (sb[common:], gb)):
-                geom = gm.geometryObjects[g]
-                geom.geometry.computeLocalAABB()
-                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows;
-                # (centre, radius): a ball in the joint's frame holding everything below it, whatever its joints
-                centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
-                radius = float(geom.geometry.aabb_radius)
-                points = _points(geom)         # a hull's own vertices bound its first joint's rate more tightly
-                reach = float(np.linalg.norm(centre)) + radius if points is None else float(
-                    np.linalg.norm(points, axis=1).max())
-                for j in reversed(side):
-                    jm = model.joints[j]
-                    prismatic = jm.shortname().startswith("JointModelP")
-                    travel = float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q]))) if prismatic else 0.0
-                    if jm.idx_q in arm_q:
-                        a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
-                        if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
-                            a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
-                        joints.append(jm.idx_q)
-                        if prismatic:
-                            rates.append(1.0)
-                        elif points is not None:
-                            rates.append(_axis_distance(jm, points))
-                        else:
-                            rates.append(min(reach, _axis_distance(jm, centre) + radius))
-                        lo.append(a)
-                        hi.append(b)
-                    centre = np.asarray(model.jointPlacements[j].translation, float)
-                    radius = reach + travel
-                    points = None
-                    reach += float(np.linalg.norm(centre)) + travel
-            if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
-                continue
-            # the narrowest band first, with the larger budget (it is the one free moves need; a pair that comes
-            # within it fails fast), then the wider ones while they hold
-            two = FastCollision._permuted(gm, {ga: 0, gb: 1})     # just the pair: placing it is cheaper
-            two_data = pin.GeometryData(two)
-            for band, budget in zip(sorted(APART_BANDS), APART_BUDGETS):
-                if not self._prove_pair(model, data, two, two_data, 0, joints, np.asarray(rates),
-                                        (np.asarray(lo), np.asarray(hi)), band, budget):
-                    break
+            band = self._prove_two(gm, ga, gb, APART_BUDGETS)
+            if band is not None:
                 proven[(ga, gb)] = band
         _APART_CACHE[key] = proven
         log.debug("robot '%s': %d of %d self pairs proven apart (%s)", self.world.robot.config.id,
                   len(proven), len(pairs), ", ".join(f"{sum(b == x for b in proven.values())} by {x * 1000:.0f} mm"
                                                     for x in APART_BANDS))
         return proven
+
+    def _held_apart(self, gm: Any, link: int, held: int) -> Optional[float]:  # noqa: ANN401
+        """The band the held part (object ``held`` of ``gm``) is proven to keep from robot shape ``link`` (an index
+        of :attr:`_robot_shapes`), or None; once per robot, part and shape (the planner holds few parts).
+
+        Why: a part at the TCP sits in the boxes of the wrist links in most configurations without coming
+        near them (the iiwa's fifth and sixth links: 70-80 % of checks), and the proof runs over the one
+        or two joints between them, with small budgets because it runs when a new part is first held.
+        """
+        key = (self._proof_key, self._held_size, self._held_pose, link)   # the pose in the flange frame (with the TCP)
+        if key not in _HELD_CACHE:
+            _HELD_CACHE[key] = self._prove_two(gm, link, held, HELD_BUDGETS)
+        return _HELD_CACHE[key]
+
+    def _joint_domain(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad."""
+        lo_all, hi_all = self.model.lowerPositionLimit.copy(), self.model.upperPositionLimit.copy()
+        for n, i in enumerate(self._arm_idx):
+            lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
+            hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
+        return lo_all, hi_all
+
+    def _prove_two(self, gm: Any, ga: int, gb: int, budgets: Sequence[int]) -> Optional[float]:  # noqa: ANN401
+        """The widest of :data:`APART_BANDS` objects ``ga`` and ``gb`` of ``gm`` are proven to keep, or None.
+
+        The narrowest band first, with the first budget (it is the one free moves need; a pair that comes
+        within it fails fast), then the wider ones, each with the next budget, while they hold.
+        """
+        import pinocchio as pin
+
+        domain = self._pair_domain(gm, ga, gb)
+        if domain is None:
+            return None
+        joints, rates, box = domain
+        two = FastCollision._permuted(gm, {ga: 0, gb: 1})     # just the pair: placing it is cheaper
+        two_data = pin.GeometryData(two)
+        data = self.model.createData()
+        out = None
+        for band, budget in zip(sorted(APART_BANDS), budgets):
+            if not self._prove_pair(self.model, data, two, two_data, 0, joints, rates, box, band, budget):
+                break
+            out = band
+        return out
+
+    def _pair_domain(self, gm: Any, ga: int, gb: int  # noqa: ANN401 - pinocchio.GeometryModel
+                     ) -> Optional[Tuple[List[int], np.ndarray, Tuple[np.ndarray, np.ndarray]]]:
+        """The arm joints between two objects of ``gm`` (q indices), how far a unit of each moves a point of
+        the two at most, and the box of their values; None when more than three joints or an unbounded one."""
+        model = self.model
+        lo_all, hi_all = self._joint_domain()
+        arm_q = set(self._arm_idx)
+        sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
+        sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
+        common = 0
+        while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
+            common += 1
+        joints: List[int] = []     # q indices of the arm joints between the two shapes
+        rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
+        lo: List[float] = []
+        hi: List[float] = []
+        for side, g in ((sa[common:], ga), (sb[common:], gb)):
+            geom = gm.geometryObjects[g]
+            geom.geometry.computeLocalAABB()
+            # from the shape's joint up to the common ancestor: the reach from each joint's origin grows;
+            # (centre, radius): a ball in the joint's frame holding everything below it, whatever its joints
+            centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
+            radius = float(geom.geometry.aabb_radius)
+            points = _points(geom)         # a hull's own vertices bound its first joint's rate more tightly
+            reach = float(np.linalg.norm(centre)) + radius if points is None else float(
+                np.linalg.norm(points, axis=1).max())
+            for j in reversed(side):
+                jm = model.joints[j]
+                prismatic = jm.shortname().startswith("JointModelP")
+                travel = float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q]))) if prismatic else 0.0
+                if jm.idx_q in arm_q:
+                    a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
+                    if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
+                        a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
+                    joints.append(jm.idx_q)
+                    if prismatic:
+                        rates.append(1.0)
+                    elif points is not None:
+                        rates.append(_axis_distance(jm, points))
+                    else:
+                        rates.append(min(reach, _axis_distance(jm, centre) + radius))
+                    lo.append(a)
+                    hi.append(b)
+                centre = np.asarray(model.jointPlacements[j].translation, float)
+                radius = reach + travel
+                points = None
+                reach += float(np.linalg.norm(centre)) + travel
+        if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
+            return None
+        return joints, np.asarray(rates), (np.asarray(lo), np.asarray(hi))
 
     def _prove_pair(self, model: Any, data: Any, gm: Any, gd: Any, k: int, joints: List[int],  # noqa: ANN401
                     rate: np.ndarray, box: Tuple[np.ndarray, np.ndarray], band: float, budget: int) -> bool:
@@ -591,10 +640,14 @@ class FastCollision:
                 if k <= i or la == lb or (min(la, lb), max(la, lb)) in self._filter:
                     continue
                 gm.addCollisionPair(pin.CollisionPair(i, k))
+        apart = dict(self._apart)                  # robot shapes come first: their indices here are the proof's
         if held_obj is not None:                   # held part against the robot but its tool
             for i in robot_objs:
                 if self._owner[i][1] not in tool:
                     gm.addCollisionPair(pin.CollisionPair(i, held_obj))
+                    band = self._held_apart(gm, i, held_obj)
+                    if band is not None:
+                        apart[(i, held_obj)] = band
         world_objs = statics + others + [g for gs in obstacle_objs.values() for g in gs]
         for i in robot_objs:                       # robot against the cell
             on_base = self._owner[i][1] in base_links
@@ -618,8 +671,7 @@ class FastCollision:
         self._margin = [self._margin[g] for g in sorted(new, key=new.__getitem__)]
         self._other_objs = frozenset(new[g] for g in others)
         self._obstacle_objs = {name: frozenset(new[g] for g in gs) for name, gs in obstacle_objs.items()}
-        # robot shapes were added first: their index in the robot's own model is their index before the reorder
-        self._apart_gm = {(min(new[a], new[b]), max(new[a], new[b])): band for (a, b), band in self._apart.items()}
+        self._apart_gm = {(min(new[a], new[b]), max(new[a], new[b])): band for (a, b), band in apart.items()}
         self._gdata: Dict[Tuple[float, FrozenSet[str]], _Check] = {}
         self._variants[self._held_key] = (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
                                           self._other_objs, self._apart_gm, self._gm_moving, self._gm_still)
@@ -854,23 +906,26 @@ class FastCollision:
         return self.world.name(body, link)
 
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
-        qq = self._qbuf
-        qq[self._arm_sel] = q          # a reused buffer: pinocchio reads it before this returns
         last = self._last
-        if last is None or last.clearance != clearance or last.ignore is not ignore:
+        if last is None or last[0] != clearance or last[1] is not ignore:
             last = self._settings(clearance, ignore)
-        # four calls, not pinocchio's computeCollisions (see _Check)
-        self._place(self.model, self.data, self._gm_moving, last.gd, qq)
-        last.update(False)
-        return not (last.collide(last.still, last.callback) or last.collide(last.callback))
+        # four calls, not pinocchio's computeCollisions (see _Check); one unpacking, no attribute lookups
+        _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback = last
+        qq[sel] = q                    # a reused buffer: pinocchio reads it before this returns
+        place(model, data, gm, gd, qq)
+        update(False)
+        return not (collide(still, callback) or collide(callback))
 
-    def _settings(self, clearance: float, ignore: Iterable[str]) -> "_Check":
-        """The check for these settings; kept for the next call when ``ignore`` is immutable (the planner
-        repeats its settings, and the same tuple or frozenset object then means the same set)."""
+    def _settings(self, clearance: float, ignore: Iterable[str]) -> Tuple[Any, ...]:
+        """What :meth:`free` calls for these settings, in one tuple; kept for the next call when ``ignore`` is
+        immutable (the planner repeats its settings, and the same tuple or frozenset object then means the
+        same set)."""
         check = self._check(float(clearance), frozenset(ignore))
+        hot = (clearance, ignore, self._qbuf, self._arm_sel, self._place, self.model, self.data, self._gm_moving,
+               check.gd, check.update, check.collide, check.still, check.callback)
         if isinstance(ignore, (tuple, frozenset)):
-            self._last = check._replace(clearance=clearance, ignore=ignore)
-        return check
+            self._last = hot
+        return hot
 
     def _hits(self, full: np.ndarray, check: "_Check") -> int:
         """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1."""
@@ -886,7 +941,7 @@ class FastCollision:
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
         """Whether ``qa + (qb - qa) * k / n`` is free for k = 1..n, checked in bisection order (end first)."""
-        check = self._settings(clearance, ignore)
+        check = self._check(float(clearance), frozenset(ignore))
         a = np.asarray(qa, float)
         d = np.asarray(qb, float) - a
         ks = _fractions(n)
@@ -896,7 +951,7 @@ class FastCollision:
 
     def first_hit(self, qs: np.ndarray, *, clearance: float, ignore: Iterable[str] = ()) -> int:
         """The index of the first arm configuration (a row of ``qs``) in collision, or -1."""
-        check = self._settings(clearance, ignore)
+        check = self._check(float(clearance), frozenset(ignore))
         full = np.repeat(self._q0[None, :], len(qs), axis=0)
         full[:, self._arm_idx] = qs
         return self._hits(full, check)

@@ -496,3 +496,93 @@ def test_shapes_the_backend_cannot_model_send_the_world_back_to_pybullet() -> No
     world.free(q, held)
     assert world.fast is None, "a held part with a hole is checked by PyBullet"
     assert isinstance(world.free(q), bool)
+
+
+def _scene_for(world: CollisionWorld, held: Optional[Held], c: float, ignore=()):  # noqa: ANN202
+    """The backend's compiled check for these settings (after a check has put the held part in place)."""
+    world.free(world.kin.home, held, clearance=c, ignore=ignore)
+    f = world.fast
+    assert f is not None
+    return f, f._check(float(c), frozenset(ignore))
+
+
+def _boxes(f, check) -> List[Tuple[np.ndarray, np.ndarray]]:  # noqa: ANN001
+    """Each geometry object's broad-phase box: the moving ones from the per-check manager, the still ones
+    from the still cell's (computed once per scene)."""
+    moving = list(check.manager.getCollisionObjects())
+    still = list(check.still.getCollisionObjects())
+    out = []
+    for g in range(f.gm.ngeoms):
+        box = (moving[g] if g < len(moving) else still[g]).getAABB()
+        out.append((np.asarray(box.min_, float), np.asarray(box.max_, float)))
+    return out
+
+
+@pytest.mark.parametrize("c", [FREE_CLEARANCE, CONTACT_CLEARANCE])
+def test_broad_phase_never_drops_a_pair_in_contact(world: CollisionWorld, c: float) -> None:
+    """Every active pair the narrow phase finds closer than its margin has overlapping broad-phase boxes, and
+    the check's verdict is the verdict of the narrow phase run on every active pair (no broad phase at all).
+
+    Held part and obstacle included, and in the two-robot cell the other robot's larger margin (its
+    links are still objects, whose boxes are inflated once per scene).
+    """
+    import pinocchio as pin
+
+    world.add_obstacle(*OBSTACLE)
+    try:
+        for held in (None, HELD):
+            f, check = _scene_for(world, held, c)
+            gd = check.gd
+            pairs = [(p.first, p.second) for p in f.gm.collisionPairs]
+            hits = 0
+            for q in _samples(world, 150, 21):
+                qq = f._q(q)
+                got = f._hits(qq[None, :], check) >= 0       # the check (pinocchio's data now at qq)
+                pin.computeCollisions(f.model, f.data, f.gm, gd, qq, False)
+                boxes = _boxes(f, check)
+                hit = False
+                for k, (a, b) in enumerate(pairs):
+                    if not (gd.activeCollisionPairs[k] and gd.collisionResults[k].isCollision()):
+                        continue
+                    hit = True
+                    (lo_a, hi_a), (lo_b, hi_b) = boxes[a], boxes[b]
+                    assert np.all(lo_a <= hi_b) and np.all(lo_b <= hi_a), (f._owner[a], f._owner[b], q.tolist())
+                if got != hit:          # only within a hair of a pair's margin (GJK warm starts)
+                    assert not world.free(q, held, clearance=c + HAIR) and world.free(q, held, clearance=c - HAIR)
+                hits += hit
+            assert 0 < hits < 150                      # the sample holds both verdicts
+    finally:
+        world.remove_obstacle(OBSTACLE[0])
+
+
+def test_held_part_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
+    """A held part's pairs with the robot's links left out of the checks keep their proven band on a sample."""
+    import pinocchio as pin
+
+    from anycell.planners.fast_collision import HELD_BODY
+
+    f, check = _scene_for(world, HELD, FREE_CLEARANCE)
+    proven = {pair: band for pair, band in f._apart_gm.items() if HELD_BODY in (f._owner[pair[0]][0],
+                                                                                 f._owner[pair[1]][0])}
+    gd = pin.GeometryData(f.gm)
+    lo, hi = world.kin.lower - 0.05, world.kin.upper + 0.05
+    rng = np.random.default_rng(9)
+    index = {(p.first, p.second): k for k, p in enumerate(f.gm.collisionPairs)}
+    for _ in range(400):
+        pin.updateGeometryPlacements(f.model, f.data, f.gm, gd, f._q(lo + (hi - lo) * rng.random(len(lo))))
+        for pair, band in proven.items():
+            assert pin.computeDistance(f.gm, gd, index[pair]).min_distance >= band - 1e-6, (f._owner[pair[0]], band)
+    # and they are left out at the free-move clearance only
+    for pair in proven:
+        assert not check.gd.activeCollisionPairs[index[pair]]
+
+
+def test_moving_objects_and_their_pairs_come_first(world: CollisionWorld) -> None:
+    """The per-check prefix model holds exactly what moves with the arm, and its pairs are the scene's first."""
+    f, _ = _scene_for(world, HELD, FREE_CLEARANCE)
+    n = f._gm_moving.ngeoms
+    joints = [obj.parentJoint for obj in f.gm.geometryObjects]
+    assert all(j != 0 for j in joints[:n]) and all(j == 0 for j in joints[n:])
+    among = [(p.first, p.second) for p in f.gm.collisionPairs if p.second < n]
+    assert [(p.first, p.second) for p in f._gm_moving.collisionPairs] == among
+    assert [(p.first, p.second) for p in f.gm.collisionPairs][:len(among)] == among
