@@ -89,7 +89,7 @@ APART_BUDGET = 3000
 #: The budgets of the proofs at each band of :data:`APART_BANDS`, narrowest band first: the narrow band is
 #: the one every free move checks at, and pairs that nearly reach it need many boxes (the UR arm's wrist 1
 #: and wrist 3 links: about 20000, 0.1 s).
-APART_BUDGETS = (25000, APART_BUDGET)
+APART_BUDGETS = (60000, APART_BUDGET)
 
 #: Random configurations sampled once to order the checks (:meth:`FastCollision._reorder`).
 COUNT_SAMPLES = 200
@@ -178,6 +178,27 @@ def _points(geom: Any) -> Optional[np.ndarray]:  # noqa: ANN401 - pinocchio.Geom
         return None
     local = np.asarray([shape.point(i) for i in range(shape.num_points)], float)
     return local @ np.asarray(geom.placement.rotation, float).T + np.asarray(geom.placement.translation, float)
+
+
+def _fixed_axis_distance(model: Any, joint: int, geom: Any) -> float:  # noqa: ANN401 - pinocchio objects
+    """How far the farthest point of ``geom`` lies from the axis of ``joint``, ``geom`` being fixed in the frame of
+    the joint's parent (its points and the axis in that frame); inf when the joint is not a plain revolute one."""
+    jm = model.joints[joint]
+    axis = _revolute_axis(jm.shortname(), tuple(np.asarray(jm.createData().S, float).ravel()))
+    if axis is None:
+        return float("inf")
+    place = model.jointPlacements[joint]
+    origin = np.asarray(place.translation, float)
+    direction = np.asarray(place.rotation, float) @ axis
+    points = _points(geom)
+    if points is None:
+        geom.geometry.computeLocalAABB()
+        centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
+        rel = np.atleast_2d(centre - origin)
+        return float(np.linalg.norm(rel - np.outer(rel @ direction, direction), axis=1).max()
+                     + float(geom.geometry.aabb_radius))
+    rel = points - origin
+    return float(np.linalg.norm(rel - np.outer(rel @ direction, direction), axis=1).max())
 
 
 def _axis_distance(joint: Any, points: np.ndarray) -> float:  # noqa: ANN401 - pinocchio.JointModel
@@ -517,7 +538,8 @@ class FastCollision:
         rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
         lo: List[float] = []
         hi: List[float] = []
-        for side, g in ((sa[common:], ga), (sb[common:], gb)):
+        sides = ((sa[common:], ga, gb), (sb[common:], gb, ga))
+        for side, g, other in sides:
             geom = gm.geometryObjects[g]
             geom.geometry.computeLocalAABB()
             # from the shape's joint up to the common ancestor: the reach from each joint's origin grows;
@@ -542,6 +564,10 @@ class FastCollision:
                         rates.append(_axis_distance(jm, points))
                     else:
                         rates.append(min(reach, _axis_distance(jm, centre) + radius))
+                    if j == side[0] and not prismatic and len(sides[1 if g == ga else 0][0]) == 0:
+                        # the other shape is fixed in the frame this joint turns in: turning this side by d
+                        # moves the pair as much as turning the other shape by -d, whichever bound is smaller
+                        rates[-1] = min(rates[-1], _fixed_axis_distance(model, j, gm.geometryObjects[other]))
                     lo.append(a)
                     hi.append(b)
                 centre = np.asarray(model.jointPlacements[j].translation, float)
