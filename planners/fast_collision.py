@@ -97,6 +97,12 @@ COUNT_SAMPLES = 200
 #: The budgets of the proofs between a held part and the robot's links (:meth:`FastCollision._held_apart`).
 HELD_BUDGETS = (3000, 1000)
 
+#: Cells per joint of the table of distance bounds over two joints (:meth:`FastCollision._joint_table`).
+TABLE_CELLS = 64
+
+#: Tables of distance bounds per robot model (:class:`_Table`, or None where no pair group fits).
+_TABLE_CACHE: Dict[Tuple, Optional["_Table"]] = {}
+
 #: Bands proven between a held part and a robot shape, per robot model, part and shape.
 _HELD_CACHE: Dict[Tuple, Optional[float]] = {}
 
@@ -283,6 +289,7 @@ class FastCollision:
         self._robot_shapes = self._read_robot_shapes()
         self._filter = self._robot_filter()
         self._apart = self._prove_apart(robot_urdf(rb.config))
+        self._table = self._joint_table()
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
@@ -463,7 +470,10 @@ class FastCollision:
         limits lie within the URDF's); fingers and other joints outside the arm are held where
         they are in every query, as here.
         """
-        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes))
+        lo_all, hi_all = self._joint_domain()
+        # the domain is part of the key: a cell may widen a joint's range beyond the URDF's
+        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes), lo_all.tobytes(),
+               hi_all.tobytes())
         self._proof_key = key
         if key in _APART_CACHE:
             return _APART_CACHE[key]
@@ -478,6 +488,61 @@ class FastCollision:
                   len(proven), len(pairs), ", ".join(f"{sum(b == x for b in proven.values())} by {x * 1000:.0f} mm"
                                                     for x in APART_BANDS))
         return proven
+
+    def _joint_table(self) -> Optional["_Table"]:
+        """Lower bounds on the distances of the robot self pairs that only two joints move, per cell of a grid.
+
+        Why: some pairs come near each other only in part of the joint space (the wrist links two joints
+        apart: the Panda's fifth link against its seventh and the hand, the iiwa's fifth against its
+        seventh), so no proof drops them, yet their boxes overlap in nearly every check. The pairs of the
+        two-joint group with the most pairs get a TABLE_CELLS x TABLE_CELLS grid over those joints' domain;
+        in each cell, the distance at its centre less the farthest the pair can move inside it (the
+        proof's bound) bounds the pair's distance from below. A check whose two joint values fall in a
+        cell where every pair of the group keeps its margin runs without them (:meth:`free`). Joints
+        whose domain is over a full turn, or unbounded, get no table (a value would first need wrapping).
+        """
+        import pinocchio as pin
+
+        key = self._proof_key
+        if key in _TABLE_CACHE:
+            return _TABLE_CACHE[key]
+        gm, pairs = self._self_pairs_model()
+        groups: Dict[Tuple[int, ...], List[Tuple[int, int, np.ndarray]]] = {}
+        boxes: Dict[Tuple[int, ...], Tuple[np.ndarray, np.ndarray]] = {}
+        for ga, gb in pairs:
+            if (ga, gb) in self._apart:
+                continue
+            domain = self._pair_domain(gm, ga, gb)
+            if domain is None or len(domain[0]) != 2 or len(set(domain[0])) != 2:
+                continue
+            joints, rates, (lo, hi) = domain
+            if np.any(hi - lo > 2 * np.pi + 0.2):
+                continue
+            order = tuple(sorted(joints))
+            flip = list(joints) != list(order)
+            groups.setdefault(order, []).append((ga, gb, rates[::-1] if flip else rates))
+            boxes[order] = (lo[::-1], hi[::-1]) if flip else (lo, hi)
+        table = None
+        if groups:
+            order = max(groups, key=lambda j: (len(groups[j]), j))
+            lo, hi = boxes[order]
+            n = TABLE_CELLS
+            width = (hi - lo) / n
+            data = self.model.createData()
+            bounds = np.empty((n * n, len(groups[order])))
+            q = self._q0.copy()
+            for p, (ga, gb, rates) in enumerate(groups[order]):
+                two = FastCollision._permuted(gm, {ga: 0, gb: 1})
+                two_data = pin.GeometryData(two)
+                slack = float(np.sum(width / 2 * rates))
+                for cell in range(n * n):
+                    q[list(order)] = lo + width * (np.asarray(divmod(cell, n)) + 0.5)
+                    pin.updateGeometryPlacements(self.model, data, two, two_data, q)
+                    bounds[cell, p] = pin.computeDistance(two, two_data, 0).min_distance - slack
+            table = _Table(order, (float(lo[0]), float(lo[1])), (float(n / (hi[0] - lo[0])), float(n / (hi[1] - lo[1]))),
+                           n, tuple((ga, gb) for ga, gb, _ in groups[order]), bounds)
+        _TABLE_CACHE[key] = table
+        return table
 
     def _held_apart(self, gm: Any, link: int, held: int) -> Optional[float]:  # noqa: ANN401
         """The band the held part (object ``held`` of ``gm``) is proven to keep from robot shape ``link`` (an index
@@ -698,9 +763,12 @@ class FastCollision:
         self._other_objs = frozenset(new[g] for g in others)
         self._obstacle_objs = {name: frozenset(new[g] for g in gs) for name, gs in obstacle_objs.items()}
         self._apart_gm = {(min(new[a], new[b]), max(new[a], new[b])): band for (a, b), band in apart.items()}
+        self._table_gm = () if self._table is None else tuple(
+            (min(new[a], new[b]), max(new[a], new[b])) for a, b in self._table.pairs)
         self._gdata: Dict[Tuple[float, FrozenSet[str]], _Check] = {}
         self._variants[self._held_key] = (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
-                                          self._other_objs, self._apart_gm, self._gm_moving, self._gm_still)
+                                          self._other_objs, self._apart_gm, self._gm_moving, self._gm_still,
+                                          self._table_gm)
         self._last = None
 
     def _reorder(self, gm: Any, groups: Dict[int, int]) -> Dict[int, int]:  # noqa: ANN401 - pinocchio.GeometryModel
@@ -789,7 +857,7 @@ class FastCollision:
             self._rebuild()
         else:
             (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs,
-             self._apart_gm, self._gm_moving, self._gm_still) = variant
+             self._apart_gm, self._gm_moving, self._gm_still, self._table_gm) = variant
             self._last = None
 
     def _scene_changed(self) -> None:
@@ -835,27 +903,58 @@ class FastCollision:
         key = (clearance, ignore)
         check = self._gdata.get(key)
         if check is None:
-            import pinocchio as pin
-
-            gd = pin.GeometryData(self.gm)
-            skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
-            robot_clear = max(clearance, float(self.world.robot_clearance))
-            others = self._other_objs
-            for k, pair in enumerate(self.gm.collisionPairs):
-                req = gd.collisionRequests[k]
-                near_robot = pair.first in others or pair.second in others
-                req.security_margin = ((robot_clear if near_robot else clearance)
-                                       + self._margin[pair.first] + self._margin[pair.second])
-                req.break_distance = 0.0
-                req.num_max_contacts = 1
-                req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
-                if skip and (pair.first in skip or pair.second in skip):
-                    gd.deactivateCollisionPair(k)
-                elif req.security_margin <= self._apart_gm.get((pair.first, pair.second), -np.inf):
-                    gd.deactivateCollisionPair(k)     # proven never this near: no test needed
-            check = _Check.make(self, clearance, ignore, gd)
+            gd = self._configured(clearance, ignore)
+            check = _Check.make(self, clearance, ignore, gd, self._table_for(clearance, ignore, gd))
             self._gdata[key] = check
         return check
+
+    def _configured(self, clearance: float, ignore: FrozenSet[str], drop: Iterable[int] = ()) -> Any:  # noqa: ANN401
+        """A GeometryData with every pair's margin for these settings and the pairs not to test deactivated
+        (ignored obstacles', proven apart at this margin, and the pair indices in ``drop``)."""
+        import pinocchio as pin
+
+        gd = pin.GeometryData(self.gm)
+        skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
+        robot_clear = max(clearance, float(self.world.robot_clearance))
+        others = self._other_objs
+        drop = set(drop)
+        for k, pair in enumerate(self.gm.collisionPairs):
+            req = gd.collisionRequests[k]
+            near_robot = pair.first in others or pair.second in others
+            req.security_margin = ((robot_clear if near_robot else clearance)
+                                   + self._margin[pair.first] + self._margin[pair.second])
+            req.break_distance = 0.0
+            req.num_max_contacts = 1
+            req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
+            if skip and (pair.first in skip or pair.second in skip):
+                gd.deactivateCollisionPair(k)
+            elif req.security_margin <= self._apart_gm.get((pair.first, pair.second), -np.inf):
+                gd.deactivateCollisionPair(k)     # proven never this near: no test needed
+            elif k in drop:
+                gd.deactivateCollisionPair(k)
+        return gd
+
+    def _table_for(self, clearance: float, ignore: FrozenSet[str], gd: Any) -> Optional[Tuple[Any, ...]]:  # noqa: ANN401
+        """What :meth:`free` needs to use :attr:`_table` in this scene: the two joints' q indices, the grid, which
+        cells clear every active pair of the table's group at its margin here, and the check without them;
+        None when no table, no active pair of its group, or no cell clears them."""
+        table = self._table
+        if table is None:
+            return None
+        index = {(p.first, p.second): k for k, p in enumerate(self.gm.collisionPairs)}
+        ks = [index.get(pair) for pair in self._table_gm]
+        live = [(p, k) for p, k in enumerate(ks) if k is not None and gd.activeCollisionPairs[k]]
+        if not live:
+            return None
+        clear = np.ones(table.n * table.n, bool)
+        for p, k in live:
+            clear &= table.bounds[:, p] >= gd.collisionRequests[k].security_margin
+        if not clear.any():
+            return None
+        alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, [k for _, k in live]), None)
+        (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
+        return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
+                (alt.gd, alt.update, alt.collide, alt.still, alt.callback))
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
@@ -936,8 +1035,13 @@ class FastCollision:
         if last is None or last[0] != clearance or last[1] is not ignore:
             last = self._settings(clearance, ignore)
         # four calls, not pinocchio's computeCollisions (see _Check); one unpacking, no attribute lookups
-        _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback = last
+        _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback, table = last
         qq[sel] = q                    # a reused buffer: pinocchio reads it before this returns
+        if table is not None:          # two joints in a cell where the table's pairs keep their margins
+            i0, lo0, s0, i1, lo1, s1, n, clear, without = table
+            x, y = (qq.item(i0) - lo0) * s0, (qq.item(i1) - lo1) * s1
+            if 0.0 <= x < n and 0.0 <= y < n and clear[int(x) * n + int(y)]:
+                gd, update, collide, still, callback = without
         place(model, data, gm, gd, qq)
         update(False)
         return not (collide(still, callback) or collide(callback))
@@ -948,7 +1052,7 @@ class FastCollision:
         same set)."""
         check = self._check(float(clearance), frozenset(ignore))
         hot = (clearance, ignore, self._qbuf, self._arm_sel, self._place, self.model, self.data, self._gm_moving,
-               check.gd, check.update, check.collide, check.still, check.callback)
+               check.gd, check.update, check.collide, check.still, check.callback, check.table)
         if isinstance(ignore, (tuple, frozenset)):
             self._last = hot
         return hot
@@ -983,6 +1087,19 @@ class FastCollision:
         return self._hits(full, check)
 
 
+class _Table(NamedTuple):
+    """Lower bounds on some robot self pairs' distances over a grid of two joints (:meth:`FastCollision._joint_table`).
+
+    Cell ``i * n + j`` spans ``lo[k] + [i, i + 1] / scale[k]`` (k = 0) and ``[j, j + 1]`` likewise (k = 1)."""
+
+    joints: Tuple[int, ...]           # the two q indices
+    lo: Tuple[float, float]
+    scale: Tuple[float, float]        # cells per unit of each joint
+    n: int
+    pairs: Tuple[Tuple[int, int], ...]   # robot shape indices (as in _apart)
+    bounds: np.ndarray                # (n * n, len(pairs)): each pair's distance is at least this in the cell
+
+
 class _Check(NamedTuple):
     """One scene's compiled check, with the bound methods the per-check path calls.
 
@@ -1011,9 +1128,11 @@ class _Check(NamedTuple):
     update: Any             # manager.update
     collide: Any            # manager.collide
     callback: Any           # pinocchio.CollisionCallBackDefault on the full model, stopping at the first collision
+    table: Optional[Tuple[Any, ...]]    # FastCollision._table_for: the check without the table's pairs, and where
 
     @staticmethod
-    def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any) -> "_Check":  # noqa: ANN401
+    def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any,  # noqa: ANN401
+             table: Optional[Tuple[Any, ...]]) -> "_Check":
         import pinocchio as pin
 
         # the still objects' placements, once (the per-check calls place only the moving objects)
@@ -1021,7 +1140,7 @@ class _Check(NamedTuple):
         manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
         still = _Check._still(fast, gd)
         callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
-        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback)
+        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table)
 
     @staticmethod
     def _still(fast: FastCollision, gd: Any) -> Any:  # noqa: ANN401
