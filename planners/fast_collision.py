@@ -954,7 +954,7 @@ class FastCollision:
         alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, [k for _, k in live]), None)
         (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
         return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
-                (alt.gd, alt.update, alt.collide, alt.still, alt.callback))
+                (alt.gd, alt.update, alt.collide, alt.still, alt.callback), clear)
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
@@ -1038,7 +1038,7 @@ class FastCollision:
         _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback, table = last
         qq[sel] = q                    # a reused buffer: pinocchio reads it before this returns
         if table is not None:          # two joints in a cell where the table's pairs keep their margins
-            i0, lo0, s0, i1, lo1, s1, n, clear, without = table
+            i0, lo0, s0, i1, lo1, s1, n, clear, without, _ = table
             x, y = (qq.item(i0) - lo0) * s0, (qq.item(i1) - lo1) * s1
             if 0.0 <= x < n and 0.0 <= y < n and clear[int(x) * n + int(y)]:
                 gd, update, collide, still, callback = without
@@ -1057,16 +1057,33 @@ class FastCollision:
             self._last = hot
         return hot
 
-    def _hits(self, full: np.ndarray, check: "_Check") -> int:
-        """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1."""
-        place, model, data, gm, gd = self._place, self.model, self.data, self._gm_moving, check.gd
-        update, collide, callback, still = check.update, check.collide, check.callback, check.still
+    def _hits(self, full: np.ndarray, check: "_Check", *, table: bool = True) -> int:
+        """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1.
+
+        Rows whose two table joints fall in a cell that clears the table's pairs (looked up for all rows at
+        once) run the scene's twin without them, as :meth:`free` does; ``table=False``: every row runs the
+        full check (what the tests compare with).
+        """
+        place, model, data, gm = self._place, self.model, self.data, self._gm_moving
+        full_parts = (check.gd, check.update, check.collide, check.still, check.callback)
+        skip = self._cleared(full, check.table) if table and check.table is not None else None
         for i, q in enumerate(full):
+            gd, update, collide, still, callback = (check.table[8] if skip is not None and skip[i]  # type: ignore[index]
+                                                    else full_parts)
             place(model, data, gm, gd, q)
             update(False)
             if collide(still, callback) or collide(callback):
                 return i
         return -1
+
+    @staticmethod
+    def _cleared(full: np.ndarray, table: Tuple[Any, ...]) -> np.ndarray:
+        """Per row of ``full``, whether its two table joints fall in a cell that clears the table's pairs."""
+        i0, lo0, s0, i1, lo1, s1, n, _, _, clear = table
+        x, y = (full[:, i0] - lo0) * s0, (full[:, i1] - lo1) * s1
+        inside = (x >= 0) & (x < n) & (y >= 0) & (y < n)
+        cells = np.where(inside, np.floor(x) * n + np.floor(y), 0).astype(int)
+        return inside & clear[cells]
 
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:

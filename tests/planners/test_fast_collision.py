@@ -541,7 +541,7 @@ def test_broad_phase_never_drops_a_pair_in_contact(world: CollisionWorld, c: flo
             hits = 0
             for q in _samples(world, 150, 21):
                 qq = f._q(q)
-                got = f._hits(qq[None, :], check) >= 0       # the check (pinocchio's data now at qq)
+                got = f._hits(qq[None, :], check, table=False) >= 0    # the full check (its boxes now at qq)
                 pin.computeCollisions(f.model, f.data, f.gm, gd, qq, False)
                 boxes = _boxes(f, check)
                 hit = False
@@ -620,10 +620,16 @@ def test_joint_table_bounds_hold_and_change_no_verdict(world: CollisionWorld) ->
     assert check.table is not None and any(check.table[7]), "the table clears no cell at the free clearance"
     skipped = 0
     for q in _samples(world, 1000, 14):
-        full = f._hits(f._q(q)[None, :], check) < 0
+        full = f._hits(f._q(q)[None, :], check, table=False) < 0
         if world.free(q) != full:       # only within a hair of a pair's margin (GJK warm starts)
             assert not world.free(q, clearance=FREE_CLEARANCE + HAIR) and world.free(q, clearance=FREE_CLEARANCE - HAIR)
-        i0, lo0, s0, i1, lo1, s1, n, clear, _ = check.table
+        i0, lo0, s0, i1, lo1, s1, n, clear = check.table[:8]
         x, y = (f._q(q)[i0] - lo0) * s0, (f._q(q)[i1] - lo1) * s1
         skipped += bool(0 <= x < n and 0 <= y < n and clear[int(x) * n + int(y)])
     assert skipped > 0
+    # runs of configurations (segments, first_collision) look the cells up for all rows at once
+    rows = np.asarray([f._q(q) for q in _samples(world, 400, 15)])
+    assert f._cleared(rows, check.table).any()
+    for k in range(0, 400, 8):
+        part = rows[k:k + 8]
+        assert f._hits(part, check) == f._hits(part, check, table=False)
