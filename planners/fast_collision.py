@@ -16,14 +16,20 @@ uses, so both see the same geometry:
 - the allowed pairs mirror PyBullet's filters: parent/child links, the world's
   permanent self contacts, the robot base on the statics, the held part on the
   tool, obstacles among themselves and the statics, and ``ignore``d obstacles;
-  robot self pairs proven never within :data:`APART_BAND` are left out below that
-  clearance (:meth:`FastCollision._prove_apart`);
+  robot self pairs proven never within one of :data:`APART_BANDS` are left out at clearances
+  below that band (:meth:`FastCollision._prove_apart`), and so are a held part's pairs with the
+  wrist links (:meth:`FastCollision._held_apart`);
 - the scene is expressed in the planning robot's base frame (pinocchio's root), so a
   robot need not stand at the world origin;
 - other robots of the cell are static geometry at their current joint positions
   (:meth:`FastCollision.refresh_robots` re-reads them after the planner moves them).
   Their own self contacts and their contacts with the statics are not the planning
   robot's business and are not checked (the PyBullet path skips them too).
+
+One check is four compiled calls (:class:`_Check`): place what moves with the arm, box it, test
+those boxes against the still cell's (computed once per scene) and against each other, and run
+coal's narrow phase on the overlapping pairs that are not proven apart, stopping at the first
+collision. Objects are ordered so that the pairs found in collision most often are tested first.
 
 A pair is in collision when its distance is below the clearance (coal's
 ``security_margin``, which may be negative: touching allowed). A pair between the
@@ -39,7 +45,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -72,11 +78,36 @@ MESH_MARGIN = 0.001
 #: the checks at clearances below it (see :meth:`FastCollision._prove_apart`).
 APART_BAND = 0.02
 
+#: m: the bands a pair is tried at, widest first: a pair that comes within 2 cm but never within 8 mm (the
+#: iiwa's forearm and flange, the UR arm's wrist links) is still left out at the free-move clearance (4 mm
+#: plus Bullet's 1 mm hull margin on each mesh).
+APART_BANDS = (APART_BAND, 0.008)
+
 #: Joint-space boxes one pair's proof may evaluate before it gives up (the pair is then checked as usual).
 APART_BUDGET = 3000
 
+#: The budgets of the proofs at each band of :data:`APART_BANDS`, narrowest band first: the narrow band is
+#: the one every free move checks at, and pairs that nearly reach it need many boxes (the UR arm's wrist 1
+#: and wrist 3 links: about 20000, 0.1 s).
+APART_BUDGETS = (60000, APART_BUDGET)
+
+#: Random configurations sampled once to order the checks (:meth:`FastCollision._reorder`).
+COUNT_SAMPLES = 200
+
+#: The budgets of the proofs between a held part and the robot's links (:meth:`FastCollision._held_apart`).
+HELD_BUDGETS = (3000, 1000)
+
+#: Cells per joint of the table of distance bounds over two joints (:meth:`FastCollision._joint_table`).
+TABLE_CELLS = 64
+
+#: Tables of distance bounds per robot model (:class:`_Table`, or None where no pair group fits).
+_TABLE_CACHE: Dict[Tuple, Optional["_Table"]] = {}
+
+#: Bands proven between a held part and a robot shape, per robot model, part and shape.
+_HELD_CACHE: Dict[Tuple, Optional[float]] = {}
+
 #: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
-_APART_CACHE: Dict[Tuple, FrozenSet[Tuple[int, int]]] = {}
+_APART_CACHE: Dict[Tuple, Dict[Tuple[int, int], float]] = {}
 
 
 class Unsupported(Exception):
@@ -144,6 +175,58 @@ def _fractions(n: int) -> np.ndarray:
     return out
 
 
+def _points(geom: Any) -> Optional[np.ndarray]:  # noqa: ANN401 - pinocchio.GeometryObject
+    """A convex hull's vertices in its joint's frame (None for other shapes)."""
+    import coal
+
+    shape = geom.geometry
+    if not isinstance(shape, coal.ConvexBase) or shape.num_points == 0:
+        return None
+    local = np.asarray([shape.point(i) for i in range(shape.num_points)], float)
+    return local @ np.asarray(geom.placement.rotation, float).T + np.asarray(geom.placement.translation, float)
+
+
+def _fixed_axis_distance(model: Any, joint: int, geom: Any) -> float:  # noqa: ANN401 - pinocchio objects
+    """How far the farthest point of ``geom`` lies from the axis of ``joint``, ``geom`` being fixed in the frame of
+    the joint's parent (its points and the axis in that frame); inf when the joint is not a plain revolute one."""
+    jm = model.joints[joint]
+    axis = _revolute_axis(jm.shortname(), tuple(np.asarray(jm.createData().S, float).ravel()))
+    if axis is None:
+        return float("inf")
+    place = model.jointPlacements[joint]
+    origin = np.asarray(place.translation, float)
+    direction = np.asarray(place.rotation, float) @ axis
+    points = _points(geom)
+    if points is None:
+        geom.geometry.computeLocalAABB()
+        centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
+        rel = np.atleast_2d(centre - origin)
+        return float(np.linalg.norm(rel - np.outer(rel @ direction, direction), axis=1).max()
+                     + float(geom.geometry.aabb_radius))
+    rel = points - origin
+    return float(np.linalg.norm(rel - np.outer(rel @ direction, direction), axis=1).max())
+
+
+def _axis_distance(joint: Any, points: np.ndarray) -> float:  # noqa: ANN401 - pinocchio.JointModel
+    """How far the farthest of ``points`` (rows, in the joint's frame) lies from a revolute joint's axis: a turn
+    by d moves each point at most d times its distance. From the joint's origin when the joint is not a plain
+    revolute one."""
+    pts = np.atleast_2d(np.asarray(points, float))
+    axis = _revolute_axis(joint.shortname(), tuple(np.asarray(joint.createData().S, float).ravel()))
+    if axis is None:
+        return float(np.linalg.norm(pts, axis=1).max())
+    return float(np.linalg.norm(pts - np.outer(pts @ axis, axis), axis=1).max())
+
+
+@functools.lru_cache(maxsize=64)
+def _revolute_axis(kind: str, motion: Tuple[float, ...]) -> Optional[np.ndarray]:  # noqa: ARG001 - part of the key
+    """A revolute joint's unit axis from its motion subspace (linear part first), or None for another joint."""
+    s = np.asarray(motion, float)
+    if s.shape != (6,) or np.linalg.norm(s[:3]) > 1e-9 or abs(np.linalg.norm(s[3:]) - 1.0) > 1e-9:
+        return None
+    return s[3:]
+
+
 def _se3(t: np.ndarray):  # noqa: ANN202 - pinocchio.SE3
     import pinocchio as pin
 
@@ -206,16 +289,20 @@ class FastCollision:
         self._robot_shapes = self._read_robot_shapes()
         self._filter = self._robot_filter()
         self._apart = self._prove_apart(robot_urdf(rb.config))
+        self._table = self._joint_table()
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
-        self._last: Optional[Tuple[float, Any, Any, Any]] = None
+        self._last: Optional[Tuple[Any, ...]] = None   # what free() calls for the last settings
         self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
-        self._collide = pin.computeCollisions      # bound once: the per-check path makes no imports
+        self._place = pin.updateGeometryPlacements      # bound once: the per-check path makes no imports
         self._held_size: Optional[Tuple[float, ...]] = None
         self._held_pose: Optional[Tuple[float, ...]] = None
+        self._counts: Dict[Tuple[int, int], int] = {}
         self._rebuild()
+        self._counts = self._collision_counts()
+        self._scene_changed()          # again, in the order the counts give
 
     # ------------------------------------------------------------------ reading the world
     def _q(self, q: JointVector) -> np.ndarray:
@@ -365,8 +452,9 @@ class FastCollision:
             gm.addCollisionPair(pin.CollisionPair(i, k))
         return gm, pairs
 
-    def _prove_apart(self, urdf: str) -> FrozenSet[Tuple[int, int]]:
-        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within APART_BAND.
+    def _prove_apart(self, urdf: str) -> Dict[Tuple[int, int], float]:
+        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within a band
+        (the widest of :data:`APART_BANDS` proven, by pair).
 
         Why: most of a check's time is the narrow phase on robot link pairs whose boxes overlap in
         nearly every configuration (links two joints apart near the base or wrist) although the
@@ -376,91 +464,225 @@ class FastCollision:
         relative pose): a box of joint values is cleared when the distance at its centre, less the
         farthest any point of the shapes can move inside the box (each revolute joint moves a point
         at most its half-width times the point's reach from the joint's origin; a prismatic one its
-        half-width), is at least APART_BAND. A pair that is not cleared within APART_BUDGET boxes is
+        half-width), is at least the band. A pair that is not cleared within its budget of boxes is
         checked as before. The domain is the URDF's own limits plus 0.05 rad (a full turn for
         continuous joints), which contains every configuration the planner accepts (the cell's
         limits lie within the URDF's); fingers and other joints outside the arm are held where
         they are in every query, as here.
         """
-        import pinocchio as pin
-
-        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes))
+        lo_all, hi_all = self._joint_domain()
+        # the domain is part of the key: a cell may widen a joint's range beyond the URDF's
+        key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes), lo_all.tobytes(),
+               hi_all.tobytes())
+        self._proof_key = key
         if key in _APART_CACHE:
             return _APART_CACHE[key]
-        model = self.model
-        data = model.createData()
         gm, pairs = self._self_pairs_model()
-        gd = pin.GeometryData(gm)
-        # the domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad
-        lo_all, hi_all = model.lowerPositionLimit.copy(), model.upperPositionLimit.copy()
+        proven: Dict[Tuple[int, int], float] = {}
+        for ga, gb in pairs:
+            band = self._prove_two(gm, ga, gb, APART_BUDGETS)
+            if band is not None:
+                proven[(ga, gb)] = band
+        _APART_CACHE[key] = proven
+        log.debug("robot '%s': %d of %d self pairs proven apart (%s)", self.world.robot.config.id,
+                  len(proven), len(pairs), ", ".join(f"{sum(b == x for b in proven.values())} by {x * 1000:.0f} mm"
+                                                    for x in APART_BANDS))
+        return proven
+
+    def _joint_table(self) -> Optional["_Table"]:
+        """Lower bounds on the distances of the robot self pairs that only two joints move, per cell of a grid.
+
+        Why: some pairs come near each other only in part of the joint space (the wrist links two joints
+        apart: the Panda's fifth link against its seventh and the hand, the iiwa's fifth against its
+        seventh), so no proof drops them, yet their boxes overlap in nearly every check. The pairs of the
+        two-joint group with the most pairs get a TABLE_CELLS x TABLE_CELLS grid over those joints' domain;
+        in each cell, the distance at its centre less the farthest the pair can move inside it (the
+        proof's bound) bounds the pair's distance from below. A check whose two joint values fall in a
+        cell where every pair of the group keeps its margin runs without them (:meth:`free`). Joints
+        whose domain is over a full turn, or unbounded, get no table (a value would first need wrapping).
+        """
+        import pinocchio as pin
+
+        key = self._proof_key
+        if key in _TABLE_CACHE:
+            return _TABLE_CACHE[key]
+        gm, pairs = self._self_pairs_model()
+        groups: Dict[Tuple[int, ...], List[Tuple[int, int, np.ndarray]]] = {}
+        boxes: Dict[Tuple[int, ...], Tuple[np.ndarray, np.ndarray]] = {}
+        for ga, gb in pairs:
+            if (ga, gb) in self._apart:
+                continue
+            domain = self._pair_domain(gm, ga, gb)
+            if domain is None or len(domain[0]) != 2 or len(set(domain[0])) != 2:
+                continue
+            joints, rates, (lo, hi) = domain
+            if np.any(hi - lo > 2 * np.pi + 0.2):
+                continue
+            order = tuple(sorted(joints))
+            flip = list(joints) != list(order)
+            groups.setdefault(order, []).append((ga, gb, rates[::-1] if flip else rates))
+            boxes[order] = (lo[::-1], hi[::-1]) if flip else (lo, hi)
+        table = None
+        if groups:
+            order = max(groups, key=lambda j: (len(groups[j]), j))
+            lo, hi = boxes[order]
+            n = TABLE_CELLS
+            width = (hi - lo) / n
+            data = self.model.createData()
+            bounds = np.empty((n * n, len(groups[order])))
+            q = self._q0.copy()
+            for p, (ga, gb, rates) in enumerate(groups[order]):
+                two = FastCollision._permuted(gm, {ga: 0, gb: 1})
+                two_data = pin.GeometryData(two)
+                slack = float(np.sum(width / 2 * rates))
+                for cell in range(n * n):
+                    q[list(order)] = lo + width * (np.asarray(divmod(cell, n)) + 0.5)
+                    pin.updateGeometryPlacements(self.model, data, two, two_data, q)
+                    bounds[cell, p] = pin.computeDistance(two, two_data, 0).min_distance - slack
+            table = _Table(order, (float(lo[0]), float(lo[1])), (float(n / (hi[0] - lo[0])), float(n / (hi[1] - lo[1]))),
+                           n, tuple((ga, gb) for ga, gb, _ in groups[order]), bounds)
+        _TABLE_CACHE[key] = table
+        return table
+
+    def _held_apart(self, gm: Any, link: int, held: int) -> Optional[float]:  # noqa: ANN401
+        """The band the held part (object ``held`` of ``gm``) is proven to keep from robot shape ``link`` (an index
+        of :attr:`_robot_shapes`), or None; once per robot, part and shape (the planner holds few parts).
+
+        Why: a part at the TCP sits in the boxes of the wrist links in most configurations without coming
+        near them (the iiwa's fifth and sixth links: 70-80 % of checks), and the proof runs over the one
+        or two joints between them, with small budgets because it runs when a new part is first held.
+        """
+        key = (self._proof_key, self._held_size, self._held_pose, link)   # the pose in the flange frame (with the TCP)
+        if key not in _HELD_CACHE:
+            _HELD_CACHE[key] = self._prove_two(gm, link, held, HELD_BUDGETS)
+        return _HELD_CACHE[key]
+
+    def _joint_domain(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad."""
+        lo_all, hi_all = self.model.lowerPositionLimit.copy(), self.model.upperPositionLimit.copy()
         for n, i in enumerate(self._arm_idx):
             lo_all[i] = min(lo_all[i], float(self.world.kin.lower[n])) - 0.05
             hi_all[i] = max(hi_all[i], float(self.world.kin.upper[n])) + 0.05
-        arm_q = set(self._arm_idx)
-        proven = set()
-        for k, (ga, gb) in enumerate(pairs):
-            sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
-            sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
-            common = 0
-            while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
-                common += 1
-            joints: List[int] = []     # q indices of the arm joints between the two shapes
-            rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
-            lo: List[float] = []
-            hi: List[float] = []
-            for side, g in ((sa[common:], ga), (sb[common:], gb)):
-                geom = gm.geometryObjects[g]
-                geom.geometry.computeLocalAABB()
-                # from the shape's joint up to the common ancestor: the reach from each joint's origin grows
-                reach = (float(np.linalg.norm(geom.placement.translation))
-                         + float(np.linalg.norm(geom.geometry.aabb_center)) + float(geom.geometry.aabb_radius))
-                for j in reversed(side):
-                    jm = model.joints[j]
-                    prismatic = jm.shortname().startswith("JointModelP")
-                    if jm.idx_q in arm_q:
-                        a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
-                        if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
-                            a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
-                        joints.append(jm.idx_q)
-                        rates.append(1.0 if prismatic else reach)
-                        lo.append(a)
-                        hi.append(b)
-                    reach += float(np.linalg.norm(model.jointPlacements[j].translation))
-                    if prismatic:
-                        reach += float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q])))
-            if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
-                continue
-            rate = np.asarray(rates)
-            boxes = [(np.asarray(lo), np.asarray(hi))]
-            q = self._q0.copy()
-            evals, ok = 0, True
-            while boxes and ok:
-                blo, bhi = boxes.pop()
-                evals += 1
-                if evals > APART_BUDGET:
-                    ok = False
-                    break
-                q[joints] = (blo + bhi) / 2
-                pin.updateGeometryPlacements(model, data, gm, gd, q)
-                d = float(pin.computeDistance(gm, gd, k).min_distance)
-                slack = float(np.sum((bhi - blo) / 2 * rate))
-                if d - slack >= APART_BAND:
-                    continue
-                if d < APART_BAND or not joints:
-                    ok = False
-                    break
-                m = int(np.argmax((bhi - blo) * rate))
-                mid = (blo[m] + bhi[m]) / 2
-                left_hi, right_lo = bhi.copy(), blo.copy()
-                left_hi[m], right_lo[m] = mid, mid
-                boxes += [(blo, left_hi), (right_lo, bhi)]
-            if ok:
-                proven.add((ga, gb))
-        out = frozenset(proven)
-        _APART_CACHE[key] = out
-        log.debug("robot '%s': %d of %d self pairs proven never within %.0f mm", self.world.robot.config.id,
-                  len(out), len(pairs), APART_BAND * 1000)
+        return lo_all, hi_all
+
+    def _prove_two(self, gm: Any, ga: int, gb: int, budgets: Sequence[int]) -> Optional[float]:  # noqa: ANN401
+        """The widest of :data:`APART_BANDS` objects ``ga`` and ``gb`` of ``gm`` are proven to keep, or None.
+
+        The narrowest band first, with the first budget (it is the one free moves need; a pair that comes
+        within it fails fast), then the wider ones, each with the next budget, while they hold.
+        """
+        import pinocchio as pin
+
+        domain = self._pair_domain(gm, ga, gb)
+        if domain is None:
+            return None
+        joints, rates, box = domain
+        two = FastCollision._permuted(gm, {ga: 0, gb: 1})     # just the pair: placing it is cheaper
+        two_data = pin.GeometryData(two)
+        data = self.model.createData()
+        out = None
+        for band, budget in zip(sorted(APART_BANDS), budgets):
+            if not self._prove_pair(self.model, data, two, two_data, 0, joints, rates, box, band, budget):
+                break
+            out = band
         return out
+
+    def _pair_domain(self, gm: Any, ga: int, gb: int  # noqa: ANN401 - pinocchio.GeometryModel
+                     ) -> Optional[Tuple[List[int], np.ndarray, Tuple[np.ndarray, np.ndarray]]]:
+        """The arm joints between two objects of ``gm`` (q indices), how far a unit of each moves a point of
+        the two at most, and the box of their values; None when more than three joints or an unbounded one."""
+        model = self.model
+        lo_all, hi_all = self._joint_domain()
+        arm_q = set(self._arm_idx)
+        sa = list(model.supports[gm.geometryObjects[ga].parentJoint])
+        sb = list(model.supports[gm.geometryObjects[gb].parentJoint])
+        common = 0
+        while common < min(len(sa), len(sb)) and sa[common] == sb[common]:
+            common += 1
+        joints: List[int] = []     # q indices of the arm joints between the two shapes
+        rates: List[float] = []    # how far a unit of each moves a point of the shapes, at most
+        lo: List[float] = []
+        hi: List[float] = []
+        sides = ((sa[common:], ga, gb), (sb[common:], gb, ga))
+        for side, g, other in sides:
+            geom = gm.geometryObjects[g]
+            geom.geometry.computeLocalAABB()
+            # from the shape's joint up to the common ancestor: the reach from each joint's origin grows;
+            # (centre, radius): a ball in the joint's frame holding everything below it, whatever its joints
+            centre = np.asarray(geom.placement.act(np.asarray(geom.geometry.aabb_center, float)), float)
+            radius = float(geom.geometry.aabb_radius)
+            points = _points(geom)         # a hull's own vertices bound its first joint's rate more tightly
+            reach = float(np.linalg.norm(centre)) + radius if points is None else float(
+                np.linalg.norm(points, axis=1).max())
+            for j in reversed(side):
+                jm = model.joints[j]
+                prismatic = jm.shortname().startswith("JointModelP")
+                travel = float(max(abs(lo_all[jm.idx_q]), abs(hi_all[jm.idx_q]))) if prismatic else 0.0
+                if jm.idx_q in arm_q:
+                    a, b = float(lo_all[jm.idx_q]), float(hi_all[jm.idx_q])
+                    if not prismatic and (not (np.isfinite(a) and np.isfinite(b)) or b - a > 2 * np.pi):
+                        a, b = -np.pi, np.pi     # a full turn covers every value of a periodic joint
+                    joints.append(jm.idx_q)
+                    if prismatic:
+                        rates.append(1.0)
+                    elif points is not None:
+                        rates.append(_axis_distance(jm, points))
+                    else:
+                        rates.append(min(reach, _axis_distance(jm, centre) + radius))
+                    if j == side[0] and not prismatic and len(sides[1 if g == ga else 0][0]) == 0:
+                        # the other shape is fixed in the frame this joint turns in: turning this side by d
+                        # moves the pair as much as turning the other shape by -d, whichever bound is smaller
+                        rates[-1] = min(rates[-1], _fixed_axis_distance(model, j, gm.geometryObjects[other]))
+                    lo.append(a)
+                    hi.append(b)
+                centre = np.asarray(model.jointPlacements[j].translation, float)
+                radius = reach + travel
+                points = None
+                reach += float(np.linalg.norm(centre)) + travel
+        if len(joints) > 3 or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.isfinite(rates).all()):
+            return None
+        return joints, np.asarray(rates), (np.asarray(lo), np.asarray(hi))
+
+    def _prove_pair(self, model: Any, data: Any, gm: Any, gd: Any, k: int, joints: List[int],  # noqa: ANN401
+                    rate: np.ndarray, box: Tuple[np.ndarray, np.ndarray], band: float, budget: int) -> bool:
+        """Whether pair ``k`` of ``gm`` stays at least ``band`` apart over the joint box (branch and bound).
+
+        A box is cleared when the distance at its centre, less the farthest a point of the two shapes
+        can move inside it (``rate`` per unit of each joint in ``joints``), is at least ``band``; a
+        centre nearer than ``band`` is a counterexample; other boxes are halved along their widest
+        joint (weighted by rate). False too when the pair needs more than ``budget`` boxes.
+        """
+        import pinocchio as pin
+
+        place, distance = pin.updateGeometryPlacements, pin.computeDistance
+        lo, hi = box[0][None, :], box[1][None, :]
+        evals = 0
+        while len(lo):                   # breadth first: one numpy pass per level, two pinocchio calls per box
+            evals += len(lo)
+            if evals > budget:
+                return False
+            qs = np.repeat(self._q0[None, :], len(lo), axis=0)
+            qs[:, joints] = (lo + hi) / 2
+            d = np.empty(len(lo))
+            for i, q in enumerate(qs):
+                place(model, data, gm, gd, q)
+                d[i] = distance(gm, gd, k).min_distance
+            if (d < band).any():
+                return False             # a counterexample
+            keep = d - ((hi - lo) / 2 * rate).sum(axis=1) < band
+            lo, hi = lo[keep], hi[keep]
+            if not len(lo):
+                return True
+            if not joints:
+                return False
+            rows = np.arange(len(lo))
+            m = np.argmax((hi - lo) * rate, axis=1)
+            mid = (lo[rows, m] + hi[rows, m]) / 2
+            left_hi, right_lo = hi.copy(), lo.copy()
+            left_hi[rows, m] = mid
+            right_lo[rows, m] = mid
+            lo, hi = np.vstack([lo, right_lo]), np.vstack([left_hi, hi])
+        return True
 
     # ------------------------------------------------------------------ the geometry model
     def _rebuild(self) -> None:
@@ -509,6 +731,14 @@ class FastCollision:
                 if k <= i or la == lb or (min(la, lb), max(la, lb)) in self._filter:
                     continue
                 gm.addCollisionPair(pin.CollisionPair(i, k))
+        apart = dict(self._apart)                  # robot shapes come first: their indices here are the proof's
+        if held_obj is not None:                   # held part against the robot but its tool
+            for i in robot_objs:
+                if self._owner[i][1] not in tool:
+                    gm.addCollisionPair(pin.CollisionPair(i, held_obj))
+                    band = self._held_apart(gm, i, held_obj)
+                    if band is not None:
+                        apart[(i, held_obj)] = band
         world_objs = statics + others + [g for gs in obstacle_objs.values() for g in gs]
         for i in robot_objs:                       # robot against the cell
             on_base = self._owner[i][1] in base_links
@@ -516,17 +746,109 @@ class FastCollision:
                 if on_base and k in statics:
                     continue
                 gm.addCollisionPair(pin.CollisionPair(i, k))
-        if held_obj is not None:                   # held part against everything but the tool
-            for i in robot_objs:
-                if self._owner[i][1] not in tool:
-                    gm.addCollisionPair(pin.CollisionPair(i, held_obj))
+        if held_obj is not None:                   # held part against the cell
             for k in world_objs:
                 gm.addCollisionPair(pin.CollisionPair(held_obj, k))
-        self.gm = gm
-        self._obstacle_objs = {name: frozenset(gs) for name, gs in obstacle_objs.items()}
-        self._gdata: Dict[Tuple[float, FrozenSet[str]], Tuple[Any, Any]] = {}
-        self._variants[self._held_key] = (gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
-                                          self._other_objs)
+        # what moves with the arm (not the robot's base link, fixed to pinocchio's root), the cell, obstacles
+        obstacles = {g for gs in obstacle_objs.values() for g in gs}
+        groups = {g: 0 if gm.geometryObjects[g].parentJoint != 0 else 2 if g in obstacles else 1
+                  for g in range(gm.ngeoms)}
+        moving = sum(1 for v in groups.values() if v == 0)
+        new = self._reorder(gm, groups)
+        self.gm = self._permuted(gm, new, first=moving)
+        self._gm_moving = self._moving_model(self.gm, moving)
+        self._gm_still = self._disabled(self.gm, still=False)
+        self._owner = [self._owner[g] for g in sorted(new, key=new.__getitem__)]
+        self._margin = [self._margin[g] for g in sorted(new, key=new.__getitem__)]
+        self._other_objs = frozenset(new[g] for g in others)
+        self._obstacle_objs = {name: frozenset(new[g] for g in gs) for name, gs in obstacle_objs.items()}
+        self._apart_gm = {(min(new[a], new[b]), max(new[a], new[b])): band for (a, b), band in apart.items()}
+        self._table_gm = () if self._table is None else tuple(
+            (min(new[a], new[b]), max(new[a], new[b])) for a, b in self._table.pairs)
+        self._gdata: Dict[Tuple[float, FrozenSet[str]], _Check] = {}
+        self._variants[self._held_key] = (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
+                                          self._other_objs, self._apart_gm, self._gm_moving, self._gm_still,
+                                          self._table_gm)
+        self._last = None
+
+    def _reorder(self, gm: Any, groups: Dict[int, int]) -> Dict[int, int]:  # noqa: ANN401 - pinocchio.GeometryModel
+        """Each geometry object's new index: what the robot carries first (its links, the held part; see
+        :meth:`_moving_model`), then the cell's bodies, then obstacles; within each, the objects found in
+        collision most often in :meth:`_collision_counts`' sample first.
+
+        Why: coal's naive broad phase tests pairs in object order and a check stops at the first collision,
+        so a check in collision costs less when the pairs that collide most come first (e.g. the forearm
+        against the table before the wrist against the forearm). Order changes cost, never a verdict.
+        """
+        counts = self._counts
+        key = {g: (groups[g], -counts.get(self._owner[g], 0), g) for g in range(gm.ngeoms)}
+        return {g: k for k, g in enumerate(sorted(range(gm.ngeoms), key=key.__getitem__))}
+
+    @staticmethod
+    def _permuted(gm: Any, new: Dict[int, int], first: int = 0) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """A copy of ``gm`` with object ``g`` at index ``new[g]`` (the objects ``new`` names) and the pairs among
+        them (renumbered, in the same order, except that pairs among the new objects below ``first`` come first)."""
+        import pinocchio as pin
+
+        out = pin.GeometryModel()
+        for g in sorted(new, key=new.__getitem__):
+            obj = gm.geometryObjects[g]
+            out.addGeometryObject(pin.GeometryObject(obj.name, obj.parentJoint, obj.placement, obj.geometry))
+        pairs = [(min(new[p.first], new[p.second]), max(new[p.first], new[p.second]))
+                 for p in gm.collisionPairs if p.first in new and p.second in new]
+        for a, b in sorted(pairs, key=lambda ab: ab[1] >= first):    # stable: the order is kept within each part
+            out.addCollisionPair(pin.CollisionPair(a, b))
+        return out
+
+    @staticmethod
+    def _moving_model(gm: Any, n: int) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """The first ``n`` objects of ``gm`` (what the robot carries) and their pairs, which come first in ``gm``.
+
+        Why: the per-check calls then place and box only these objects and walk only their pairs (pinocchio
+        walks every pair of the model it is given to inflate the boxes), while indices of objects and pairs
+        stay those of ``gm``, so the scene's GeometryData and the callback on ``gm`` serve both.
+        """
+        out = FastCollision._permuted(gm, {g: g for g in range(n)})
+        if any(gm.geometryObjects[g].parentJoint == 0 for g in range(n)) or any(
+                (a.first, a.second) != (b.first, b.second) for a, b in zip(out.collisionPairs, gm.collisionPairs)):
+            raise Unsupported("the moving objects and their pairs do not come first in the geometry model")
+        return out
+
+    @staticmethod
+    def _disabled(gm: Any, *, still: bool) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """A copy of ``gm`` (same objects, shapes and pairs, in the same order) with the objects fixed in the
+        cell (``still``) or the ones the robot carries (not ``still``) left out of a broad phase built on it.
+
+        The copies share their shapes with ``gm``, which pinocchio's broad-phase callback checks; the
+        callback itself works on ``gm``, where every object takes part.
+        """
+        out = FastCollision._permuted(gm, {g: g for g in range(gm.ngeoms)})
+        for obj in out.geometryObjects:
+            obj.disableCollision = (obj.parentJoint == 0) == still
+        return out
+
+    def _collision_counts(self, samples: int = COUNT_SAMPLES) -> Dict[Tuple[int, int], int]:
+        """How many of ``samples`` random arm configurations (a fixed seed) put each (body, link) in collision.
+
+        Only an order for the checks comes of it (:meth:`_reorder`), never a verdict, so sampling is safe here.
+        """
+        import pinocchio as pin
+
+        from .collision import FREE_CLEARANCE
+
+        gd = self._check(FREE_CLEARANCE, frozenset()).gd
+        rng = np.random.default_rng(5)
+        lo, hi = np.asarray(self.world.kin.lower, float), np.asarray(self.world.kin.upper, float)
+        counts: Dict[Tuple[int, int], int] = {}
+        pairs = [(pair.first, pair.second) for pair in self.gm.collisionPairs]
+        for _ in range(samples):
+            pin.computeCollisions(self.model, self.data, self.gm, gd, self._q(lo + (hi - lo) * rng.random(len(lo))),
+                                  False)
+            for k, res in enumerate(gd.collisionResults):
+                if gd.activeCollisionPairs[k] and res.isCollision():
+                    for g in pairs[k]:
+                        counts[self._owner[g]] = counts.get(self._owner[g], 0) + 1
+        return counts
 
     def _use(self) -> None:
         """The scene for the current held part: built once per held part until the scene changes."""
@@ -534,7 +856,9 @@ class FastCollision:
         if variant is None:
             self._rebuild()
         else:
-            self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs = variant
+            (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs,
+             self._apart_gm, self._gm_moving, self._gm_still, self._table_gm) = variant
+            self._last = None
 
     def _scene_changed(self) -> None:
         self._variants.clear()
@@ -565,36 +889,72 @@ class FastCollision:
         return ids
 
     def _scene(self, clearance: float, ignore: FrozenSet[str]) -> Tuple[Any, Any]:
-        """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once.
+        """(GeometryData, broad-phase manager) for one clearance and set of ignored obstacles, made once."""
+        check = self._check(clearance, ignore)
+        return check.gd, check.manager
+
+    def _check(self, clearance: float, ignore: FrozenSet[str]) -> "_Check":
+        """The compiled check for one clearance and set of ignored obstacles, made once per scene.
 
         The manager is coal's naive AABB pass (fastest here: about 20 objects), which pinocchio
         inflates by each pair's security margin, so a positive clearance is never lost in the broad phase.
         Pairs with another robot's links keep at least the robot clearance (``safety.robot_margin``).
         """
         key = (clearance, ignore)
-        scene = self._gdata.get(key)
-        if scene is None:
-            import pinocchio as pin
+        check = self._gdata.get(key)
+        if check is None:
+            gd = self._configured(clearance, ignore)
+            check = _Check.make(self, clearance, ignore, gd, self._table_for(clearance, ignore, gd))
+            self._gdata[key] = check
+        return check
 
-            gd = pin.GeometryData(self.gm)
-            skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
-            robot_clear = max(clearance, float(self.world.robot_clearance))
-            others = self._other_objs
-            for k, pair in enumerate(self.gm.collisionPairs):
-                req = gd.collisionRequests[k]
-                near_robot = pair.first in others or pair.second in others
-                req.security_margin = ((robot_clear if near_robot else clearance)
-                                       + self._margin[pair.first] + self._margin[pair.second])
-                req.break_distance = 0.0
-                req.num_max_contacts = 1
-                req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
-                if skip and (pair.first in skip or pair.second in skip):
-                    gd.deactivateCollisionPair(k)
-                elif req.security_margin <= APART_BAND and (pair.first, pair.second) in self._apart:
-                    gd.deactivateCollisionPair(k)     # proven never this near: no test needed
-            scene = (gd, pin.BroadPhaseManager_NaiveCollisionManager(self.model, self.gm, gd))
-            self._gdata[key] = scene
-        return scene
+    def _configured(self, clearance: float, ignore: FrozenSet[str], drop: Iterable[int] = ()) -> Any:  # noqa: ANN401
+        """A GeometryData with every pair's margin for these settings and the pairs not to test deactivated
+        (ignored obstacles', proven apart at this margin, and the pair indices in ``drop``)."""
+        import pinocchio as pin
+
+        gd = pin.GeometryData(self.gm)
+        skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
+        robot_clear = max(clearance, float(self.world.robot_clearance))
+        others = self._other_objs
+        drop = set(drop)
+        for k, pair in enumerate(self.gm.collisionPairs):
+            req = gd.collisionRequests[k]
+            near_robot = pair.first in others or pair.second in others
+            req.security_margin = ((robot_clear if near_robot else clearance)
+                                   + self._margin[pair.first] + self._margin[pair.second])
+            req.break_distance = 0.0
+            req.num_max_contacts = 1
+            req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
+            if skip and (pair.first in skip or pair.second in skip):
+                gd.deactivateCollisionPair(k)
+            elif req.security_margin <= self._apart_gm.get((pair.first, pair.second), -np.inf):
+                gd.deactivateCollisionPair(k)     # proven never this near: no test needed
+            elif k in drop:
+                gd.deactivateCollisionPair(k)
+        return gd
+
+    def _table_for(self, clearance: float, ignore: FrozenSet[str], gd: Any) -> Optional[Tuple[Any, ...]]:  # noqa: ANN401
+        """What :meth:`free` needs to use :attr:`_table` in this scene: the two joints' q indices, the grid, which
+        cells clear every active pair of the table's group at its margin here, and the check without them;
+        None when no table, no active pair of its group, or no cell clears them."""
+        table = self._table
+        if table is None:
+            return None
+        index = {(p.first, p.second): k for k, p in enumerate(self.gm.collisionPairs)}
+        ks = [index.get(pair) for pair in self._table_gm]
+        live = [(p, k) for p, k in enumerate(ks) if k is not None and gd.activeCollisionPairs[k]]
+        if not live:
+            return None
+        clear = np.ones(table.n * table.n, bool)
+        for p, k in live:
+            clear &= table.bounds[:, p] >= gd.collisionRequests[k].security_margin
+        if not clear.any():
+            return None
+        alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, [k for _, k in live]), None)
+        (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
+        return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
+                (alt.gd, alt.update, alt.collide, alt.still, alt.callback), clear)
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
@@ -645,9 +1005,10 @@ class FastCollision:
 
         from .collision import Contact
 
-        gd, manager = self._scene(float(clearance), frozenset(ignore))
+        check = self._check(float(clearance), frozenset(ignore))
+        gd = check.gd
         qq = self._q(q)
-        if not pin.computeCollisions(self.model, self.data, manager, qq, True):
+        if self._hits(qq[None, :], check) < 0:
             return []
         # the broad phase leaves untested pairs' results stale: name the pairs from a full pass
         pin.computeCollisions(self.model, self.data, self.gm, gd, qq, first)
@@ -670,52 +1031,159 @@ class FastCollision:
         return self.world.name(body, link)
 
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
-        qq = self._qbuf
-        qq[self._arm_sel] = q          # a reused buffer: pinocchio reads it before this returns
         last = self._last
-        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
-                and isinstance(ignore, (tuple, frozenset))):   # the planner repeats its settings: no lookup
-            manager = last[3]
-        else:
-            manager = self._manager(clearance, ignore)
-        return not self._collide(self.model, self.data, manager, qq, True)
+        if last is None or last[0] != clearance or last[1] is not ignore:
+            last = self._settings(clearance, ignore)
+        # four calls, not pinocchio's computeCollisions (see _Check); one unpacking, no attribute lookups
+        _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback, table = last
+        qq[sel] = q                    # a reused buffer: pinocchio reads it before this returns
+        if table is not None:          # two joints in a cell where the table's pairs keep their margins
+            i0, lo0, s0, i1, lo1, s1, n, clear, without, _ = table
+            x, y = (qq.item(i0) - lo0) * s0, (qq.item(i1) - lo1) * s1
+            if 0.0 <= x < n and 0.0 <= y < n and clear[int(x) * n + int(y)]:
+                gd, update, collide, still, callback = without
+        place(model, data, gm, gd, qq)
+        update(False)
+        return not (collide(still, callback) or collide(callback))
 
-    def _manager(self, clearance: float, ignore: Iterable[str]) -> Any:
-        """The broad-phase manager for these settings; the last one is kept (the planner repeats them)."""
-        last = self._last
-        if (last is not None and last[0] == clearance and last[1] is ignore and last[2] is self.gm
-                and isinstance(ignore, (tuple, frozenset))):   # immutable: the same object means the same set
-            return last[3]
-        manager = self._scene(float(clearance), frozenset(ignore))[1]
-        self._last = (clearance, ignore, self.gm, manager)
-        return manager
+    def _settings(self, clearance: float, ignore: Iterable[str]) -> Tuple[Any, ...]:
+        """What :meth:`free` calls for these settings, in one tuple; kept for the next call when ``ignore`` is
+        immutable (the planner repeats its settings, and the same tuple or frozenset object then means the
+        same set)."""
+        check = self._check(float(clearance), frozenset(ignore))
+        hot = (clearance, ignore, self._qbuf, self._arm_sel, self._place, self.model, self.data, self._gm_moving,
+               check.gd, check.update, check.collide, check.still, check.callback, check.table)
+        if isinstance(ignore, (tuple, frozenset)):
+            self._last = hot
+        return hot
+
+    def _hits(self, full: np.ndarray, check: "_Check", *, table: bool = True) -> int:
+        """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1.
+
+        Rows whose two table joints fall in a cell that clears the table's pairs (looked up for all rows at
+        once) run the scene's twin without them, as :meth:`free` does; ``table=False``: every row runs the
+        full check (what the tests compare with).
+        """
+        place, model, data, gm = self._place, self.model, self.data, self._gm_moving
+        full_parts = (check.gd, check.update, check.collide, check.still, check.callback)
+        skip = self._cleared(full, check.table) if table and check.table is not None else None
+        for i, q in enumerate(full):
+            gd, update, collide, still, callback = (check.table[8] if skip is not None and skip[i]  # type: ignore[index]
+                                                    else full_parts)
+            place(model, data, gm, gd, q)
+            update(False)
+            if collide(still, callback) or collide(callback):
+                return i
+        return -1
+
+    @staticmethod
+    def _cleared(full: np.ndarray, table: Tuple[Any, ...]) -> np.ndarray:
+        """Per row of ``full``, whether its two table joints fall in a cell that clears the table's pairs."""
+        i0, lo0, s0, i1, lo1, s1, n, _, _, clear = table
+        x, y = (full[:, i0] - lo0) * s0, (full[:, i1] - lo1) * s1
+        inside = (x >= 0) & (x < n) & (y >= 0) & (y < n)
+        cells = np.where(inside, np.floor(x) * n + np.floor(y), 0).astype(int)
+        return inside & clear[cells]
 
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
         """Whether ``qa + (qb - qa) * k / n`` is free for k = 1..n, checked in bisection order (end first)."""
-        manager = self._manager(clearance, ignore)
+        check = self._check(float(clearance), frozenset(ignore))
         a = np.asarray(qa, float)
         d = np.asarray(qb, float) - a
         ks = _fractions(n)
         qs = np.repeat(self._q0[None, :], len(ks), axis=0)
         qs[:, self._arm_idx] = a + d * ks
-        model, data, collide = self.model, self.data, self._collide
-        for q in qs:
-            if collide(model, data, manager, q, True):
-                return False
-        return True
-
+        return self._hits(qs, check) < 0
 
     def first_hit(self, qs: np.ndarray, *, clearance: float, ignore: Iterable[str] = ()) -> int:
         """The index of the first arm configuration (a row of ``qs``) in collision, or -1."""
-        manager = self._manager(clearance, ignore)
+        check = self._check(float(clearance), frozenset(ignore))
         full = np.repeat(self._q0[None, :], len(qs), axis=0)
         full[:, self._arm_idx] = qs
-        model, data, collide = self.model, self.data, self._collide
-        for i, q in enumerate(full):
-            if collide(model, data, manager, q, True):
-                return i
-        return -1
+        return self._hits(full, check)
+
+
+class _Table(NamedTuple):
+    """Lower bounds on some robot self pairs' distances over a grid of two joints (:meth:`FastCollision._joint_table`).
+
+    Cell ``i * n + j`` spans ``lo[k] + [i, i + 1] / scale[k]`` (k = 0) and ``[j, j + 1]`` likewise (k = 1)."""
+
+    joints: Tuple[int, ...]           # the two q indices
+    lo: Tuple[float, float]
+    scale: Tuple[float, float]        # cells per unit of each joint
+    n: int
+    pairs: Tuple[Tuple[int, int], ...]   # robot shape indices (as in _apart)
+    bounds: np.ndarray                # (n * n, len(pairs)): each pair's distance is at least this in the cell
+
+
+class _Check(NamedTuple):
+    """One scene's compiled check, with the bound methods the per-check path calls.
+
+    Why not ``pinocchio.computeCollisions``: it has 50 Python overloads, and resolving them costs
+    about a microsecond per call, as much as a third of a check. And why two broad phases: a single
+    one over the whole scene recomputes every object's box at each check and tests every pair of
+    boxes, although the cell's own objects (stations, other robots, obstacles) never move between
+    two scene changes: half the fixed cost of a check. So the objects the robot carries (its links,
+    the held part) are one naive broad phase, updated at each check and tested against itself (the
+    robot's own pairs) and against the other, the still cell, whose boxes are computed once. The
+    moving objects come first in the scene's model, their pairs too: the per-check calls work on that
+    prefix (:meth:`FastCollision._moving_model`), with the same indices.
+
+    Boxes are inflated so that a pair nearer than its security margin always overlaps: pinocchio
+    inflates each moving object by half the largest margin of its pairs among the moving objects;
+    each still object's box is inflated here by the full largest margin of its pairs (the moving
+    side's inflation may come from smaller margins). The callback works on the scene's full model,
+    whose pairs and margins are those of ``gd``; the calls reset it at the start of each pass.
+    """
+
+    clearance: float
+    ignore: Any
+    gd: Any                 # pinocchio.GeometryData (requests, active pairs, placements)
+    manager: Any            # the moving objects' naive broad phase over gd
+    still: Any              # the still objects' naive broad phase (boxes computed once)
+    update: Any             # manager.update
+    collide: Any            # manager.collide
+    callback: Any           # pinocchio.CollisionCallBackDefault on the full model, stopping at the first collision
+    table: Optional[Tuple[Any, ...]]    # FastCollision._table_for: the check without the table's pairs, and where
+
+    @staticmethod
+    def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any,  # noqa: ANN401
+             table: Optional[Tuple[Any, ...]]) -> "_Check":
+        import pinocchio as pin
+
+        # the still objects' placements, once (the per-check calls place only the moving objects)
+        pin.updateGeometryPlacements(fast.model, fast.model.createData(), fast.gm, gd, fast._q0)
+        manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
+        still = _Check._still(fast, gd)
+        callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
+        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table)
+
+    @staticmethod
+    def _still(fast: FastCollision, gd: Any) -> Any:  # noqa: ANN401
+        """The still objects' broad phase: their boxes where they stand, inflated by their pairs' largest margin."""
+        import pinocchio as pin
+
+        gm = fast._gm_still
+        own = pin.GeometryData(gm)
+        pin.updateGeometryPlacements(fast.model, fast.model.createData(), gm, own, fast._q0)
+        still = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, gm, own)
+        still.update(False)
+        grow: Dict[int, float] = {}
+        for k, pair in enumerate(gm.collisionPairs):
+            if gd.activeCollisionPairs[k]:
+                req = gd.collisionRequests[k]
+                for g in (pair.first, pair.second):
+                    grow[g] = max(grow.get(g, 0.0), req.security_margin + req.break_distance)
+        objects = still.getCollisionObjects()     # one per geometry object, in order (disabled ones too)
+        if len(objects) != gm.ngeoms:
+            raise Unsupported("pinocchio's broad phase does not hold one collision object per geometry object")
+        for g, obj in enumerate(objects):
+            margin = grow.get(g, 0.0)
+            if margin > 0.0 and gm.geometryObjects[g].parentJoint == 0:
+                obj.getAABB().expand(margin)      # a reference to the object's box: pinocchio keeps it
+        return still
+
 
 def backend_choice() -> str:
     """``pybullet`` when :data:`BACKEND_ENV` asks for the PyBullet reference check, else ``fast`` (the default)."""

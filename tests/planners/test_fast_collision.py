@@ -203,12 +203,16 @@ def _clearance(w: CollisionWorld, x: Contact, c: float) -> float:
 
 def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: float, ignore=(), *,
            capped: bool = True) -> Dict[str, int]:
-    stats = {"n": 0, "collide": 0, "reference_missed": 0, "hair": 0}
+    stats = {"n": 0, "collide": 0, "reference_missed": 0, "hair": 0, "free_within_hair": 0}
     for q in qs:
         ref = _reference(w, q, held, c, ignore)
         got = w.contacts(q, held, clearance=c, ignore=ignore, first=False)
-        if not any(abs(x.distance - _clearance(w, x, c)) < HAIR for x in got):   # GJK warm starts move a verdict by nanometres
-            assert w.free(q, held, clearance=c, ignore=ignore) == (not got)
+        free = w.free(q, held, clearance=c, ignore=ignore)
+        if free != (not got) and not any(abs(x.distance - _clearance(w, x, c)) < HAIR for x in got):
+            # only within a hair of the clearance: GJK warm starts move a verdict by nanometres, and free()
+            # may test a pair in another scene than contacts() (without the pairs a joint table clears)
+            assert not w.free(q, held, clearance=c + HAIR, ignore=ignore), q.tolist()
+            assert w.free(q, held, clearance=c - HAIR, ignore=ignore), q.tolist()
         stats["n"] += 1
         stats["collide"] += bool(ref)
         if ref and not got:
@@ -225,6 +229,8 @@ def _agree(w: CollisionWorld, qs: List[np.ndarray], held: Optional[Held], c: flo
             closest = min(x.distance for x in got if (x.a, x.b) == (ct.a, ct.b))
             assert closest <= d + 1e-4, (str(ct), closest, d)
             stats["reference_missed"] += 1
+        elif not ref and not got and not w.free(q, held, clearance=c + HAIR, ignore=ignore):
+            stats["free_within_hair"] += 1      # both free, within a hair of the clearance
         names = {(x.a, x.b) for x in got}
         # the pairs PyBullet names, the backend names the same way (both orders allowed)
         unordered = {frozenset(n) for n in names}
@@ -256,8 +262,9 @@ def test_near_contact_configurations_agree(world: CollisionWorld, c: float) -> N
     # reference is its closest-points query for the pair the backend names (checked in _agree)
     stats = _agree(world, qs, None, c, capped=False)
     # half the set lies just inside the clearance (the bisection's colliding ends): each of those was
-    # confirmed by PyBullet, by its contact pass or by closest points
-    assert stats["collide"] + stats["reference_missed"] >= len(qs) // 2, stats
+    # confirmed by PyBullet, by its contact pass or by closest points, or is free again by a hair (the
+    # bisection's verdict on it came after other checks: GJK warm starts move a verdict by nanometres)
+    assert stats["collide"] + stats["reference_missed"] + stats["free_within_hair"] >= len(qs) // 2, stats
 
 
 @pytest.mark.slow
@@ -329,7 +336,7 @@ def test_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
     """
     import pinocchio as pin
 
-    from anycell.planners.fast_collision import APART_BAND
+    from anycell.planners.fast_collision import APART_BAND, APART_BANDS
 
     f = world.fast
     assert f is not None
@@ -344,12 +351,12 @@ def test_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
         for k, pair in enumerate(pairs):
             nearest[pair] = min(nearest[pair], gd.distanceResults[k].min_distance)
     assert f._apart, "no pair proven apart: the proof is not doing its job"
-    for pair in f._apart:
-        assert nearest[pair] >= APART_BAND - 1e-6, (pair, nearest[pair])
-    assert not any(nearest[pair] < APART_BAND for pair in f._apart)
-    near = [pair for pair in pairs if nearest[pair] < APART_BAND]
-    assert near and not set(near) & f._apart
-    # above the band every pair is checked again: the scene's active pairs include the proven ones
+    for pair, band in f._apart.items():
+        assert band in APART_BANDS
+        assert nearest[pair] >= band - 1e-6, (pair, band, nearest[pair])
+    near = [pair for pair in pairs if nearest[pair] < min(APART_BANDS)]
+    assert near and not set(near) & set(f._apart)
+    # above its band every pair is checked again: the scene's active pairs include the proven ones
     gd_low, _ = f._scene(FREE_CLEARANCE, frozenset())
     gd_high, _ = f._scene(APART_BAND + 0.01, frozenset())
     assert sum(gd_high.activeCollisionPairs) - sum(gd_low.activeCollisionPairs) >= len(f._apart)
@@ -493,3 +500,136 @@ def test_shapes_the_backend_cannot_model_send_the_world_back_to_pybullet() -> No
     world.free(q, held)
     assert world.fast is None, "a held part with a hole is checked by PyBullet"
     assert isinstance(world.free(q), bool)
+
+
+def _scene_for(world: CollisionWorld, held: Optional[Held], c: float, ignore=()):  # noqa: ANN202
+    """The backend's compiled check for these settings (after a check has put the held part in place)."""
+    world.free(world.kin.home, held, clearance=c, ignore=ignore)
+    f = world.fast
+    assert f is not None
+    return f, f._check(float(c), frozenset(ignore))
+
+
+def _boxes(f, check) -> List[Tuple[np.ndarray, np.ndarray]]:  # noqa: ANN001
+    """Each geometry object's broad-phase box: the moving ones from the per-check manager, the still ones
+    from the still cell's (computed once per scene)."""
+    moving = list(check.manager.getCollisionObjects())
+    still = list(check.still.getCollisionObjects())
+    out = []
+    for g in range(f.gm.ngeoms):
+        box = (moving[g] if g < len(moving) else still[g]).getAABB()
+        out.append((np.asarray(box.min_, float), np.asarray(box.max_, float)))
+    return out
+
+
+@pytest.mark.parametrize("c", [FREE_CLEARANCE, CONTACT_CLEARANCE])
+def test_broad_phase_never_drops_a_pair_in_contact(world: CollisionWorld, c: float) -> None:
+    """Every active pair the narrow phase finds closer than its margin has overlapping broad-phase boxes, and
+    the check's verdict is the verdict of the narrow phase run on every active pair (no broad phase at all).
+
+    Held part and obstacle included, and in the two-robot cell the other robot's larger margin (its
+    links are still objects, whose boxes are inflated once per scene).
+    """
+    import pinocchio as pin
+
+    world.add_obstacle(*OBSTACLE)
+    try:
+        for held in (None, HELD):
+            f, check = _scene_for(world, held, c)
+            gd = check.gd
+            pairs = [(p.first, p.second) for p in f.gm.collisionPairs]
+            hits = 0
+            for q in _samples(world, 150, 21):
+                qq = f._q(q)
+                got = f._hits(qq[None, :], check, table=False) >= 0    # the full check (its boxes now at qq)
+                pin.computeCollisions(f.model, f.data, f.gm, gd, qq, False)
+                boxes = _boxes(f, check)
+                hit = False
+                for k, (a, b) in enumerate(pairs):
+                    if not (gd.activeCollisionPairs[k] and gd.collisionResults[k].isCollision()):
+                        continue
+                    hit = True
+                    (lo_a, hi_a), (lo_b, hi_b) = boxes[a], boxes[b]
+                    assert np.all(lo_a <= hi_b) and np.all(lo_b <= hi_a), (f._owner[a], f._owner[b], q.tolist())
+                if got != hit:          # only within a hair of a pair's margin (GJK warm starts)
+                    assert not world.free(q, held, clearance=c + HAIR) and world.free(q, held, clearance=c - HAIR)
+                hits += hit
+            assert 0 < hits < 150                      # the sample holds both verdicts
+    finally:
+        world.remove_obstacle(OBSTACLE[0])
+
+
+def test_held_part_pairs_proven_apart_never_come_near(world: CollisionWorld) -> None:
+    """A held part's pairs with the robot's links left out of the checks keep their proven band on a sample."""
+    import pinocchio as pin
+
+    from anycell.planners.fast_collision import HELD_BODY
+
+    f, check = _scene_for(world, HELD, FREE_CLEARANCE)
+    proven = {pair: band for pair, band in f._apart_gm.items() if HELD_BODY in (f._owner[pair[0]][0],
+                                                                                 f._owner[pair[1]][0])}
+    gd = pin.GeometryData(f.gm)
+    lo, hi = world.kin.lower - 0.05, world.kin.upper + 0.05
+    rng = np.random.default_rng(9)
+    index = {(p.first, p.second): k for k, p in enumerate(f.gm.collisionPairs)}
+    for _ in range(400):
+        pin.updateGeometryPlacements(f.model, f.data, f.gm, gd, f._q(lo + (hi - lo) * rng.random(len(lo))))
+        for pair, band in proven.items():
+            assert pin.computeDistance(f.gm, gd, index[pair]).min_distance >= band - 1e-6, (f._owner[pair[0]], band)
+    # and they are left out at the free-move clearance only
+    for pair in proven:
+        assert not check.gd.activeCollisionPairs[index[pair]]
+
+
+def test_moving_objects_and_their_pairs_come_first(world: CollisionWorld) -> None:
+    """The per-check prefix model holds exactly what moves with the arm, and its pairs are the scene's first."""
+    f, _ = _scene_for(world, HELD, FREE_CLEARANCE)
+    n = f._gm_moving.ngeoms
+    joints = [obj.parentJoint for obj in f.gm.geometryObjects]
+    assert all(j != 0 for j in joints[:n]) and all(j == 0 for j in joints[n:])
+    among = [(p.first, p.second) for p in f.gm.collisionPairs if p.second < n]
+    assert [(p.first, p.second) for p in f._gm_moving.collisionPairs] == among
+    assert [(p.first, p.second) for p in f.gm.collisionPairs][:len(among)] == among
+
+
+def test_joint_table_bounds_hold_and_change_no_verdict(world: CollisionWorld) -> None:
+    """Each pair of the two-joint table keeps at least its cell's bound on a sample over the whole domain, and
+    free() (which skips the pairs where the table clears them) gives the full check's verdict."""
+    import pinocchio as pin
+
+    f, check = _scene_for(world, None, FREE_CLEARANCE)
+    table = f._table
+    if table is None:
+        pytest.skip("no two-joint pair group to tabulate on this arm")
+    gm, _ = f._self_pairs_model()
+    gd = pin.GeometryData(gm)
+    index = {(p.first, p.second): k for k, p in enumerate(gm.collisionPairs)}
+    lo, hi = world.kin.lower - 0.05, world.kin.upper + 0.05      # the arm's joints; the others stay put
+    rng = np.random.default_rng(13)
+    for _ in range(2000):
+        q = f._q(lo + (hi - lo) * rng.random(len(lo)))
+        pin.updateGeometryPlacements(f.model, f.data, gm, gd, q)
+        x = (q[table.joints[0]] - table.lo[0]) * table.scale[0]
+        y = (q[table.joints[1]] - table.lo[1]) * table.scale[1]
+        if not (0 <= x < table.n and 0 <= y < table.n):
+            continue                    # outside the table (a joint over a full turn): free() checks every pair
+        x, y = int(x), int(y)
+        for p, pair in enumerate(table.pairs):
+            d = pin.computeDistance(gm, gd, index[pair]).min_distance
+            assert d >= table.bounds[x * table.n + y, p] - 1e-9, (pair, d)
+    assert check.table is not None and any(check.table[7]), "the table clears no cell at the free clearance"
+    skipped = 0
+    for q in _samples(world, 1000, 14):
+        full = f._hits(f._q(q)[None, :], check, table=False) < 0
+        if world.free(q) != full:       # only within a hair of a pair's margin (GJK warm starts)
+            assert not world.free(q, clearance=FREE_CLEARANCE + HAIR) and world.free(q, clearance=FREE_CLEARANCE - HAIR)
+        i0, lo0, s0, i1, lo1, s1, n, clear = check.table[:8]
+        x, y = (f._q(q)[i0] - lo0) * s0, (f._q(q)[i1] - lo1) * s1
+        skipped += bool(0 <= x < n and 0 <= y < n and clear[int(x) * n + int(y)])
+    assert skipped > 0
+    # runs of configurations (segments, first_collision) look the cells up for all rows at once
+    rows = np.asarray([f._q(q) for q in _samples(world, 400, 15)])
+    assert f._cleared(rows, check.table).any()
+    for k in range(0, 400, 8):
+        part = rows[k:k + 8]
+        assert f._hits(part, check) == f._hits(part, check, table=False)
