@@ -231,7 +231,7 @@ class CellRunner:
         if op.kind == "output":
             carried = [uid(op.unit, pl.part) for pl in self.job.assembly.placements if pl.part != op.part]
             target = self._output_target(op, target)
-            self._release_fixture()
+            self._release_fixture(src.ref)
         elif src.kind == "feeder":
             self._present(op)
         shape, _mass, _color = self._part_geometry(_part(op))
@@ -515,14 +515,14 @@ class CellRunner:
                     self._held_by[fixture_id] = uid(op.unit, op.part)
                     detail["held_by"] = f"{self.cell.station(fixture_id).hold.kind}:{fixture_id}"
 
-    def _release_fixture(self) -> None:
-        """Open the fixture's clamp (vacuum) before the finished unit is taken away."""
-        if self.sim is None:
+    def _release_fixture(self, fixture_id: str) -> None:
+        """Open the clamp (vacuum) of the fixture the finished unit is taken from; a unit on another
+        fixture stays held."""
+        if self.sim is None or fixture_id not in self._held_by:
             return
-        for fixture_id in list(self._held_by):
-            with self._world_lock:
-                self.sim.release_hold(fixture_id)
-            self._held_by.pop(fixture_id, None)
+        with self._world_lock:
+            self.sim.release_hold(fixture_id)
+        self._held_by.pop(fixture_id, None)
 
     def _grasp_plan(self, op: Operation, target: Site, carried: List[str]) -> tuple:
         """The insertion move (placements that name one) and where the tool holds the part, from the shapes."""
@@ -538,7 +538,7 @@ class CellRunner:
         if op.kind in ("pick_place", "unload") and target.kind == "fixture":
             move = self.job.placement(_part(op)).insertion_move()
             if move is not None:
-                axis = quat_rotate(sites.product_frame(self.cell).quaternion, move.axis)
+                axis = quat_rotate(sites.product_frame(self.cell, target.ref).quaternion, move.axis)
                 insert = Insert(tuple(axis), float(move.depth), float(move.speed))  # type: ignore[arg-type]
             clear = sites.receiving_surface(self.job, _part(op))
         spot: tuple = (0.0, 0.0, None)
@@ -607,7 +607,7 @@ class CellRunner:
             shape, _mass, _color = self._part_geometry(part_id)
             from anycell.planners import sites
 
-            old = sites.placement_pose(self.cell, self.job, part_id)
+            old = sites.placement_pose(self.cell, self.job, part_id, src.ref)
             for planner in (self.planners.values() if planners is None else planners):
                 planner.add_obstacle(wid, shape, moved.compose(old))
 
@@ -657,7 +657,8 @@ class CellRunner:
         from anycell.planners import sites
 
         station = self.cell.station(op.resource)
-        frame_inv = sites.product_frame(self.cell).inverse()
+        frame = sites.product_frame(self.cell, op.params.get("fixture"))   # the unit's fixture
+        frame_inv = frame.inverse()
         uids = {pl.part: uid(op.unit, pl.part) for pl in self.job.assembly.placements}
         with self._world_lock:
             truth = self.sim.measure(list(uids.values()))
@@ -674,7 +675,6 @@ class CellRunner:
                          rpy=[v + rng.gauss(0.0, sa) for v in local.rpy])
             measured[part_id] = noisy
         # what the station saw is the best model of the unit now: the planners plan around it
-        frame = sites.product_frame(self.cell)
         for part_id, seen in measured.items():
             if seen is not None:
                 shape, _mass, _color = self._part_geometry(part_id)
