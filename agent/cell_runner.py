@@ -268,6 +268,9 @@ class CellRunner:
                     self._show_others(op.resource, wid, shape, placed_at)   # before the space is released
                 finally:
                     share.end(placed_at is not None, placed_at, shape)
+                if self._last_while_others_move(op) and not self._at_home(op.resource):
+                    log.info("robot %s has no more steps: it goes home, out of the other robots' way", op.resource)
+                    self._park(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
@@ -426,6 +429,27 @@ class CellRunner:
         return _SharedMotion(self._reservations, rid, planner, self.robots, size,
                              float(self.cell.safety.robot_margin), self._sim_clock(), self._park_idle_others)
 
+    def _last_while_others_move(self, op: Operation) -> bool:
+        """``op`` is its robot's last step of the job, and another robot still has motion steps to
+        run: the robot, which would otherwise stay where it finished (often above a shared station),
+        goes home at once, while the others' next motions start (rather than being sent home only
+        when one of them finds it in the way and has to wait for it)."""
+        from anycell.agent.executor import execution_order
+
+        if self._plan is None:
+            return False
+        ops = {o.id: o for o in self._plan.operations}
+        order = execution_order(self._plan)
+        later = [ops[i] for i in order[order.index(op.id) + 1:]]
+        if any(op.resource in (list(o.uses) if o.uses else [o.resource]) for o in later):
+            return False
+        return any(o.kind in MOTION_KINDS and o.resource != op.resource for o in later)
+
+    def _at_home(self, rid: str) -> bool:
+        """``rid`` stands at its home configuration (within :data:`AT_HOME` in every joint)."""
+        home = self.planners[rid].kin.home
+        return max(abs(a - b) for a, b in zip(self.robots[rid].joint_positions(), home)) <= AT_HOME
+
     def _park_idle_others(self, rid: str) -> bool:
         """``rid`` cannot plan with the other robots where they stand: send every other robot that is
         idle and away from home back home (robots stay where they finished, out of the way or not,
@@ -434,8 +458,7 @@ class CellRunner:
         for other in sorted(self.robots):
             if other == rid or self._halted.is_set():
                 continue
-            home = self.planners[other].kin.home
-            if max(abs(a - b) for a, b in zip(self.robots[other].joint_positions(), home)) <= AT_HOME:
+            if self._at_home(other):
                 continue
             if not self._moving[other].acquire(blocking=False):
                 continue            # it is running a step of its own: it moves on anyway
