@@ -22,13 +22,14 @@ feeder presents them or a machine made them. Part ids in the world are
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -126,6 +127,8 @@ class CellRunner:
             self._reservations = SpaceReservations(self.robots)
         # held by whichever thread moves that robot: its own step, or another robot's that parks it
         self._moving: Dict[str, threading.Lock] = {rid: threading.Lock() for rid in self.robots}
+        self._due: Dict[str, int] = {}          # robot id -> its motion steps started and not yet done
+        self._due_lock = threading.Lock()
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
@@ -195,7 +198,8 @@ class CellRunner:
         started = time.monotonic() - self._t0
         self._event({"event": "step", "op": op.id, "text": op.describe()})
         if op.kind in MOTION_KINDS:
-            detail = self._motion(op)
+            with self._step_due(op.resource):
+                detail = self._motion(op)
         elif op.kind == "run_program":
             detail = self._program(op)
         elif op.kind == "inspect":
@@ -450,14 +454,37 @@ class CellRunner:
         home = self.planners[rid].kin.home
         return max(abs(a - b) for a, b in zip(self.robots[rid].joint_positions(), home)) <= AT_HOME
 
+    @contextlib.contextmanager
+    def _step_due(self, rid: str) -> Iterator[None]:
+        """While a motion step of ``rid`` runs, from the moment the executor starts it: the robot is
+        about to move on by itself, so another robot it stands in the way of waits for that
+        (:meth:`SpaceReservations.wait_for_change` sees it busy) rather than send it home first."""
+        if self._reservations is None:
+            yield
+            return
+        with self._due_lock:
+            self._due[rid] = self._due.get(rid, 0) + 1
+        self._reservations.busy(rid, True)
+        try:
+            yield
+        finally:
+            self._reservations.busy(rid, False)
+            with self._due_lock:
+                self._due[rid] -= 1
+
     def _park_idle_others(self, rid: str) -> bool:
         """``rid`` cannot plan with the other robots where they stand: send every other robot that is
         idle and away from home back home (robots stay where they finished, out of the way or not,
-        until one is in another's way). True when one moved, so ``rid`` plans again."""
+        until one is in another's way). A robot whose next motion step has started is not idle: it
+        moves on by itself, to where its step takes it, which is usually nearer than home (the
+        caller waits for that). True when one moved, so ``rid`` plans again."""
         moved = False
         for other in sorted(self.robots):
             if other == rid or self._halted.is_set():
                 continue
+            with self._due_lock:
+                if self._due.get(other, 0) > 0:
+                    continue
             if self._at_home(other):
                 continue
             if not self._moving[other].acquire(blocking=False):
@@ -903,9 +930,13 @@ class _SharedMotion:
         log.info("robot %s: %s; waiting for the other robots to move on", self.rid, exc)
         if self.clock is not None:
             self.clock.resume(self.rid)
-        if self.make_way is not None and self.make_way(self.rid):
-            return True
-        return bool(self.table.wait_for_change(self.rid, self.snapshot))
+        for _round in range(3):
+            if self.make_way is not None and self.make_way(self.rid):
+                return True
+            if self.table.wait_for_change(self.rid, self.snapshot):
+                return True
+            # nobody moved on: a robot that was ending its step (not sent home then) may be idle now
+        return False
 
     def end(self, as_planned: bool, placed: Optional[Pose] = None, shape: Any = None) -> None:
         """The motion is over (``as_planned``: it ran to its destination, having put its part at
