@@ -434,20 +434,18 @@ class CellRunner:
                              float(self.cell.safety.robot_margin), self._sim_clock(), self._park_idle_others)
 
     def _last_while_others_move(self, op: Operation) -> bool:
-        """``op`` is its robot's last step of the job, and another robot still has motion steps to
-        run: the robot, which would otherwise stay where it finished (often above a shared station),
-        goes home at once, while the others' next motions start (rather than being sent home only
-        when one of them finds it in the way and has to wait for it)."""
-        from anycell.agent.executor import execution_order
-
-        if self._plan is None:
+        """``op`` is its robot's last step of the job, and another robot has motion steps not yet done:
+        the robot, which would otherwise stay where it finished (often above a shared station), goes
+        home at once, while the others' next motions start (rather than being sent home only when one
+        of them finds it in the way and has to wait for it). Not when the others are done: a trip home
+        then only lengthens the job."""
+        if self._plan is None or self._reservations is None:
             return False
-        ops = {o.id: o for o in self._plan.operations}
-        order = execution_order(self._plan)
-        later = [ops[i] for i in order[order.index(op.id) + 1:]]
-        if any(op.resource in (list(o.uses) if o.uses else [o.resource]) for o in later):
+        done = {rec.op for rec in self.records}
+        rest = [o for o in self._plan.operations if o.id != op.id and o.id not in done]
+        if any(op.resource in (list(o.uses) if o.uses else [o.resource]) for o in rest):
             return False
-        return any(o.kind in MOTION_KINDS and o.resource != op.resource for o in later)
+        return any(o.kind in MOTION_KINDS and o.resource != op.resource for o in rest)
 
     def _at_home(self, rid: str) -> bool:
         """``rid`` stands at its home configuration (within :data:`AT_HOME` in every joint)."""

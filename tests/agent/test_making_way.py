@@ -1,6 +1,6 @@
 """Robots making way for each other.
 
-* A robot that has done its last step while another robot still has motions to run goes home at once,
+* A robot that has done its last step while another robot still has motions to do goes home at once,
   out of the way (it would otherwise stay where it finished, often above the shared fixture, until the
   other robot found it in its way and had to wait while it was sent home).
 * A robot whose next motion step has started is not sent home: it moves on by itself (the blocked robot
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anycell.agent.cell_runner import MOTION_KINDS, CellRunner, _SharedMotion
+from anycell.agent.cell_runner import MOTION_KINDS, CellRunner, StepRecord, _SharedMotion
 from anycell.agent.executor import execution_order
 from anycell.cell import load_cell
 from anycell.job import load_job
@@ -34,18 +34,29 @@ def _runner_and_plan() -> tuple:
     return runner, plan
 
 
-def test_only_a_robots_last_step_with_other_motions_after_it_sends_it_home() -> None:
+def test_only_a_robots_last_step_while_another_has_motions_left_sends_it_home() -> None:
     runner, plan = _runner_and_plan()
     ops = {o.id: o for o in plan.operations}
-    motions = [ops[i] for i in execution_order(plan) if ops[i].kind in MOTION_KINDS]
+    order = [ops[i] for i in execution_order(plan)]
+    motions = [o for o in order if o.kind in MOTION_KINDS]
     last = {}
     for op in motions:
-        last[op.resource] = op                         # each robot's last motion step, in order
-    final = motions[-1]
-    for op in motions:
-        expected = op is last[op.resource] and op is not final
+        last[op.resource] = op                         # each robot's last motion step
+    assert len(last) == 2 and last["left"] is not motions[-1]
+
+    def done(ops_done: list) -> list:
+        return [StepRecord(o.id, o.kind, o.unit, o.resource, 0.0, 0.0) for o in ops_done]
+
+    for k, op in enumerate(order):                     # the steps before it in the executor's order done
+        if op.kind not in MOTION_KINDS:
+            continue
+        runner.records = done(order[:k])
+        expected = op is last[op.resource] and op is not motions[-1]
         assert runner._last_while_others_move(op) == expected, op.id
-    assert any(runner._last_while_others_move(op) for op in motions)   # this job has such a step
+    # the right robot's motions all done too: the left robot's last step has nobody to make way for
+    left = last["left"]
+    runner.records = done([o for o in order if o is not left])
+    assert not runner._last_while_others_move(left)
 
 
 def test_a_robot_whose_step_has_started_is_busy_and_not_sent_home() -> None:
