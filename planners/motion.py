@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from anycell.errors import CollisionError, PlanningError, UnreachableError
 from anycell.geometry import Pose, matrix_to_quat, quat_slerp, quat_to_matrix
 
 from .collision import CONTACT_CLEARANCE, FREE_CLEARANCE, CollisionWorld, Held, locked
-from .kinematics import JointVector, Kinematics, pose_to_matrix
+from .kinematics import JointVector, pose_to_matrix
 from .timing import time_optimal
 from .trajectory import Trajectory
 
@@ -65,8 +65,6 @@ class MotionPlanner:
         self.upper = self.kin.upper
         self._seed = seed
         self.last_stats: dict = {}
-        self._other_kin: Dict[str, Kinematics] = {}        # the other robots' kinematics, for what they reach
-        self._reach_cache: Dict[tuple, bool] = {}
 
     # ------------------------------------------------------------------ obstacles
     @locked
@@ -102,7 +100,7 @@ class MotionPlanner:
             return not bad
 
         try:
-            return self.kin.ik(pose, q_near, name=name, accept=accept, prefer=self._elbow_rank(pose))
+            return self.kin.ik(pose, q_near, name=name, accept=accept, prefer=self._elbow_rank())
         except CollisionError as exc:
             # name both bodies of every contact that ruled a solution out, not only "it collides"
             raise CollisionError(f"{exc.message}: {'; '.join(seen[:3])}", hint=exc.hint) from None
@@ -111,15 +109,12 @@ class MotionPlanner:
     #: (then the solution nearest the current configuration wins: shorter moves)
     ELBOW_STEP = 0.1
 
-    def _elbow_rank(self, pose: Pose) -> Optional[Callable[[np.ndarray], float]]:
-        """Where another robot reaches too: rank IK solutions by how far the elbow stays from those
-        robots' bases (farther first, in steps of :attr:`ELBOW_STEP`). Two arms reaching for one
-        station between them meet elbow to elbow when both swing them into the middle; the null space
-        of a redundant arm, or another branch of any arm, turns the elbow to the robot's own side.
-        Elsewhere (no other robot reaches the target) the nearest solution, as alone: a turned elbow
-        there only makes the moves longer."""
-        others = [np.asarray(r.base.xyz[:2], dtype=float) for r in self.cell.robots
-                  if r.id != self.robot_id and self._reaches(r.id, pose)]
+    def _elbow_rank(self) -> Optional[Callable[[np.ndarray], float]]:
+        """Beside other robots: rank IK solutions by how far the elbow stays from the other robots'
+        bases (farther first, in steps of :attr:`ELBOW_STEP`). Two arms reaching for one station
+        between them meet elbow to elbow when both swing them into the middle; the null space of a
+        redundant arm, or another branch of any arm, turns the elbow to the robot's own side."""
+        others = [np.asarray(r.base.xyz[:2], dtype=float) for r in self.cell.robots if r.id != self.robot_id]
         if not others:
             return None
 
@@ -129,21 +124,6 @@ class MotionPlanner:
             return -float(np.floor(clear / self.ELBOW_STEP))
 
         return rank
-
-    def _reaches(self, robot_id: str, pose: Pose) -> bool:
-        """Robot ``robot_id`` of the cell has an IK solution for ``pose`` (its own kinematics, no
-        collisions; cached by the pose to the millimetre and milliradian)."""
-        key = (robot_id, tuple(round(float(v), 3) for v in list(pose.xyz) + list(pose.rpy)))
-        if key not in self._reach_cache:
-            kin = self._other_kin.get(robot_id)
-            if kin is None:
-                kin = self._other_kin[robot_id] = Kinematics(self.cell, robot_id)
-            try:
-                kin.ik(pose)
-                self._reach_cache[key] = True
-            except UnreachableError:
-                self._reach_cache[key] = False
-        return self._reach_cache[key]
 
     @locked
     def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:
@@ -334,9 +314,6 @@ class MotionPlanner:
         return t
 
     def close(self) -> None:
-        for kin in self._other_kin.values():
-            kin.close()
-        self._other_kin.clear()
         self.world.close()
 
 

@@ -1,10 +1,8 @@
-"""Where another robot reaches too, IK turns the arm's elbow to the robot's own side.
+"""Beside other robots, IK turns the arm's elbow to the robot's own side.
 
 Two iiwa arms reaching for one fixture between their bases met elbow to elbow when each took the IK
-solution nearest its current configuration; for a target another robot also reaches, the planner now
-ranks the solutions by how far the elbow stays from that robot's base first (in steps of
-``MotionPlanner.ELBOW_STEP``). Elsewhere it keeps the nearest solution: a turned elbow there only makes
-the moves longer.
+solution nearest its current configuration; the planner now ranks the solutions by how far the elbow
+stays from the other robots' bases first (in steps of ``MotionPlanner.ELBOW_STEP``).
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ def test_beside_another_robot_the_elbow_keeps_away_from_its_base() -> None:
     alone_cell = dataclasses.replace(cell, robots=[cell.robot("right")])
     beside, alone = MotionPlanner(cell, "right"), MotionPlanner(alone_cell, "right")
     try:
-        assert alone._elbow_rank(FIXTURE_TOP) is None      # no other robot: the nearest solution, as before
+        assert alone._elbow_rank() is None           # no other robot: the nearest solution, as before
         # start from a solution with the elbow swung towards the other robot (the one nearest its base)
         inward = alone.kin.ik(FIXTURE_TOP, alone.kin.home, max_solutions=6,
                               prefer=lambda q: _elbow_clearance(alone, list(q), left_base))
@@ -62,16 +60,3 @@ def test_beside_another_robot_the_elbow_keeps_away_from_its_base() -> None:
     finally:
         beside.close()
         alone.close()
-
-
-def test_where_no_other_robot_reaches_the_nearest_solution_is_kept() -> None:
-    cell = load_cell(TWO_ROBOT_CELL)
-    planner = MotionPlanner(cell, "right")
-    try:
-        own_side = Pose(xyz=[0.35, 0.60, 0.12], rpy=[math.pi, 0.0, 0.0])     # above the right laser
-        assert not planner._reaches("left", own_side)
-        assert planner._elbow_rank(own_side) is None
-        assert planner._reaches("left", FIXTURE_TOP)
-        assert planner._elbow_rank(FIXTURE_TOP) is not None
-    finally:
-        planner.close()
