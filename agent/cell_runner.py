@@ -128,6 +128,7 @@ class CellRunner:
         # held by whichever thread moves that robot: its own step, or another robot's that parks it
         self._moving: Dict[str, threading.Lock] = {rid: threading.Lock() for rid in self.robots}
         self._due: Dict[str, int] = {}          # robot id -> its motion steps started and not yet done
+        self._started: set = set()              # ids of the steps started so far
         self._due_lock = threading.Lock()
         self._halted = threading.Event()
         self._t0 = time.monotonic()
@@ -196,6 +197,7 @@ class CellRunner:
         if self._halted.is_set():
             raise ExecutionError(f"step {op.id} not started: the cell is halting")
         started = time.monotonic() - self._t0
+        self._started.add(op.id)
         self._event({"event": "step", "op": op.id, "text": op.describe()})
         if op.kind in MOTION_KINDS:
             with self._step_due(op.resource):
@@ -434,18 +436,19 @@ class CellRunner:
                              float(self.cell.safety.robot_margin), self._sim_clock(), self._park_idle_others)
 
     def _last_while_others_move(self, op: Operation) -> bool:
-        """``op`` is its robot's last step of the job, and another robot has motion steps not yet done:
-        the robot, which would otherwise stay where it finished (often above a shared station), goes
-        home at once, while the others' next motions start (rather than being sent home only when one
-        of them finds it in the way and has to wait for it). Not when the others are done: a trip home
-        then only lengthens the job."""
+        """``op`` is its robot's last step of the job, and another robot has motion steps not started
+        yet: the robot, which would otherwise stay where it finished (often above a shared station),
+        goes home at once, while the others' next motions start (rather than being sent home only when
+        one of them finds it in the way and has to wait for it). Not when the others' motions have all
+        started: a trip home then only lengthens the job (a running one that finds it in its way sends
+        it home anyway)."""
         if self._plan is None or self._reservations is None:
             return False
         done = {rec.op for rec in self.records}
         rest = [o for o in self._plan.operations if o.id != op.id and o.id not in done]
         if any(op.resource in (list(o.uses) if o.uses else [o.resource]) for o in rest):
             return False
-        return any(o.kind in MOTION_KINDS and o.resource != op.resource for o in rest)
+        return any(o.kind in MOTION_KINDS and o.resource != op.resource and o.id not in self._started for o in rest)
 
     def _at_home(self, rid: str) -> bool:
         """``rid`` stands at its home configuration (within :data:`AT_HOME` in every joint)."""

@@ -1,6 +1,6 @@
 """Robots making way for each other.
 
-* A robot that has done its last step while another robot still has motions to do goes home at once,
+* A robot that has done its last step while another robot still has motions to start goes home at once,
   out of the way (it would otherwise stay where it finished, often above the shared fixture, until the
   other robot found it in its way and had to wait while it was sent home).
 * A robot whose next motion step has started is not sent home: it moves on by itself (the blocked robot
@@ -56,6 +56,12 @@ def test_only_a_robots_last_step_while_another_has_motions_left_sends_it_home() 
     # the right robot's motions all done too: the left robot's last step has nobody to make way for
     left = last["left"]
     runner.records = done([o for o in order if o is not left])
+    assert not runner._last_while_others_move(left)
+    # nor when the right robot's remaining motions have all started (a running one that finds the left
+    # robot in its way sends it home anyway)
+    runner.records = done(order[:order.index(left)])
+    assert runner._last_while_others_move(left)
+    runner._started = {o.id for o in order if o.resource == "right"}
     assert not runner._last_while_others_move(left)
 
 
