@@ -22,13 +22,14 @@ feeder presents them or a machine made them. Part ids in the world are
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from anycell.cell import CellConfig
 from anycell.conformance import UnitResult, check_unit
@@ -126,6 +127,9 @@ class CellRunner:
             self._reservations = SpaceReservations(self.robots)
         # held by whichever thread moves that robot: its own step, or another robot's that parks it
         self._moving: Dict[str, threading.Lock] = {rid: threading.Lock() for rid in self.robots}
+        self._due: Dict[str, int] = {}          # robot id -> its motion steps started and not yet done
+        self._started: set = set()              # ids of the steps started so far
+        self._due_lock = threading.Lock()
         self._halted = threading.Event()
         self._t0 = time.monotonic()
         self._prepared = False
@@ -193,9 +197,11 @@ class CellRunner:
         if self._halted.is_set():
             raise ExecutionError(f"step {op.id} not started: the cell is halting")
         started = time.monotonic() - self._t0
+        self._started.add(op.id)
         self._event({"event": "step", "op": op.id, "text": op.describe()})
         if op.kind in MOTION_KINDS:
-            detail = self._motion(op)
+            with self._step_due(op.resource):
+                detail = self._motion(op)
         elif op.kind == "run_program":
             detail = self._program(op)
         elif op.kind == "inspect":
@@ -231,7 +237,7 @@ class CellRunner:
         if op.kind == "output":
             carried = [uid(op.unit, pl.part) for pl in self.job.assembly.placements if pl.part != op.part]
             target = self._output_target(op, target)
-            self._release_fixture()
+            self._release_fixture(src.ref)
         elif src.kind == "feeder":
             self._present(op)
         shape, _mass, _color = self._part_geometry(_part(op))
@@ -268,6 +274,9 @@ class CellRunner:
                     self._show_others(op.resource, wid, shape, placed_at)   # before the space is released
                 finally:
                     share.end(placed_at is not None, placed_at, shape)
+                if self._last_while_others_move(op) and not self._at_home(op.resource):
+                    log.info("robot %s has no more steps: it goes home, out of the other robots' way", op.resource)
+                    self._park(op.resource)
             moving_wall = time.monotonic() - w0 - res.planning_wait
             with self._world_lock:
                 measured = self.sim.measure([wid]) if self.sim is not None else {}
@@ -426,16 +435,58 @@ class CellRunner:
         return _SharedMotion(self._reservations, rid, planner, self.robots, size,
                              float(self.cell.safety.robot_margin), self._sim_clock(), self._park_idle_others)
 
+    def _last_while_others_move(self, op: Operation) -> bool:
+        """``op`` is its robot's last step of the job, and another robot has motion steps not started
+        yet: the robot, which would otherwise stay where it finished (often above a shared station),
+        goes home at once, while the others' next motions start (rather than being sent home only when
+        one of them finds it in the way and has to wait for it). Not when the others' motions have all
+        started: a trip home then only lengthens the job (a running one that finds it in its way sends
+        it home anyway)."""
+        if self._plan is None or self._reservations is None:
+            return False
+        done = {rec.op for rec in self.records}
+        rest = [o for o in self._plan.operations if o.id != op.id and o.id not in done]
+        if any(op.resource in (list(o.uses) if o.uses else [o.resource]) for o in rest):
+            return False
+        return any(o.kind in MOTION_KINDS and o.resource != op.resource and o.id not in self._started for o in rest)
+
+    def _at_home(self, rid: str) -> bool:
+        """``rid`` stands at its home configuration (within :data:`AT_HOME` in every joint)."""
+        home = self.planners[rid].kin.home
+        return max(abs(a - b) for a, b in zip(self.robots[rid].joint_positions(), home)) <= AT_HOME
+
+    @contextlib.contextmanager
+    def _step_due(self, rid: str) -> Iterator[None]:
+        """While a motion step of ``rid`` runs, from the moment the executor starts it: the robot is
+        about to move on by itself, so another robot it stands in the way of waits for that
+        (:meth:`SpaceReservations.wait_for_change` sees it busy) rather than send it home first."""
+        if self._reservations is None:
+            yield
+            return
+        with self._due_lock:
+            self._due[rid] = self._due.get(rid, 0) + 1
+        self._reservations.busy(rid, True)
+        try:
+            yield
+        finally:
+            self._reservations.busy(rid, False)
+            with self._due_lock:
+                self._due[rid] -= 1
+
     def _park_idle_others(self, rid: str) -> bool:
         """``rid`` cannot plan with the other robots where they stand: send every other robot that is
         idle and away from home back home (robots stay where they finished, out of the way or not,
-        until one is in another's way). True when one moved, so ``rid`` plans again."""
+        until one is in another's way). A robot whose next motion step has started is not idle: it
+        moves on by itself, to where its step takes it, which is usually nearer than home (the
+        caller waits for that). True when one moved, so ``rid`` plans again."""
         moved = False
         for other in sorted(self.robots):
             if other == rid or self._halted.is_set():
                 continue
-            home = self.planners[other].kin.home
-            if max(abs(a - b) for a, b in zip(self.robots[other].joint_positions(), home)) <= AT_HOME:
+            with self._due_lock:
+                if self._due.get(other, 0) > 0:
+                    continue
+            if self._at_home(other):
                 continue
             if not self._moving[other].acquire(blocking=False):
                 continue            # it is running a step of its own: it moves on anyway
@@ -515,14 +566,14 @@ class CellRunner:
                     self._held_by[fixture_id] = uid(op.unit, op.part)
                     detail["held_by"] = f"{self.cell.station(fixture_id).hold.kind}:{fixture_id}"
 
-    def _release_fixture(self) -> None:
-        """Open the fixture's clamp (vacuum) before the finished unit is taken away."""
-        if self.sim is None:
+    def _release_fixture(self, fixture_id: str) -> None:
+        """Open the clamp (vacuum) of the fixture the finished unit is taken from; a unit on another
+        fixture stays held."""
+        if self.sim is None or fixture_id not in self._held_by:
             return
-        for fixture_id in list(self._held_by):
-            with self._world_lock:
-                self.sim.release_hold(fixture_id)
-            self._held_by.pop(fixture_id, None)
+        with self._world_lock:
+            self.sim.release_hold(fixture_id)
+        self._held_by.pop(fixture_id, None)
 
     def _grasp_plan(self, op: Operation, target: Site, carried: List[str]) -> tuple:
         """The insertion move (placements that name one) and where the tool holds the part, from the shapes."""
@@ -538,7 +589,7 @@ class CellRunner:
         if op.kind in ("pick_place", "unload") and target.kind == "fixture":
             move = self.job.placement(_part(op)).insertion_move()
             if move is not None:
-                axis = quat_rotate(sites.product_frame(self.cell).quaternion, move.axis)
+                axis = quat_rotate(sites.product_frame(self.cell, target.ref).quaternion, move.axis)
                 insert = Insert(tuple(axis), float(move.depth), float(move.speed))  # type: ignore[arg-type]
             clear = sites.receiving_surface(self.job, _part(op))
         spot: tuple = (0.0, 0.0, None)
@@ -607,7 +658,7 @@ class CellRunner:
             shape, _mass, _color = self._part_geometry(part_id)
             from anycell.planners import sites
 
-            old = sites.placement_pose(self.cell, self.job, part_id)
+            old = sites.placement_pose(self.cell, self.job, part_id, src.ref)
             for planner in (self.planners.values() if planners is None else planners):
                 planner.add_obstacle(wid, shape, moved.compose(old))
 
@@ -657,7 +708,8 @@ class CellRunner:
         from anycell.planners import sites
 
         station = self.cell.station(op.resource)
-        frame_inv = sites.product_frame(self.cell).inverse()
+        frame = sites.product_frame(self.cell, op.params.get("fixture"))   # the unit's fixture
+        frame_inv = frame.inverse()
         uids = {pl.part: uid(op.unit, pl.part) for pl in self.job.assembly.placements}
         with self._world_lock:
             truth = self.sim.measure(list(uids.values()))
@@ -674,7 +726,6 @@ class CellRunner:
                          rpy=[v + rng.gauss(0.0, sa) for v in local.rpy])
             measured[part_id] = noisy
         # what the station saw is the best model of the unit now: the planners plan around it
-        frame = sites.product_frame(self.cell)
         for part_id, seen in measured.items():
             if seen is not None:
                 shape, _mass, _color = self._part_geometry(part_id)
@@ -880,9 +931,13 @@ class _SharedMotion:
         log.info("robot %s: %s; waiting for the other robots to move on", self.rid, exc)
         if self.clock is not None:
             self.clock.resume(self.rid)
-        if self.make_way is not None and self.make_way(self.rid):
-            return True
-        return bool(self.table.wait_for_change(self.rid, self.snapshot))
+        for _round in range(3):
+            if self.make_way is not None and self.make_way(self.rid):
+                return True
+            if self.table.wait_for_change(self.rid, self.snapshot):
+                return True
+            # nobody moved on: a robot that was ending its step (not sent home then) may be idle now
+        return False
 
     def end(self, as_planned: bool, placed: Optional[Pose] = None, shape: Any = None) -> None:
         """The motion is over (``as_planned``: it ran to its destination, having put its part at

@@ -169,12 +169,14 @@ class Kinematics:
 
     def ik(self, target: Pose, q_current: Optional[JointVector] = None, *,
            accept: Optional[Callable[[np.ndarray], bool]] = None, max_solutions: int = 1,
-           name: Optional[str] = None) -> List[float]:
+           name: Optional[str] = None, prefer: Optional[Callable[[np.ndarray], float]] = None) -> List[float]:
         """Joint positions that put the TCP at ``target`` (cell frame), closest to ``q_current``.
 
         ``accept`` filters solutions (the planner passes its collision check). Tries the current
         configuration first (its solution, when there is one, is the nearby branch), then home and
-        fixed pseudo-random seeds, keeping the closest of up to three solutions.
+        fixed pseudo-random seeds, keeping the closest of up to three solutions (``max_solutions``
+        when more). ``prefer`` (lower is better) ranks the solutions found before their distance
+        from ``q_current``: the planner's elbow clearance beside other robots.
         Raises :class:`UnreachableError` naming the target when none is found.
         """
         t = pose_to_matrix(target)
@@ -191,7 +193,7 @@ class Kinematics:
             found.append(q)
             # a solution reached from the current configuration is the nearby one; one found from
             # another seed may be a distant branch, so collect a few and keep the closest
-            if (k == 0 and len(found) >= max_solutions) or len(found) >= max(3, max_solutions):
+            if (k == 0 and prefer is None and len(found) >= max_solutions) or len(found) >= max(3, max_solutions):
                 break
         if not found:
             label = name or "target"
@@ -203,8 +205,36 @@ class Kinematics:
                                      hint="move the target away from obstacles or change the approach")
             raise UnreachableError(f"robot '{self.config.id}' cannot reach {label} {where}",
                                    hint="move the station closer to the robot or change the tool orientation")
-        best = min(found, key=lambda q: float(np.sum((q - cur) ** 2)))
+        if prefer is not None:
+            rank = {id(q): prefer(q) for q in found}
+            best = min(found, key=lambda q: (rank[id(q)], float(np.sum((q - cur) ** 2))))
+        else:
+            best = min(found, key=lambda q: float(np.sum((q - cur) ** 2)))
         return best.tolist()
+
+    def link_positions(self, q: JointVector) -> np.ndarray:
+        """The world positions of the arm's links' frames (one row per arm joint's child link) at ``q``."""
+        import pybullet as p
+
+        self.set(q)
+        states = p.getLinkStates(self.body.body, list(self.body.arm_joints), computeForwardKinematics=True,
+                                 physicsClientId=self.client)
+        return np.asarray([st[4] for st in states], dtype=float)
+
+    def elbow(self, q: JointVector) -> np.ndarray:
+        """The arm's elbow at ``q``: the link frame farthest from the line from the base to the TCP
+        (any serial arm; for a 7-joint arm the null space swings it about that line)."""
+        links = self.link_positions(q)
+        tcp = self.fk_matrix(q)[:3, 3]
+        base = links[0]
+        axis = tcp - base
+        n = float(np.linalg.norm(axis))
+        if n < 1e-9:
+            return links[len(links) // 2]
+        u = axis / n
+        off = links - base
+        perp = off - np.outer(off @ u, u)
+        return links[int(np.argmax(np.linalg.norm(perp, axis=1)))]
 
     def close(self) -> None:
         import pybullet as p

@@ -100,10 +100,30 @@ class MotionPlanner:
             return not bad
 
         try:
-            return self.kin.ik(pose, q_near, name=name, accept=accept)
+            return self.kin.ik(pose, q_near, name=name, accept=accept, prefer=self._elbow_rank())
         except CollisionError as exc:
             # name both bodies of every contact that ruled a solution out, not only "it collides"
             raise CollisionError(f"{exc.message}: {'; '.join(seen[:3])}", hint=exc.hint) from None
+
+    #: m: elbow clearances from the other robots' bases within this of each other rank the same
+    #: (then the solution nearest the current configuration wins: shorter moves)
+    ELBOW_STEP = 0.1
+
+    def _elbow_rank(self) -> Optional[Callable[[np.ndarray], float]]:
+        """Beside other robots: rank IK solutions by how far the elbow stays from the other robots'
+        bases (farther first, in steps of :attr:`ELBOW_STEP`). Two arms reaching for one station
+        between them meet elbow to elbow when both swing them into the middle; the null space of a
+        redundant arm, or another branch of any arm, turns the elbow to the robot's own side."""
+        others = [np.asarray(r.base.xyz[:2], dtype=float) for r in self.cell.robots if r.id != self.robot_id]
+        if not others:
+            return None
+
+        def rank(q: np.ndarray) -> float:
+            e = self.kin.elbow(q)[:2]
+            clear = min(float(np.linalg.norm(e - b)) for b in others)
+            return -float(np.floor(clear / self.ELBOW_STEP))
+
+        return rank
 
     @locked
     def set_robot_position(self, robot_id: str, q: Sequence[float]) -> None:

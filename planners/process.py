@@ -14,9 +14,14 @@ resources by capability, orders them and says why (``Operation.reasons``):
   by its base part.
 
 The assembly order within a unit comes from :mod:`anycell.planners.assembly_order`
-(geometry plus explicit ``after:``). There is one fixture, so unit k+1's
-placements follow unit k's output; machines may make unit k+1's parts while
-unit k is assembled, so units overlap in time. Placements of one unit that the
+(geometry plus explicit ``after:``). Each unit is assembled on one fixture,
+the cell's fixtures in turn (:func:`anycell.planners.sites.unit_fixture`): a
+unit's placements follow the output of the unit before it *on the same
+fixture*, so units on different fixtures are built at the same time, and on
+one fixture machines may make unit k+1's parts while unit k is assembled. A
+machine for a unit's part is chosen among those from which some robot can put
+the part on the unit's fixture; a finished unit goes to the output tray
+nearest its fixture. Placements of one unit that the
 assembly order leaves free do not hold the fixture as a resource: with several
 robots two of them may place at once, and the reservation of shared space
 (:mod:`anycell.planners.reservation`) lets them take turns only where their
@@ -34,7 +39,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, Tuple
 
-from anycell.cell import CellConfig, MachineConfig, RobotConfig
+from anycell.cell import CellConfig, MachineConfig, RobotConfig, Station
 from anycell.errors import InfeasibleError
 from anycell.job import JobSpec, Part
 from anycell.plan import Operation, Plan, Site
@@ -71,15 +76,38 @@ class _Builder:
         self.dm = durations
         self.ops: List[Operation] = []
         self.load: Dict[str, float] = {}
-        self.fixture = sites.fixture(cell).id
-        self.slots = sites.allocate_feeder_slots(cell, job)
+        self.slots = sites.allocate_feeder_slots(cell, job, self._slot_serves)
         self.slot_taken: Dict[tuple, str] = {}   # (feeder id, slot index) -> the last op that takes a part there
 
-    def machine_for(self, part: Part) -> MachineConfig:
-        """The least-loaded machine offering the part's process (ties: config order)."""
+    def _slot_serves(self, unit: int, part: Part, slot: Site) -> bool:
+        """A feeder slot suits ``unit``'s ``part`` when one robot reaches both it and the unit's fixture (with
+        several fixtures, the unit's robot fetches its parts from its own side of the cell)."""
+        fixture = sites.unit_fixture(self.cell, unit).id
+        target = sites.fixture_site(self.cell, self.job, part.id, fixture)
+        return self._can_move("pick_place", part, slot, target)
+
+    def _can_move(self, kind: str, part: Part, source: Site, target: Site) -> bool:
+        """Some robot can do a ``kind`` move of ``part`` from ``source`` to ``target`` (reach, payload,
+        gripper): a trial operation through the feasibility check."""
+        trial = Operation(id=f"trial.{kind}.{part.id}", kind=kind, unit=1, resource="", duration=0.0,
+                          part=part.id, params={"source": source.__dict__.copy(), "target": target.__dict__.copy()})
+        for robot in self.cell.robots:
+            trial.resource = robot.id
+            try:
+                check_operation(self.cell, self.job, trial)
+                return True
+            except InfeasibleError:
+                continue
+        return False
+
+    def machine_for(self, part: Part, target: Site) -> MachineConfig:
+        """The least-loaded machine offering the part's process (ties: config order), among those from
+        which some robot can put the part at ``target`` (all of them when none can: the feasibility
+        check then names the limit). With several fixtures a unit's part is made where a robot that
+        reaches the unit's fixture can fetch it."""
         cands = program_machines(self.cell, part) or self.cell.machines_with(part.source.process or "")
-        best = min(cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
-        return best
+        served = [m for m in cands if self._can_move("unload", part, sites.machine_site(m, part, unload=True), target)]
+        return min(served or cands, key=lambda m: (self.load.get(m.id, 0.0), self.cell.machines.index(m)))
 
     def robot_for(self, op: Operation) -> Tuple[RobotConfig, List[RobotConfig]]:
         """The least-loaded robot that can do ``op`` (reach, payload, gripper), and all that can; else
@@ -147,23 +175,19 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
     check_resources(cell, job)
     order, incoming = assembly_order(job)
     b = _Builder(cell, job, dm)
-    tray = cell.stations_of("output_tray")[0]
-    tray_slots = len(sites.tray_positions(tray, job))
+    fixtures = cell.stations_of("fixture")
     inspection = cell.stations_of("inspection")[0] if job.quality else None
     base = sites.base_part(job)
     notes = [f"durations: {dm.name}",
              f"assembly order of one unit: {' -> '.join(order)}",
-             f"one fixture ('{b.fixture}'): units are assembled one after another; machines make "
-             f"later units' parts meanwhile"]
+             _fixture_note(fixtures, job.quantity)]
     for part_type, used in sites.feeder_slots_in_use(cell, job).items():
         empty = [f"slot {i} of '{st.id}'" for st, i, _s in cell.feeder_slots(part_type)
                  if (st.id, i) not in {(u.id, k) for u, k, _x in used}]
         if empty:
             notes.append(f"feeder {', '.join(empty)} ({part_type}) left empty: its part would touch another "
                          f"slot's (under {sites.SLOT_GAP * 1000:g} mm apart)")
-    if job.quantity > tray_slots:
-        notes.append(f"output tray '{tray.id}' holds {tray_slots} unit(s): the operator empties it every "
-                     f"{tray_slots} unit(s) (positions are reused)")
+    tray_sites = _tray_sites(cell, job, notes)
 
     problems = [carry_problem(r, job) for r in cell.robots]
     carry = None if any(p is None for p in problems) else problems[0]
@@ -175,12 +199,13 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                                        "otherwise change the product or the tool")
         notes.append(f"the finished unit stays on the fixture for the operator: {carry}")
 
-    prev_output: Optional[str] = None
+    prev_output: Dict[str, Operation] = {}   # fixture id -> the output of the last unit assembled on it
     for u in range(1, job.quantity + 1):
+        fixture = sites.unit_fixture(cell, u).id
         placed: Dict[str, str] = {}   # part id -> the op that puts it on the fixture
         for pid in order:
             part = job.part(pid)
-            target = sites.fixture_site(cell, job, pid)
+            target = sites.fixture_site(cell, job, pid, fixture)
             after: List[str] = []
             reasons: List[str] = []
             for e in incoming[pid]:
@@ -190,9 +215,9 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
             if move is not None:
                 reasons.append(f"{pid} is inserted: a straight move along {list(move.axis)} for the last "
                                f"{move.depth * 1000:g} mm (params.insertion)")
-            if prev_output is not None and not incoming[pid]:
-                after.append(prev_output)
-                reasons.append(f"fixture: unit {u - 1} leaves the fixture first")
+            if fixture in prev_output and not incoming[pid]:
+                after.append(prev_output[fixture].id)
+                reasons.append(f"fixture: unit {prev_output[fixture].unit} leaves fixture '{fixture}' first")
             if part.source.feeder is not None:
                 src = b.slots[(u, pid)]
                 op = b.robot_op(f"u{u}.place.{pid}", "pick_place", u, part, src, target, [], after,
@@ -200,7 +225,7 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
                 _mark_insertion(op, job, pid)
                 placed[pid] = op.id
                 continue
-            machine = b.machine_for(part)
+            machine = b.machine_for(part, target)
             run_id, unload_id = f"u{u}.run.{pid}", f"u{u}.unload.{pid}"
             run_after: List[str] = []
             run_reasons: List[str] = []
@@ -232,24 +257,50 @@ def plan_job(cell: CellConfig, job: JobSpec, durations: Optional[DurationModel] 
         if inspection is not None:
             ins = Operation(id=f"u{u}.inspect", kind="inspect", unit=u, resource=inspection.id,
                             duration=dm.inspect(inspection, job), part=None,
-                            uses=[inspection.id, b.fixture], after=list(sinks),
+                            uses=[inspection.id, fixture], after=list(sinks),
                             reasons=["inspect after all placements of the unit"],
-                            params={"checks": [q.id for q in job.quality]})
+                            params={"checks": [q.id for q in job.quality], "fixture": fixture})
             b.ops.append(ins)
             b.load[inspection.id] = b.load.get(inspection.id, 0.0) + ins.duration
             last = [ins.id]
         if carry is not None:
             continue   # quantity 1: the unit stays on the fixture (see the note)
-        out = b.robot_op(f"u{u}.output", "output", u, base, sites.fixture_site(cell, job, base.id),
-                         sites.tray_site(tray, job, (u - 1) % tray_slots), [b.fixture], last,
+        out = b.robot_op(f"u{u}.output", "output", u, base, sites.fixture_site(cell, job, base.id, fixture),
+                         tray_sites[u], [fixture], last,
                          [("after inspection" if inspection is not None else "after all placements")
                           + f"; the unit is carried by its base part '{base.id}'"])
-        prev_output = out.id
+        prev_output[fixture] = out
 
     plan = Plan(job_id=job.id, cell_id=cell.cell.id, quantity=job.quantity, operations=b.ops, notes=notes)
     check_plan(cell, job, plan)
     log.debug("planned job %s: %d operations", job.id, len(b.ops))
     return plan
+
+
+def _tray_sites(cell: CellConfig, job: JobSpec, notes: List[str]) -> Dict[int, Site]:
+    """Where each unit (from 1) goes when it is finished: a position on the output tray nearest its
+    fixture (so a robot that builds units on its own fixture does not carry them across the cell),
+    positions in turn and reused when the tray is full (noted)."""
+    trays = cell.stations_of("output_tray")
+    unit_tray = {u: sites.nearest_station(trays, sites.unit_fixture(cell, u).pose) for u in range(1, job.quantity + 1)}
+    out: Dict[int, Site] = {}
+    for tray in trays:
+        units = [u for u, t in unit_tray.items() if t.id == tray.id]
+        tray_slots = len(sites.tray_positions(tray, job))
+        out.update({u: sites.tray_site(tray, job, k % tray_slots) for k, u in enumerate(units)})
+        if len(units) > tray_slots:
+            notes.append(f"output tray '{tray.id}' holds {tray_slots} unit(s): the operator empties it every "
+                         f"{tray_slots} unit(s) (positions are reused)")
+    return out
+
+
+def _fixture_note(fixtures: List[Station], quantity: int) -> str:
+    """What the plan's notes say about the fixture(s) the units are assembled on."""
+    if len(fixtures) == 1 or quantity == 1:
+        return (f"one fixture ('{fixtures[0].id}'): units are assembled one after another; machines make "
+                f"later units' parts meanwhile")
+    return (f"{len(fixtures)} fixtures ({', '.join(repr(f.id) for f in fixtures)}): unit k goes on the k-th "
+            f"in turn; units on different fixtures are assembled at the same time")
 
 
 def _mark_insertion(op: Operation, job: JobSpec, part_id: str) -> None:

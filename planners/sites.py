@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from anycell.cell import CellConfig, MachineConfig, Station
 from anycell.errors import InfeasibleError
@@ -40,27 +40,57 @@ def half_height(part: Part) -> float:
     return float(part.geometry.size[2]) / 2.0
 
 
-def fixture(cell: CellConfig) -> Station:
-    """The assembly fixture (the first station of kind 'fixture')."""
+def fixture(cell: CellConfig, fixture_id: Optional[str] = None) -> Station:
+    """The assembly fixture ``fixture_id``; by default the first station of kind 'fixture'.
+
+    A cell may have several fixtures (the task planner gives each unit one of them, see
+    :func:`unit_fixture`); a job's product frame is on whichever fixture holds the unit.
+    """
     fixtures = cell.stations_of("fixture")
     if not fixtures:
         raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture",
                               hint="add a station of kind 'fixture'")
-    return fixtures[0]
+    if fixture_id is None:
+        return fixtures[0]
+    for station in fixtures:
+        if station.id == fixture_id:
+            return station
+    raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture '{fixture_id}'",
+                          hint=f"its fixtures: {', '.join(s.id for s in fixtures)}")
 
 
-def product_frame(cell: CellConfig) -> Pose:
-    """The product frame in the cell frame: the fixture's top-surface centre."""
-    return fixture(cell).pose
+def unit_fixture(cell: CellConfig, unit: int) -> Station:
+    """The fixture unit ``unit`` (from 1) is assembled on: the cell's fixtures in turn.
+
+    Units on different fixtures do not wait for each other's output; units on the same fixture
+    follow one another. In turn (not by load) so that which fixture a unit is on does not depend
+    on duration estimates.
+    """
+    fixtures = cell.stations_of("fixture")
+    if not fixtures:
+        raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture",
+                              hint="add a station of kind 'fixture'")
+    return fixtures[(unit - 1) % len(fixtures)]
 
 
-def placement_pose(cell: CellConfig, job: JobSpec, part_id: str) -> Pose:
-    """Target pose of a part's centre on the fixture, in the cell frame."""
-    return product_frame(cell).compose(job.placement(part_id).pose)
+def product_frame(cell: CellConfig, fixture_id: Optional[str] = None) -> Pose:
+    """The product frame in the cell frame: the fixture's top-surface centre (default: the first fixture)."""
+    return fixture(cell, fixture_id).pose
 
 
-def fixture_site(cell: CellConfig, job: JobSpec, part_id: str) -> Site:
-    return _site("fixture", fixture(cell).id, placement_pose(cell, job, part_id))
+def placement_pose(cell: CellConfig, job: JobSpec, part_id: str, fixture_id: Optional[str] = None) -> Pose:
+    """Target pose of a part's centre on the fixture (default: the first), in the cell frame."""
+    return product_frame(cell, fixture_id).compose(job.placement(part_id).pose)
+
+
+def fixture_site(cell: CellConfig, job: JobSpec, part_id: str, fixture_id: Optional[str] = None) -> Site:
+    """Where a part goes on fixture ``fixture_id`` (default: the first)."""
+    return _site("fixture", fixture(cell, fixture_id).id, placement_pose(cell, job, part_id, fixture_id))
+
+
+def nearest_station(stations: Sequence[Station], to: Pose) -> Station:
+    """The station whose pose is nearest ``to`` in x/y (ties: config order)."""
+    return min(stations, key=lambda s: math.hypot(s.pose.xyz[0] - to.xyz[0], s.pose.xyz[1] - to.xyz[1]))
 
 
 def slot_site(station: Station, index: int, part: Part) -> Site:
@@ -126,13 +156,18 @@ def tray_site(tray: Station, job: JobSpec, index: int, turn: int = 0) -> Site:
     return _site(tray.kind, tray.id, origin.compose(job.placement(base.id).pose), index)
 
 
-def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str], Site]:
+def allocate_feeder_slots(cell: CellConfig, job: JobSpec,
+                          serves: Optional[Callable[[int, Part, Site], bool]] = None) -> Dict[Tuple[int, str], Site]:
     """Which feeder slot each (unit, part id) takes from: the feeder-sourced parts and the stock.
 
     Slots holding the same part type are used in turn; when a job needs more
     parts than there are slots, a slot is used again (the feeder presents the
     next part there, like a gravity feeder or an operator refill). Keys are
     ``(unit, part_id)``; units count from 1.
+
+    ``serves(unit, part, slot site)`` (optional) says whether a slot suits that unit's part (the task
+    planner: a robot that reaches the unit's fixture reaches the slot). The turn then skips to the next
+    slot that suits it; when none does, the slot in turn is taken.
 
     Only slots whose parts keep :data:`SLOT_GAP` from each other are used (:func:`feeder_slots_in_use`):
     a part that touches another drags it when it is picked.
@@ -147,9 +182,11 @@ def allocate_feeder_slots(cell: CellConfig, job: JobSpec) -> Dict[Tuple[int, str
                 continue
             slots = usable[part_type]
             k = counters.get(part_type, 0)
-            counters[part_type] = k + 1
-            station, index, _slot = slots[k % len(slots)]
-            out[(unit, part.id)] = slot_site(station, index, part)
+            where = [slot_site(station, index, part) for station, index, _slot in slots]
+            turn = [(k + j) % len(slots) for j in range(len(slots))]
+            pick = next((i for i in turn if serves is None or serves(unit, part, where[i])), turn[0])
+            counters[part_type] = pick + 1
+            out[(unit, part.id)] = where[pick]
     return out
 
 
