@@ -14,7 +14,9 @@ the joint states topic is configurable too (``joint_states_topic``).
 
 A controller whose joint states stop coming (frozen or lost) is noticed within
 ``stale_after`` seconds: a running ``execute`` stops the arm and raises, and
-:meth:`RosRobot.health` reports it on /diagnostics.
+:meth:`RosRobot.health` reports it on /diagnostics. The seconds are those this
+process could watch: a stall of its own (no CPU, the GIL held elsewhere) is not
+counted as the controller's silence.
 
 This is the same contract as ros2_control's joint trajectory controller, so a
 real arm can replace the simulated cell; the executor's robot skills run on it

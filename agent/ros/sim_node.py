@@ -25,7 +25,9 @@ One physics thread owns the PyBullet world (PyBullet is not thread-safe): it
 runs every robot's trajectory, grasp and release at the same time, as the step
 generators of :class:`anycell.sim.robot.SimRobot` (the same driver ``anycell
 sim`` uses), steps the world paced to the wall clock, and publishes joint
-states between physics steps. ROS callbacks only hand it work.
+states between physics steps. ROS callbacks only hand it work. A simulation hook
+that steps the world (settling a part it presents) runs the same steps, so the
+robots go on moving and reporting while it does.
 
 An idle cell costs next to nothing: once nothing has been commanded for :data:`SETTLE`
 simulated seconds and no part or joint moves, the world is not stepped at all and joint
