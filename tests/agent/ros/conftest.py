@@ -17,10 +17,13 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from anycell.agent.supervision.nodes import FASTDDS_PROFILE, ros_environment  # noqa: E402
+from anycell.agent.supervision.nodes import ros_environment  # noqa: E402
 from tests.paths import ROOT  # noqa: E402
 
 _counter = itertools.count()
+
+
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def _domain_id() -> int:
@@ -31,13 +34,16 @@ def _domain_id() -> int:
 @pytest.fixture
 def ros_env(monkeypatch) -> Dict[str, str]:
     """This test's ROS environment, also applied to os.environ for the in-process client."""
-    env = ros_environment(dict(os.environ), domain_id=_domain_id(), legacy_profile_variable=True)
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = FASTDDS_PROFILE
-    env["FASTRTPS_DEFAULT_PROFILES_FILE"] = FASTDDS_PROFILE
+    # the legacy variable only where Fast DDS 2 needs it (Humble, Iron): Fast DDS 3 reads both,
+    # adds the same profile twice and logs "Error adding profile" in every node
+    base = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    env = ros_environment(base, domain_id=_domain_id())
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY",
-                "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, env[key])
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY") + PROFILE_VARIABLES:
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
     return env
 
 

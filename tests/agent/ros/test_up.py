@@ -50,6 +50,7 @@ def test_up_submit_and_ctrl_c_shuts_down_cleanly(processes, rclpy_context, tmp_p
     assert code == 0, log
     assert "Ctrl-C: shutting the cell down" in log and "cell_agent stopped (code 0)" in log
     assert "[cell_agent] " in log                                  # prefixed child output
+    assert "Error adding profile" not in log                      # the discovery profile loads once, cleanly
     with pytest.raises(ProcessLookupError):
         os.kill(agent_pid, 0)
 
