@@ -229,6 +229,7 @@ class CellClient:
                 raise DriverTimeout(f"job '{job_id}' did not finish within {timeout:.0f} s")
 
     def destroy(self) -> None:
+        self._api.close()
         self._running = False
         self._spin.join(timeout=2.0)
         self._executor.shutdown()

@@ -22,7 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from anycell.errors import DriverTimeout
+from anycell.errors import ConnectionLost, DriverTimeout
 
 #: deep enough for a burst of 1000 requests
 QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -43,6 +43,19 @@ class JsonRequester:
                                              callback_group=callback_group)
         #: extra condition for :meth:`wait_ready` (the client also wants the cell's state)
         self.ready_also: Optional[Callable[[], bool]] = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Before the node goes: calls still waiting (other threads) end with ConnectionLost at once,
+        rather than publishing on a destroyed publisher or waiting out their timeout."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _check_open(self, what: str, rid: str) -> None:
+        if self._closed:
+            raise ConnectionLost(f"{what} ({rid}) on {self.request_topic}: the client was closed",
+                                 hint="the program closed its cell client while this request waited")
 
     def _on_response(self, msg: String) -> None:
         try:
@@ -79,12 +92,15 @@ class JsonRequester:
         with self._cond:
             self._answers.pop(rid, None)
         while True:
-            self._pub.publish(String(data=text))
+            with self._cond:   # not closed, and it cannot close, until this message is out
+                self._check_open(what, rid)
+                self._pub.publish(String(data=text))
             resend = min(deadline, time.monotonic() + resend_after)
             with self._cond:
-                while rid not in self._answers and time.monotonic() < resend:
+                while rid not in self._answers and time.monotonic() < resend and not self._closed:
                     self._cond.wait(max(0.0, min(resend - time.monotonic(), 0.1)))
                 if rid in self._answers:
                     return self._answers.pop(rid)
+                self._check_open(what, rid)
             if time.monotonic() >= deadline:
                 raise DriverTimeout(f"no answer to {what} ({rid}) on {self.request_topic} within {timeout:.0f} s")
