@@ -11,11 +11,11 @@ from anycell.agent.cell_runner import CellRunner, uid
 from anycell.cell import cell_from_document
 from anycell.documents import from_data
 from anycell.geometry import Pose
-from anycell.job import job_from_document
 from anycell.planners import sites
 from anycell.planners.process import plan_job
 
-from tests.paths import DEMO_CELL, ROOT, STACK_JOB
+from tests.jobs import stack_without_peg
+from tests.paths import DEMO_CELL
 
 
 class _World:
@@ -38,11 +38,7 @@ def _setup(poses: Dict[str, Pose], held: Dict[str, str]) -> tuple:
     data["stations"].append({"id": "fixture2", "kind": "fixture", "pose": {"xyz": [0.50, 0.35, 0.02]},
                              "size": [0.12, 0.12, 0.02], "hold": {"kind": "clamp", "force": 200.0}})
     cell = cell_from_document(from_data(data, file="two_fixture_demo_cell.yaml"))
-    job_data = yaml.safe_load(open(STACK_JOB))
-    job_data["quantity"] = 2
-    job_data["parts"] = [p for p in job_data["parts"] if p["id"] != "peg"]
-    job_data["assembly"]["placements"] = [p for p in job_data["assembly"]["placements"] if p["part"] != "peg"]
-    job = job_from_document(from_data(job_data), base_dir=ROOT)
+    job = stack_without_peg(2)
     world = _World(poses, held)
     runner = CellRunner(cell, job, robots={}, planners={}, machines={}, sim=world)  # type: ignore[arg-type]
     runner._held_by = dict(held)

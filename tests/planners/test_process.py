@@ -17,6 +17,7 @@ from anycell.plan import Plan, Site
 from anycell.planners import sites
 from anycell.planners.process import plan_job
 
+from tests.jobs import stack_without_peg
 from tests.paths import DEMO_CELL, DEMO_JOB, ROOT, STACK_JOB
 
 
@@ -141,12 +142,7 @@ def test_tending_expansion_with_and_without_stock() -> None:
 
 def test_quantity_gives_that_many_units_in_sequence_on_the_fixture() -> None:
     cell = load_cell(DEMO_CELL)
-    data = yaml.safe_load(open(STACK_JOB))
-    data["quantity"] = 3
-    # without the peg the hand clears the unit, so it can leave the fixture for the next one
-    data["parts"] = [p for p in data["parts"] if p["id"] != "peg"]
-    data["assembly"]["placements"] = [p for p in data["assembly"]["placements"] if p["part"] != "peg"]
-    job = job_from_document(from_data(data), base_dir=ROOT)
+    job = stack_without_peg(3)
     plan = plan_job(cell, job)
     assert sorted({op.unit for op in plan.operations}) == [1, 2, 3]
     for u in (1, 2, 3):
