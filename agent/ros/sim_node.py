@@ -37,7 +37,6 @@ states go out at :data:`IDLE_RATE` until the next command arrives.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import sys
 import threading
@@ -256,7 +255,6 @@ class SimCellNode(Node):
                 if error is not None:
                     self.robots[rid].stop()
                     self._fault(rid, str(error))
-                self._last_pub = -math.inf   # the end goes out with this step: the driver confirms it at once
                 continue
             done, box = act.reply  # type: ignore[misc]
             robot = self.robots[rid]

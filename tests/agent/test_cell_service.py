@@ -210,6 +210,8 @@ def test_restart_after_crash_reports_and_resumes_without_repeating(cell, tmp_pat
     assert gates.wait_running(order[0])
     gates.release(order[0])
     assert wait_until(lambda: len(gates.started) >= 2, 10)
+    # the next step may start (beside it) before the first one's end is journaled: wait for that too
+    assert wait_until(lambda: svc.journal.finished_steps("demo_widget") == [order[0]], 10)
     # simulate the crash: the journal is what a kill -9 leaves (status running, a step started)
     svc._stop.set()
     done_before = svc.journal.finished_steps("demo_widget")
