@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any, Dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,14 +44,19 @@ def reference_makespan() -> float:
     return plan.schedule.makespan
 
 
-def main() -> None:
+def demo_report() -> Dict[str, Any]:
+    """Run ``anycell demo`` (the cell's ROS 2 nodes, the job over the API) and return its report."""
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run([sys.executable, "-m", "anycell", "demo", "--report", out], cwd=ROOT,
                               capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
-            print(proc.stdout[-2000:], proc.stderr[-2000:])
-            raise SystemExit("the demo failed")
-        report = json.load(open(os.path.join(out, "reports", "demo_widget", "report.json")))
+            raise SystemExit(f"the demo over ROS failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        with open(os.path.join(out, "reports", "demo_widget", "report.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+
+
+def main() -> None:
+    report = demo_report()
     steps = report["steps"]
     wall = max(s["end_s"] for s in steps) - min(s["start_s"] for s in steps)
     ref = reference_makespan()

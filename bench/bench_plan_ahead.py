@@ -21,10 +21,8 @@ Run: .venv/bin/python bench/bench_plan_ahead.py   (--no-ros leaves the ROS run o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from typing import Any, Dict, List, Tuple
@@ -90,13 +88,9 @@ def main(ros: bool = True) -> None:
 
 def over_ros() -> Dict[str, float]:
     """The demo job through ``anycell demo`` (the cell's ROS 2 nodes), idle figures from its report."""
-    with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run([sys.executable, "-m", "anycell", "demo", "--report", out], cwd=ROOT,
-                              capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise SystemExit(f"the demo over ROS failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        with open(os.path.join(out, "reports", "demo_widget", "report.json"), encoding="utf-8") as fh:
-            return idle_figures(json.load(fh))
+    from bench.bench_demo import demo_report
+
+    return idle_figures(demo_report())
 
 
 if __name__ == "__main__":

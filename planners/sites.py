@@ -40,16 +40,22 @@ def half_height(part: Part) -> float:
     return float(part.geometry.size[2]) / 2.0
 
 
+def _fixtures(cell: CellConfig) -> List[Station]:
+    """The cell's assembly fixtures, in config order; InfeasibleError when it has none."""
+    fixtures = cell.stations_of("fixture")
+    if not fixtures:
+        raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture",
+                              hint="add a station of kind 'fixture'")
+    return list(fixtures)
+
+
 def fixture(cell: CellConfig, fixture_id: Optional[str] = None) -> Station:
     """The assembly fixture ``fixture_id``; by default the first station of kind 'fixture'.
 
     A cell may have several fixtures (the task planner gives each unit one of them, see
     :func:`unit_fixture`); a job's product frame is on whichever fixture holds the unit.
     """
-    fixtures = cell.stations_of("fixture")
-    if not fixtures:
-        raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture",
-                              hint="add a station of kind 'fixture'")
+    fixtures = _fixtures(cell)
     if fixture_id is None:
         return fixtures[0]
     for station in fixtures:
@@ -66,10 +72,7 @@ def unit_fixture(cell: CellConfig, unit: int) -> Station:
     follow one another. In turn (not by load) so that which fixture a unit is on does not depend
     on duration estimates.
     """
-    fixtures = cell.stations_of("fixture")
-    if not fixtures:
-        raise InfeasibleError(f"cell '{cell.cell.id}' has no assembly fixture",
-                              hint="add a station of kind 'fixture'")
+    fixtures = _fixtures(cell)
     return fixtures[(unit - 1) % len(fixtures)]
 
 
