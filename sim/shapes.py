@@ -46,6 +46,16 @@ def as_geometry(shape: GeometryLike) -> Geometry:
     return Geometry(box=[float(v) for v in shape])
 
 
+def shape_to_json(shape: Any) -> Any:
+    """A part's shape for the wire: a Geometry as plain data (mesh path absolute), a box size as a list."""
+    to_dict = getattr(shape, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(shape, dict):   # already plain data (a call served from the wire, a restored world)
+        return dict(shape)
+    return [float(v) for v in shape]
+
+
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
     with open(tmp, "w", encoding="utf-8") as handle:

@@ -9,10 +9,8 @@ physics. Snapshots render with the TinyRenderer, which works headless.
 from __future__ import annotations
 
 import logging
-import struct
 import time
-import zlib
-from typing import Callable, Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
 
 from anycell.cell import CellConfig
 from anycell.errors import ConfigError, UnresolvedReference
@@ -20,7 +18,7 @@ from anycell.geometry import Pose
 from anycell.job import JobSpec
 
 from .builder import CellBodies, RobotBody, build_cell, home_configuration
-from .pictures import PictureClient
+from .pictures import PictureClient, PictureProcess, camera_view, capture, render_on
 from .shapes import GeometryLike
 from .stepper import ConcurrentStepper
 
@@ -28,21 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Friction of parts and stations: enough to keep parts where they are put.
 PART_FRICTION = 0.9
-
-
-def write_png(path: str, rgb: Sequence[Sequence[Sequence[int]]] | bytes, width: int, height: int) -> None:
-    """Write an 8-bit RGB PNG with the standard library only (no imaging dependency)."""
-    raw = rgb if isinstance(rgb, (bytes, bytearray)) else bytes(v for row in rgb for px in row for v in px)
-    stride = width * 3
-    rows = b"".join(b"\x00" + raw[y * stride:(y + 1) * stride] for y in range(height))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
-    with open(path, "wb") as handle:
-        handle.write(png)
 
 
 class SimWorld:
@@ -70,7 +53,7 @@ class SimWorld:
         self.parts: Dict[str, int] = {}
         self.part_sizes: Dict[str, List[float]] = {}
         self._looks: Dict[str, Tuple[GeometryLike, Optional[Sequence[float]]]] = {}   # for the picture client
-        self._pictures: Optional[PictureClient] = None
+        self._pictures: Optional[Union[PictureClient, PictureProcess]] = None
         self._holds: Dict[str, Tuple[int, str]] = {}    # station id -> (constraint id, part id)
         self._names: Dict[int, str] = {b: n for n, b in self.bodies.static.items()}
         for rid, rb in self.robots.items():
@@ -272,56 +255,38 @@ class SimWorld:
     def camera_names(self) -> List[str]:
         return [c.id for c in self.cell.cameras] or ["overview"]
 
-    def _camera(self, camera: Optional[str]) -> Tuple[List[float], List[float], float]:
-        if camera is None:
-            if self.cell.cameras:
-                c = self.cell.cameras[0]
-                return list(c.eye), list(c.target), float(c.fov)
-            camera = "overview"
-        for c in self.cell.cameras:
-            if c.id == camera:
-                return list(c.eye), list(c.target), float(c.fov)
-        ws = self.cell.safety.workspace
-        centre = [(ws.min[0] + ws.max[0]) / 2, (ws.min[1] + ws.max[1]) / 2, 0.1]
-        defaults = {"overview": ([centre[0] + 1.4, centre[1] - 1.0, 1.0], centre, 55.0),
-                    "top": ([centre[0], centre[1], 2.2], centre, 50.0),
-                    "front": ([centre[0] + 1.6, centre[1], 0.5], centre, 50.0)}
-        if camera not in defaults:
-            raise UnresolvedReference(f"no camera '{camera}' in cell '{self.cell.cell.id}'",
-                                      hint="known: " + ", ".join([c.id for c in self.cell.cameras] + list(defaults)))
-        return defaults[camera]
-
     def snapshot(self, path: str, camera: Optional[str] = None, width: int = 480, height: int = 360) -> str:
         """Render a PNG from a named viewpoint (the cell's cameras, or overview/top/front) headless."""
-        return self.render_on(self.client, path, camera, width, height)
+        return render_on(self.client, self.cell, path, camera, width, height)
+
+    def render_pictures_apart(self) -> bool:
+        """Render later pictures in a child process (:class:`~anycell.sim.pictures.PictureProcess`).
+
+        For a world stepped on the wall clock by a thread that must never stall (the ``sim_cell``
+        node). It needs the cell's file; a cell built in memory keeps the in-process client
+        (returns False).
+        """
+        if not self.cell.source_file:
+            return False
+        if self._pictures is not None:
+            self._pictures.close()
+        self._pictures = PictureProcess(self.cell, self.cell.source_file)
+        return True
 
     def snapshot_later(self, path: str, camera: Optional[str] = None) -> Callable[[], str]:
-        """Copy the scene now (milliseconds); the returned call renders it on a render-only client.
+        """Copy the scene now (milliseconds); the returned call renders it off the physics client.
 
         So a picture never holds the physics still while it renders (see :mod:`anycell.sim.pictures`).
+        An unknown camera is refused here, at once.
         """
+        camera_view(self.cell, camera)
         if self._pictures is None:
-            self._pictures = PictureClient(self)
+            self._pictures = PictureClient(self.cell)
         pictures = self._pictures
         with self.stepper.lock:
-            scene = pictures.capture()
+            scene = capture(self)
             looks = {pid: self._looks[pid] for pid in scene.parts}
         return lambda: pictures.render(scene, path, camera, looks)
-
-    def render_on(self, client: int, path: str, camera: Optional[str], width: int = 480, height: int = 360) -> str:
-        """Render this cell's camera ``camera`` as PyBullet ``client`` has it now, into a PNG at ``path``."""
-        import numpy as np
-        import pybullet as p
-
-        eye, target, fov = self._camera(camera)
-        up = [0, 0, 1] if abs(eye[0] - target[0]) + abs(eye[1] - target[1]) > 1e-6 else [1, 0, 0]
-        view = p.computeViewMatrix(eye, target, up, physicsClientId=client)
-        proj = p.computeProjectionMatrixFOV(fov, width / height, 0.02, 10.0, physicsClientId=client)
-        img = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
-                               lightDirection=[0.6, -0.4, 1.0], shadow=1, physicsClientId=client)
-        rgba = np.reshape(np.asarray(img[2], dtype=np.uint8), (height, width, 4))
-        write_png(path, rgba[:, :, :3].tobytes(), width, height)
-        return path
 
     def close(self) -> None:
         import pybullet as p

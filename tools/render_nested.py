@@ -25,7 +25,8 @@ def main() -> int:
     import numpy as np
     import pybullet as p
 
-    from anycell.sim.world import SimWorld, write_png
+    from anycell.sim.pictures import write_png
+    from anycell.sim.world import SimWorld
 
     cell = load_cell(os.path.join(ROOT, "cell_configs", "demo_cell.yaml"))
     world = SimWorld(cell)

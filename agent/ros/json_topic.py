@@ -85,22 +85,40 @@ class JsonRequester:
     def call(self, payload: Dict[str, Any], *, timeout: float, resend_after: float = 5.0,
              request_id: Optional[str] = None, what: str = "request") -> Dict[str, Any]:
         """Send ``payload`` (its request_id is set) and return the answer; DriverTimeout when none comes."""
+        return self.send(payload, timeout=timeout, resend_after=resend_after, request_id=request_id, what=what)()
+
+    def send(self, payload: Dict[str, Any], *, timeout: float, resend_after: float = 5.0,
+             request_id: Optional[str] = None, what: str = "request") -> Callable[[], Dict[str, Any]]:
+        """Send ``payload`` now; the returned call waits for its answer (resending it, same id, every
+        ``resend_after`` s; DriverTimeout ``timeout`` s after this send).
+
+        So a request whose moment matters (a picture of the cell as it is now) goes out at once,
+        and its answer is waited for on another thread.
+        """
         rid = request_id or payload.get("request_id") or uuid.uuid4().hex
         body = dict(payload, request_id=rid)
         text = json.dumps(body, separators=(",", ":"))
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._cond:   # not closed, and it cannot close, until this message is out
             self._answers.pop(rid, None)
-        while True:
-            with self._cond:   # not closed, and it cannot close, until this message is out
-                self._check_open(what, rid)
-                self._pub.publish(String(data=text))
-            resend = min(deadline, time.monotonic() + resend_after)
-            with self._cond:
-                while rid not in self._answers and time.monotonic() < resend and not self._closed:
-                    self._cond.wait(max(0.0, min(resend - time.monotonic(), 0.1)))
-                if rid in self._answers:
-                    return self._answers.pop(rid)
-                self._check_open(what, rid)
-            if time.monotonic() >= deadline:
-                raise DriverTimeout(f"no answer to {what} ({rid}) on {self.request_topic} within {timeout:.0f} s")
+            self._check_open(what, rid)
+            self._pub.publish(String(data=text))
+        sent = time.monotonic()
+
+        def wait() -> Dict[str, Any]:
+            resend = min(deadline, sent + resend_after)
+            while True:
+                with self._cond:
+                    while rid not in self._answers and time.monotonic() < resend and not self._closed:
+                        self._cond.wait(max(0.0, min(resend - time.monotonic(), 0.1)))
+                    if rid in self._answers:
+                        return self._answers.pop(rid)
+                    self._check_open(what, rid)
+                if time.monotonic() >= deadline:
+                    raise DriverTimeout(f"no answer to {what} ({rid}) on {self.request_topic} within {timeout:.0f} s")
+                with self._cond:
+                    self._check_open(what, rid)
+                    self._pub.publish(String(data=text))
+                resend = min(deadline, time.monotonic() + resend_after)
+
+        return wait

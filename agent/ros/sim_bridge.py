@@ -9,7 +9,7 @@ API. The sim node (:mod:`anycell.agent.ros.sim_node`) serves them with
 from __future__ import annotations
 
 import uuid
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -37,15 +37,24 @@ class RosSimHooks:
         return self._json.wait_ready(timeout)
 
     def _call(self, op: str, **args: Any) -> Any:
+        return self._send(op, **args)()
+
+    def _send(self, op: str, **args: Any) -> Callable[[], Any]:
+        """Send the call now; the returned call waits for its result (an ExecutionError when it failed)."""
         if not self.wait_ready(self.timeout):
             raise DriverTimeout(f"the sim node does not answer on {self.node.get_namespace()}/sim/request",
                                 hint="start the cell with --sim (or sim:=true) so the sim_cell node runs")
-        answer = self._json.call(encode_call(op, **args), timeout=self.timeout, resend_after=5.0,
-                                 request_id=uuid.uuid4().hex, what=f"sim '{op}'")
-        if not answer.get("ok"):
-            err = answer.get("error") or {}
-            raise ExecutionError(f"sim node: {err.get('message', 'failed')}", hint=err.get("hint"))
-        return answer.get("result")
+        wait = self._json.send(encode_call(op, **args), timeout=self.timeout, resend_after=5.0,
+                               request_id=uuid.uuid4().hex, what=f"sim '{op}'")
+
+        def result() -> Any:
+            answer = wait()
+            if not answer.get("ok"):
+                err = answer.get("error") or {}
+                raise ExecutionError(f"sim node: {err.get('message', 'failed')}", hint=err.get("hint"))
+            return answer.get("result")
+
+        return result
 
     def present(self, uid: str, size: Any, mass: float, color: Optional[Sequence[float]],
                 pose: Pose) -> bool:
@@ -69,6 +78,12 @@ class RosSimHooks:
 
     def snapshot(self, path: str, camera: Optional[str] = None) -> str:
         return str(self._call("snapshot", path=path, camera=camera))
+
+    def snapshot_later(self, path: str, camera: Optional[str] = None) -> Callable[[], str]:
+        """Ask for the picture now, so it shows the cell as it is at this moment; the returned
+        call waits until the sim node has written it (it renders apart from its physics)."""
+        result = self._send("snapshot", path=path, camera=camera)
+        return lambda: str(result())
 
     def save(self, path: str) -> int:
         """The sim node writes its parts (where they lie now) to ``path``."""

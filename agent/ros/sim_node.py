@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -55,6 +55,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from anycell.cell import CellConfig
 from anycell.errors import AnycellError
+from anycell.sim.pictures import RENDER_TIMEOUT
 
 from anycell.agent.ros import conversions as cv
 from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
@@ -117,6 +118,9 @@ class SimCellNode(Node):
 
         self.cell = cell
         self.world = SimWorld(cell, gui=False, realtime=realtime)
+        # pictures render in a child process: a render holds the GIL, and this process's physics
+        # thread must publish joint states and pace the world without a gap
+        self.world.render_pictures_apart()
         self._period = 1.0 / rate
         self._last_pub = 0.0
         #: True while the world stands still and is not stepped (see :meth:`_rest`)
@@ -137,6 +141,11 @@ class SimCellNode(Node):
         from anycell.agent.ros.json_topic import QOS as reliable
 
         self._answered: Dict[str, Dict[str, Any]] = {}
+        self._answer_lock = threading.Lock()
+        self._rendering: Set[str] = set()       # request ids of pictures still rendering
+        self._renders: "queue.Queue[Optional[Tuple[str, Callable[[], str]]]]" = queue.Queue()
+        self._render_thread = threading.Thread(target=self._render_loop, name="pictures", daemon=True)
+        self._render_thread.start()
         self._sim_pub = self.create_publisher(String, "sim/response", reliable)
         self.create_subscription(String, "sim/request", self._on_sim_request, reliable, callback_group=group)
         self._state_pubs = {}
@@ -343,6 +352,7 @@ class SimCellNode(Node):
             self._step_all()
 
     def _serve_hook(self, text: str) -> None:
+        """Serve one hook call on the physics thread; a picture is captured here and rendered apart."""
         import json
 
         from anycell.agent.simulation.hooks import serve_call
@@ -352,24 +362,68 @@ class SimCellNode(Node):
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            answer = {"request_id": None, "ok": False,
-                      "error": {"error": "ConfigError", "message": f"sim request is not a JSON object: {exc}"}}
-        else:
-            rid = request.get("request_id")
-            answer = self._answered.get(rid) if isinstance(rid, str) else None
-            if answer is None:   # a resent request (same id) gets the first answer, never a second action
+            self._answer(None, {"ok": False, "error": {"error": "ConfigError",
+                                                       "message": f"sim request is not a JSON object: {exc}"}})
+            return
+        rid = request.get("request_id")
+        rid = rid if isinstance(rid, str) else None
+        with self._answer_lock:
+            if rid is not None and rid in self._rendering:
+                return                      # a resent request for a picture still rendering: one answer comes
+            answer = self._answered.get(rid) if rid is not None else None
+        if answer is None:   # a resent request (same id) gets the first answer, never a second action
+            if request.get("op") == "snapshot" and rid is not None:
+                try:
+                    later = self.hooks.snapshot_later(str(request["path"]), request.get("camera"))
+                except AnycellError as exc:
+                    answer = {"ok": False, "error": exc.to_dict()}
+                except KeyError as exc:
+                    answer = {"ok": False, "error": {"error": "ConfigError",
+                                                     "message": f"malformed sim call 'snapshot': {exc}"}}
+                else:
+                    with self._answer_lock:
+                        self._rendering.add(rid)
+                    self._renders.put((rid, later))
+                    return
+            else:
                 answer = serve_call(self.hooks, request)
-                answer["request_id"] = rid
-                if isinstance(rid, str):
-                    self._answered[rid] = answer
-                    while len(self._answered) > 1000:
-                        self._answered.pop(next(iter(self._answered)))
+        self._answer(rid, answer)
+
+    def _answer(self, rid: Optional[str], answer: Dict[str, Any]) -> None:
+        """Publish the answer to request ``rid`` (any thread), remembered for a resend of the same id."""
+        import json
+
+        answer = dict(answer, request_id=rid)
+        if rid is not None:
+            with self._answer_lock:
+                self._rendering.discard(rid)
+                self._answered[rid] = answer
+                while len(self._answered) > 1000:
+                    self._answered.pop(next(iter(self._answered)))
         if rclpy.ok():
             self._sim_pub.publish(String(data=json.dumps(answer)))
+
+    def _render_loop(self) -> None:
+        """The pictures thread: waits on the picture process (no GIL held) and answers each picture."""
+        while True:
+            item = self._renders.get()
+            if item is None:
+                return
+            rid, render = item
+            try:
+                answer: Dict[str, Any] = {"ok": True, "result": render()}
+            except AnycellError as exc:
+                answer = {"ok": False, "error": exc.to_dict()}
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the pictures thread
+                log.exception("picture %s failed", rid)
+                answer = {"ok": False, "error": {"error": "ExecutionError", "message": f"picture failed: {exc}"}}
+            self._answer(rid, answer)
 
     def close(self) -> None:
         self._stop.set()
         self._physics.join(timeout=5.0)
+        self._renders.put(None)
+        self._render_thread.join(timeout=RENDER_TIMEOUT)
         self.world.close()
 
 

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from anycell.geometry import Pose
+from anycell.sim.shapes import shape_to_json
 
 if TYPE_CHECKING:  # the world brings pybullet: the hooks are handed one
     from anycell.sim.world import SimWorld
@@ -144,16 +145,6 @@ def _pose_to_json(pose: Optional[Pose]) -> Optional[Dict[str, List[float]]]:
 
 def _pose_from_json(data: Optional[Dict[str, Any]]) -> Optional[Pose]:
     return None if data is None else Pose(xyz=list(data["xyz"]), rpy=list(data.get("rpy", [0.0, 0.0, 0.0])))
-
-
-def shape_to_json(shape: Any) -> Any:
-    """A part's shape for the wire: a Geometry as plain data (mesh path absolute), a box size as a list."""
-    to_dict = getattr(shape, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    if isinstance(shape, dict):   # already plain data (a call served from the wire, a restored world)
-        return dict(shape)
-    return [float(v) for v in shape]
 
 
 def encode_call(op: str, **args: Any) -> Dict[str, Any]:

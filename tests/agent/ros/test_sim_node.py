@@ -148,3 +148,27 @@ def test_a_resting_world_is_not_stepped_and_wakes_on_the_next_command(robot) -> 
     robot.execute(_move(q0, 0, 0.2, 1.0))    # confirmed within tolerance: the world stepped again
     assert abs(robot.joint_positions()[0] - (q0[0] + 0.2)) <= 0.01
     assert _state_rate(robot, 0.3) > 2 * IDLE_RATE   # still settling after the motion: the full rate
+
+
+def test_pictures_asked_for_mid_motion_are_written_apart_from_the_physics(robot, tmp_path) -> None:
+    """The sim node captures a picture at once and renders it in its picture process: the motion
+    it was asked during is confirmed as usual, the PNGs are written, an unknown camera is refused."""
+    from anycell.agent.ros.sim_bridge import RosSimHooks
+
+    hooks = RosSimHooks(robot.node, timeout=60.0)
+    assert hooks.wait_ready(20.0)
+    asked = {}
+
+    def ask() -> None:
+        asked["waits"] = [hooks.snapshot_later(str(tmp_path / f"{i}.png")) for i in range(3)]
+
+    q0 = robot.joint_positions()
+    timer = threading.Timer(0.3, ask)
+    timer.start()
+    robot.execute(_move(q0, 0, 0.3, 1.5))
+    timer.join()
+    for wait in asked["waits"]:
+        with open(wait(), "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ExecutionError, match="overview"):
+        hooks.snapshot(str(tmp_path / "x.png"), "ceiling")
