@@ -10,6 +10,14 @@ free segments checked every 0.02 rad); and the planner's own time on
 ``bench_motion.py``'s problems (demo cell, stack assembly transfers, plus the same
 with a blocking post) with each backend.
 
+How the ratio is kept fair and steady on a loaded machine: both checks run on the same
+configurations in the same rounds, one after the other (which goes first alternates), after a
+warm-up round neither is timed in; each round gives a per-check (or per-state) time for each and
+their ratio, and the table shows the median time of each and the median of the per-round ratios
+with their range. A burst of load during a round slows one side of that round's ratio only, and
+the median leaves it out; times are CPU time (``time.process_time``), which counts this process
+only. The load average it ran under is printed first and last.
+
 Run: .venv/bin/python bench/bench_collision.py
 """
 
@@ -35,32 +43,55 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELD = Held("part", [0.04, 0.04, 0.02], Pose(xyz=[0, 0, 0.0]))
 
 
-def cpu_per_call(fn, items) -> float:  # noqa: ANN001
-    t = time.process_time()
-    for it in items:
-        fn(it)
-    return (time.process_time() - t) / len(items)
+#: Timed rounds per measurement (after one warm-up round): the ratio is the median of the rounds' ratios.
+ROUNDS = 7
 
 
-def per_check(world: CollisionWorld, n: int = 3000) -> tuple:
-    """(reference us, backend us) per ``free`` check on random configurations, half with a held part."""
+def interleaved(world: CollisionWorld, run, per: int, rounds: int = ROUNDS) -> tuple:  # noqa: ANN001
+    """Time ``run()`` with the PyBullet path and with the backend in the same rounds (the first one untimed).
+
+    ``run`` makes ``per`` checks (or states) on fixed inputs; the order of the two alternates between
+    rounds. Returns (median PyBullet us, median backend us, median of the per-round ratios, lowest
+    ratio, highest ratio), times per check.
+    """
+    fast = world.fast
+    ref_t, fast_t = [], []
+    try:
+        for r in range(rounds + 1):
+            times = {}
+            for name in (("pybullet", "fast") if r % 2 else ("fast", "pybullet")):
+                world.fast = fast if name == "fast" else None
+                t = time.process_time()
+                run()
+                times[name] = (time.process_time() - t) / per * 1e6
+            if r:                                   # round 0 warms both up
+                ref_t.append(times["pybullet"])
+                fast_t.append(times["fast"])
+    finally:
+        world.fast = fast
+    ratios = np.asarray(ref_t) / np.asarray(fast_t)
+    return (float(np.median(ref_t)), float(np.median(fast_t)), float(np.median(ratios)), float(ratios.min()),
+            float(ratios.max()))
+
+
+def per_check(world: CollisionWorld, n: int = 1000) -> tuple:
+    """:func:`interleaved` for ``free`` on random configurations, half with a held part."""
     rng = np.random.default_rng(0)
     lo, hi = world.kin.lower, world.kin.upper
     qs = [lo + (hi - lo) * rng.random(len(lo)) for _ in range(n)]
-    fast = world.fast
-    out = []
-    for backend in (None, fast):
-        world.fast = backend
-        world.free(qs[0], HELD)
-        a = cpu_per_call(lambda q: world.free(q), qs[: n // 2])
-        b = cpu_per_call(lambda q: world.free(q, HELD), qs[n // 2:])
-        out.append((a + b) / 2 * 1e6)
-    world.fast = fast
-    return tuple(out)
+    plain, holding = qs[: n // 2], qs[n // 2:]
+    free = world.free
+
+    def run() -> None:
+        for q in plain:
+            free(q)
+        for q in holding:
+            free(q, HELD)
+    return interleaved(world, run, n)
 
 
-def per_segment_state(world: CollisionWorld, n: int = 300) -> tuple:
-    """(reference us, backend us) per configuration of free short segments (0.02 rad spacing)."""
+def per_segment_state(world: CollisionWorld, n: int = 200) -> tuple:
+    """:func:`interleaved` per configuration of free short segments (0.02 rad spacing)."""
     rng = np.random.default_rng(1)
     lo, hi = world.kin.lower, world.kin.upper
     segs = []
@@ -70,16 +101,12 @@ def per_segment_state(world: CollisionWorld, n: int = 300) -> tuple:
         if world.segment_free(a, b):
             segs.append((a, b))
     states = sum(max(1, int(np.ceil(np.max(np.abs(b - a)) / 0.02))) for a, b in segs)
-    fast = world.fast
-    out = []
-    for backend in (None, fast):
-        world.fast = backend
-        t = time.process_time()
+    segment_free = world.segment_free
+
+    def run() -> None:
         for a, b in segs:
-            world.segment_free(a, b)
-        out.append((time.process_time() - t) / states * 1e6)
-    world.fast = fast
-    return tuple(out)
+            segment_free(a, b)
+    return interleaved(world, run, states)
 
 
 def planning(rounds: int = 3) -> tuple:
@@ -122,8 +149,15 @@ def planning(rounds: int = 3) -> tuple:
     return len(probs), res
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages and the CPU count (the ratio moves with the machine's load)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def main() -> int:
-    print(f"{'cell':8s} {'check':24s} {'PyBullet us':>12s} {'backend us':>11s} {'ratio':>7s}")
+    print(f"collision check cost, {ROUNDS} interleaved rounds after a warm-up; {load()}")
+    print(f"{'cell':8s} {'check':24s} {'PyBullet us':>12s} {'backend us':>11s} {'ratio':>7s}  {'rounds':>13s}")
     for cfg in ("demo_cell.yaml", "kuka_cell.yaml", "ur_cell.yaml", "two_robot_cell.yaml"):
         cell = load_cell(os.path.join(ROOT, "cell_configs", cfg))
         world = CollisionWorld(cell, cell.robots[0].id)
@@ -131,14 +165,16 @@ def main() -> int:
             print(f"{cell.robots[0].id}: no fast backend (see the log)")
             world.close()
             continue
-        for label, (ref, fast) in (("free (random q)", per_check(world)),
-                                   ("segment_free per state", per_segment_state(world))):
-            print(f"{cell.robots[0].id:8s} {label:24s} {ref:12.1f} {fast:11.1f} {ref / fast:6.1f}x")
+        for label, (ref, fast, ratio, low, high) in (("free (random q)", per_check(world)),
+                                                     ("segment_free per state", per_segment_state(world))):
+            print(f"{cell.robots[0].id:8s} {label:24s} {ref:12.1f} {fast:11.2f} {ratio:6.1f}x  "
+                  f"{low:5.1f}-{high:5.1f}x")
         world.close()
     n, res = planning()
     (m0, p0), (m1, p1) = res["pybullet"], res["fast"]
     print(f"planning, bench_motion problems ({n}, 3 rounds): PyBullet median {m0:.2f} ms p95 {p0:.1f} ms; "
           f"backend median {m1:.2f} ms p95 {p1:.1f} ms; ratio median {m0 / m1:.1f}x, p95 {p0 / p1:.1f}x")
+    print(f"(ratio: the median of the rounds' ratios; rounds: their range) {load()}")
     return 0
 
 
