@@ -32,11 +32,7 @@ DEFAULT = {("demo_cell", "stack_assembly"), ("kuka_cell", "stack_assembly"), ("u
 #: Combinations the planner accepts that do not complete yet; named in the README as unfinished.
 #: (ur_cell cannot make peg_in_hole: its 20 mm cup finds no face that wide on the 16 mm pin, and the plan says
 #: so, so it is skipped as not makeable below.)
-KNOWN_FAILING = {
-    # intermittent under the whole suite's load: its two causes of a false "controller frozen" are
-    # fixed (sim_cell's hooks, the staleness watch; 10 of 10 runs passed alone), yet a clean-clone
-    # `make test` on 24 Nov still failed it once that way (README: unfinished)
-    ("two_robot_cell", "stack_assembly")}
+KNOWN_FAILING: set = set()   # none: two_robot_cell + stack_assembly passes since pictures render apart (sim.pictures)
 
 
 def _name(path: str) -> str:
