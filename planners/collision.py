@@ -361,9 +361,6 @@ class CollisionWorld:
         try:
             fast = self.fast
             if fast is not None and held is fast._held_obj:    # the backend already holds this part (or none)
-                hot = fast.hot                                 # the last settings' check function: call it here
-                if hot is not None and hot[1] is ignore and hot[0] == clearance:
-                    return hot[2](q)                           # type: ignore[no-any-return]
                 return fast.free(q, clearance=clearance, ignore=ignore)
             return self._free(q, held, clearance, ignore)
         finally:

@@ -30,10 +30,6 @@ One check is four compiled calls (:class:`_Check`): place what moves with the ar
 those boxes against the still cell's (computed once per scene) and against each other, and run
 coal's narrow phase on the overlapping pairs that are not proven apart, stopping at the first
 collision. Objects are ordered so that the pairs found in collision most often are tested first.
-The Python around those calls is one closure per scene and settings (:func:`_compiled`), which
-:meth:`CollisionWorld.free` calls directly; a table over two wrist joints picks, per cell, the
-check without the pairs that keep their margin there (:meth:`FastCollision._table_for`).
-The proofs and tables are cached per robot model in bounded LRU caches (:class:`_LRU`).
 
 A pair is in collision when its distance is below the clearance (coal's
 ``security_margin``, which may be negative: touching allowed). A pair between the
@@ -49,10 +45,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
-from collections import OrderedDict
-from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generic, Iterable, List, NamedTuple, Optional,
-                    Sequence, Tuple, TypeVar)
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -107,78 +100,14 @@ HELD_BUDGETS = (3000, 1000)
 #: Cells per joint of the table of distance bounds over two joints (:meth:`FastCollision._joint_table`).
 TABLE_CELLS = 64
 
-#: At most this many cells' pair subsets get a check of their own per scene and settings (:meth:`FastCollision._table_for`).
-TABLE_VARIANTS = 8
-
-#: How many robot models (with their tool state and joint domain) the proof and table caches keep.
-MODEL_CACHE_SIZE = 32
-
-#: How many (robot model, held part, robot shape) proofs the held-part cache keeps: a robot has 10-20 shapes,
-#: so this is some 50-100 parts per robot model.
-HELD_CACHE_SIZE = 1024
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _LRU(Generic[K, V]):
-    """A mapping that keeps its ``size`` most recently used entries, safe to share between threads.
-
-    Why an LRU and not a plain size cap: the caches below hold proofs that are costly to redo (a
-    robot's self pairs: up to a few seconds; a held part: tens of milliseconds) and are shared by
-    every world of the process. A long-running cell sees many held parts over its jobs but uses a
-    few at a time: keeping the most recently used ones keeps the working set (a cap that stopped
-    adding, or dropped everything, would make every new part or every part again pay its proof).
-    An evicted entry is only recomputed the next time it is asked for: the proofs are deterministic,
-    so eviction changes what a check costs, never its verdict. Worlds live in several threads (each
-    robot's planner), hence the lock; a proof runs outside it (two threads may both compute one).
-    """
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("an LRU cache keeps at least one entry")
-        self.size = size
-        self._data: "OrderedDict[K, V]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K, default: Any = None) -> Any:  # noqa: ANN401 - V or the default
-        with self._lock:
-            if key not in self._data:
-                return default
-            self._data.move_to_end(key)
-            return self._data[key]
-
-    def __contains__(self, key: object) -> bool:
-        with self._lock:
-            return key in self._data
-
-    def __setitem__(self, key: K, value: V) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._data)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-#: Sentinel for "not cached" (None is a value the caches hold: no table, no band proven).
-_MISSING = object()
-
 #: Tables of distance bounds per robot model (:class:`_Table`, or None where no pair group fits).
-_TABLE_CACHE: "_LRU[Tuple, Optional[_Table]]" = _LRU(MODEL_CACHE_SIZE)
+_TABLE_CACHE: Dict[Tuple, Optional["_Table"]] = {}
 
 #: Bands proven between a held part and a robot shape, per robot model, part and shape.
-_HELD_CACHE: "_LRU[Tuple, Optional[float]]" = _LRU(HELD_CACHE_SIZE)
+_HELD_CACHE: Dict[Tuple, Optional[float]] = {}
 
 #: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
-_APART_CACHE: "_LRU[Tuple, Dict[Tuple[int, int], float]]" = _LRU(MODEL_CACHE_SIZE)
+_APART_CACHE: Dict[Tuple, Dict[Tuple[int, int], float]] = {}
 
 
 class Unsupported(Exception):
@@ -364,9 +293,7 @@ class FastCollision:
         self._static_cache: Dict[int, List[Tuple[int, Any, Any]]] = {}
         self._held_key: Optional[Tuple] = None
         self._held_obj: Optional["Held"] = None
-        # (clearance, ignore, check function) of the last settings free() saw; None after a scene change.
-        # CollisionWorld.free reads it to call the function itself (one Python call less per check)
-        self.hot: Optional[Tuple[float, Any, Callable[[Any], bool]]] = None
+        self._last: Optional[Tuple[Any, ...]] = None   # what free() calls for the last settings
         self._variants: Dict[Optional[Tuple], Tuple[Any, ...]] = {}
         self._qbuf = self._q0.copy()
         self._place = pin.updateGeometryPlacements      # bound once: the per-check path makes no imports
@@ -548,9 +475,8 @@ class FastCollision:
         key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes), lo_all.tobytes(),
                hi_all.tobytes())
         self._proof_key = key
-        cached = _APART_CACHE.get(key, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[no-any-return]
+        if key in _APART_CACHE:
+            return _APART_CACHE[key]
         gm, pairs = self._self_pairs_model()
         proven: Dict[Tuple[int, int], float] = {}
         for ga, gb in pairs:
@@ -572,17 +498,14 @@ class FastCollision:
         two-joint group with the most pairs get a TABLE_CELLS x TABLE_CELLS grid over those joints' domain;
         in each cell, the distance at its centre less the farthest the pair can move inside it (the
         proof's bound) bounds the pair's distance from below. A check whose two joint values fall in a
-        cell where every pair of the group keeps its margin runs without them, and one where only some do
-        without those (:meth:`_table_for`). A revolute joint whose range is a full turn or more has one turn
-        as its domain (:meth:`_pair_domain`): its values are wrapped into it (the UR arm's wrist turns
-        +-2 pi, so half of its values would otherwise miss the table); other domains are not wrapped.
+        cell where every pair of the group keeps its margin runs without them (:meth:`free`). Joints
+        whose domain is over a full turn, or unbounded, get no table (a value would first need wrapping).
         """
         import pinocchio as pin
 
         key = self._proof_key
-        cached = _TABLE_CACHE.get(key, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[no-any-return]
+        if key in _TABLE_CACHE:
+            return _TABLE_CACHE[key]
         gm, pairs = self._self_pairs_model()
         groups: Dict[Tuple[int, ...], List[Tuple[int, int, np.ndarray]]] = {}
         boxes: Dict[Tuple[int, ...], Tuple[np.ndarray, np.ndarray]] = {}
@@ -616,12 +539,7 @@ class FastCollision:
                     q[list(order)] = lo + width * (np.asarray(divmod(cell, n)) + 0.5)
                     pin.updateGeometryPlacements(self.model, data, two, two_data, q)
                     bounds[cell, p] = pin.computeDistance(two, two_data, 0).min_distance - slack
-            scale = (float(n / (hi[0] - lo[0])), float(n / (hi[1] - lo[1])))
-            turns = {jm.idx_q: _revolute_axis(jm.shortname(), tuple(np.asarray(jm.createData().S, float).ravel()))
-                     is not None for jm in list(self.model.joints)[1:] if jm.nq == 1}
-            period = tuple(float(2 * np.pi * scale[k]) if turns.get(order[k]) and hi[k] - lo[k] >= 2 * np.pi - 1e-9
-                           else 0.0 for k in range(2))
-            table = _Table(order, (float(lo[0]), float(lo[1])), scale, (period[0], period[1]),
+            table = _Table(order, (float(lo[0]), float(lo[1])), (float(n / (hi[0] - lo[0])), float(n / (hi[1] - lo[1]))),
                            n, tuple((ga, gb) for ga, gb, _ in groups[order]), bounds)
         _TABLE_CACHE[key] = table
         return table
@@ -635,11 +553,9 @@ class FastCollision:
         or two joints between them, with small budgets because it runs when a new part is first held.
         """
         key = (self._proof_key, self._held_size, self._held_pose, link)   # the pose in the flange frame (with the TCP)
-        band = _HELD_CACHE.get(key, _MISSING)
-        if band is _MISSING:
-            band = self._prove_two(gm, link, held, HELD_BUDGETS)
-            _HELD_CACHE[key] = band
-        return band  # type: ignore[no-any-return]
+        if key not in _HELD_CACHE:
+            _HELD_CACHE[key] = self._prove_two(gm, link, held, HELD_BUDGETS)
+        return _HELD_CACHE[key]
 
     def _joint_domain(self) -> Tuple[np.ndarray, np.ndarray]:
         """The domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad."""
@@ -853,7 +769,7 @@ class FastCollision:
         self._variants[self._held_key] = (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata,
                                           self._other_objs, self._apart_gm, self._gm_moving, self._gm_still,
                                           self._table_gm)
-        self.hot = None
+        self._last = None
 
     def _reorder(self, gm: Any, groups: Dict[int, int]) -> Dict[int, int]:  # noqa: ANN401 - pinocchio.GeometryModel
         """Each geometry object's new index: what the robot carries first (its links, the held part; see
@@ -942,11 +858,11 @@ class FastCollision:
         else:
             (self.gm, self._owner, self._margin, self._obstacle_objs, self._gdata, self._other_objs,
              self._apart_gm, self._gm_moving, self._gm_still, self._table_gm) = variant
-            self.hot = None
+            self._last = None
 
     def _scene_changed(self) -> None:
         self._variants.clear()
-        self.hot = None
+        self._last = None
         self._rebuild()
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
@@ -988,10 +904,7 @@ class FastCollision:
         check = self._gdata.get(key)
         if check is None:
             gd = self._configured(clearance, ignore)
-            check = _Check.make(self, clearance, ignore, gd, None)
-            use = self._table_for(clearance, ignore, check)
-            if use is not None:
-                check = check._replace(table=use, free=_compiled(self, check.parts, use))
+            check = _Check.make(self, clearance, ignore, gd, self._table_for(clearance, ignore, gd))
             self._gdata[key] = check
         return check
 
@@ -1021,49 +934,27 @@ class FastCollision:
                 gd.deactivateCollisionPair(k)
         return gd
 
-    def _table_for(self, clearance: float, ignore: FrozenSet[str], full: "_Check") -> Optional["_TableUse"]:
-        """What a check needs to use :attr:`_table` in this scene: per cell, the check without the pairs of the
-        table's group that keep their margin there (the full check where none does); None when no table, no
-        active pair of its group, or no cell clears any.
-
-        Why a check per subset and not one without the whole group: where a pair of the group comes near
-        (the Panda's fifth link and its seventh, with the wrist folded), the others mostly keep away (the
-        fingers), and each pair left in costs a narrow-phase test (about a microsecond) in most checks, its
-        boxes overlapping. The :data:`TABLE_VARIANTS` subsets clearing the most cells get a check; a cell
-        whose subset has none runs the largest of them within its own (fewer pairs cleared than it could:
-        a cost, never a verdict).
-        """
+    def _table_for(self, clearance: float, ignore: FrozenSet[str], gd: Any) -> Optional[Tuple[Any, ...]]:  # noqa: ANN401
+        """What :meth:`free` needs to use :attr:`_table` in this scene: the two joints' q indices, the grid, which
+        cells clear every active pair of the table's group at its margin here, and the check without them;
+        None when no table, no active pair of its group, or no cell clears them."""
         table = self._table
         if table is None:
             return None
-        gd = full.gd
         index = {(p.first, p.second): k for k, p in enumerate(self.gm.collisionPairs)}
         ks = [index.get(pair) for pair in self._table_gm]
         live = [(p, k) for p, k in enumerate(ks) if k is not None and gd.activeCollisionPairs[k]]
         if not live:
             return None
-        margins = np.asarray([gd.collisionRequests[k].security_margin for _, k in live])
-        clear = table.bounds[:, [p for p, _ in live]] >= margins[None, :]      # (cells, live pairs)
-        codes = clear.astype(np.int64) @ (np.int64(1) << np.arange(len(live), dtype=np.int64))
-        found, counts = np.unique(codes[codes > 0], return_counts=True)
-        if not len(found):
+        clear = np.ones(table.n * table.n, bool)
+        for p, k in live:
+            clear &= table.bounds[:, p] >= gd.collisionRequests[k].security_margin
+        if not clear.any():
             return None
-        chosen = [int(c) for c in found[np.argsort(-counts, kind="stable")][:TABLE_VARIANTS]]
-        variants = [full.parts]
-        for code in chosen:
-            drop = [k for bit, (_, k) in enumerate(live) if code >> bit & 1]
-            alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, drop), None)
-            variants.append(alt.parts)
-        # each cell's variant: its own subset's, else the one clearing the most pairs within it, else the full check
-        best: Dict[int, int] = {}
-        for code in (int(c) for c in found):
-            within = [(bin(c).count("1"), -i, i + 1) for i, c in enumerate(chosen) if c & ~code == 0]
-            best[code] = max(within)[2] if within else 0
-        cells = np.asarray([best.get(int(c), 0) for c in codes], np.int64)
-        cells.flags.writeable = False
-        return _TableUse(table.joints, table.lo, table.scale, table.period, table.n, cells,
-                         tuple(variants[i] for i in cells.tolist()), tuple(variants),
-                         tuple(tuple(k for bit, (_, k) in enumerate(live) if code >> bit & 1) for code in chosen))
+        alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, [k for _, k in live]), None)
+        (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
+        return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
+                (alt.gd, alt.update, alt.collide, alt.still, alt.callback), clear)
 
     # ------------------------------------------------------------------ scene changes
     def set_held(self, held: Optional["Held"]) -> None:
@@ -1140,55 +1031,59 @@ class FastCollision:
         return self.world.name(body, link)
 
     def free(self, q: JointVector, *, clearance: float, ignore: Iterable[str] = ()) -> bool:
-        """Whether ``q`` keeps ``clearance`` from everything (``ignore``: obstacles not to check).
+        last = self._last
+        if last is None or last[0] != clearance or last[1] is not ignore:
+            last = self._settings(clearance, ignore)
+        # four calls, not pinocchio's computeCollisions (see _Check); one unpacking, no attribute lookups
+        _, _, qq, sel, place, model, data, gm, gd, update, collide, still, callback, table = last
+        qq[sel] = q                    # a reused buffer: pinocchio reads it before this returns
+        if table is not None:          # two joints in a cell where the table's pairs keep their margins
+            i0, lo0, s0, i1, lo1, s1, n, clear, without, _ = table
+            x, y = (qq.item(i0) - lo0) * s0, (qq.item(i1) - lo1) * s1
+            if 0.0 <= x < n and 0.0 <= y < n and clear[int(x) * n + int(y)]:
+                gd, update, collide, still, callback = without
+        place(model, data, gm, gd, qq)
+        update(False)
+        return not (collide(still, callback) or collide(callback))
 
-        :meth:`CollisionWorld.free` calls :attr:`hot`'s function itself when its settings are the last ones.
-        """
-        hot = self.hot
-        if hot is None or hot[0] != clearance or hot[1] is not ignore:
-            hot = self._settings(clearance, ignore)
-        return hot[2](q)  # type: ignore[no-any-return]
-
-    def _settings(self, clearance: float, ignore: Iterable[str]) -> Tuple[float, Any, Callable[[Any], bool]]:
-        """(clearance, ignore, the check's function) for these settings; kept in :attr:`hot` for the next call
-        when ``ignore`` is immutable (the planner repeats its settings, and the same tuple or frozenset
-        object then means the same set)."""
+    def _settings(self, clearance: float, ignore: Iterable[str]) -> Tuple[Any, ...]:
+        """What :meth:`free` calls for these settings, in one tuple; kept for the next call when ``ignore`` is
+        immutable (the planner repeats its settings, and the same tuple or frozenset object then means the
+        same set)."""
         check = self._check(float(clearance), frozenset(ignore))
-        hot = (clearance, ignore, check.free)
+        hot = (clearance, ignore, self._qbuf, self._arm_sel, self._place, self.model, self.data, self._gm_moving,
+               check.gd, check.update, check.collide, check.still, check.callback, check.table)
         if isinstance(ignore, (tuple, frozenset)):
-            self.hot = hot
+            self._last = hot
         return hot
 
     def _hits(self, full: np.ndarray, check: "_Check", *, table: bool = True) -> int:
         """The index of the first row of ``full`` (whole pinocchio configurations) in collision, or -1.
 
-        Each row runs the check its two table joints' cell gives (the cells looked up for all rows at
-        once), as :meth:`free` does; ``table=False``: every row runs the full check (what the tests compare with).
+        Rows whose two table joints fall in a cell that clears the table's pairs (looked up for all rows at
+        once) run the scene's twin without them, as :meth:`free` does; ``table=False``: every row runs the
+        full check (what the tests compare with).
         """
         place, model, data, gm = self._place, self.model, self.data, self._gm_moving
-        use = check.table if table else None
-        rows = [check.parts] * len(full) if use is None else [use.variants[v] for v in self._cells(full, use).tolist()]
+        full_parts = (check.gd, check.update, check.collide, check.still, check.callback)
+        skip = self._cleared(full, check.table) if table and check.table is not None else None
         for i, q in enumerate(full):
-            gd, update, collide, still, callback = rows[i]
+            gd, update, collide, still, callback = (check.table[8] if skip is not None and skip[i]  # type: ignore[index]
+                                                    else full_parts)
             place(model, data, gm, gd, q)
-            update()
+            update(False)
             if collide(still, callback) or collide(callback):
                 return i
         return -1
 
     @staticmethod
-    def _cells(full: np.ndarray, use: "_TableUse") -> np.ndarray:
-        """Per row of ``full``, the index in ``use.variants`` of the check its two table joints' cell gives
-        (0: the full check, outside the table), as :func:`_compiled`'s function finds it for one row."""
-        (i0, i1), (lo0, lo1), (s0, s1), (p0, p1), n = use.joints, use.lo, use.scale, use.period, use.n
+    def _cleared(full: np.ndarray, table: Tuple[Any, ...]) -> np.ndarray:
+        """Per row of ``full``, whether its two table joints fall in a cell that clears the table's pairs."""
+        i0, lo0, s0, i1, lo1, s1, n, _, _, clear = table
         x, y = (full[:, i0] - lo0) * s0, (full[:, i1] - lo1) * s1
-        if p0:                           # a value off a periodic joint's turn: the same pose a turn away
-            x = np.where((x >= 0) & (x < n), x, np.mod(x, p0))
-        if p1:
-            y = np.where((y >= 0) & (y < n), y, np.mod(y, p1))
         inside = (x >= 0) & (x < n) & (y >= 0) & (y < n)
-        cells = np.where(inside, np.floor(np.where(inside, x, 0)) * n + np.floor(np.where(inside, y, 0)), 0).astype(int)
-        return np.where(inside, use.cells[cells], 0)
+        cells = np.where(inside, np.floor(x) * n + np.floor(y), 0).astype(int)
+        return inside & clear[cells]
 
     def segment_free(self, qa: JointVector, qb: JointVector, n: int, *,
                      clearance: float, ignore: Iterable[str] = ()) -> bool:
@@ -1217,24 +1112,9 @@ class _Table(NamedTuple):
     joints: Tuple[int, ...]           # the two q indices
     lo: Tuple[float, float]
     scale: Tuple[float, float]        # cells per unit of each joint
-    period: Tuple[float, float]       # a full turn in cells, for a revolute joint whose domain is one turn; else 0
     n: int
     pairs: Tuple[Tuple[int, int], ...]   # robot shape indices (as in _apart)
     bounds: np.ndarray                # (n * n, len(pairs)): each pair's distance is at least this in the cell
-
-
-class _TableUse(NamedTuple):
-    """The joint table in one scene and settings (:meth:`FastCollision._table_for`): the check each cell runs."""
-
-    joints: Tuple[int, ...]            # the two q indices
-    lo: Tuple[float, float]
-    scale: Tuple[float, float]         # cells per unit of each joint
-    period: Tuple[float, float]        # a full turn in cells where values are wrapped (else 0)
-    n: int
-    cells: np.ndarray                  # per cell ``i * n + j``, its index in ``variants``
-    by_cell: Tuple[Tuple[Any, ...], ...]   # per cell, the calls of its check (``variants[cells[c]]``)
-    variants: Tuple[Tuple[Any, ...], ...]  # the calls of each check (_Check.parts); [0]: the full check
-    dropped: Tuple[Tuple[int, ...], ...]   # per variant but the first, the pair indices it leaves out
 
 
 class _Check(NamedTuple):
@@ -1265,17 +1145,11 @@ class _Check(NamedTuple):
     update: Any             # manager.update
     collide: Any            # manager.collide
     callback: Any           # pinocchio.CollisionCallBackDefault on the full model, stopping at the first collision
-    table: Optional[_TableUse]          # FastCollision._table_for: the check each cell of the joint table runs
-    free: Callable[[Any], bool]         # the per-check function (_compiled): arm joint values -> free
-
-    @property
-    def parts(self) -> Tuple[Any, ...]:
-        """The calls of one check, in the order :func:`_compiled` and :meth:`FastCollision._hits` take them."""
-        return (self.gd, self.update, self.collide, self.still, self.callback)
+    table: Optional[Tuple[Any, ...]]    # FastCollision._table_for: the check without the table's pairs, and where
 
     @staticmethod
     def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any,  # noqa: ANN401
-             table: Optional[_TableUse]) -> "_Check":
+             table: Optional[Tuple[Any, ...]]) -> "_Check":
         import pinocchio as pin
 
         # the still objects' placements, once (the per-check calls place only the moving objects)
@@ -1283,9 +1157,8 @@ class _Check(NamedTuple):
         manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
         still = _Check._still(fast, gd)
         callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
-        parts = (gd, manager.update, manager.collide, still, callback)
-        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table,
-                      _compiled(fast, parts, table))
+        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table)
+
     @staticmethod
     def _still(fast: FastCollision, gd: Any) -> Any:  # noqa: ANN401
         """The still objects' broad phase: their boxes where they stand, inflated by their pairs' largest margin."""
@@ -1310,55 +1183,6 @@ class _Check(NamedTuple):
             if margin > 0.0 and gm.geometryObjects[g].parentJoint == 0:
                 obj.getAABB().expand(margin)      # a reference to the object's box: pinocchio keeps it
         return still
-
-
-def _compiled(fast: FastCollision, parts: Tuple[Any, ...], use: Optional[_TableUse]) -> Callable[[Any], bool]:
-    """The function one check runs per configuration: arm joint values in, whether they are free out.
-
-    Why a closure: a check is four compiled calls of a few hundred nanoseconds each (most of it
-    Boost.Python's dispatch), so the Python around them is a large part of its cost. Everything the
-    calls take is bound here once per scene and settings, read from the closure's cells (no attribute
-    lookups, no tuple unpacking, no keyword arguments), and the configuration goes into one reused
-    buffer (pinocchio reads it before the call returns; :class:`CollisionWorld` holds its lock around
-    a check). With a joint table, the two joints' cell picks the check to run (:meth:`FastCollision._table_for`),
-    in a few float operations; values off the table are wrapped when their joint turns a full turn, else
-    they run the full check. :meth:`FastCollision._cells` is the same lookup for many rows at once.
-    """
-    qq, sel, place, model, data, gm = fast._qbuf, fast._arm_sel, fast._place, fast.model, fast.data, fast._gm_moving
-    gd, update, collide, still, callback = parts
-
-    if use is None:
-        def free(q: Any) -> bool:  # noqa: ANN401 - a JointVector
-            qq[sel] = q
-            place(model, data, gm, gd, qq)
-            update()
-            return not (collide(still, callback) or collide(callback))
-        return free
-
-    (i0, i1), (lo0, lo1), (s0, s1), (p0, p1), n, by_cell = use.joints, use.lo, use.scale, use.period, use.n, use.by_cell
-
-    def wrapped(x: float, y: float) -> Tuple[Any, ...]:
-        """The calls for a cell off the table: a periodic joint's value a turn away, else the full check."""
-        if p0 and not 0.0 <= x < n:
-            x %= p0
-        if p1 and not 0.0 <= y < n:
-            y %= p1
-        if 0.0 <= x < n and 0.0 <= y < n:
-            return by_cell[int(x) * n + int(y)]
-        return parts
-
-    def free_table(q: Any) -> bool:  # noqa: ANN401 - a JointVector
-        qq[sel] = q
-        x = (qq.item(i0) - lo0) * s0
-        y = (qq.item(i1) - lo1) * s1
-        if 0.0 <= x < n and 0.0 <= y < n:
-            gd_, update_, collide_, still_, callback_ = by_cell[int(x) * n + int(y)]
-        else:
-            gd_, update_, collide_, still_, callback_ = wrapped(x, y)
-        place(model, data, gm, gd_, qq)
-        update_()
-        return not (collide_(still_, callback_) or collide_(callback_))
-    return free_table
 
 
 def backend_choice() -> str:

@@ -611,124 +611,25 @@ def test_joint_table_bounds_hold_and_change_no_verdict(world: CollisionWorld) ->
         pin.updateGeometryPlacements(f.model, f.data, gm, gd, q)
         x = (q[table.joints[0]] - table.lo[0]) * table.scale[0]
         y = (q[table.joints[1]] - table.lo[1]) * table.scale[1]
-        # a value off a joint that turns a full turn is wrapped into the table (the same pose), as free() does
-        x = x % table.period[0] if table.period[0] and not 0 <= x < table.n else x
-        y = y % table.period[1] if table.period[1] and not 0 <= y < table.n else y
         if not (0 <= x < table.n and 0 <= y < table.n):
-            continue                    # outside the table: free() checks every pair
+            continue                    # outside the table (a joint over a full turn): free() checks every pair
         x, y = int(x), int(y)
         for p, pair in enumerate(table.pairs):
             d = pin.computeDistance(gm, gd, index[pair]).min_distance
             assert d >= table.bounds[x * table.n + y, p] - 1e-9, (pair, d)
-    use = check.table
-    assert use is not None and (use.cells > 0).any(), "the table clears no cell at the free clearance"
-    # a cell's check leaves out only pairs of the group that keep their margin throughout the cell
-    where = {k: p for p, k in enumerate(
-        {(pp.first, pp.second): k for k, pp in enumerate(f.gm.collisionPairs)}[pair] for pair in f._table_gm)}
-    for v, dropped in enumerate(use.dropped, start=1):
-        cells = np.flatnonzero(use.cells == v)
-        assert len(cells) and dropped
-        for k in dropped:
-            margin = check.gd.collisionRequests[k].security_margin
-            assert np.all(table.bounds[cells, where[k]] >= margin), (k, margin)
-            assert not use.variants[v][0].activeCollisionPairs[k] and check.gd.activeCollisionPairs[k]
-    assert [use.variants[v] for v in use.cells.tolist()] == list(use.by_cell)
+    assert check.table is not None and any(check.table[7]), "the table clears no cell at the free clearance"
     skipped = 0
     for q in _samples(world, 1000, 14):
         full = f._hits(f._q(q)[None, :], check, table=False) < 0
         if world.free(q) != full:       # only within a hair of a pair's margin (GJK warm starts)
             assert not world.free(q, clearance=FREE_CLEARANCE + HAIR) and world.free(q, clearance=FREE_CLEARANCE - HAIR)
-        skipped += int(f._cells(f._q(q)[None, :], use)[0] > 0)
+        i0, lo0, s0, i1, lo1, s1, n, clear = check.table[:8]
+        x, y = (f._q(q)[i0] - lo0) * s0, (f._q(q)[i1] - lo1) * s1
+        skipped += bool(0 <= x < n and 0 <= y < n and clear[int(x) * n + int(y)])
     assert skipped > 0
     # runs of configurations (segments, first_collision) look the cells up for all rows at once
     rows = np.asarray([f._q(q) for q in _samples(world, 400, 15)])
-    assert (f._cells(rows, use) > 0).any()
+    assert f._cleared(rows, check.table).any()
     for k in range(0, 400, 8):
         part = rows[k:k + 8]
         assert f._hits(part, check) == f._hits(part, check, table=False)
-
-
-def test_joint_table_wraps_a_joint_that_turns_a_full_turn(world: CollisionWorld) -> None:
-    """A joint the table covers one turn of is looked up a turn away (the UR wrist turns +-2 pi): the same cell
-    and the same verdict as the value within the turn, one row at a time and many at once."""
-    f, check = _scene_for(world, None, FREE_CLEARANCE)
-    use = check.table
-    if use is None or not any(use.period):
-        pytest.skip("no table joint that turns a full turn on this arm")
-    k = 0 if use.period[0] else 1
-    arm = f._arm_idx.index(use.joints[k])
-    inside = 0
-    for q in _samples(world, 300, 16):
-        turn = q.copy()
-        turn[arm] = q[arm] + 2 * np.pi if q[arm] < 0 else q[arm] - 2 * np.pi
-        rows = np.asarray([f._q(q), f._q(turn)])
-        a, b = f._cells(rows, use).tolist()
-        assert a == b, (q.tolist(), a, b)
-        inside += a > 0
-        if world.free(q) != world.free(turn):    # only within a hair of a pair's margin
-            assert not world.free(q, clearance=FREE_CLEARANCE + HAIR) and world.free(q, clearance=FREE_CLEARANCE - HAIR)
-    assert inside > 0
-
-
-def test_world_free_follows_scene_changes(world: CollisionWorld) -> None:
-    """CollisionWorld.free calls the last settings' check function itself: an added or removed obstacle, another
-    held part or other settings are never answered by a stale one."""
-    qs = _samples(world, 200, 17)
-    before = [world.free(q) for q in qs]
-    world.add_obstacle(*OBSTACLE)
-    try:
-        assert world.fast is not None and world.fast.hot is None     # a scene change drops the function
-        with_post = [world.free(q) for q in qs]
-        assert with_post == [world.fast.free(q, clearance=FREE_CLEARANCE, ignore=()) for q in qs]
-        assert with_post == [f._hits(f._q(q)[None, :], c, table=False) < 0
-                             for f, c in [_scene_for(world, None, FREE_CLEARANCE)] for q in qs]
-        ignored = [world.free(q, ignore=(OBSTACLE[0],)) for q in qs]
-        assert ignored == before
-    finally:
-        world.remove_obstacle(OBSTACLE[0])
-    assert [world.free(q) for q in qs] == before
-    held = [world.free(q, HELD) for q in qs]
-    assert [world.free(q) for q in qs] == before and [world.free(q, HELD) for q in qs] == held
-
-
-def test_proof_caches_are_bounded_lru() -> None:
-    """The proof and table caches keep their most recently used entries up to a size, and a world built after
-    its robot's proofs were evicted proves the same pairs again."""
-    from anycell.planners import fast_collision as fc
-
-    lru: "fc._LRU[int, Optional[int]]" = fc._LRU(3)
-    for k in range(3):
-        lru[k] = k
-    assert lru.get(0) == 0                      # 0 is now the most recently used
-    lru[3] = None                               # evicts 1, the least recently used
-    assert len(lru) == 3 and 1 not in lru and 0 in lru and 3 in lru
-    assert lru.get(3, "missing") is None and lru.get(1, "missing") == "missing"
-    lru[2] = 20                                 # an update keeps the size
-    assert len(lru) == 3 and lru.get(2) == 20
-    with pytest.raises(ValueError):
-        fc._LRU(0)
-    assert fc._APART_CACHE.size == fc._TABLE_CACHE.size == fc.MODEL_CACHE_SIZE
-    assert fc._HELD_CACHE.size == fc.HELD_CACHE_SIZE
-
-    cell = load_cell(KUKA_CELL)
-    w = CollisionWorld(cell, cell.robots[0].id)
-    try:
-        assert w.fast is not None
-        apart, table = dict(w.fast._apart), w.fast._table
-        key = w.fast._proof_key
-        assert key in fc._APART_CACHE and key in fc._TABLE_CACHE
-        w.free(w.kin.home, HELD)
-        assert len(fc._HELD_CACHE) > 0
-    finally:
-        w.close()
-    fc._APART_CACHE.clear()
-    fc._TABLE_CACHE.clear()
-    fc._HELD_CACHE.clear()
-    w = CollisionWorld(cell, cell.robots[0].id)
-    try:
-        assert w.fast is not None and w.fast._apart == apart
-        assert table is not None and w.fast._table is not None
-        assert np.array_equal(w.fast._table.bounds, table.bounds)
-        assert len(fc._APART_CACHE) == len(fc._TABLE_CACHE) == 1
-    finally:
-        w.close()
