@@ -30,6 +30,7 @@ One check is four compiled calls (:class:`_Check`): place what moves with the ar
 those boxes against the still cell's (computed once per scene) and against each other, and run
 coal's narrow phase on the overlapping pairs that are not proven apart, stopping at the first
 collision. Objects are ordered so that the pairs found in collision most often are tested first.
+The proofs and tables are cached per robot model in bounded LRU caches (:class:`_LRU`).
 
 A pair is in collision when its distance is below the clearance (coal's
 ``security_margin``, which may be negative: touching allowed). A pair between the
@@ -45,7 +46,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+import threading
+from collections import OrderedDict
+from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Generic, Iterable, List, NamedTuple, Optional, Sequence,
+                    Tuple, TypeVar)
 
 import numpy as np
 
@@ -100,14 +104,75 @@ HELD_BUDGETS = (3000, 1000)
 #: Cells per joint of the table of distance bounds over two joints (:meth:`FastCollision._joint_table`).
 TABLE_CELLS = 64
 
+#: How many robot models (with their tool state and joint domain) the proof and table caches keep.
+MODEL_CACHE_SIZE = 32
+
+#: How many (robot model, held part, robot shape) proofs the held-part cache keeps: a robot has 10-20 shapes,
+#: so this is some 50-100 parts per robot model.
+HELD_CACHE_SIZE = 1024
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    """A mapping that keeps its ``size`` most recently used entries, safe to share between threads.
+
+    Why an LRU and not a plain size cap: the caches below hold proofs that are costly to redo (a
+    robot's self pairs: up to a few seconds; a held part: tens of milliseconds) and are shared by
+    every world of the process. A long-running cell sees many held parts over its jobs but uses a
+    few at a time: keeping the most recently used ones keeps the working set (a cap that stopped
+    adding, or dropped everything, would make every new part or every part again pay its proof).
+    An evicted entry is only recomputed the next time it is asked for: the proofs are deterministic,
+    so eviction changes what a check costs, never its verdict. Worlds live in several threads (each
+    robot's planner), hence the lock; a proof runs outside it (two threads may both compute one).
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("an LRU cache keeps at least one entry")
+        self.size = size
+        self._data: "OrderedDict[K, V]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, default: Any = None) -> Any:  # noqa: ANN401 - V or the default
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __setitem__(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+#: Sentinel for "not cached" (None is a value the caches hold: no table, no band proven).
+_MISSING = object()
+
 #: Tables of distance bounds per robot model (:class:`_Table`, or None where no pair group fits).
-_TABLE_CACHE: Dict[Tuple, Optional["_Table"]] = {}
+_TABLE_CACHE: "_LRU[Tuple, Optional[_Table]]" = _LRU(MODEL_CACHE_SIZE)
 
 #: Bands proven between a held part and a robot shape, per robot model, part and shape.
-_HELD_CACHE: Dict[Tuple, Optional[float]] = {}
+_HELD_CACHE: "_LRU[Tuple, Optional[float]]" = _LRU(HELD_CACHE_SIZE)
 
 #: Proven pairs per robot model and tool state (the proof depends on nothing else), shared by all worlds.
-_APART_CACHE: Dict[Tuple, Dict[Tuple[int, int], float]] = {}
+_APART_CACHE: "_LRU[Tuple, Dict[Tuple[int, int], float]]" = _LRU(MODEL_CACHE_SIZE)
 
 
 class Unsupported(Exception):
@@ -475,8 +540,9 @@ class FastCollision:
         key = (urdf, self._q0.tobytes(), tuple(self._arm_idx), len(self._robot_shapes), lo_all.tobytes(),
                hi_all.tobytes())
         self._proof_key = key
-        if key in _APART_CACHE:
-            return _APART_CACHE[key]
+        cached = _APART_CACHE.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
         gm, pairs = self._self_pairs_model()
         proven: Dict[Tuple[int, int], float] = {}
         for ga, gb in pairs:
@@ -504,8 +570,9 @@ class FastCollision:
         import pinocchio as pin
 
         key = self._proof_key
-        if key in _TABLE_CACHE:
-            return _TABLE_CACHE[key]
+        cached = _TABLE_CACHE.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
         gm, pairs = self._self_pairs_model()
         groups: Dict[Tuple[int, ...], List[Tuple[int, int, np.ndarray]]] = {}
         boxes: Dict[Tuple[int, ...], Tuple[np.ndarray, np.ndarray]] = {}
@@ -553,9 +620,11 @@ class FastCollision:
         or two joints between them, with small budgets because it runs when a new part is first held.
         """
         key = (self._proof_key, self._held_size, self._held_pose, link)   # the pose in the flange frame (with the TCP)
-        if key not in _HELD_CACHE:
-            _HELD_CACHE[key] = self._prove_two(gm, link, held, HELD_BUDGETS)
-        return _HELD_CACHE[key]
+        band = _HELD_CACHE.get(key, _MISSING)
+        if band is _MISSING:
+            band = self._prove_two(gm, link, held, HELD_BUDGETS)
+            _HELD_CACHE[key] = band
+        return band  # type: ignore[no-any-return]
 
     def _joint_domain(self) -> Tuple[np.ndarray, np.ndarray]:
         """The domain of each arm joint: the URDF's limits and the cell's, whichever reach further, plus a pad."""

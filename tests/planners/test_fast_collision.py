@@ -633,3 +633,46 @@ def test_joint_table_bounds_hold_and_change_no_verdict(world: CollisionWorld) ->
     for k in range(0, 400, 8):
         part = rows[k:k + 8]
         assert f._hits(part, check) == f._hits(part, check, table=False)
+
+
+def test_proof_caches_are_bounded_lru() -> None:
+    """The proof and table caches keep their most recently used entries up to a size, and a world built after
+    its robot's proofs were evicted proves the same pairs again."""
+    from anycell.planners import fast_collision as fc
+
+    lru: "fc._LRU[int, Optional[int]]" = fc._LRU(3)
+    for k in range(3):
+        lru[k] = k
+    assert lru.get(0) == 0                      # 0 is now the most recently used
+    lru[3] = None                               # evicts 1, the least recently used
+    assert len(lru) == 3 and 1 not in lru and 0 in lru and 3 in lru
+    assert lru.get(3, "missing") is None and lru.get(1, "missing") == "missing"
+    lru[2] = 20                                 # an update keeps the size
+    assert len(lru) == 3 and lru.get(2) == 20
+    with pytest.raises(ValueError):
+        fc._LRU(0)
+    assert fc._APART_CACHE.size == fc._TABLE_CACHE.size == fc.MODEL_CACHE_SIZE
+    assert fc._HELD_CACHE.size == fc.HELD_CACHE_SIZE
+
+    cell = load_cell(KUKA_CELL)
+    w = CollisionWorld(cell, cell.robots[0].id)
+    try:
+        assert w.fast is not None
+        apart, table = dict(w.fast._apart), w.fast._table
+        key = w.fast._proof_key
+        assert key in fc._APART_CACHE and key in fc._TABLE_CACHE
+        w.free(w.kin.home, HELD)
+        assert len(fc._HELD_CACHE) > 0
+    finally:
+        w.close()
+    fc._APART_CACHE.clear()
+    fc._TABLE_CACHE.clear()
+    fc._HELD_CACHE.clear()
+    w = CollisionWorld(cell, cell.robots[0].id)
+    try:
+        assert w.fast is not None and w.fast._apart == apart
+        assert table is not None and w.fast._table is not None
+        assert np.array_equal(w.fast._table.bounds, table.bounds)
+        assert len(fc._APART_CACHE) == len(fc._TABLE_CACHE) == 1
+    finally:
+        w.close()
