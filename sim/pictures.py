@@ -51,6 +51,12 @@ Looks = Dict[str, Tuple[Any, Optional[Sequence[float]]]]
 RENDER_TIMEOUT = 60.0
 
 
+#: How much lower the picture process's CPU priority is than its parent's: on two cores a render
+#: (150 ms of CPU) at every step's end competed with the sim node and the agent for the CPU, and
+#: delayed the calls that confirm the step.
+PICTURE_NICENESS = 10
+
+
 @dataclass
 class Scene:
     """What one picture shows, copied out of the physics world."""
@@ -300,6 +306,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:    # a picture may wait; the physics, the agent and the machines beside it may not
+        os.nice(PICTURE_NICENESS)
+    except OSError:
+        pass
     # PyBullet and mesh tools print to the C-level stdout: the answers get a descriptor of their own
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
