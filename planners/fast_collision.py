@@ -891,7 +891,7 @@ class FastCollision:
         The copies share their shapes with ``gm``, which pinocchio's broad-phase callback checks; the
         callback itself works on ``gm``, where every object takes part.
         """
-        out = FastCollision._permuted(gm, {g: g for g in range(gm.ngeoms)})
+        out = gm.copy()        # its own objects (their flags), the same shapes and pairs: 0.01 ms, not 0.4
         for obj in out.geometryObjects:
             obj.disableCollision = (obj.parentJoint == 0) == still
         return out
@@ -972,8 +972,10 @@ class FastCollision:
         key = (clearance, ignore)
         check = self._gdata.get(key)
         if check is None:
-            gd = self._configured(clearance, ignore)
-            check = _Check.make(self, clearance, ignore, gd, self._table_for(clearance, ignore, gd))
+            check = _Check.make(self, clearance, ignore, self._configured(clearance, ignore), None)
+            table = self._table_for(clearance, ignore, check)
+            if table is not None:
+                check = check._replace(table=table)
             self._gdata[key] = check
         return check
 
@@ -985,31 +987,34 @@ class FastCollision:
         gd = pin.GeometryData(self.gm)
         skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
         robot_clear = max(clearance, float(self.world.robot_clearance))
-        others = self._other_objs
+        others, margin, apart = self._other_objs, self._margin, self._apart_gm
         drop = set(drop)
-        for k, pair in enumerate(self.gm.collisionPairs):
-            req = gd.collisionRequests[k]
-            near_robot = pair.first in others or pair.second in others
-            req.security_margin = ((robot_clear if near_robot else clearance)
-                                   + self._margin[pair.first] + self._margin[pair.second])
+        deactivate = gd.deactivateCollisionPair
+        # this runs at every scene change (a part placed, a robot moved): the loop is kept lean
+        for k, (pair, req) in enumerate(zip(self.gm.collisionPairs, gd.collisionRequests)):
+            a, b = pair.first, pair.second
+            m = (robot_clear if a in others or b in others else clearance) + margin[a] + margin[b]
+            req.security_margin = m
             req.break_distance = 0.0
             req.num_max_contacts = 1
             req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
-            if skip and (pair.first in skip or pair.second in skip):
-                gd.deactivateCollisionPair(k)
-            elif req.security_margin <= self._apart_gm.get((pair.first, pair.second), -np.inf):
-                gd.deactivateCollisionPair(k)     # proven never this near: no test needed
-            elif k in drop:
-                gd.deactivateCollisionPair(k)
+            if (skip and (a in skip or b in skip)) or m <= apart.get((a, b), -np.inf) or k in drop:
+                deactivate(k)                # ignored, proven never this near (no test needed), or dropped
         return gd
 
-    def _table_for(self, clearance: float, ignore: FrozenSet[str], gd: Any) -> Optional[Tuple[Any, ...]]:  # noqa: ANN401
+    def _table_for(self, clearance: float, ignore: FrozenSet[str], full: "_Check") -> Optional[Tuple[Any, ...]]:
         """What :meth:`free` needs to use :attr:`_table` in this scene: the two joints' q indices, the grid, which
         cells clear every active pair of the table's group at its margin here, and the check without them;
-        None when no table, no active pair of its group, or no cell clears them."""
+        None when no table, no active pair of its group, or no cell clears them.
+
+        The check without them is ``full``'s GeometryData copied with those pairs switched off, over ``full``'s
+        still broad phase: the table's pairs are among the robot's own moving links, so the still objects'
+        boxes and margins are the same (building them again cost half of a scene change).
+        """
         table = self._table
         if table is None:
             return None
+        gd = full.gd
         index = {(p.first, p.second): k for k, p in enumerate(self.gm.collisionPairs)}
         ks = [index.get(pair) for pair in self._table_gm]
         live = [(p, k) for p, k in enumerate(ks) if k is not None and gd.activeCollisionPairs[k]]
@@ -1020,7 +1025,10 @@ class FastCollision:
             clear &= table.bounds[:, p] >= gd.collisionRequests[k].security_margin
         if not clear.any():
             return None
-        alt = _Check.make(self, clearance, ignore, self._configured(clearance, ignore, [k for _, k in live]), None)
+        alt_gd = gd.copy()
+        for _, k in live:
+            alt_gd.deactivateCollisionPair(k)
+        alt = _Check.make(self, clearance, ignore, alt_gd, None, still=full.still)
         (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
         return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
                 (alt.gd, alt.update, alt.collide, alt.still, alt.callback), clear)
@@ -1218,13 +1226,15 @@ class _Check(NamedTuple):
 
     @staticmethod
     def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any,  # noqa: ANN401
-             table: Optional[Tuple[Any, ...]]) -> "_Check":
+             table: Optional[Tuple[Any, ...]], still: Any = None) -> "_Check":  # noqa: ANN401
+        """The check on ``gd``; ``still``: a still broad phase built for the same still objects and margins."""
         import pinocchio as pin
 
         # the still objects' placements, once (the per-check calls place only the moving objects)
         pin.updateGeometryPlacements(fast.model, fast.model.createData(), fast.gm, gd, fast._q0)
         manager = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, fast._gm_moving, gd)
-        still = _Check._still(fast, gd)
+        if still is None:
+            still = _Check._still(fast, gd)
         callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
         return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table)
 
@@ -1239,11 +1249,12 @@ class _Check(NamedTuple):
         still = pin.BroadPhaseManager_NaiveCollisionManager(fast.model, gm, own)
         still.update(False)
         grow: Dict[int, float] = {}
-        for k, pair in enumerate(gm.collisionPairs):
-            if gd.activeCollisionPairs[k]:
-                req = gd.collisionRequests[k]
+        for pair, active, req in zip(gm.collisionPairs, gd.activeCollisionPairs, gd.collisionRequests):
+            if active:
+                reach = req.security_margin + req.break_distance
                 for g in (pair.first, pair.second):
-                    grow[g] = max(grow.get(g, 0.0), req.security_margin + req.break_distance)
+                    if reach > grow.get(g, 0.0):
+                        grow[g] = reach
         objects = still.getCollisionObjects()     # one per geometry object, in order (disabled ones too)
         if len(objects) != gm.ngeoms:
             raise Unsupported("pinocchio's broad phase does not hold one collision object per geometry object")
