@@ -270,6 +270,13 @@ class PictureProcess:
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def abort(self) -> None:
+        """Kill the child now, without waiting for a picture in progress (which then fails at once):
+        a node shutting down must not wait out a render, let alone a hung one."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def close(self) -> None:
         with self._lock:
             self._stop()

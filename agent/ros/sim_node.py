@@ -55,7 +55,6 @@ from trajectory_msgs.msg import JointTrajectory
 
 from anycell.cell import CellConfig
 from anycell.errors import AnycellError
-from anycell.sim.pictures import RENDER_TIMEOUT
 
 from anycell.agent.ros import conversions as cv
 from anycell.agent.ros.node_main import forward_logging, init_with_cell, spin_until_shutdown
@@ -422,8 +421,16 @@ class SimCellNode(Node):
     def close(self) -> None:
         self._stop.set()
         self._physics.join(timeout=5.0)
+        while True:                     # pictures not yet rendered are dropped: nobody waits for them now
+            try:
+                self._renders.get_nowait()
+            except queue.Empty:
+                break
         self._renders.put(None)
-        self._render_thread.join(timeout=RENDER_TIMEOUT)
+        abort = getattr(self.world._pictures, "abort", None)
+        if abort is not None:
+            abort()                     # a render in progress ends now rather than after its timeout
+        self._render_thread.join(timeout=5.0)
         self.world.close()
 
 

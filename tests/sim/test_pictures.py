@@ -91,3 +91,28 @@ def test_a_cell_built_in_memory_keeps_pictures_in_process() -> None:
     object.__setattr__(cell, "source_file", None)
     with SimWorld(cell) as w:
         assert w.render_pictures_apart() is False
+
+
+def test_an_aborted_picture_fails_at_once_and_the_next_starts_a_new_process(world, tmp_path) -> None:
+    """What a node shutting down does: the render in progress ends with an error, not after its timeout."""
+    import threading
+
+    assert world.render_pictures_apart()
+    pictures = world._pictures
+    assert isinstance(pictures, PictureProcess)
+    world.snapshot_later(str(tmp_path / "1.png"))()       # the child is up
+    render = world.snapshot_later(str(tmp_path / "2.png"))
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["path"] = render()
+        except ExecutionError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    pictures.abort()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and outcome          # a picture written just before the kill is fine too
+    assert _png_size(world.snapshot_later(str(tmp_path / "3.png"))()) == (480, 360)
