@@ -61,7 +61,7 @@ from anycell.errors import AnycellError  # noqa: E402
 from anycell.geometry import Pose  # noqa: E402
 from anycell.job import load_job  # noqa: E402
 from anycell.planners import sites  # noqa: E402
-from anycell.planners.collision import Held  # noqa: E402
+from anycell.planners.collision import FREE_CLEARANCE, Held  # noqa: E402
 from anycell.planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
 from anycell.planners.timing import time_optimal  # noqa: E402
 
@@ -520,7 +520,8 @@ def report_vamp(cell, planner, base, hard, ours: List[float], deps: Optional[str
     if ratios:
         print(f"executed duration on the {len(ratios)} problems with the post: anycell/VAMP "
               f"{min(ratios):.3f}-{max(ratios):.3f} (median {float(np.median(ratios)):.3f}); VAMP's paths "
-              f"collision-free in anycell's checker (its meshes, its RESOLUTION): {accepted}/{checked}")
+              f"collision-free in anycell's checker: {accepted}/{checked} (its meshes at its RESOLUTION, with the "
+              f"{FREE_CLEARANCE * 1000:.0f} mm clearance it keeps on free moves; VAMP's spheres keep none)")
     print(f"VAMP: {info['build'] if 'build' in info else ''}; its Panda is {info['n_spheres']} spheres, motions "
           f"checked at its resolution {info['resolution']:g}; {info['boxes']} cell boxes as {info['cuboids']} "
           f"cuboids ({info['carved']} carved under the base); held part = one enclosing sphere; configurations "
