@@ -25,8 +25,20 @@ them, the post, the held part attached to the flange), through ``bench/mplib_pee
 It is timed as it is used: ``Planner.plan_qpos`` (RRTConnect, its simplification and its
 own TOPP-RA timing), with the same joint limits; its path's executed duration is the one
 its TOPP-RA reports.
+VAMP (KavrakiLab's SIMD planner), a third peer, is on PyPI only as source (``vamp-planner``, pinned
+below) whose build clones two libraries from GitHub (kavrakilab/nigh, lemire/SIMDxorshift) that no
+registry carries, so it cannot be built offline from the registry alone. With ``--vamp-deps DIR``
+(DIR/nigh and DIR/SIMDxorshift: their source trees at the commits VAMP pins, obtained by the user)
+the first run builds it into ``.venv/vamp-peer`` with anycell's CPM stand-in
+(``bench/vamp_cmake/FetchInitCPM.cmake``), which answers each of VAMP's downloads from DIR or from
+what is installed (nanobind from PyPI, Eigen3 and pdqsort from Debian: libeigen3-dev, pdqsort-dev);
+later runs use that venv without the option. Without either it is skipped with the reason.
+``bench/vamp_peer.py`` runs VAMP's RRT-Connect with its default settings and its simplification on
+the same problems (VAMP's own sphere model of the Panda, the cell's boxes as cuboids, the post, the
+held part as a sphere attachment), ``VAMP_REPEATS`` times each; its paths are timed with the same
+TOPP-RA as ours.
 
-Run: .venv/bin/python bench/bench_motion.py   [--no-mplib]
+Run: .venv/bin/python bench/bench_motion.py   [--no-mplib] [--no-vamp] [--vamp-deps DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -48,8 +61,9 @@ from anycell.errors import AnycellError  # noqa: E402
 from anycell.geometry import Pose  # noqa: E402
 from anycell.job import load_job  # noqa: E402
 from anycell.planners import sites  # noqa: E402
-from anycell.planners.collision import Held  # noqa: E402
+from anycell.planners.collision import FREE_CLEARANCE, Held  # noqa: E402
 from anycell.planners.motion import RESOLUTION, MotionPlanner  # noqa: E402
+from anycell.planners.timing import time_optimal  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWN = [math.pi, 0.0, 0.0]
@@ -164,7 +178,6 @@ def _quat_wxyz(rpy):
 
 def mplib_spec(cell, planner, probs, repeats):
     """What bench/mplib_peer.py needs: the robot as anycell loads it, and the cell's bodies as boxes."""
-    import pybullet as p
     import pybullet_data
 
     from anycell.sim.builder import FLANGE_LINKS
@@ -185,14 +198,7 @@ def mplib_spec(cell, planner, probs, repeats):
                                  not (ln.startswith("f ") and len(ln.split()) < 4)]
                     with open(path, "w") as fh:
                         fh.writelines(lines)
-    world = planner.world
-    boxes = []
-    for body in world.bodies.static.values():
-        for link in range(-1, p.getNumJoints(body, physicsClientId=world.client)):
-            lo, hi = p.getAABB(body, link, physicsClientId=world.client)
-            size = [b - a for a, b in zip(lo, hi)]
-            if min(size) > 0:
-                boxes.append({"size": size, "p": [(a + b) / 2 for a, b in zip(lo, hi)], "q": [1.0, 0.0, 0.0, 0.0]})
+    boxes = cell_boxes(planner.world)
     tcp = robot.tool.tcp.xyz
     out = []
     for qa, qb, held, mid in probs:
@@ -222,6 +228,108 @@ def run_mplib(cell, planner, probs, repeats=1):
         return json.loads(done.stdout.strip().splitlines()[-1])["results"]
     except Exception as exc:  # noqa: BLE001 - the peer is optional: say why it did not run
         print(f"mplib: not run ({type(exc).__name__}: {exc})")
+        return None
+
+
+VAMP_VENV = os.environ.get("ANYCELL_VAMP_VENV", os.path.join(ROOT, ".venv", "vamp-peer"))
+VAMP_PIN = "vamp-planner==0.6.4"
+#: what VAMP 0.6.4's cmake/Dependencies.cmake asks CPM to clone from GitHub: folder -> (repository,
+#: commit, a file the tree must have)
+VAMP_GITHUB_DEPS = {
+    "nigh": ("kavrakilab/nigh", "97130999440647c204e0265d05a997dbd8da4e70", "src/nigh"),
+    "SIMDxorshift": ("lemire/SIMDxorshift", "857c1a01df53cf1ee1ae8db3238f0ef42ef8e490", "src/simdxorshift128plus.c"),
+}
+VAMP_REPEATS = 5    # VAMP runs per problem: its best and its median are reported
+
+
+def vamp_python(deps: Optional[str]) -> str:
+    """The VAMP venv's python, built on first use from the pinned sdist (raises with the reason).
+
+    Why a venv of its own: VAMP compiles for this CPU (-march=native) from source, and a failed
+    or absent build must never touch anycell's venv. The sources of nigh and SIMDxorshift come
+    from ``deps`` (the user's copies): nothing here reaches GitHub.
+    """
+    py = os.path.join(VAMP_VENV, "bin", "python")
+    stamp = os.path.join(VAMP_VENV, ".pins")
+    if os.path.exists(stamp):
+        with open(stamp) as fh:
+            if fh.read().split("\n")[0] == VAMP_PIN:
+                return py
+    if deps is None:
+        raise RuntimeError("VAMP is on PyPI only as source and its build clones kavrakilab/nigh and "
+                           "lemire/SIMDxorshift from GitHub, so it cannot be built offline; pass --vamp-deps DIR "
+                           "with their source trees at the pinned commits as DIR/nigh, DIR/SIMDxorshift")
+    deps = os.path.abspath(deps)
+    for folder, (repo, commit, probe) in VAMP_GITHUB_DEPS.items():
+        if not os.path.exists(os.path.join(deps, folder, probe)):
+            raise RuntimeError(f"{os.path.join(deps, folder)} is not a source tree of {repo} (no {probe})")
+        head = subprocess.run(["git", "-C", os.path.join(deps, folder), "rev-parse", "HEAD"],
+                              capture_output=True, text=True)
+        if head.returncode == 0 and head.stdout.strip() != commit:   # a plain tree cannot be checked
+            raise RuntimeError(f"{os.path.join(deps, folder)} is at {head.stdout.strip()[:12]}, "
+                               f"VAMP pins {repo} at {commit[:12]}")
+    print(f"VAMP: building {VAMP_PIN} into {VAMP_VENV} (once, minutes) ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", VAMP_VENV], check=True)
+    t0 = time.perf_counter()
+    done = subprocess.run([py, "-m", "pip", "install", "-q", "--no-binary", "vamp-planner", VAMP_PIN,
+                           "-C", "cmake.define.CMAKE_MODULE_PATH=" + os.path.join(ROOT, "bench", "vamp_cmake"),
+                           "-C", "cmake.define.VAMP_OFFLINE_DEPS=" + deps],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        log = os.path.join(VAMP_VENV, "build.log")
+        with open(log, "w") as fh:
+            fh.write(done.stdout + done.stderr)
+        raise RuntimeError(f"the build failed (log: {log})")
+    with open(stamp, "w") as fh:
+        fh.write(f"{VAMP_PIN}\nbuilt in {time.perf_counter() - t0:.0f} s\n")
+    return py
+
+
+def cell_boxes(world) -> List[Dict[str, Any]]:
+    """Every static body's links as world-aligned boxes (their PyBullet AABBs), for the peers that
+    take boxes; the same list for mplib and VAMP."""
+    import pybullet as p
+
+    boxes = []
+    for body in world.bodies.static.values():
+        for link in range(-1, p.getNumJoints(body, physicsClientId=world.client)):
+            lo, hi = p.getAABB(body, link, physicsClientId=world.client)
+            size = [b - a for a, b in zip(lo, hi)]
+            if min(size) > 0:
+                boxes.append({"size": size, "p": [(a + b) / 2 for a, b in zip(lo, hi)], "q": [1.0, 0.0, 0.0, 0.0]})
+    return boxes
+
+
+def run_vamp(cell, planner, probs, deps: Optional[str], repeats: int = VAMP_REPEATS):
+    """VAMP's results per problem (a list of runs each) and its build facts, or None with the
+    reason printed on one line."""
+    try:
+        py = vamp_python(deps)
+        robot = cell.robot("panda")
+        if robot.model != "franka_panda":
+            raise RuntimeError(f"VAMP has a compiled Panda only, the cell's robot is {robot.model}")
+        tcp = [float(v) for v in robot.tool.tcp.xyz]
+        out = []
+        for qa, qb, held, mid in probs:
+            prob: Dict[str, Any] = {"start": [float(v) for v in qa], "goal": [float(v) for v in qb]}
+            if held is not None:
+                prob["held"] = {"size": list(held.size), "p": tcp}
+            if mid is not None:
+                prob["post"] = {"size": [0.06, 0.06, 0.4], "p": list(mid)}
+            out.append(prob)
+        spec = {"base": {"p": list(robot.base.xyz), "q": _quat_wxyz(robot.base.rpy)},
+                "boxes": cell_boxes(planner.world), "problems": out, "repeats": repeats}
+        done = subprocess.run([py, os.path.join(ROOT, "bench", "vamp_peer.py")], input=json.dumps(spec),
+                              capture_output=True, text=True, timeout=3600, cwd=VAMP_VENV)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output")
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        with open(os.path.join(VAMP_VENV, ".pins")) as fh:
+            got["info"]["build"] = fh.read().strip().replace("\n", ", ")
+        return got
+    except Exception as exc:  # noqa: BLE001 - the peer is optional: say why it did not run
+        print(f"VAMP: not run ({type(exc).__name__}: {exc})")
         return None
 
 
@@ -352,12 +460,79 @@ def main() -> int:
             if ratios:
                 print(f"executed duration on the {len(ratios)} problems with the post: anycell/mplib "
                       f"{min(ratios):.3f}-{max(ratios):.3f} (median {float(np.median(ratios)):.3f})")
+    if ARGS is None or not ARGS.no_vamp:
+        report_vamp(cell, planner, base, hard, ours, None if ARGS is None else ARGS.vamp_deps)
     planner.close()
     return 0
+
+
+def report_vamp(cell, planner, base, hard, ours: List[float], deps: Optional[str]) -> None:
+    """VAMP's rows: its planning time over the same problems (per problem the median and the best
+    of its runs), anycell's median and p95 as ratios to it, and the executed durations of its
+    paths on the problems with the post, timed by anycell's TOPP-RA like ours. ``ours`` holds
+    anycell's planning time per problem, in the order of ``base`` then ``hard``."""
+    everything = [(a, b, h, None) for a, b, h in base] + list(hard)
+    got = run_vamp(cell, planner, everything, deps)
+    if got is None:
+        return
+    info, res = got["info"], got["results"]
+    solved = [runs for runs in res if all(r["ok"] for r in runs)]
+    if not solved:
+        print(f"VAMP: solved none of {len(res)} problems ({info})")
+        return
+    med = [float(np.median([r["seconds"] for r in runs])) for runs in solved]
+    best = [min(r["seconds"] for r in runs) for runs in solved]
+    inner = [float(np.median([(r["plan_ns"] + r["simplify_ns"]) * 1e-9 for r in runs])) for runs in solved]
+    m1, p1 = stats(ours)
+    mv, pv = stats(med)
+    mb, pb = stats(best)
+    mi, pi = stats(inner)
+    n = len(res[0])
+    print(f"{'VAMP RRTConnect+simplify':28s} {mv:10.2f} {pv:10.2f} {len(res) - len(solved):9d}"
+          f"  (median of its {n} runs per problem)")
+    print(f"{'VAMP, best of ' + str(n) + ' runs':28s} {mb:10.2f} {pb:10.2f}")
+    print(f"{'VAMP, its own ns counters':28s} {mi:10.2f} {pi:10.2f}")
+    print(f"ratio anycell/VAMP: median {m1 / mv:.2f}, p95 {p1 / pv:.2f}  (against VAMP's best runs: median "
+          f"{m1 / mb:.2f}, p95 {p1 / pb:.2f}; neither includes TOPP-RA timing)")
+    # VAMP's paths are timed by the same TOPP-RA (same limits, same step) without anycell's re-check of
+    # the timed trajectory, which refuses a path that grazes an obstacle in anycell's mesh model
+    if len(ours) == len(res) and len(solved) == len(res) and hard:
+        mine_h = [t * 1000 for t in ours[len(base):]]
+        theirs_h = [m * 1000 for m in med[len(base):]]
+        print(f"on the {len(hard)} problems with the post (searched): anycell median {np.median(mine_h):.2f} ms, "
+              f"max {max(mine_h):.2f} ms; VAMP median {np.median(theirs_h):.2f} ms, max {max(theirs_h):.2f} ms")
+    ratios, accepted, checked = [], 0, 0
+    for (qa, qb, held, mid), runs in zip(everything[len(base):], res[len(base):]):
+        if not runs[0]["ok"] or len(runs[0]["path"]) < 2:
+            continue
+        theirs = runs[0]["path"]
+        planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+        try:
+            checked += 1
+            accepted += all(planner.world.segment_free(a, b, held, resolution=RESOLUTION)
+                            for a, b in zip(theirs[:-1], theirs[1:]))
+            mine_t = planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1]
+            ratios.append(mine_t / time_optimal(planner.joint_names, theirs, planner.vmax, planner.amax,
+                                                max_step=0.1).times[-1])
+        except AnycellError:
+            pass
+        planner.remove_obstacle("post")
+    if ratios:
+        print(f"executed duration on the {len(ratios)} problems with the post: anycell/VAMP "
+              f"{min(ratios):.3f}-{max(ratios):.3f} (median {float(np.median(ratios)):.3f}); VAMP's paths "
+              f"collision-free in anycell's checker: {accepted}/{checked} (its meshes at its RESOLUTION, with the "
+              f"{FREE_CLEARANCE * 1000:.0f} mm clearance it keeps on free moves; VAMP's spheres keep none)")
+    print(f"VAMP: {info['build'] if 'build' in info else ''}; its Panda is {info['n_spheres']} spheres, motions "
+          f"checked at its resolution {info['resolution']:g}; {info['boxes']} cell boxes as {info['cuboids']} "
+          f"cuboids ({info['carved']} carved under the base); held part = one enclosing sphere; configurations "
+          f"it finds in collision: {info['invalid']['start']} starts, {info['invalid']['goal']} goals")
 
 
 if __name__ == "__main__":
     from bench.usage import bench_args
 
-    ARGS = bench_args(__doc__, [("--no-mplib", "leave out mplib, the second peer (it runs in a venv of its own)")])
+    ARGS = bench_args(__doc__, [("--no-mplib", "leave out mplib, the second peer (it runs in a venv of its own)"),
+                                ("--no-vamp", "leave out VAMP, the third peer (built into a venv of its own)")],
+                      values=[("--vamp-deps", "DIR", "DIR/nigh and DIR/SIMDxorshift: the sources VAMP's build "
+                                                     "would clone from GitHub, to build .venv/vamp-peer once")])
     sys.exit(main())
