@@ -278,6 +278,8 @@ class PictureProcess:
             proc.kill()
 
     def close(self) -> None:
+        """End the child; a picture in progress fails at once (nobody waits for pictures any more)."""
+        self.abort()
         with self._lock:
             self._stop()
 

@@ -99,10 +99,15 @@ class JsonRequester:
         body = dict(payload, request_id=rid)
         text = json.dumps(body, separators=(",", ":"))
         deadline = time.monotonic() + timeout
-        with self._cond:   # not closed, and it cannot close, until this message is out
+
+        def publish() -> None:
+            with self._cond:   # not closed, and it cannot close, until this message is out
+                self._check_open(what, rid)
+                self._pub.publish(String(data=text))
+
+        with self._cond:
             self._answers.pop(rid, None)
-            self._check_open(what, rid)
-            self._pub.publish(String(data=text))
+        publish()
         sent = time.monotonic()
 
         def wait() -> Dict[str, Any]:
@@ -116,9 +121,7 @@ class JsonRequester:
                     self._check_open(what, rid)
                 if time.monotonic() >= deadline:
                     raise DriverTimeout(f"no answer to {what} ({rid}) on {self.request_topic} within {timeout:.0f} s")
-                with self._cond:
-                    self._check_open(what, rid)
-                    self._pub.publish(String(data=text))
+                publish()
                 resend = min(deadline, time.monotonic() + resend_after)
 
         return wait

@@ -34,7 +34,7 @@ from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedEx
 from rclpy.node import Node
 
 from anycell.errors import AnycellError
-from anycell.heap import settle as settle_heap   # noqa: F401 - the nodes' and the tests' name for it
+from anycell.heap import settle as settle_heap   # also the tests' and bench_halt's name for it
 
 if TYPE_CHECKING:
     from anycell.cell import CellConfig

@@ -427,11 +427,8 @@ class SimCellNode(Node):
             except queue.Empty:
                 break
         self._renders.put(None)
-        abort = getattr(self.world._pictures, "abort", None)
-        if abort is not None:
-            abort()                     # a render in progress ends now rather than after its timeout
+        self.world.close()              # ends the picture process: a render in progress fails at once
         self._render_thread.join(timeout=5.0)
-        self.world.close()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
