@@ -788,7 +788,6 @@ class FastCollision:
         for orb in self.world.bodies.robots.values():
             if orb.body != self.body:
                 others += self._add_static(gm, orb.body, cache=True)
-        self._other_objs = frozenset(others)
         obstacle_objs: Dict[str, List[int]] = {}
         for name, body in self.world.obstacles.items():
             obstacle_objs[name] = self._add_static(gm, body, cache=False)
@@ -826,7 +825,7 @@ class FastCollision:
         new = self._reorder(gm, groups)
         self.gm = self._permuted(gm, new, first=moving)
         self._gm_moving = self._moving_model(self.gm, moving)
-        self._gm_still = self._disabled(self.gm, still=False)
+        self._gm_still = self._still_only(self.gm)
         self._owner = [self._owner[g] for g in sorted(new, key=new.__getitem__)]
         self._margin = [self._margin[g] for g in sorted(new, key=new.__getitem__)]
         self._other_objs = frozenset(new[g] for g in others)
@@ -884,16 +883,16 @@ class FastCollision:
         return out
 
     @staticmethod
-    def _disabled(gm: Any, *, still: bool) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
-        """A copy of ``gm`` (same objects, shapes and pairs, in the same order) with the objects fixed in the
-        cell (``still``) or the ones the robot carries (not ``still``) left out of a broad phase built on it.
+    def _still_only(gm: Any) -> Any:  # noqa: ANN401 - pinocchio.GeometryModel
+        """A copy of ``gm`` (same objects, shapes and pairs, in the same order) with the objects the robot
+        carries left out of a broad phase built on it: the still cell's broad phase (:meth:`_Check._still`).
 
         The copies share their shapes with ``gm``, which pinocchio's broad-phase callback checks; the
         callback itself works on ``gm``, where every object takes part.
         """
         out = gm.copy()        # its own objects (their flags), the same shapes and pairs: 0.01 ms, not 0.4
         for obj in out.geometryObjects:
-            obj.disableCollision = (obj.parentJoint == 0) == still
+            obj.disableCollision = obj.parentJoint != 0
         return out
 
     def _collision_counts(self, samples: int = COUNT_SAMPLES) -> Dict[Tuple[int, int], int]:
@@ -905,7 +904,7 @@ class FastCollision:
 
         from .collision import FREE_CLEARANCE
 
-        gd = self._check(FREE_CLEARANCE, frozenset()).gd
+        gd = self._configured(FREE_CLEARANCE, frozenset())
         rng = np.random.default_rng(5)
         lo, hi = np.asarray(self.world.kin.lower, float), np.asarray(self.world.kin.upper, float)
         counts: Dict[Tuple[int, int], int] = {}
@@ -931,7 +930,6 @@ class FastCollision:
 
     def _scene_changed(self) -> None:
         self._variants.clear()
-        self._last = None
         self._rebuild()
 
     def _add_static(self, gm, body: int, *, cache: bool) -> List[int]:  # noqa: ANN001 - pinocchio.GeometryModel
@@ -972,14 +970,14 @@ class FastCollision:
         key = (clearance, ignore)
         check = self._gdata.get(key)
         if check is None:
-            check = _Check.make(self, clearance, ignore, self._configured(clearance, ignore), None)
-            table = self._table_for(clearance, ignore, check)
+            check = _Check.make(self, self._configured(clearance, ignore))
+            table = self._table_for(check)
             if table is not None:
                 check = check._replace(table=table)
             self._gdata[key] = check
         return check
 
-    def _configured(self, clearance: float, ignore: FrozenSet[str], drop: Iterable[int] = ()) -> Any:  # noqa: ANN401
+    def _configured(self, clearance: float, ignore: FrozenSet[str]) -> Any:  # noqa: ANN401
         """A GeometryData with every pair's margin for these settings and the pairs not to test deactivated
         (ignored obstacles', proven apart at this margin, and the pair indices in ``drop``)."""
         import pinocchio as pin
@@ -988,7 +986,6 @@ class FastCollision:
         skip = frozenset().union(*(self._obstacle_objs.get(n, frozenset()) for n in ignore)) if ignore else ()
         robot_clear = max(clearance, float(self.world.robot_clearance))
         others, margin, apart = self._other_objs, self._margin, self._apart_gm
-        drop = set(drop)
         deactivate = gd.deactivateCollisionPair
         # this runs at every scene change (a part placed, a robot moved): the loop is kept lean
         for k, (pair, req) in enumerate(zip(self.gm.collisionPairs, gd.collisionRequests)):
@@ -998,11 +995,11 @@ class FastCollision:
             req.break_distance = 0.0
             req.num_max_contacts = 1
             req.enable_contact = False       # a verdict, not contact points (contacts() measures distances)
-            if (skip and (a in skip or b in skip)) or m <= apart.get((a, b), -np.inf) or k in drop:
-                deactivate(k)                # ignored, proven never this near (no test needed), or dropped
+            if (skip and (a in skip or b in skip)) or m <= apart.get((a, b), -np.inf):
+                deactivate(k)                # ignored, or proven never this near (no test needed)
         return gd
 
-    def _table_for(self, clearance: float, ignore: FrozenSet[str], full: "_Check") -> Optional[Tuple[Any, ...]]:
+    def _table_for(self, full: "_Check") -> Optional[Tuple[Any, ...]]:
         """What :meth:`free` needs to use :attr:`_table` in this scene: the two joints' q indices, the grid, which
         cells clear every active pair of the table's group at its margin here, and the check without them;
         None when no table, no active pair of its group, or no cell clears them.
@@ -1028,7 +1025,7 @@ class FastCollision:
         alt_gd = gd.copy()
         for _, k in live:
             alt_gd.deactivateCollisionPair(k)
-        alt = _Check.make(self, clearance, ignore, alt_gd, None, still=full.still)
+        alt = _Check.make(self, alt_gd, still=full.still)
         (i0, i1), (lo0, lo1), (s0, s1) = table.joints, table.lo, table.scale
         return (i0, lo0, s0, i1, lo1, s1, table.n, clear.tolist(),
                 (alt.gd, alt.update, alt.collide, alt.still, alt.callback), clear)
@@ -1214,19 +1211,16 @@ class _Check(NamedTuple):
     whose pairs and margins are those of ``gd``; the calls reset it at the start of each pass.
     """
 
-    clearance: float
-    ignore: Any
     gd: Any                 # pinocchio.GeometryData (requests, active pairs, placements)
     manager: Any            # the moving objects' naive broad phase over gd
     still: Any              # the still objects' naive broad phase (boxes computed once)
     update: Any             # manager.update
     collide: Any            # manager.collide
     callback: Any           # pinocchio.CollisionCallBackDefault on the full model, stopping at the first collision
-    table: Optional[Tuple[Any, ...]]    # FastCollision._table_for: the check without the table's pairs, and where
+    table: Optional[Tuple[Any, ...]] = None   # FastCollision._table_for: the check without the table's pairs, and where
 
     @staticmethod
-    def make(fast: FastCollision, clearance: float, ignore: Any, gd: Any,  # noqa: ANN401
-             table: Optional[Tuple[Any, ...]], still: Any = None) -> "_Check":  # noqa: ANN401
+    def make(fast: FastCollision, gd: Any, still: Any = None) -> "_Check":  # noqa: ANN401
         """The check on ``gd``; ``still``: a still broad phase built for the same still objects and margins."""
         import pinocchio as pin
 
@@ -1236,7 +1230,7 @@ class _Check(NamedTuple):
         if still is None:
             still = _Check._still(fast, gd)
         callback = pin.CollisionCallBackDefault(fast.gm, gd, True)
-        return _Check(clearance, ignore, gd, manager, still, manager.update, manager.collide, callback, table)
+        return _Check(gd, manager, still, manager.update, manager.collide, callback)
 
     @staticmethod
     def _still(fast: FastCollision, gd: Any) -> Any:  # noqa: ANN401
