@@ -68,6 +68,7 @@ from anycell.planners.timing import time_optimal  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWN = [math.pi, 0.0, 0.0]
 REPEATS = 10    # OMPL runs per searched problem for the spread of its path durations
+POST_SIZE = [0.06, 0.06, 0.4]   # the blocking post of the searched problems (every peer gets the same)
 ARGS = None    # the command line (set when run as a script)
 
 
@@ -207,7 +208,7 @@ def mplib_spec(cell, planner, probs, repeats):
             prob["held"] = {"size": list(held.size), "p": [float(tcp[0]), float(tcp[1]), float(tcp[2])],
                             "q": [1.0, 0.0, 0.0, 0.0]}
         if mid is not None:
-            prob["post"] = {"size": [0.06, 0.06, 0.4], "p": list(mid)}
+            prob["post"] = {"size": POST_SIZE, "p": list(mid)}
         out.append(prob)
     return {"urdf": os.path.join(panda, "panda.urdf"), "srdf": None, "move_group": FLANGE_LINKS["franka_panda"],
             "base": {"p": list(robot.base.xyz), "q": _quat_wxyz(robot.base.rpy)},
@@ -316,7 +317,7 @@ def run_vamp(cell, planner, probs, deps: Optional[str], repeats: int = VAMP_REPE
             if held is not None:
                 prob["held"] = {"size": list(held.size), "p": tcp}
             if mid is not None:
-                prob["post"] = {"size": [0.06, 0.06, 0.4], "p": list(mid)}
+                prob["post"] = {"size": POST_SIZE, "p": list(mid)}
             out.append(prob)
         spec = {"base": {"p": list(robot.base.xyz), "q": _quat_wxyz(robot.base.rpy)},
                 "boxes": cell_boxes(planner.world), "problems": out, "repeats": repeats}
@@ -354,7 +355,7 @@ def main() -> int:
     for qa, qb, held in base:
         pa, pb = planner.fk(qa).xyz, planner.fk(qb).xyz
         mid = [(pa[0] + pb[0]) / 2, (pa[1] + pb[1]) / 2, 0.2]
-        planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+        planner.add_obstacle("post", POST_SIZE, Pose(xyz=mid))
         if (planner.world.free(qa, held) and planner.world.free(qb, held)
                 and not planner.world.segment_free(qa, qb, held)):
             hard.append((qa, qb, held, mid))
@@ -366,7 +367,7 @@ def main() -> int:
     for _label, probs in (("cell", [(a, b, h, None) for a, b, h in base]), ("post", hard)):
         for qa, qb, held, mid in probs:
             if mid is not None:
-                planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+                planner.add_obstacle("post", POST_SIZE, Pose(xyz=mid))
             planner.world.free(qa, held)  # the held part's body is built now, outside both timings
             t0 = time.perf_counter()
             mine = None
@@ -411,12 +412,14 @@ def main() -> int:
         r = d[:, 0] / d[:, 1]
         print(f"executed duration after TOPP-RA on {len(d)} searched problems: anycell/OMPL median {np.median(r):.3f}, "
               f"worst {r.max():.3f}  (goal: within 10% of the best peer)")
+    mine_post = post_durations(planner, hard)
     # OMPL's paths are random (one run per problem above): its typical and its best path over REPEATS runs
     spread = []
-    for qa, qb, held, mid in hard:
-        planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+    for (qa, qb, held, mid), mine_t in zip(hard, mine_post):
+        if mine_t is None:
+            continue
+        planner.add_obstacle("post", POST_SIZE, Pose(xyz=mid))
         try:
-            mine_t = planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1]
             runs = []
             for _ in range(REPEATS):
                 _, _, other = ompl_solve(planner, qa, qb, held)
@@ -432,8 +435,8 @@ def main() -> int:
         print(f"the same against OMPL's {REPEATS} runs per searched problem: anycell / OMPL's median duration "
               f"{sp[:, 0].min():.3f}-{sp[:, 0].max():.3f}, anycell / OMPL's shortest {sp[:, 1].min():.3f}-"
               f"{sp[:, 1].max():.3f}")
+    everything = [(a, b, h, None) for a, b, h in base] + list(hard)
     if ARGS is None or not ARGS.no_mplib:
-        everything = [(a, b, h, None) for a, b, h in base] + list(hard)
         got = run_mplib(cell, planner, everything)
         if got is not None:
             first = [runs[0] for runs in got]
@@ -447,31 +450,40 @@ def main() -> int:
                           f"(mplib's call includes its TOPP-RA timing, so ours is planning + timing)")
             # executed durations on the searched problems (the post): ours after TOPP-RA against mplib's
             ratios = []
-            for (qa, qb, held, mid), runs in zip(everything[len(base):], got[len(base):]):
-                if not runs[0]["ok"]:
-                    continue
-                planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
-                try:
-                    mine_t = planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1]
+            for mine_t, runs in zip(mine_post, got[len(base):]):
+                if runs[0]["ok"] and mine_t is not None:
                     ratios.append(mine_t / runs[0]["duration"])
-                except AnycellError:
-                    pass
-                planner.remove_obstacle("post")
             if ratios:
                 print(f"executed duration on the {len(ratios)} problems with the post: anycell/mplib "
                       f"{min(ratios):.3f}-{max(ratios):.3f} (median {float(np.median(ratios)):.3f})")
     if ARGS is None or not ARGS.no_vamp:
-        report_vamp(cell, planner, base, hard, ours, None if ARGS is None else ARGS.vamp_deps)
+        report_vamp(cell, planner, everything, len(base), ours, mine_post, None if ARGS is None else ARGS.vamp_deps)
     planner.close()
     return 0
 
 
-def report_vamp(cell, planner, base, hard, ours: List[float], deps: Optional[str]) -> None:
+def post_durations(planner, hard) -> List[Optional[float]]:
+    """Our executed duration (planned, then TOPP-RA) on each problem with the post, None where we fail:
+    the planner is deterministic for its seed, so it is planned once and compared with every peer's."""
+    out: List[Optional[float]] = []
+    for qa, qb, held, mid in hard:
+        planner.add_obstacle("post", POST_SIZE, Pose(xyz=mid))
+        try:
+            out.append(planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1])
+        except AnycellError:
+            out.append(None)
+        finally:
+            planner.remove_obstacle("post")
+    return out
+
+
+def report_vamp(cell, planner, everything, n_base: int, ours: List[float], mine_post: List[Optional[float]],
+                deps: Optional[str]) -> None:
     """VAMP's rows: its planning time over the same problems (per problem the median and the best
     of its runs), anycell's median and p95 as ratios to it, and the executed durations of its
-    paths on the problems with the post, timed by anycell's TOPP-RA like ours. ``ours`` holds
-    anycell's planning time per problem, in the order of ``base`` then ``hard``."""
-    everything = [(a, b, h, None) for a, b, h in base] + list(hard)
+    paths on the problems with the post, timed by anycell's TOPP-RA like ours. ``everything``: the
+    problems, the first ``n_base`` without the post; ``ours`` holds anycell's planning time per problem
+    and ``mine_post`` its executed durations on those with the post (:func:`post_durations`)."""
     got = run_vamp(cell, planner, everything, deps)
     if got is None:
         return
@@ -496,24 +508,24 @@ def report_vamp(cell, planner, base, hard, ours: List[float], deps: Optional[str
           f"{m1 / mb:.2f}, p95 {p1 / pb:.2f}; neither includes TOPP-RA timing)")
     # VAMP's paths are timed by the same TOPP-RA (same limits, same step) without anycell's re-check of
     # the timed trajectory, which refuses a path that grazes an obstacle in anycell's mesh model
-    if len(ours) == len(res) and len(solved) == len(res) and hard:
-        mine_h = [t * 1000 for t in ours[len(base):]]
-        theirs_h = [m * 1000 for m in med[len(base):]]
-        print(f"on the {len(hard)} problems with the post (searched): anycell median {np.median(mine_h):.2f} ms, "
+    if len(ours) == len(res) and len(solved) == len(res) and len(everything) > n_base:
+        mine_h = [t * 1000 for t in ours[n_base:]]
+        theirs_h = [m * 1000 for m in med[n_base:]]
+        print(f"on the {len(everything) - n_base} problems with the post (searched): anycell median {np.median(mine_h):.2f} ms, "
               f"max {max(mine_h):.2f} ms; VAMP median {np.median(theirs_h):.2f} ms, max {max(theirs_h):.2f} ms")
     ratios, accepted, checked = [], 0, 0
-    for (qa, qb, held, mid), runs in zip(everything[len(base):], res[len(base):]):
+    for (_qa, _qb, held, mid), runs, mine_t in zip(everything[n_base:], res[n_base:], mine_post):
         if not runs[0]["ok"] or len(runs[0]["path"]) < 2:
             continue
         theirs = runs[0]["path"]
-        planner.add_obstacle("post", [0.06, 0.06, 0.4], Pose(xyz=mid))
+        planner.add_obstacle("post", POST_SIZE, Pose(xyz=mid))
         try:
             checked += 1
             accepted += all(planner.world.segment_free(a, b, held, resolution=RESOLUTION)
                             for a, b in zip(theirs[:-1], theirs[1:]))
-            mine_t = planner.parameterize(planner.plan_joint_path(qa, qb, held), held).times[-1]
-            ratios.append(mine_t / time_optimal(planner.joint_names, theirs, planner.vmax, planner.amax,
-                                                max_step=0.1).times[-1])
+            if mine_t is not None:
+                ratios.append(mine_t / time_optimal(planner.joint_names, theirs, planner.vmax, planner.amax,
+                                                    max_step=0.1).times[-1])
         except AnycellError:
             pass
         planner.remove_obstacle("post")
