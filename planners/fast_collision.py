@@ -518,7 +518,7 @@ class FastCollision:
         return gm, pairs
 
     def _prove_apart(self, urdf: str) -> Dict[Tuple[int, int], float]:
-        """Robot self pairs (geometry indices) that no joint values within the URDF's limits bring within a band
+        """Robot self pairs (geometry indices) that no joint values within the joints' domain bring within a band
         (the widest of :data:`APART_BANDS` proven, by pair).
 
         Why: most of a check's time is the narrow phase on robot link pairs whose boxes overlap in
@@ -528,11 +528,11 @@ class FastCollision:
         over the joints between its two links (at most three, the others cannot change the pair's
         relative pose): a box of joint values is cleared when the distance at its centre, less the
         farthest any point of the shapes can move inside the box (each revolute joint moves a point
-        at most its half-width times the point's reach from the joint's origin; a prismatic one its
+        at most its half-width times the point's distance from the joint's axis; a prismatic one its
         half-width), is at least the band. A pair that is not cleared within its budget of boxes is
-        checked as before. The domain is the URDF's own limits plus 0.05 rad (a full turn for
-        continuous joints), which contains every configuration the planner accepts (the cell's
-        limits lie within the URDF's); fingers and other joints outside the arm are held where
+        checked as before. The domain (:meth:`_joint_domain`) is the URDF's limits and the cell's,
+        whichever reach further, plus 0.05 rad, which contains every configuration the planner
+        accepts; fingers and other joints outside the arm are held where
         they are in every query, as here.
         """
         lo_all, hi_all = self._joint_domain()
@@ -564,8 +564,8 @@ class FastCollision:
         two-joint group with the most pairs get a TABLE_CELLS x TABLE_CELLS grid over those joints' domain;
         in each cell, the distance at its centre less the farthest the pair can move inside it (the
         proof's bound) bounds the pair's distance from below. A check whose two joint values fall in a
-        cell where every pair of the group keeps its margin runs without them (:meth:`free`). Joints
-        whose domain is over a full turn, or unbounded, get no table (a value would first need wrapping).
+        cell where every pair of the group keeps its margin runs without them (:meth:`free`); a value
+        outside the grid (a joint turning further than the table covers) runs the full check.
         """
         import pinocchio as pin
 
