@@ -71,7 +71,9 @@ def _demo(args: argparse.Namespace) -> int:
     plan = plan_and_schedule(cell, job, PlanOptions(solver="list"))  # bad input is refused before the cell starts
     report = os.path.abspath(args.report)
     os.makedirs(report, exist_ok=True)
-    for stale in ("journal.db", "journal.db-wal", "journal.db-shm", "cell.log"):
+    # the journal and the simulated world saved beside it (CellDevices.world_file) go together: a world
+    # left from the last demo would be restored into this one, its parts where this job's appear
+    for stale in ("journal.db", "journal.db-wal", "journal.db-shm", "sim_world.json", "cell.log"):
         if os.path.exists(os.path.join(report, stale)):
             os.unlink(os.path.join(report, stale))
     shutil.rmtree(os.path.join(report, "reports"), ignore_errors=True)

@@ -22,6 +22,10 @@ def _demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_demo_makes_the_job_and_exits_zero_when_every_unit_passed(tmp_path) -> None:
+    # a world saved by an earlier demo in the same folder (its block left where this one's appears) is not restored
+    stale = {"parts": {"u1.block": {"size": {"box": [0.035, 0.035, 0.02]}, "mass": 0.04, "color": None,
+                                    "pose": {"xyz": [0.25, 0.21, 0.032], "rpy": [0.0, 0.0, 0.0]}}}}
+    (tmp_path / "sim_world.json").write_text(json.dumps(stale))
     proc = _demo("--job", STACK_JOB, "--report", str(tmp_path))
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr + (tmp_path / "cell.log").read_text()[-3000:]
@@ -32,6 +36,7 @@ def test_demo_makes_the_job_and_exits_zero_when_every_unit_passed(tmp_path) -> N
     assert os.path.exists(tmp_path / "reports" / "stack_assembly" / "timeline.png")
     log = (tmp_path / "cell.log").read_text()
     assert "cell_agent stopped (code 0)" in log and "sim_cell stopped" in log
+    assert "restored" not in log
 
 
 def test_demo_refuses_bad_input_before_starting_anything(tmp_path) -> None:
